@@ -1,0 +1,285 @@
+//! The conntrack table: two entries per flow, one per direction, each keyed by the tuple its
+//! packets carry on arrival and holding the tuple to rewrite them to.
+
+use super::state::{CtTimeouts, TcpState};
+use crate::addr::Addr;
+use crate::flowtable::{Displaced, FlowTable};
+use crate::hash::hash_words;
+use crate::policy::RuleId;
+use crate::service::ServicePortId;
+
+/// Addresses and ports of one direction of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Tuple {
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl Tuple {
+    pub fn reversed(self) -> Tuple {
+        Tuple { src: self.dst, dst: self.src, sport: self.dport, dport: self.sport }
+    }
+}
+
+/// A tuple with its protocol: the conntrack key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct FlowKey {
+    pub t: Tuple,
+    pub proto: u8,
+}
+
+impl FlowKey {
+    pub fn reversed(self) -> FlowKey {
+        FlowKey { t: self.t.reversed(), proto: self.proto }
+    }
+    #[inline]
+    pub fn hash(&self, seed: u64) -> u64 {
+        let ports = (u64::from(self.t.sport) << 32) | (u64::from(self.t.dport) << 16) | u64::from(self.proto);
+        hash_words(seed, &[self.t.src.hi(), self.t.src.lo(), self.t.dst.hi(), self.t.dst.lo(), ports])
+    }
+}
+
+/// Which way a packet travels relative to the packet that created the flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    Original,
+    Reply,
+}
+
+/// One direction of a tracked flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CtEntry {
+    pub dir: Direction,
+    /// The tuple packets of this direction are rewritten to (equal to the key's when no NAT).
+    pub xlate: Tuple,
+    pub state: TcpState,
+    fins: u8,
+    /// Identifies the flow; the peer slot is trusted only while its flow id matches.
+    flow_id: u32,
+    peer: u32,
+    pub service: Option<ServicePortId>,
+    /// The policy rules that admitted the flow (egress at the source, ingress at the
+    /// destination), for traces and listings.
+    pub egress_rule: Option<RuleId>,
+    pub ingress_rule: Option<RuleId>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub created: u64,
+}
+
+/// Counters of one conntrack table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtStats {
+    pub created: u64,
+    pub evicted: u64,
+    pub expired_reused: u64,
+}
+
+/// A per-worker conntrack table.
+#[derive(Debug, Clone)]
+pub struct Conntrack {
+    table: FlowTable<FlowKey, CtEntry>,
+    seed: u64,
+    next_flow: u32,
+    pub timeouts: CtTimeouts,
+    pub stats: CtStats,
+}
+
+/// What `commit` needs to know about a new flow.
+#[derive(Debug, Clone, Copy)]
+pub struct NewFlow {
+    pub key: FlowKey,
+    pub xlate: Tuple,
+    pub tcp_flags: u8,
+    pub len: u64,
+    pub service: Option<ServicePortId>,
+    pub egress_rule: Option<RuleId>,
+    pub ingress_rule: Option<RuleId>,
+}
+
+impl Conntrack {
+    pub fn new(capacity: usize, seed: u64, timeouts: CtTimeouts) -> Conntrack {
+        Conntrack { table: FlowTable::with_capacity(capacity * 2), seed, next_flow: 1, timeouts, stats: CtStats::default() }
+    }
+
+    /// The slot of the live entry for `key`.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, now: u64) -> Option<usize> {
+        self.table.find(key.hash(self.seed), key, now)
+    }
+
+    #[inline]
+    pub fn entry(&self, slot: usize) -> &CtEntry {
+        self.table.get(slot).1
+    }
+
+    /// Accounts a packet to a flow, advances TCP state in both directions and refreshes both
+    /// expiries. Returns the new state.
+    #[inline]
+    pub fn touch(&mut self, slot: usize, tcp_flags: u8, len: u64, now: u64) -> TcpState {
+        let (key, e, _) = self.table.get(slot);
+        let proto = key.proto;
+        let mut e = *e;
+        let reply = e.dir == Direction::Reply;
+        let state = e.state.next(tcp_flags, reply, &mut e.fins);
+        e.state = state;
+        e.packets += 1;
+        e.bytes += len;
+        let expires = now + state.timeout(proto, &self.timeouts);
+        *self.table.val_mut(slot) = e;
+        self.table.set_expiry(slot, expires);
+        let peer = e.peer as usize;
+        if peer < self.table.capacity() {
+            let (_, pe, pexp) = self.table.get(peer);
+            if pe.flow_id == e.flow_id && pexp > now {
+                let p = self.table.val_mut(peer);
+                p.state = state;
+                p.fins = e.fins;
+                self.table.set_expiry(peer, expires);
+            }
+        }
+        state
+    }
+
+    /// Whether the reply of a translated tuple would collide with a live flow (SNAT port
+    /// allocation asks this).
+    pub fn reply_taken(&self, xlate: &Tuple, proto: u8, now: u64) -> bool {
+        let k = FlowKey { t: xlate.reversed(), proto };
+        self.lookup(&k, now).is_some()
+    }
+
+    /// Tracks a new flow: the original entry (key -> xlate) and the reply entry (reverse of
+    /// xlate -> reverse of key). Returns the original entry's slot.
+    pub fn commit(&mut self, f: &NewFlow, now: u64) -> usize {
+        let flow_id = self.next_flow;
+        self.next_flow = self.next_flow.wrapping_add(1).max(1);
+        let mut fins = 0;
+        let state = TcpState::initial(f.key.proto, f.tcp_flags);
+        if f.tcp_flags & crate::wire::l4::tcp_flags::FIN != 0 {
+            fins = 1;
+        }
+        let expires = now + state.timeout(f.key.proto, &self.timeouts);
+        let base = CtEntry {
+            dir: Direction::Original,
+            xlate: f.xlate,
+            state,
+            fins,
+            flow_id,
+            peer: u32::MAX,
+            service: f.service,
+            egress_rule: f.egress_rule,
+            ingress_rule: f.ingress_rule,
+            packets: 1,
+            bytes: f.len,
+            created: now,
+        };
+        let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
+        let reply = CtEntry { dir: Direction::Reply, xlate: f.key.t.reversed(), packets: 0, bytes: 0, ..base };
+        let (o, d1) = self.table.insert(f.key.hash(self.seed), f.key, base, expires, now);
+        let (r, d2) = self.table.insert(rkey.hash(self.seed), rkey, CtEntry { peer: o as u32, ..reply }, expires, now);
+        self.table.val_mut(o).peer = r as u32;
+        self.stats.created += 1;
+        for d in [d1, d2] {
+            match d {
+                Displaced::Evicted => self.stats.evicted += 1,
+                Displaced::Expired => self.stats.expired_reused += 1,
+                Displaced::Nothing => {}
+            }
+        }
+        o
+    }
+
+    /// Reclaims expired entries among the next `budget` slots.
+    pub fn sweep(&mut self, now: u64, budget: usize) -> usize {
+        self.table.sweep(now, budget)
+    }
+
+    /// Drops every entry.
+    pub fn flush(&mut self) {
+        self.table.clear();
+    }
+
+    /// Entries in use (two per flow).
+    pub fn entries(&self) -> usize {
+        self.table.occupied()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// Live original-direction entries, for listings.
+    pub fn flows(&self, now: u64) -> impl Iterator<Item = (&FlowKey, &CtEntry, u64)> {
+        self.table.iter_live(now).filter(|(_, _, e, _)| e.dir == Direction::Original).map(|(_, k, e, x)| (k, e, x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::l4::tcp_flags::*;
+    use crate::wire::proto;
+
+    fn a(s: &str) -> Addr {
+        Addr::from(s.parse::<core::net::IpAddr>().unwrap())
+    }
+
+    fn flow() -> NewFlow {
+        let key = FlowKey { t: Tuple { src: a("10.0.0.2"), dst: a("10.96.0.10"), sport: 40000, dport: 80 }, proto: proto::TCP };
+        let xlate = Tuple { dst: a("10.0.1.7"), dport: 8080, ..key.t };
+        NewFlow { key, xlate, tcp_flags: SYN, len: 60, service: Some(ServicePortId(3)), egress_rule: None, ingress_rule: None }
+    }
+
+    #[test]
+    fn both_directions_and_reverse_nat() {
+        let mut ct = Conntrack::new(1024, 7, CtTimeouts::default());
+        let f = flow();
+        let o = ct.commit(&f, 0);
+        assert_eq!(ct.lookup(&f.key, 1), Some(o));
+        let reply_key = FlowKey { t: f.xlate.reversed(), proto: proto::TCP };
+        let r = ct.lookup(&reply_key, 1).expect("reply entry");
+        let e = ct.entry(r);
+        assert_eq!(e.dir, Direction::Reply);
+        assert_eq!(e.xlate, f.key.t.reversed(), "replies are rewritten back to the VIP");
+        assert_eq!(ct.touch(r, SYN | ACK, 60, 2), TcpState::SynReceived);
+        assert_eq!(ct.touch(o, ACK, 60, 3), TcpState::Established);
+        assert_eq!(ct.entry(r).state, TcpState::Established, "state is shared by both directions");
+        assert_eq!(ct.entries(), 2);
+        assert_eq!(ct.flows(4).count(), 1);
+    }
+
+    #[test]
+    fn expiry_follows_state_and_time() {
+        let mut t = CtTimeouts::default();
+        t.tcp_syn = 100;
+        t.tcp_close = 10;
+        let mut ct = Conntrack::new(64, 7, t);
+        let f = flow();
+        ct.commit(&f, 0);
+        assert!(ct.lookup(&f.key, 99).is_some());
+        assert!(ct.lookup(&f.key, 100).is_none(), "unanswered SYN expires");
+        let o2 = ct.commit(&f, 200);
+        ct.touch(o2, RST, 40, 201);
+        assert!(ct.lookup(&f.key, 210).is_some());
+        assert!(ct.lookup(&f.key, 211).is_none());
+        assert_eq!(ct.sweep(1000, 1 << 20), 4, "both flows, both directions");
+        assert_eq!(ct.entries(), 0);
+    }
+
+    #[test]
+    fn bounded_with_eviction() {
+        let mut ct = Conntrack::new(64, 7, CtTimeouts::default());
+        for i in 0..1000u16 {
+            let mut f = flow();
+            f.key.t.sport = i;
+            f.xlate.sport = i;
+            ct.commit(&f, 0);
+        }
+        assert!(ct.entries() <= ct.capacity());
+        assert!(ct.stats.evicted > 0);
+        assert_eq!(ct.stats.created, 1000);
+    }
+}

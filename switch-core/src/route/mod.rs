@@ -1,0 +1,7 @@
+//! Routes: longest-prefix match from a destination address to where the packet goes next.
+
+mod lpm;
+mod table;
+
+pub use lpm::Lpm;
+pub use table::{NodeId, RemoteNode, RouteTable, RouteTarget};

@@ -1,0 +1,61 @@
+//! ClientIP session affinity: per worker, (service port, client address) -> backend, kept for
+//! the service's timeout after the last new connection that used it.
+
+use crate::addr::Addr;
+use crate::flowtable::FlowTable;
+use crate::hash::hash_words;
+use crate::service::ServicePortId;
+
+/// Key of an affinity entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct AffinityKey {
+    pub service: ServicePortId,
+    pub client: Addr,
+}
+
+/// Remembered backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AffinityEntry {
+    pub addr: Addr,
+    pub port: u16,
+}
+
+/// The per-worker affinity table.
+#[derive(Debug, Clone)]
+pub struct AffinityTable {
+    table: FlowTable<AffinityKey, AffinityEntry>,
+}
+
+fn hash(k: &AffinityKey) -> u64 {
+    hash_words(0x6166_66, &[u64::from(k.service.0), k.client.hi(), k.client.lo()])
+}
+
+impl AffinityTable {
+    pub fn with_capacity(n: usize) -> AffinityTable {
+        AffinityTable { table: FlowTable::with_capacity(n) }
+    }
+
+    pub fn get(&self, k: &AffinityKey, now: u64) -> Option<AffinityEntry> {
+        self.table.find(hash(k), k, now).map(|s| *self.table.get(s).1)
+    }
+
+    pub fn put(&mut self, k: AffinityKey, e: AffinityEntry, timeout_ns: u64, now: u64) {
+        self.table.insert(hash(&k), k, e, now + timeout_ns, now);
+    }
+
+    pub fn sweep(&mut self, now: u64, budget: usize) {
+        self.table.sweep(now, budget);
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.occupied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.table.clear();
+    }
+}

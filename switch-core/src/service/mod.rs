@@ -1,0 +1,11 @@
+//! Services: frontends (ClusterIP, NodePort, LoadBalancer and external IPs, by address, port
+//! and protocol) to weighted backends chosen by Maglev consistent hashing, with ClientIP
+//! session affinity and Kubernetes' rules for terminating endpoints and traffic policies.
+
+mod affinity;
+mod maglev;
+mod table;
+
+pub use affinity::{AffinityKey, AffinityTable};
+pub use maglev::{Maglev, DEFAULT_TABLE_SIZE};
+pub use table::{Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServiceTable};

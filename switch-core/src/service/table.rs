@@ -1,0 +1,271 @@
+//! The service table: frontends to service ports, each with its backends and Maglev tables.
+
+use super::maglev::Maglev;
+use crate::addr::{Addr, Prefix};
+use crate::drop::DropReason;
+use crate::hash::{hash_words, FastMap};
+
+/// Index of a service port in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ServicePortId(pub u32);
+
+/// An endpoint's condition, from EndpointSlice `ready`, `serving` and `terminating`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendState {
+    /// Ready: takes new connections.
+    Ready,
+    /// Terminating but still serving: used only when no backend is ready.
+    Terminating,
+    /// Neither: never chosen.
+    NotServing,
+}
+
+/// One backend of a service port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: Addr,
+    pub port: u16,
+    pub weight: u16,
+    pub state: BackendState,
+    /// On this node (for the Local traffic policies).
+    pub local: bool,
+}
+
+impl Backend {
+    /// A key that names the backend across snapshots, so Maglev tables stay consistent.
+    pub fn stable_key(&self) -> u64 {
+        hash_words(0x6b65_79, &[self.addr.hi(), self.addr.lo(), u64::from(self.port)])
+    }
+}
+
+/// How a frontend was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontendKind {
+    ClusterIp,
+    NodePort,
+    LoadBalancer,
+    ExternalIp,
+}
+
+impl FrontendKind {
+    /// Traffic to NodePort, LoadBalancer and external IPs is "external" for the traffic policy.
+    pub fn is_external(self) -> bool {
+        !matches!(self, FrontendKind::ClusterIp)
+    }
+}
+
+/// A frontend address, port and protocol, and what it leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frontend {
+    pub addr: Addr,
+    pub port: u16,
+    pub proto: u8,
+    pub kind: FrontendKind,
+    pub target: ServicePortId,
+}
+
+/// A service port with everything needed to pick a backend.
+#[derive(Debug, Clone)]
+pub struct ServicePort {
+    /// `namespace/name:port`, for counters and traces.
+    pub name: String,
+    pub proto: u8,
+    pub backends: Vec<Backend>,
+    /// ClientIP affinity timeout in seconds.
+    pub affinity_timeout_s: Option<u32>,
+    /// externalTrafficPolicy: Local.
+    pub external_local: bool,
+    /// internalTrafficPolicy: Local.
+    pub internal_local: bool,
+    /// loadBalancerSourceRanges; empty allows all.
+    pub source_ranges: Vec<Prefix>,
+    all: Option<Maglev>,
+    local: Option<Maglev>,
+}
+
+/// The preferred set: ready backends if any, else terminating ones that still serve.
+fn usable(backends: &[Backend], only_local: bool) -> Vec<(u64, u32)> {
+    let of = |st: BackendState| -> Vec<(u64, u32)> {
+        backends
+            .iter()
+            .map(|b| {
+                let on = b.state == st && (!only_local || b.local);
+                (b.stable_key(), if on { u32::from(b.weight) } else { 0 })
+            })
+            .collect()
+    };
+    let ready = of(BackendState::Ready);
+    if ready.iter().any(|(_, w)| *w > 0) {
+        ready
+    } else {
+        of(BackendState::Terminating)
+    }
+}
+
+impl ServicePort {
+    /// Builds the Maglev tables for `backends`.
+    pub fn new(
+        name: String,
+        proto: u8,
+        backends: Vec<Backend>,
+        affinity_timeout_s: Option<u32>,
+        external_local: bool,
+        internal_local: bool,
+        source_ranges: Vec<Prefix>,
+        maglev_size: usize,
+    ) -> ServicePort {
+        let all = Maglev::build(&usable(&backends, false), maglev_size);
+        let local = if external_local || internal_local { Maglev::build(&usable(&backends, true), maglev_size) } else { None };
+        ServicePort { name, proto, backends, affinity_timeout_s, external_local, internal_local, source_ranges, all, local }
+    }
+
+    /// Whether only node-local backends may serve traffic reached through `kind`.
+    pub fn local_only(&self, kind: FrontendKind) -> bool {
+        if kind.is_external() {
+            self.external_local
+        } else {
+            self.internal_local
+        }
+    }
+
+    /// Picks a backend for a flow hash, as Maglev says.
+    #[inline]
+    pub fn select(&self, kind: FrontendKind, flow_hash: u64) -> Result<&Backend, DropReason> {
+        let (table, miss) = if self.local_only(kind) {
+            (&self.local, DropReason::ServiceNoLocalBackend)
+        } else {
+            (&self.all, DropReason::ServiceNoBackends)
+        };
+        match table {
+            Some(t) => Ok(&self.backends[usize::from(t.pick(flow_hash))]),
+            None => Err(miss),
+        }
+    }
+
+    /// Whether a remembered backend (session affinity) may still be used.
+    pub fn still_usable(&self, kind: FrontendKind, addr: Addr, port: u16) -> bool {
+        let only_local = self.local_only(kind);
+        let has_ready = self.backends.iter().any(|b| b.state == BackendState::Ready && (!only_local || b.local));
+        self.backends.iter().any(|b| {
+            b.addr == addr
+                && b.port == port
+                && b.weight > 0
+                && (!only_local || b.local)
+                && (b.state == BackendState::Ready || (!has_ready && b.state == BackendState::Terminating))
+        })
+    }
+
+    /// Whether any backend can take traffic reached through `kind`.
+    pub fn has_backends(&self, kind: FrontendKind) -> bool {
+        if self.local_only(kind) {
+            self.local.is_some()
+        } else {
+            self.all.is_some()
+        }
+    }
+}
+
+/// All services of a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceTable {
+    frontends: FastMap<(Addr, u16, u8), Frontend>,
+    ports: Vec<ServicePort>,
+}
+
+/// Why a frontend set was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendClash {
+    pub frontend: String,
+    pub first: String,
+    pub second: String,
+}
+
+impl core::fmt::Display for FrontendClash {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "frontend {} is used by both {} and {}", self.frontend, self.first, self.second)
+    }
+}
+
+impl ServiceTable {
+    /// Builds the table; two service ports may not share a frontend.
+    pub fn build(ports: Vec<ServicePort>, frontends: Vec<Frontend>) -> Result<ServiceTable, FrontendClash> {
+        let mut map = FastMap::default();
+        for f in frontends {
+            if let Some(prev) = map.insert((f.addr, f.port, f.proto), f) {
+                if prev.target != f.target {
+                    return Err(FrontendClash {
+                        frontend: format!("{}:{}/{}", f.addr, f.port, f.proto),
+                        first: ports[prev.target.0 as usize].name.clone(),
+                        second: ports[f.target.0 as usize].name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(ServiceTable { frontends: map, ports })
+    }
+
+    #[inline]
+    pub fn lookup(&self, dst: Addr, port: u16, proto: u8) -> Option<&Frontend> {
+        self.frontends.get(&(dst, port, proto))
+    }
+
+    #[inline]
+    pub fn port(&self, id: ServicePortId) -> &ServicePort {
+        &self.ports[id.0 as usize]
+    }
+
+    pub fn ports(&self) -> &[ServicePort] {
+        &self.ports
+    }
+
+    pub fn frontends(&self) -> impl Iterator<Item = &Frontend> {
+        self.frontends.values()
+    }
+
+    pub fn frontend_count(&self) -> usize {
+        self.frontends.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(last: u8, state: BackendState, local: bool) -> Backend {
+        Backend { addr: Addr::from(core::net::Ipv4Addr::new(10, 0, 0, last)), port: 8080, weight: 1, state, local }
+    }
+
+    #[test]
+    fn terminating_only_when_no_ready() {
+        let sp = ServicePort::new("s".into(), 6, vec![b(1, BackendState::Terminating, true), b(2, BackendState::Ready, true)], None, false, false, vec![], 251);
+        for h in 0..200 {
+            assert_eq!(sp.select(FrontendKind::ClusterIp, h).unwrap().addr, b(2, BackendState::Ready, true).addr);
+        }
+        let sp = ServicePort::new("s".into(), 6, vec![b(1, BackendState::Terminating, true), b(2, BackendState::NotServing, true)], None, false, false, vec![], 251);
+        for h in 0..200 {
+            assert_eq!(sp.select(FrontendKind::ClusterIp, h).unwrap().addr, b(1, BackendState::Terminating, true).addr);
+        }
+        let sp = ServicePort::new("s".into(), 6, vec![b(2, BackendState::NotServing, true)], None, false, false, vec![], 251);
+        assert_eq!(sp.select(FrontendKind::ClusterIp, 1).unwrap_err(), DropReason::ServiceNoBackends);
+    }
+
+    #[test]
+    fn external_local_uses_local_only() {
+        let sp = ServicePort::new("s".into(), 6, vec![b(1, BackendState::Ready, false), b(2, BackendState::Ready, true)], None, true, false, vec![], 251);
+        for h in 0..200 {
+            assert_eq!(sp.select(FrontendKind::NodePort, h).unwrap().addr, b(2, BackendState::Ready, true).addr);
+        }
+        let seen: std::collections::HashSet<_> = (0..200).map(|h| sp.select(FrontendKind::ClusterIp, h).unwrap().addr).collect();
+        assert_eq!(seen.len(), 2, "cluster traffic still uses every backend");
+        let sp = ServicePort::new("s".into(), 6, vec![b(1, BackendState::Ready, false)], None, true, false, vec![], 251);
+        assert_eq!(sp.select(FrontendKind::LoadBalancer, 1).unwrap_err(), DropReason::ServiceNoLocalBackend);
+    }
+
+    #[test]
+    fn frontend_clash_is_rejected() {
+        let sp = |n: &str| ServicePort::new(n.into(), 6, vec![], None, false, false, vec![], 251);
+        let fe = |t| Frontend { addr: Addr::from(core::net::Ipv4Addr::new(10, 96, 0, 1)), port: 80, proto: 6, kind: FrontendKind::ClusterIp, target: ServicePortId(t) };
+        let e = ServiceTable::build(vec![sp("a"), sp("b")], vec![fe(0), fe(1)]).unwrap_err();
+        assert_eq!((e.first.as_str(), e.second.as_str()), ("a", "b"));
+    }
+}

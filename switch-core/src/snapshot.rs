@@ -1,0 +1,120 @@
+//! The table snapshot: everything the workers read, built and validated by the control plane
+//! off the packet path, then published whole. Workers never see a half-applied change.
+
+use crate::addr::Addr;
+use crate::endpoint::EndpointTable;
+use crate::hash::FastMap;
+use crate::packet::PortId;
+use crate::policy::PolicyTable;
+use crate::route::{NodeId, RemoteNode, RouteTable};
+use crate::service::ServiceTable;
+use crate::wire::build::TunnelKind;
+use crate::wire::MacAddr;
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+/// What a port connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// A pod's veth.
+    Pod,
+    /// The node's NIC towards other nodes and the outside.
+    Uplink,
+    /// The node's own network stack.
+    Host,
+}
+
+/// A port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    pub name: String,
+    pub kind: PortKind,
+}
+
+/// This node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    /// The gateway MAC pods (and the host port) see.
+    pub router_mac: MacAddr,
+    /// The node's MAC on the uplink.
+    pub uplink_mac: MacAddr,
+    /// The host stack's MAC on the host port.
+    pub host_mac: MacAddr,
+    /// MAC of this node's tunnel endpoint (inner source MAC of encapsulated frames).
+    pub vtep_mac: MacAddr,
+    /// Underlay addresses (tunnel sources, NodePort addresses, SNAT addresses).
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub tunnel: TunnelKind,
+    pub vni: u32,
+    /// MTU of the uplink.
+    pub uplink_mtu: u16,
+}
+
+impl NodeInfo {
+    /// The node address of the same family as `a`.
+    pub fn addr_like(&self, a: Addr) -> Option<Addr> {
+        if a.is_v4() {
+            self.ipv4.map(Addr::from)
+        } else {
+            self.ipv6.map(Addr::from)
+        }
+    }
+}
+
+/// Everything the pipeline reads, immutable once built.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    /// Increases with every applied change.
+    pub generation: u64,
+    pub node: NodeInfo,
+    pub ports: Vec<PortInfo>,
+    pub uplink: Option<PortId>,
+    pub host: Option<PortId>,
+    pub endpoints: EndpointTable,
+    pub routes: RouteTable,
+    pub nodes: Vec<RemoteNode>,
+    nodes_by_ip: FastMap<Addr, NodeId>,
+    pub services: ServiceTable,
+    pub policy: PolicyTable,
+    /// Seed for flow hashes (Maglev choice, tunnel source ports).
+    pub hash_seed: u64,
+    /// Verify transport checksums on receipt.
+    pub verify_l4_checksum: bool,
+}
+
+impl Tables {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        generation: u64,
+        node: NodeInfo,
+        ports: Vec<PortInfo>,
+        endpoints: EndpointTable,
+        routes: RouteTable,
+        nodes: Vec<RemoteNode>,
+        services: ServiceTable,
+        policy: PolicyTable,
+        hash_seed: u64,
+        verify_l4_checksum: bool,
+    ) -> Tables {
+        let uplink = ports.iter().position(|p| p.kind == PortKind::Uplink).map(|i| PortId(i as u16));
+        let host = ports.iter().position(|p| p.kind == PortKind::Host).map(|i| PortId(i as u16));
+        let nodes_by_ip = nodes.iter().enumerate().map(|(i, n)| (n.underlay_ip, NodeId(i as u16))).collect();
+        Tables { generation, node, ports, uplink, host, endpoints, routes, nodes, nodes_by_ip, services, policy, hash_seed, verify_l4_checksum }
+    }
+
+    #[inline]
+    pub fn port(&self, p: PortId) -> Option<&PortInfo> {
+        self.ports.get(p.index())
+    }
+
+    #[inline]
+    pub fn node_by_underlay(&self, a: Addr) -> Option<NodeId> {
+        self.nodes_by_ip.get(&a).copied()
+    }
+
+    #[inline]
+    pub fn remote(&self, n: NodeId) -> &RemoteNode {
+        &self.nodes[usize::from(n.0)]
+    }
+}
