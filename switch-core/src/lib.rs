@@ -31,4 +31,5 @@ pub mod policy;
 pub mod route;
 pub mod service;
 pub mod snapshot;
+pub mod testbed;
 pub mod wire;

@@ -2,6 +2,7 @@
 //! to each and enough TCP state for sane timeouts. One table per worker (no sharing, no locks);
 //! bounded, with eviction; expiry by the time passed in.
 
+pub(crate) mod stage;
 mod state;
 mod table;
 

@@ -53,8 +53,12 @@ pub enum EndpointError {
 impl core::fmt::Display for EndpointError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            EndpointError::DuplicateIp(ip, a, b) => write!(f, "IP {ip} is claimed by both {a} and {b}"),
-            EndpointError::PortTaken(p, a, b) => write!(f, "port {} is claimed by both {a} and {b}", p.0),
+            EndpointError::DuplicateIp(ip, a, b) => {
+                write!(f, "IP {ip} is claimed by both {a} and {b}")
+            }
+            EndpointError::PortTaken(p, a, b) => {
+                write!(f, "port {} is claimed by both {a} and {b}", p.0)
+            }
         }
     }
 }
@@ -71,23 +75,41 @@ pub struct EndpointTable {
 
 impl EndpointTable {
     /// Builds the table; each IP and each port may belong to one endpoint only.
-    pub fn build(endpoints: Vec<Endpoint>, node_ips: Vec<Addr>, remote_node_ips: Vec<Addr>) -> Result<EndpointTable, EndpointError> {
+    pub fn build(
+        endpoints: Vec<Endpoint>,
+        node_ips: Vec<Addr>,
+        remote_node_ips: Vec<Addr>,
+    ) -> Result<EndpointTable, EndpointError> {
         let mut by_ip = FastMap::default();
         let mut by_port = FastMap::default();
         for (i, e) in endpoints.iter().enumerate() {
             let id = EndpointId(i as u32);
             for ip in &e.ips {
                 if let Some(prev) = by_ip.insert(*ip, id) {
-                    return Err(EndpointError::DuplicateIp(*ip, endpoints[prev.0 as usize].name.clone(), e.name.clone()));
+                    return Err(EndpointError::DuplicateIp(
+                        *ip,
+                        endpoints[prev.0 as usize].name.clone(),
+                        e.name.clone(),
+                    ));
                 }
             }
             if let Some(p) = e.port {
                 if let Some(prev) = by_port.insert(p, id) {
-                    return Err(EndpointError::PortTaken(p, endpoints[prev.0 as usize].name.clone(), e.name.clone()));
+                    return Err(EndpointError::PortTaken(
+                        p,
+                        endpoints[prev.0 as usize].name.clone(),
+                        e.name.clone(),
+                    ));
                 }
             }
         }
-        Ok(EndpointTable { endpoints, by_ip, by_port, node_ips, remote_node_ips })
+        Ok(EndpointTable {
+            endpoints,
+            by_ip,
+            by_port,
+            node_ips,
+            remote_node_ips,
+        })
     }
 
     #[inline]
@@ -164,7 +186,15 @@ mod tests {
     #[test]
     fn lookups_and_identities() {
         let node = Addr::from("192.168.0.10".parse::<core::net::IpAddr>().unwrap());
-        let t = EndpointTable::build(vec![ep("a", "10.0.0.2", Some(1), 300), ep("r", "10.0.1.2", None, 301)], vec![node], vec![]).unwrap();
+        let t = EndpointTable::build(
+            vec![
+                ep("a", "10.0.0.2", Some(1), 300),
+                ep("r", "10.0.1.2", None, 301),
+            ],
+            vec![node],
+            vec![],
+        )
+        .unwrap();
         let a = |s: &str| Addr::from(s.parse::<core::net::IpAddr>().unwrap());
         assert_eq!(t.identity_of(a("10.0.0.2")), Identity(300));
         assert_eq!(t.identity_of(a("10.0.1.2")), Identity(301));
@@ -176,9 +206,23 @@ mod tests {
 
     #[test]
     fn rejects_duplicates() {
-        let e = EndpointTable::build(vec![ep("a", "10.0.0.2", Some(1), 300), ep("b", "10.0.0.2", Some(2), 301)], vec![], vec![]);
+        let e = EndpointTable::build(
+            vec![
+                ep("a", "10.0.0.2", Some(1), 300),
+                ep("b", "10.0.0.2", Some(2), 301),
+            ],
+            vec![],
+            vec![],
+        );
         assert!(matches!(e, Err(EndpointError::DuplicateIp(..))));
-        let e = EndpointTable::build(vec![ep("a", "10.0.0.2", Some(1), 300), ep("b", "10.0.0.3", Some(1), 301)], vec![], vec![]);
+        let e = EndpointTable::build(
+            vec![
+                ep("a", "10.0.0.2", Some(1), 300),
+                ep("b", "10.0.0.3", Some(1), 301),
+            ],
+            vec![],
+            vec![],
+        );
         assert!(matches!(e, Err(EndpointError::PortTaken(..))));
     }
 }

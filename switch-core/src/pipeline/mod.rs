@@ -1,1 +1,270 @@
+//! The per-worker pipeline. A batch of frames goes through each stage in turn (VPP style: one
+//! loop per stage over the batch), carrying a [`PacketCtx`] per frame:
+//!
+//! 1. receive: count, parse (and on the uplink, decapsulate tunnel packets and parse the inner
+//!    frame) — `pipeline/mod.rs`, `parse.rs`, `overlay/decap.rs`;
+//! 2. link layer: answer ARP and neighbour solicitations — `pipeline/l2.rs`;
+//! 3. anti-spoofing — `pipeline/antispoof.rs`;
+//! 4. conntrack lookup: established flows and replies get their NAT — `conntrack/stage.rs`;
+//! 5. service: backend choice and source NAT for new flows, or a refusal — `service/stage.rs`;
+//! 6. egress policy of the source pod — `policy/stage.rs`;
+//! 7. route — `route/stage.rs`;
+//! 8. ingress policy of the destination pod — `policy/stage.rs`;
+//! 9. conntrack commit of allowed new flows — `conntrack/stage.rs`;
+//! 10. rewrite, TTL, MACs, encapsulation — `pipeline/egress.rs`;
+//!
+//! and the caller moves each frame to the TX queue of its verdict's port. Nothing here
+//! allocates after [`Worker::new`]; tables are read from an immutable [`Tables`] snapshot.
 
+mod antispoof;
+mod ctx;
+mod egress;
+mod l2;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use ctx::{CtHit, Out, PacketCtx, Verdict};
+pub use stats::{EventStats, PortStats, Stats};
+
+use crate::conntrack::{Conntrack, CtTimeouts, FlowKey, Tuple};
+use crate::drop::DropReason;
+use crate::overlay::{decapsulate_len, Decap};
+use crate::packet::PacketBuf;
+use crate::parse::{parse, ParseOptions};
+use crate::service::{AffinityTable, Shard};
+use crate::snapshot::{PortKind, Tables};
+
+/// Frames per batch.
+pub const BATCH: usize = 64;
+/// Conntrack slots swept per batch.
+const SWEEP_PER_BATCH: usize = 256;
+
+/// Sizes and identity of a worker.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    pub index: u16,
+    pub count: u16,
+    /// Flows (each takes two entries).
+    pub conntrack_flows: usize,
+    pub affinity_entries: usize,
+    pub max_ports: usize,
+    pub timeouts: CtTimeouts,
+    /// Seed of the conntrack hash (per node, from config).
+    pub seed: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            index: 0,
+            count: 1,
+            conntrack_flows: 1 << 16,
+            affinity_entries: 1 << 14,
+            max_ports: 256,
+            timeouts: CtTimeouts::default(),
+            seed: 0x0070_7377_6974_6368,
+        }
+    }
+}
+
+/// One worker's state: its conntrack and affinity shards, counters and batch scratch space.
+#[derive(Debug)]
+pub struct Worker {
+    ct: Conntrack,
+    affinity: AffinityTable,
+    stats: Stats,
+    shard: Shard,
+    ctx: Box<[PacketCtx; BATCH]>,
+}
+
+impl Worker {
+    pub fn new(cfg: WorkerConfig) -> Worker {
+        Worker {
+            ct: Conntrack::new(cfg.conntrack_flows, cfg.seed, cfg.timeouts),
+            affinity: AffinityTable::with_capacity(cfg.affinity_entries),
+            stats: Stats::new(cfg.max_ports),
+            shard: Shard {
+                index: cfg.index,
+                count: cfg.count,
+            },
+            ctx: Box::new([PacketCtx::default(); BATCH]),
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn conntrack(&self) -> &Conntrack {
+        &self.ct
+    }
+
+    pub fn conntrack_mut(&mut self) -> &mut Conntrack {
+        &mut self.ct
+    }
+
+    pub fn affinity(&self) -> &AffinityTable {
+        &self.affinity
+    }
+
+    /// Counts a frame the backend could not transmit.
+    pub fn count_tx_drop(&mut self, port: crate::packet::PortId, len: usize) {
+        let p = self.stats.port(port);
+        p.tx_packets = p.tx_packets.saturating_sub(1);
+        p.tx_bytes = p.tx_bytes.saturating_sub(len as u64);
+        p.drops[DropReason::TxQueueFull.index()] += 1;
+    }
+
+    /// Runs the pipeline over `pkts` at time `now` (nanoseconds, any epoch, monotonic);
+    /// `verdicts[i]` says what to do with `pkts[i]`. `verdicts` must be at least as long.
+    pub fn process<B: PacketBuf>(
+        &mut self,
+        t: &Tables,
+        now: u64,
+        pkts: &mut [B],
+        verdicts: &mut [Verdict],
+    ) {
+        for (p, v) in pkts.chunks_mut(BATCH).zip(verdicts.chunks_mut(BATCH)) {
+            self.process_batch(t, now, p, v);
+        }
+    }
+
+    fn process_batch<B: PacketBuf>(
+        &mut self,
+        t: &Tables,
+        now: u64,
+        pkts: &mut [B],
+        verdicts: &mut [Verdict],
+    ) {
+        let n = pkts.len();
+        let ctx = &mut self.ctx[..n];
+        let stats = &mut self.stats;
+        stats.events.batches += 1;
+        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
+            receive(t, p, c, stats);
+        }
+        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
+            if !c.is_done() {
+                l2::answer(t, p, c, &mut stats.events);
+            }
+        }
+        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
+            antispoof::check(t, c);
+        }
+        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
+            crate::conntrack::stage::lookup(&mut self.ct, c, now, &mut stats.events);
+        }
+        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
+            if !c.is_done() {
+                crate::service::stage::select(
+                    t,
+                    &self.ct,
+                    &mut self.affinity,
+                    self.shard,
+                    p,
+                    c,
+                    now,
+                    stats,
+                );
+            }
+        }
+        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
+            crate::policy::stage::egress(t, c);
+        }
+        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
+            crate::route::stage::route(t, c);
+        }
+        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
+            crate::policy::stage::ingress(t, c);
+        }
+        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
+            crate::conntrack::stage::commit(&mut self.ct, c, now);
+        }
+        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
+            if !c.is_done() {
+                egress::transmit(t, p, c, &mut stats.events);
+            }
+        }
+        for ((p, c), v) in pkts.iter().zip(ctx.iter()).zip(verdicts.iter_mut()) {
+            *v = c.done.unwrap_or(Verdict::Drop(DropReason::NoRoute));
+            match *v {
+                Verdict::Tx(port) => {
+                    let s = stats.port(port);
+                    s.tx_packets += 1;
+                    s.tx_bytes += p.data().len() as u64;
+                }
+                Verdict::Drop(r) => stats.port(c.in_port).drops[r.index()] += 1,
+            }
+        }
+        self.ct.sweep(now, SWEEP_PER_BATCH);
+        self.affinity.sweep(now, SWEEP_PER_BATCH / 4);
+    }
+}
+
+/// Stage 1: count, parse, decapsulate.
+fn receive<B: PacketBuf>(t: &Tables, p: &mut B, c: &mut PacketCtx, stats: &mut Stats) {
+    *c = PacketCtx {
+        in_port: p.in_port(),
+        rx_len: p.data().len() as u32,
+        ..PacketCtx::default()
+    };
+    let ps = stats.port(c.in_port);
+    ps.rx_packets += 1;
+    ps.rx_bytes += u64::from(c.rx_len);
+    let Some(info) = t.port(c.in_port) else {
+        return c.drop(DropReason::UnknownPort);
+    };
+    c.in_kind = info.kind;
+    let opts = ParseOptions {
+        verify_l4_checksum: t.verify_l4_checksum,
+    };
+    let mut meta = match parse(p.data(), opts) {
+        Ok(m) => m,
+        Err(r) => return c.drop(r),
+    };
+    if meta.vlan.is_some() {
+        return c.drop(DropReason::VlanNotAllowed);
+    }
+    if c.in_kind == PortKind::Uplink && meta.l3 != crate::parse::L3::Arp {
+        match decapsulate_len(p.data(), &meta, t) {
+            Ok(Decap::NotTunnel) => {}
+            Ok(Decap::Inner { outer_len, peer }) => {
+                if meta.dst_mac != t.node.uplink_mac {
+                    return c.drop(DropReason::NotForRouter);
+                }
+                // Drop the outer headers and any Ethernet padding after the outer packet.
+                let outer_end = usize::from(meta.ip_end);
+                if !p.set_len(outer_end) || !p.pull_head(outer_len) {
+                    return c.drop(DropReason::TunnelMalformed);
+                }
+                meta = match parse(p.data(), opts) {
+                    Ok(m) => m,
+                    Err(r) => return c.drop(r),
+                };
+                if meta.vlan.is_some() {
+                    return c.drop(DropReason::VlanNotAllowed);
+                }
+                if meta.l3 == crate::parse::L3::Arp {
+                    return c.drop(DropReason::ArpNotAnswered);
+                }
+                c.from_tunnel = Some(peer);
+                stats.events.decapsulated += 1;
+            }
+            Err(r) => return c.drop(r),
+        }
+    }
+    c.meta = meta;
+    c.orig = Tuple {
+        src: meta.src,
+        dst: meta.dst,
+        sport: meta.sport,
+        dport: meta.dport,
+    };
+    c.tuple = c.orig;
+    c.flow_hash = FlowKey {
+        t: c.orig,
+        proto: meta.proto,
+    }
+    .hash(t.hash_seed);
+}

@@ -8,6 +8,7 @@
 
 mod classifier;
 mod model;
+pub(crate) mod stage;
 
 pub use classifier::{Classifier, ClassifierId, PolicyTable};
-pub use model::{DirectionRules, PeerMatch, PortMatch, PolicyRule, RuleId};
+pub use model::{DirectionRules, PeerMatch, PolicyRule, PortMatch, RuleId};

@@ -16,7 +16,10 @@ pub struct Lpm<V> {
 
 impl<V> Default for Lpm<V> {
     fn default() -> Self {
-        Lpm { levels: Vec::new(), len: 0 }
+        Lpm {
+            levels: Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -35,7 +38,7 @@ impl<V: Clone> Lpm<V> {
             };
             levels[i].1.insert(p.addr().0, v);
         }
-        levels.sort_by(|a, b| b.0.cmp(&a.0));
+        levels.sort_by_key(|l| core::cmp::Reverse(l.0));
         let len = levels.iter().map(|(_, m)| m.len()).sum();
         Lpm { levels, len }
     }
@@ -89,7 +92,10 @@ mod tests {
             ("10.244.1.0/24".parse().unwrap(), 3),
         ];
         let t = Lpm::build(e);
-        let get = |s: &str| t.lookup(Addr::from(s.parse::<core::net::IpAddr>().unwrap())).map(|(_, v)| *v);
+        let get = |s: &str| {
+            t.lookup(Addr::from(s.parse::<core::net::IpAddr>().unwrap()))
+                .map(|(_, v)| *v)
+        };
         assert_eq!(get("10.244.1.9"), Some(3));
         assert_eq!(get("10.244.2.9"), Some(2));
         assert_eq!(get("10.1.2.9"), Some(1));

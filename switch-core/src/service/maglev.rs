@@ -37,7 +37,10 @@ impl Maglev {
             .iter()
             .map(|&i| {
                 let k = backends[i].0;
-                (hash_words(0x6d61_676c, &[k]) % m, hash_words(0x6576_3031, &[k]) % (m - 1) + 1)
+                (
+                    hash_words(0x6d61_676c, &[k]) % m,
+                    hash_words(0x6576_3031, &[k]) % (m - 1) + 1,
+                )
             })
             .collect();
         let mut next = vec![0u64; live.len()];
@@ -64,7 +67,9 @@ impl Maglev {
             }
             round = round.wrapping_add(1);
         }
-        Some(Maglev { table: table.into_boxed_slice() })
+        Some(Maglev {
+            table: table.into_boxed_slice(),
+        })
     }
 
     /// The backend index for a flow hash.
@@ -106,7 +111,7 @@ mod tests {
         let s = t.shares(10);
         assert_eq!(s.iter().sum::<usize>(), M);
         for n in s {
-            assert!(n >= M / 10 - 2 && n <= M / 10 + 2, "share {n}");
+            assert!((M / 10 - 2..=M / 10 + 2).contains(&n), "share {n}");
         }
     }
 

@@ -4,8 +4,14 @@
 
 mod affinity;
 mod maglev;
+mod reject;
+pub(crate) mod stage;
 mod table;
 
 pub use affinity::{AffinityKey, AffinityTable};
 pub use maglev::{Maglev, DEFAULT_TABLE_SIZE};
-pub use table::{Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServiceTable};
+pub use stage::Shard;
+pub use table::{
+    Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec,
+    ServiceTable,
+};

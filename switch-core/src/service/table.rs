@@ -34,7 +34,10 @@ pub struct Backend {
 impl Backend {
     /// A key that names the backend across snapshots, so Maglev tables stay consistent.
     pub fn stable_key(&self) -> u64 {
-        hash_words(0x6b65_79, &[self.addr.hi(), self.addr.lo(), u64::from(self.port)])
+        hash_words(
+            0x006b_6579,
+            &[self.addr.hi(), self.addr.lo(), u64::from(self.port)],
+        )
     }
 }
 
@@ -102,21 +105,59 @@ fn usable(backends: &[Backend], only_local: bool) -> Vec<(u64, u32)> {
     }
 }
 
+/// What a service port is made from.
+#[derive(Debug, Clone, Default)]
+pub struct ServicePortSpec {
+    pub name: String,
+    pub proto: u8,
+    pub backends: Vec<Backend>,
+    pub affinity_timeout_s: Option<u32>,
+    pub external_local: bool,
+    pub internal_local: bool,
+    pub source_ranges: Vec<Prefix>,
+}
+
+impl ServicePortSpec {
+    /// A plain service port: no affinity, Cluster traffic policies, no source ranges.
+    pub fn simple(name: impl Into<String>, proto: u8, backends: Vec<Backend>) -> ServicePortSpec {
+        ServicePortSpec {
+            name: name.into(),
+            proto,
+            backends,
+            ..ServicePortSpec::default()
+        }
+    }
+}
+
 impl ServicePort {
-    /// Builds the Maglev tables for `backends`.
-    pub fn new(
-        name: String,
-        proto: u8,
-        backends: Vec<Backend>,
-        affinity_timeout_s: Option<u32>,
-        external_local: bool,
-        internal_local: bool,
-        source_ranges: Vec<Prefix>,
-        maglev_size: usize,
-    ) -> ServicePort {
+    /// Builds the Maglev tables (of `maglev_size` slots, a prime) for the spec's backends.
+    pub fn new(spec: ServicePortSpec, maglev_size: usize) -> ServicePort {
+        let ServicePortSpec {
+            name,
+            proto,
+            backends,
+            affinity_timeout_s,
+            external_local,
+            internal_local,
+            source_ranges,
+        } = spec;
         let all = Maglev::build(&usable(&backends, false), maglev_size);
-        let local = if external_local || internal_local { Maglev::build(&usable(&backends, true), maglev_size) } else { None };
-        ServicePort { name, proto, backends, affinity_timeout_s, external_local, internal_local, source_ranges, all, local }
+        let local = if external_local || internal_local {
+            Maglev::build(&usable(&backends, true), maglev_size)
+        } else {
+            None
+        };
+        ServicePort {
+            name,
+            proto,
+            backends,
+            affinity_timeout_s,
+            external_local,
+            internal_local,
+            source_ranges,
+            all,
+            local,
+        }
     }
 
     /// Whether only node-local backends may serve traffic reached through `kind`.
@@ -145,13 +186,17 @@ impl ServicePort {
     /// Whether a remembered backend (session affinity) may still be used.
     pub fn still_usable(&self, kind: FrontendKind, addr: Addr, port: u16) -> bool {
         let only_local = self.local_only(kind);
-        let has_ready = self.backends.iter().any(|b| b.state == BackendState::Ready && (!only_local || b.local));
+        let has_ready = self
+            .backends
+            .iter()
+            .any(|b| b.state == BackendState::Ready && (!only_local || b.local));
         self.backends.iter().any(|b| {
             b.addr == addr
                 && b.port == port
                 && b.weight > 0
                 && (!only_local || b.local)
-                && (b.state == BackendState::Ready || (!has_ready && b.state == BackendState::Terminating))
+                && (b.state == BackendState::Ready
+                    || (!has_ready && b.state == BackendState::Terminating))
         })
     }
 
@@ -182,13 +227,20 @@ pub struct FrontendClash {
 
 impl core::fmt::Display for FrontendClash {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "frontend {} is used by both {} and {}", self.frontend, self.first, self.second)
+        write!(
+            f,
+            "frontend {} is used by both {} and {}",
+            self.frontend, self.first, self.second
+        )
     }
 }
 
 impl ServiceTable {
     /// Builds the table; two service ports may not share a frontend.
-    pub fn build(ports: Vec<ServicePort>, frontends: Vec<Frontend>) -> Result<ServiceTable, FrontendClash> {
+    pub fn build(
+        ports: Vec<ServicePort>,
+        frontends: Vec<Frontend>,
+    ) -> Result<ServiceTable, FrontendClash> {
         let mut map = FastMap::default();
         for f in frontends {
             if let Some(prev) = map.insert((f.addr, f.port, f.proto), f) {
@@ -201,7 +253,10 @@ impl ServiceTable {
                 }
             }
         }
-        Ok(ServiceTable { frontends: map, ports })
+        Ok(ServiceTable {
+            frontends: map,
+            ports,
+        })
     }
 
     #[inline]
@@ -232,39 +287,110 @@ mod tests {
     use super::*;
 
     fn b(last: u8, state: BackendState, local: bool) -> Backend {
-        Backend { addr: Addr::from(core::net::Ipv4Addr::new(10, 0, 0, last)), port: 8080, weight: 1, state, local }
+        Backend {
+            addr: Addr::from(core::net::Ipv4Addr::new(10, 0, 0, last)),
+            port: 8080,
+            weight: 1,
+            state,
+            local,
+        }
     }
 
     #[test]
     fn terminating_only_when_no_ready() {
-        let sp = ServicePort::new("s".into(), 6, vec![b(1, BackendState::Terminating, true), b(2, BackendState::Ready, true)], None, false, false, vec![], 251);
+        let sp = ServicePort::new(
+            ServicePortSpec::simple(
+                "s",
+                6,
+                vec![
+                    b(1, BackendState::Terminating, true),
+                    b(2, BackendState::Ready, true),
+                ],
+            ),
+            251,
+        );
         for h in 0..200 {
-            assert_eq!(sp.select(FrontendKind::ClusterIp, h).unwrap().addr, b(2, BackendState::Ready, true).addr);
+            assert_eq!(
+                sp.select(FrontendKind::ClusterIp, h).unwrap().addr,
+                b(2, BackendState::Ready, true).addr
+            );
         }
-        let sp = ServicePort::new("s".into(), 6, vec![b(1, BackendState::Terminating, true), b(2, BackendState::NotServing, true)], None, false, false, vec![], 251);
+        let sp = ServicePort::new(
+            ServicePortSpec::simple(
+                "s",
+                6,
+                vec![
+                    b(1, BackendState::Terminating, true),
+                    b(2, BackendState::NotServing, true),
+                ],
+            ),
+            251,
+        );
         for h in 0..200 {
-            assert_eq!(sp.select(FrontendKind::ClusterIp, h).unwrap().addr, b(1, BackendState::Terminating, true).addr);
+            assert_eq!(
+                sp.select(FrontendKind::ClusterIp, h).unwrap().addr,
+                b(1, BackendState::Terminating, true).addr
+            );
         }
-        let sp = ServicePort::new("s".into(), 6, vec![b(2, BackendState::NotServing, true)], None, false, false, vec![], 251);
-        assert_eq!(sp.select(FrontendKind::ClusterIp, 1).unwrap_err(), DropReason::ServiceNoBackends);
+        let sp = ServicePort::new(
+            ServicePortSpec::simple("s", 6, vec![b(2, BackendState::NotServing, true)]),
+            251,
+        );
+        assert_eq!(
+            sp.select(FrontendKind::ClusterIp, 1).unwrap_err(),
+            DropReason::ServiceNoBackends
+        );
     }
 
     #[test]
     fn external_local_uses_local_only() {
-        let sp = ServicePort::new("s".into(), 6, vec![b(1, BackendState::Ready, false), b(2, BackendState::Ready, true)], None, true, false, vec![], 251);
+        let sp = ServicePort::new(
+            ServicePortSpec {
+                external_local: true,
+                ..ServicePortSpec::simple(
+                    "s",
+                    6,
+                    vec![
+                        b(1, BackendState::Ready, false),
+                        b(2, BackendState::Ready, true),
+                    ],
+                )
+            },
+            251,
+        );
         for h in 0..200 {
-            assert_eq!(sp.select(FrontendKind::NodePort, h).unwrap().addr, b(2, BackendState::Ready, true).addr);
+            assert_eq!(
+                sp.select(FrontendKind::NodePort, h).unwrap().addr,
+                b(2, BackendState::Ready, true).addr
+            );
         }
-        let seen: std::collections::HashSet<_> = (0..200).map(|h| sp.select(FrontendKind::ClusterIp, h).unwrap().addr).collect();
+        let seen: std::collections::HashSet<_> = (0..200)
+            .map(|h| sp.select(FrontendKind::ClusterIp, h).unwrap().addr)
+            .collect();
         assert_eq!(seen.len(), 2, "cluster traffic still uses every backend");
-        let sp = ServicePort::new("s".into(), 6, vec![b(1, BackendState::Ready, false)], None, true, false, vec![], 251);
-        assert_eq!(sp.select(FrontendKind::LoadBalancer, 1).unwrap_err(), DropReason::ServiceNoLocalBackend);
+        let sp = ServicePort::new(
+            ServicePortSpec {
+                external_local: true,
+                ..ServicePortSpec::simple("s", 6, vec![b(1, BackendState::Ready, false)])
+            },
+            251,
+        );
+        assert_eq!(
+            sp.select(FrontendKind::LoadBalancer, 1).unwrap_err(),
+            DropReason::ServiceNoLocalBackend
+        );
     }
 
     #[test]
     fn frontend_clash_is_rejected() {
-        let sp = |n: &str| ServicePort::new(n.into(), 6, vec![], None, false, false, vec![], 251);
-        let fe = |t| Frontend { addr: Addr::from(core::net::Ipv4Addr::new(10, 96, 0, 1)), port: 80, proto: 6, kind: FrontendKind::ClusterIp, target: ServicePortId(t) };
+        let sp = |n: &str| ServicePort::new(ServicePortSpec::simple(n, 6, vec![]), 251);
+        let fe = |t| Frontend {
+            addr: Addr::from(core::net::Ipv4Addr::new(10, 96, 0, 1)),
+            port: 80,
+            proto: 6,
+            kind: FrontendKind::ClusterIp,
+            target: ServicePortId(t),
+        };
         let e = ServiceTable::build(vec![sp("a"), sp("b")], vec![fe(0), fe(1)]).unwrap_err();
         assert_eq!((e.first.as_str(), e.second.as_str()), ("a", "b"));
     }

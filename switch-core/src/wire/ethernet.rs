@@ -118,8 +118,14 @@ mod tests {
         assert_eq!(e.vlan(), Some(7));
         assert_eq!(e.ethertype(), ethertype::IPV6);
         assert_eq!(e.header_len(), 18);
-        assert_eq!(EthernetFrame::new_checked(&f[..16]).unwrap_err(), WireError::Truncated);
-        assert_eq!(EthernetFrame::new_checked(&f[..13]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            EthernetFrame::new_checked(&f[..16]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            EthernetFrame::new_checked(&f[..13]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]

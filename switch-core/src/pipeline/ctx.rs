@@ -1,0 +1,109 @@
+//! Per-packet state carried from stage to stage within a batch.
+
+use crate::conntrack::{Direction, Tuple};
+use crate::drop::DropReason;
+use crate::endpoint::EndpointId;
+use crate::packet::PortId;
+use crate::parse::PacketMeta;
+use crate::policy::RuleId;
+use crate::route::NodeId;
+use crate::service::{FrontendKind, ServicePortId};
+use crate::snapshot::PortKind;
+use crate::wire::MacAddr;
+
+/// What becomes of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Tx(PortId),
+    Drop(DropReason),
+}
+
+/// Where the route stage decided to send a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Out {
+    #[default]
+    Unrouted,
+    Port {
+        port: PortId,
+        dst_mac: MacAddr,
+        src_mac: MacAddr,
+    },
+    Tunnel(NodeId),
+}
+
+/// The conntrack outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CtHit {
+    #[default]
+    Miss,
+    Hit {
+        slot: usize,
+        dir: Direction,
+    },
+}
+
+/// Per-packet pipeline state.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketCtx {
+    pub meta: PacketMeta,
+    /// The tuple as received (after decapsulation).
+    pub orig: Tuple,
+    /// The tuple the packet leaves with (after NAT decisions).
+    pub tuple: Tuple,
+    pub done: Option<Verdict>,
+    pub in_port: PortId,
+    pub in_kind: PortKind,
+    pub rx_len: u32,
+    pub from_tunnel: Option<NodeId>,
+    pub src_ep: Option<EndpointId>,
+    pub dst_ep: Option<EndpointId>,
+    pub ct: CtHit,
+    pub service: Option<(ServicePortId, FrontendKind)>,
+    pub egress_rule: Option<RuleId>,
+    pub ingress_rule: Option<RuleId>,
+    pub out: Out,
+    /// A reply the switch wrote in place of the packet (TCP reset, ICMP unreachable).
+    pub generated: bool,
+    pub flow_hash: u64,
+}
+
+impl Default for PacketCtx {
+    fn default() -> Self {
+        PacketCtx {
+            meta: PacketMeta::default(),
+            orig: Tuple::default(),
+            tuple: Tuple::default(),
+            done: None,
+            in_port: PortId(0),
+            in_kind: PortKind::Pod,
+            rx_len: 0,
+            from_tunnel: None,
+            src_ep: None,
+            dst_ep: None,
+            ct: CtHit::Miss,
+            service: None,
+            egress_rule: None,
+            ingress_rule: None,
+            out: Out::Unrouted,
+            generated: false,
+            flow_hash: 0,
+        }
+    }
+}
+
+impl PacketCtx {
+    #[inline]
+    pub fn drop(&mut self, r: DropReason) {
+        self.done = Some(Verdict::Drop(r));
+    }
+    #[inline]
+    pub fn is_done(&self) -> bool {
+        self.done.is_some()
+    }
+    /// A new flow that policy and conntrack must look at (not a reply the switch made, not a
+    /// packet of a tracked flow).
+    #[inline]
+    pub fn is_new_flow(&self) -> bool {
+        !self.generated && self.ct == CtHit::Miss
+    }
+}

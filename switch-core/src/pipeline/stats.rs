@@ -1,0 +1,112 @@
+//! Per-worker counters, summed on read by the control plane.
+
+use crate::drop::DropReason;
+use crate::packet::PortId;
+
+/// Counters of one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for PortStats {
+    fn default() -> Self {
+        PortStats {
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl PortStats {
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    pub fn add(&mut self, o: &PortStats) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+    }
+}
+
+/// Events counted by the pipeline besides per-port traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventStats {
+    pub arp_replies: u64,
+    pub nd_replies: u64,
+    pub tcp_resets_sent: u64,
+    pub icmp_unreachables_sent: u64,
+    pub encapsulated: u64,
+    pub decapsulated: u64,
+    pub service_new_flows: u64,
+    pub affinity_hits: u64,
+    pub snat_new_flows: u64,
+    pub ct_hits: u64,
+    pub ct_misses: u64,
+    pub batches: u64,
+}
+
+impl EventStats {
+    pub fn add(&mut self, o: &EventStats) {
+        self.arp_replies += o.arp_replies;
+        self.nd_replies += o.nd_replies;
+        self.tcp_resets_sent += o.tcp_resets_sent;
+        self.icmp_unreachables_sent += o.icmp_unreachables_sent;
+        self.encapsulated += o.encapsulated;
+        self.decapsulated += o.decapsulated;
+        self.service_new_flows += o.service_new_flows;
+        self.affinity_hits += o.affinity_hits;
+        self.snat_new_flows += o.snat_new_flows;
+        self.ct_hits += o.ct_hits;
+        self.ct_misses += o.ct_misses;
+        self.batches += o.batches;
+    }
+}
+
+/// All counters of a worker; port counters are sized once at start.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub ports: Vec<PortStats>,
+    pub events: EventStats,
+}
+
+impl Stats {
+    pub fn new(max_ports: usize) -> Stats {
+        Stats {
+            ports: vec![PortStats::default(); max_ports.max(1)],
+            events: EventStats::default(),
+        }
+    }
+
+    #[inline]
+    pub fn port(&mut self, p: PortId) -> &mut PortStats {
+        let last = self.ports.len() - 1;
+        &mut self.ports[p.index().min(last)]
+    }
+
+    /// Total drops for a reason over all ports.
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.ports.iter().map(|p| p.drops[r.index()]).sum()
+    }
+
+    pub fn add(&mut self, o: &Stats) {
+        if self.ports.len() < o.ports.len() {
+            self.ports.resize(o.ports.len(), PortStats::default());
+        }
+        for (a, b) in self.ports.iter_mut().zip(o.ports.iter()) {
+            a.add(b);
+        }
+        self.events.add(&o.events);
+    }
+}

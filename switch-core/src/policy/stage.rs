@@ -1,0 +1,48 @@
+//! The policy stages: egress of the source pod, then (after routing) ingress of the
+//! destination pod. Only new flows reach them; conntrack carries the verdict for the rest.
+
+use crate::drop::DropReason;
+use crate::endpoint::Identity;
+use crate::pipeline::PacketCtx;
+use crate::snapshot::Tables;
+
+#[inline]
+fn port_of(c: &PacketCtx) -> Option<u16> {
+    c.meta.has_ports().then_some(c.tuple.dport)
+}
+
+pub(crate) fn egress(t: &Tables, c: &mut PacketCtx) {
+    if !c.is_new_flow() {
+        return;
+    }
+    let Some(src) = c.src_ep else { return };
+    let Some(cid) = t.endpoints.get(src).egress else {
+        return;
+    };
+    let peer = c.tuple.dst;
+    let id = t.endpoints.identity_of(peer);
+    match t.policy.get(cid).lookup(peer, id, c.meta.proto, port_of(c)) {
+        Some(rule) => c.egress_rule = Some(rule),
+        None => c.drop(DropReason::PolicyDeniedEgress),
+    }
+}
+
+pub(crate) fn ingress(t: &Tables, c: &mut PacketCtx) {
+    if !c.is_new_flow() {
+        return;
+    }
+    let Some(dst) = c.dst_ep else { return };
+    let Some(cid) = t.endpoints.get(dst).ingress else {
+        return;
+    };
+    let peer = c.tuple.src;
+    let id = t.endpoints.identity_of(peer);
+    if id == Identity::HOST {
+        // The node itself (kubelet probes) may always reach its pods, as in Kubernetes.
+        return;
+    }
+    match t.policy.get(cid).lookup(peer, id, c.meta.proto, port_of(c)) {
+        Some(rule) => c.ingress_rule = Some(rule),
+        None => c.drop(DropReason::PolicyDeniedIngress),
+    }
+}

@@ -1,0 +1,60 @@
+//! The route stage: local pod, this node's host, a remote node's tunnel, or the uplink.
+
+use super::RouteTarget;
+use crate::drop::DropReason;
+use crate::pipeline::{Out, PacketCtx};
+use crate::snapshot::Tables;
+
+fn to_host(t: &Tables, c: &mut PacketCtx) {
+    match t.host {
+        Some(port) => {
+            c.out = Out::Port {
+                port,
+                dst_mac: t.node.host_mac,
+                src_mac: t.node.router_mac,
+            }
+        }
+        None => c.drop(DropReason::NoHostPort),
+    }
+}
+
+pub(crate) fn route(t: &Tables, c: &mut PacketCtx) {
+    let dst = c.tuple.dst;
+    if let Some(id) = t.endpoints.by_ip(dst) {
+        let ep = t.endpoints.get(id);
+        if let Some(port) = ep.port {
+            c.dst_ep = Some(id);
+            c.out = Out::Port {
+                port,
+                dst_mac: ep.mac,
+                src_mac: t.node.router_mac,
+            };
+            return;
+        }
+    }
+    if t.endpoints.is_node_ip(dst) {
+        return to_host(t, c);
+    }
+    let from_tunnel = c.from_tunnel.is_some();
+    match t.routes.lookup(dst).map(|(_, r)| r) {
+        Some(RouteTarget::Local) => c.drop(DropReason::NoLocalEndpoint),
+        // A node is no transit for other nodes' tunnel traffic.
+        Some(RouteTarget::Tunnel(_) | RouteTarget::Uplink(_)) if from_tunnel => {
+            c.drop(DropReason::NoLocalEndpoint)
+        }
+        Some(RouteTarget::Tunnel(n)) => c.out = Out::Tunnel(n),
+        Some(RouteTarget::Uplink(mac)) => match t.uplink {
+            Some(port) => {
+                c.out = Out::Port {
+                    port,
+                    dst_mac: mac,
+                    src_mac: t.node.uplink_mac,
+                }
+            }
+            None => c.drop(DropReason::NoRoute),
+        },
+        Some(RouteTarget::Host) => to_host(t, c),
+        Some(RouteTarget::Blackhole) => c.drop(DropReason::RouteBlackhole),
+        None => c.drop(DropReason::NoRoute),
+    }
+}

@@ -1,0 +1,175 @@
+//! The service stage: for a new flow to a frontend, pick a backend (session affinity, then
+//! Maglev), decide source NAT (external traffic with the Cluster policy, and hairpin), or
+//! refuse when there is no backend.
+
+use super::affinity::{AffinityEntry, AffinityKey, AffinityTable};
+use super::reject;
+use super::FrontendKind;
+use crate::conntrack::{Conntrack, Tuple};
+use crate::drop::DropReason;
+use crate::hash::mix64;
+use crate::packet::PacketBuf;
+use crate::parse::{parse, ParseOptions};
+use crate::pipeline::{EventStats, PacketCtx, Stats};
+use crate::snapshot::Tables;
+use crate::wire::proto;
+
+const SEC: u64 = 1_000_000_000;
+/// Source ports for SNAT: Linux's default ephemeral range.
+const SNAT_LO: u32 = 32768;
+const SNAT_HI: u32 = 60999;
+const SNAT_TRIES: u32 = 64;
+
+/// Which worker of how many: SNAT ports are partitioned so workers never collide.
+#[derive(Debug, Clone, Copy)]
+pub struct Shard {
+    pub index: u16,
+    pub count: u16,
+}
+
+fn alloc_snat_port(
+    ct: &Conntrack,
+    proto: u8,
+    mut x: Tuple,
+    hash: u64,
+    shard: Shard,
+    now: u64,
+) -> Option<u16> {
+    let count = u32::from(shard.count.max(1));
+    let slots = (SNAT_HI - SNAT_LO + 1) / count;
+    let start = (mix64(hash) % u64::from(slots)) as u32;
+    for k in 0..SNAT_TRIES {
+        let p = SNAT_LO + ((start + k) % slots) * count + u32::from(shard.index);
+        x.sport = p as u16;
+        if !ct.reply_taken(&x, proto, now) {
+            return Some(x.sport);
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn select<B: PacketBuf>(
+    t: &Tables,
+    ct: &Conntrack,
+    affinity: &mut AffinityTable,
+    shard: Shard,
+    pkt: &mut B,
+    c: &mut PacketCtx,
+    now: u64,
+    stats: &mut Stats,
+) {
+    if !c.is_new_flow() || !c.meta.has_ports() || c.from_tunnel.is_some() {
+        return;
+    }
+    let Some(fe) = t.services.lookup(c.tuple.dst, c.tuple.dport, c.meta.proto) else {
+        return;
+    };
+    let fe = *fe;
+    let sp = t.services.port(fe.target);
+    if fe.kind == FrontendKind::LoadBalancer
+        && !sp.source_ranges.is_empty()
+        && !sp.source_ranges.iter().any(|p| p.contains(c.tuple.src))
+    {
+        return c.drop(DropReason::LoadBalancerSourceDenied);
+    }
+    let ev: &mut EventStats = &mut stats.events;
+    let mut chosen = None;
+    let akey = AffinityKey {
+        service: fe.target,
+        client: c.tuple.src,
+    };
+    if sp.affinity_timeout_s.is_some() {
+        if let Some(e) = affinity.get(&akey, now) {
+            if sp.still_usable(fe.kind, e.addr, e.port) {
+                chosen = Some((e.addr, e.port));
+                ev.affinity_hits += 1;
+            }
+        }
+    }
+    let (addr, port) = match chosen {
+        Some(x) => x,
+        None => match sp.select(fe.kind, c.flow_hash) {
+            Ok(b) => (b.addr, b.port),
+            Err(DropReason::ServiceNoBackends) => return refuse(pkt, c, t, stats),
+            Err(r) => return c.drop(r),
+        },
+    };
+    if addr.is_v4() != c.tuple.dst.is_v4() {
+        return c.drop(DropReason::ServiceNoBackends);
+    }
+    if let Some(secs) = sp.affinity_timeout_s {
+        affinity.put(
+            akey,
+            AffinityEntry { addr, port },
+            u64::from(secs) * SEC,
+            now,
+        );
+    }
+    let frontend = c.tuple.dst;
+    c.tuple.dst = addr;
+    c.tuple.dport = port;
+    c.service = Some((fe.target, fe.kind));
+    ev.service_new_flows += 1;
+    let external_snat = fe.kind.is_external() && !sp.external_local;
+    let hairpin = addr == c.tuple.src;
+    if external_snat || hairpin {
+        // Hairpin: the pod is its own backend; make the packet come from the frontend so the
+        // reply returns through the switch. External with Cluster policy: masquerade to the node.
+        let new_src = if hairpin {
+            Some(frontend)
+        } else {
+            t.node.addr_like(c.tuple.src)
+        };
+        let Some(new_src) = new_src else {
+            return c.drop(DropReason::SnatPortsExhausted);
+        };
+        let x = Tuple {
+            src: new_src,
+            ..c.tuple
+        };
+        match alloc_snat_port(ct, c.meta.proto, x, c.flow_hash, shard, now) {
+            Some(p) => {
+                c.tuple.src = new_src;
+                c.tuple.sport = p;
+                stats.events.snat_new_flows += 1;
+            }
+            None => c.drop(DropReason::SnatPortsExhausted),
+        }
+    }
+}
+
+/// Refuses a flow to a service without backends: the drop is counted and a reply replaces
+/// the packet, routed back to the sender.
+fn refuse<B: PacketBuf>(pkt: &mut B, c: &mut PacketCtx, t: &Tables, stats: &mut Stats) {
+    stats.port(c.in_port).drops[DropReason::ServiceNoBackends.index()] += 1;
+    let m = c.meta;
+    let made = if m.proto == proto::TCP {
+        reject::tcp_reset(pkt, &m).map(|_| stats.events.tcp_resets_sent += 1)
+    } else {
+        reject::port_unreachable(pkt, &m).map(|_| stats.events.icmp_unreachables_sent += 1)
+    };
+    if let Err(r) = made {
+        return c.drop(r);
+    }
+    match parse(
+        pkt.data(),
+        ParseOptions {
+            verify_l4_checksum: t.verify_l4_checksum,
+        },
+    ) {
+        Ok(nm) => {
+            c.meta = nm;
+            c.orig = Tuple {
+                src: nm.src,
+                dst: nm.dst,
+                sport: nm.sport,
+                dport: nm.dport,
+            };
+            c.tuple = c.orig;
+            c.generated = true;
+            c.src_ep = None;
+        }
+        Err(r) => c.drop(r),
+    }
+}
