@@ -1,1 +1,51 @@
+//! # podswitch io-backends
+//!
+//! Where frames come from and go to. A [`Backend`] serves one worker: it receives batches of
+//! frames from all of that worker's port queues into buffers it owns, and transmits each frame
+//! to the port its verdict names (or recycles it). Buffers are allocated once, at start.
+//!
+//! Implementations: [`memory`] (tests and benchmarks) and [`pcap`] (files in, files out).
+//! AF_XDP and AF_PACKET implement the same trait.
 
+pub mod batch;
+pub mod memory;
+pub mod pcap;
+pub mod pcap_backend;
+
+pub use batch::Batch;
+
+use switch_core::packet::{PacketBuf, PortId};
+use switch_core::pipeline::Verdict;
+
+/// What a transmit call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxReport {
+    pub sent: usize,
+    /// Frames that could not be queued (ring full); the caller counts them per port.
+    pub failed: usize,
+}
+
+/// The frame I/O of one worker.
+pub trait Backend {
+    type Buf: PacketBuf;
+
+    /// Fills `batch` (up to its capacity) with received frames; returns how many. Each frame
+    /// carries its input port. Also returns, through `now`, the time the backend wants the
+    /// pipeline to use when it has one (pcap timestamps); live backends leave it alone.
+    fn rx_burst(&mut self, batch: &mut Batch<Self::Buf>, now: &mut u64) -> usize;
+
+    /// Sends every frame whose verdict is `Tx` to its port and recycles the rest; leaves the
+    /// batch empty. `on_fail` is called with the port and length of each frame that could not
+    /// be queued.
+    fn tx_burst(
+        &mut self,
+        batch: &mut Batch<Self::Buf>,
+        verdicts: &[Verdict],
+        on_fail: &mut dyn FnMut(PortId, usize),
+    ) -> TxReport;
+
+    /// True when no more frames will ever arrive (finite sources such as pcap files).
+    fn exhausted(&self) -> bool {
+        false
+    }
+}

@@ -85,9 +85,7 @@ pub enum PrefixError {
 impl fmt::Display for PrefixError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            PrefixError::BadAddress => {
-                "expected an address/length such as 10.244.0.0/16 or fd00::/64"
-            }
+            PrefixError::BadAddress => "expected an address/length such as 10.244.0.0/16 or fd00::/64",
             PrefixError::BadLength => "prefix length out of range (0-32 for IPv4, 0-128 for IPv6)",
             PrefixError::HostBitsSet => "address has bits set beyond the prefix length",
         })
@@ -113,10 +111,7 @@ impl Prefix {
     /// A prefix that covers exactly one address.
     pub fn host(ip: IpAddr) -> Prefix {
         let len = if ip.is_ipv4() { 32 } else { 128 };
-        Prefix::new(ip, len).unwrap_or(Prefix {
-            addr: Addr::from(ip),
-            len128: 128,
-        })
+        Prefix::new(ip, len).unwrap_or(Prefix { addr: Addr::from(ip), len128: 128 })
     }
     pub fn addr(&self) -> Addr {
         self.addr
@@ -196,14 +191,8 @@ mod tests {
         assert!(!p.contains(Addr::from("10.245.0.1".parse::<IpAddr>().unwrap())));
         assert!(!p.contains(Addr::from("fd00::1".parse::<IpAddr>().unwrap())));
         assert_eq!(p.to_string(), "10.244.0.0/16");
-        assert_eq!(
-            "10.244.0.1/16".parse::<Prefix>(),
-            Err(PrefixError::HostBitsSet)
-        );
-        assert_eq!(
-            "10.244.0.0/33".parse::<Prefix>(),
-            Err(PrefixError::BadLength)
-        );
+        assert_eq!("10.244.0.1/16".parse::<Prefix>(), Err(PrefixError::HostBitsSet));
+        assert_eq!("10.244.0.0/33".parse::<Prefix>(), Err(PrefixError::BadLength));
         assert_eq!("10.244.0.0".parse::<Prefix>(), Err(PrefixError::BadAddress));
         let z: Prefix = "0.0.0.0/0".parse().unwrap();
         assert!(z.contains(Addr::from("1.2.3.4".parse::<IpAddr>().unwrap())));

@@ -38,17 +38,8 @@ impl<K: Copy + Eq + Default, V: Copy + Default> FlowTable<K, V> {
     /// A table of at least `capacity` slots (rounded up to a power-of-two number of sets).
     pub fn with_capacity(capacity: usize) -> FlowTable<K, V> {
         let sets = capacity.div_ceil(WAYS).max(1).next_power_of_two();
-        let empty = Slot {
-            key: K::default(),
-            val: V::default(),
-            expires: 0,
-        };
-        FlowTable {
-            slots: vec![empty; sets * WAYS],
-            set_mask: sets - 1,
-            live: 0,
-            sweep_at: 0,
-        }
+        let empty = Slot { key: K::default(), val: V::default(), expires: 0 };
+        FlowTable { slots: vec![empty; sets * WAYS], set_mask: sets - 1, live: 0, sweep_at: 0 }
     }
 
     #[inline]
@@ -84,14 +75,7 @@ impl<K: Copy + Eq + Default, V: Copy + Default> FlowTable<K, V> {
     }
 
     /// Inserts (or replaces) `key`. Returns the slot and what was displaced.
-    pub fn insert(
-        &mut self,
-        hash: u64,
-        key: K,
-        val: V,
-        expires: u64,
-        now: u64,
-    ) -> (usize, Displaced) {
+    pub fn insert(&mut self, hash: u64, key: K, val: V, expires: u64, now: u64) -> (usize, Displaced) {
         let base = self.set_of(hash);
         let mut victim = base;
         let mut victim_exp = u64::MAX;
@@ -117,11 +101,7 @@ impl<K: Copy + Eq + Default, V: Copy + Default> FlowTable<K, V> {
         } else {
             Displaced::Evicted
         };
-        self.slots[victim] = Slot {
-            key,
-            val,
-            expires: expires.max(1),
-        };
+        self.slots[victim] = Slot { key, val, expires: expires.max(1) };
         (victim, displaced)
     }
 
@@ -168,11 +148,7 @@ impl<K: Copy + Eq + Default, V: Copy + Default> FlowTable<K, V> {
 
     /// Live entries at `now`, in slot order.
     pub fn iter_live(&self, now: u64) -> impl Iterator<Item = (usize, &K, &V, u64)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(move |(_, s)| s.expires > now)
-            .map(|(i, s)| (i, &s.key, &s.val, s.expires))
+        self.slots.iter().enumerate().filter(move |(_, s)| s.expires > now).map(|(i, s)| (i, &s.key, &s.val, s.expires))
     }
 }
 

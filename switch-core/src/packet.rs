@@ -51,12 +51,7 @@ pub const DEFAULT_BUF_SIZE: usize = 4096;
 
 impl OwnedBuf {
     pub fn new(size: usize, headroom: usize) -> OwnedBuf {
-        OwnedBuf {
-            storage: vec![0u8; size].into_boxed_slice(),
-            head: headroom,
-            len: 0,
-            port: PortId(0),
-        }
+        OwnedBuf { storage: vec![0u8; size].into_boxed_slice(), head: headroom, len: 0, port: PortId(0) }
     }
 
     /// Copies `frame` in after the default headroom; returns false (and leaves the buffer empty)
@@ -75,10 +70,7 @@ impl OwnedBuf {
 
     /// A buffer holding a copy of `frame`.
     pub fn from_frame(frame: &[u8], port: PortId) -> OwnedBuf {
-        let mut b = OwnedBuf::new(
-            DEFAULT_BUF_SIZE.max(frame.len() + DEFAULT_HEADROOM),
-            DEFAULT_HEADROOM,
-        );
+        let mut b = OwnedBuf::new(DEFAULT_BUF_SIZE.max(frame.len() + DEFAULT_HEADROOM), DEFAULT_HEADROOM);
         b.load(frame, port, DEFAULT_HEADROOM);
         b
     }

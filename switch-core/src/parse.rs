@@ -71,8 +71,7 @@ impl PacketMeta {
         matches!(self.proto, proto::TCP | proto::UDP | proto::SCTP)
     }
     pub fn is_tcp_syn_only(&self) -> bool {
-        self.proto == proto::TCP
-            && self.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+        self.proto == proto::TCP && self.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
     }
 }
 
@@ -170,19 +169,9 @@ fn pseudo(frame: &[u8], m: &PacketMeta) -> u32 {
     let l3 = usize::from(m.l3_off);
     let len = m.l4_len() as u32;
     if m.is_v4() {
-        pseudo_header_sum(
-            &frame[l3 + 12..l3 + 16],
-            &frame[l3 + 16..l3 + 20],
-            m.proto,
-            len,
-        )
+        pseudo_header_sum(&frame[l3 + 12..l3 + 16], &frame[l3 + 16..l3 + 20], m.proto, len)
     } else {
-        pseudo_header_sum(
-            &frame[l3 + 8..l3 + 24],
-            &frame[l3 + 24..l3 + 40],
-            m.proto,
-            len,
-        )
+        pseudo_header_sum(&frame[l3 + 8..l3 + 24], &frame[l3 + 24..l3 + 40], m.proto, len)
     }
 }
 
@@ -208,10 +197,7 @@ fn parse_l4(frame: &[u8], m: &mut PacketMeta, opts: ParseOptions) -> Result<(), 
             m.dport = u.dst_port();
             // A zero UDP checksum means "none" over IPv4 and is invalid over IPv6 (RFC 8200).
             let zero = u.checksum() == 0;
-            if verify
-                && !(zero && m.is_v4())
-                && (zero || !l4::transport_checksum_ok(pseudo(frame, m), l4))
-            {
+            if verify && !(zero && m.is_v4()) && (zero || !l4::transport_checksum_ok(pseudo(frame, m), l4)) {
                 return Err(DropReason::L4BadChecksum);
             }
         }

@@ -97,19 +97,9 @@ impl Tables {
         hash_seed: u64,
         verify_l4_checksum: bool,
     ) -> Tables {
-        let uplink = ports
-            .iter()
-            .position(|p| p.kind == PortKind::Uplink)
-            .map(|i| PortId(i as u16));
-        let host = ports
-            .iter()
-            .position(|p| p.kind == PortKind::Host)
-            .map(|i| PortId(i as u16));
-        let nodes_by_ip = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.underlay_ip, NodeId(i as u16)))
-            .collect();
+        let uplink = ports.iter().position(|p| p.kind == PortKind::Uplink).map(|i| PortId(i as u16));
+        let host = ports.iter().position(|p| p.kind == PortKind::Host).map(|i| PortId(i as u16));
+        let nodes_by_ip = nodes.iter().enumerate().map(|(i, n)| (n.underlay_ip, NodeId(i as u16))).collect();
         Tables {
             generation,
             node,

@@ -6,13 +6,10 @@
 use crate::addr::{Addr, Prefix};
 use crate::endpoint::{Endpoint, EndpointTable, Identity};
 use crate::packet::PortId;
-use crate::policy::{
-    Classifier, ClassifierId, DirectionRules, PeerMatch, PolicyRule, PolicyTable, PortMatch, RuleId,
-};
+use crate::policy::{Classifier, ClassifierId, DirectionRules, PeerMatch, PolicyRule, PolicyTable, PortMatch, RuleId};
 use crate::route::{NodeId, RemoteNode, RouteTable, RouteTarget};
 use crate::service::{
-    Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec,
-    ServiceTable,
+    Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec, ServiceTable,
 };
 use crate::snapshot::{NodeInfo, PortInfo, PortKind, Tables};
 use crate::wire::build::TunnelKind;
@@ -70,13 +67,7 @@ pub struct Scale {
 
 impl Default for Scale {
     fn default() -> Self {
-        Scale {
-            services: 0,
-            backends: 0,
-            policy_rules: 0,
-            maglev_size: 251,
-            tunnel: TunnelKind::Vxlan,
-        }
+        Scale { services: 0, backends: 0, policy_rules: 0, maglev_size: 251, tunnel: TunnelKind::Vxlan }
     }
 }
 
@@ -108,26 +99,11 @@ pub fn tables(scale: Scale) -> Tables {
         uplink_mtu: 1500,
     };
     let ports = vec![
-        PortInfo {
-            name: "uplink".into(),
-            kind: PortKind::Uplink,
-        },
-        PortInfo {
-            name: "pod-a".into(),
-            kind: PortKind::Pod,
-        },
-        PortInfo {
-            name: "pod-b".into(),
-            kind: PortKind::Pod,
-        },
-        PortInfo {
-            name: "pod-c".into(),
-            kind: PortKind::Pod,
-        },
-        PortInfo {
-            name: "host".into(),
-            kind: PortKind::Host,
-        },
+        PortInfo { name: "uplink".into(), kind: PortKind::Uplink },
+        PortInfo { name: "pod-a".into(), kind: PortKind::Pod },
+        PortInfo { name: "pod-b".into(), kind: PortKind::Pod },
+        PortInfo { name: "pod-c".into(), kind: PortKind::Pod },
+        PortInfo { name: "host".into(), kind: PortKind::Host },
     ];
     // Policy: pod c (app=web, tier=secure) takes TCP 8080 from clients only; pod a has an
     // egress policy with `policy_rules` rules that do not match plus one that allows the
@@ -136,11 +112,7 @@ pub fn tables(scale: Scale) -> Tables {
         rules: vec![PolicyRule {
             id: RuleId(0),
             peers: vec![PeerMatch::Identity(ID_CLIENT)],
-            ports: vec![PortMatch {
-                proto: Some(proto::TCP),
-                lo: 8080,
-                hi: 8080,
-            }],
+            ports: vec![PortMatch { proto: Some(proto::TCP), lo: 8080, hi: 8080 }],
         }],
     };
     let mut names = vec!["default/secure-web ingress[0]".to_string()];
@@ -153,22 +125,15 @@ pub fn tables(scale: Scale) -> Tables {
         } else {
             let o = (i / 2) as u32;
             PeerMatch::Cidr {
-                prefix: Prefix::new(
-                    IpAddr::V4(core::net::Ipv4Addr::from(0xac10_0000 + (o << 8))),
-                    24,
-                )
-                .expect("bulk prefix"),
+                prefix: Prefix::new(IpAddr::V4(core::net::Ipv4Addr::from(0xac10_0000 + (o << 8))), 24)
+                    .expect("bulk prefix"),
                 except: vec![],
             }
         };
         egress_a.rules.push(PolicyRule {
             id,
             peers: vec![peer],
-            ports: vec![PortMatch {
-                proto: Some(proto::TCP),
-                lo: 1 + (i % 1000) as u16,
-                hi: 1 + (i % 1000) as u16,
-            }],
+            ports: vec![PortMatch { proto: Some(proto::TCP), lo: 1 + (i % 1000) as u16, hi: 1 + (i % 1000) as u16 }],
         });
     }
     let has_egress = scale.policy_rules > 0;
@@ -178,81 +143,32 @@ pub fn tables(scale: Scale) -> Tables {
         egress_a.rules.push(PolicyRule {
             id,
             peers: vec![
-                PeerMatch::Cidr {
-                    prefix: p("10.0.0.0/8"),
-                    except: vec![],
-                },
-                PeerMatch::Cidr {
-                    prefix: p("192.168.0.0/16"),
-                    except: vec![],
-                },
-                PeerMatch::Cidr {
-                    prefix: p("fd00::/16"),
-                    except: vec![],
-                },
+                PeerMatch::Cidr { prefix: p("10.0.0.0/8"), except: vec![] },
+                PeerMatch::Cidr { prefix: p("192.168.0.0/16"), except: vec![] },
+                PeerMatch::Cidr { prefix: p("fd00::/16"), except: vec![] },
             ],
             ports: vec![],
         });
     }
-    let policy = PolicyTable::new(
-        vec![
-            Classifier::compile(&ingress_c),
-            Classifier::compile(&egress_a),
-        ],
-        names,
-    );
-    let ep =
-        |name: &str, port: Option<PortId>, mac, ips: &[&str], identity, ingress, egress| Endpoint {
-            name: name.into(),
-            namespace: "default".into(),
-            port,
-            mac,
-            ips: ips.iter().map(|s| a(s)).collect(),
-            identity,
-            ingress,
-            egress,
-        };
+    let policy = PolicyTable::new(vec![Classifier::compile(&ingress_c), Classifier::compile(&egress_a)], names);
+    let ep = |name: &str, port: Option<PortId>, mac, ips: &[&str], identity, ingress, egress| Endpoint {
+        name: name.into(),
+        namespace: "default".into(),
+        port,
+        mac,
+        ips: ips.iter().map(|s| a(s)).collect(),
+        identity,
+        ingress,
+        egress,
+    };
     let endpoints = vec![
-        ep(
-            "a",
-            Some(POD_A),
-            POD_A_MAC,
-            &[POD_A_IP, POD_A_IP6],
-            ID_CLIENT,
-            None,
-            has_egress.then_some(ClassifierId(1)),
-        ),
-        ep(
-            "b",
-            Some(POD_B),
-            POD_B_MAC,
-            &[POD_B_IP, POD_B_IP6],
-            ID_WEB,
-            None,
-            None,
-        ),
-        ep(
-            "c",
-            Some(POD_C),
-            POD_C_MAC,
-            &[POD_C_IP, POD_C_IP6],
-            ID_SECURE,
-            Some(ClassifierId(0)),
-            None,
-        ),
-        ep(
-            "d",
-            None,
-            MacAddr::ZERO,
-            &[REMOTE_POD_IP],
-            ID_CLIENT,
-            None,
-            None,
-        ),
+        ep("a", Some(POD_A), POD_A_MAC, &[POD_A_IP, POD_A_IP6], ID_CLIENT, None, has_egress.then_some(ClassifierId(1))),
+        ep("b", Some(POD_B), POD_B_MAC, &[POD_B_IP, POD_B_IP6], ID_WEB, None, None),
+        ep("c", Some(POD_C), POD_C_MAC, &[POD_C_IP, POD_C_IP6], ID_SECURE, Some(ClassifierId(0)), None),
+        ep("d", None, MacAddr::ZERO, &[REMOTE_POD_IP], ID_CLIENT, None, None),
     ];
     let endpoints =
-        EndpointTable::build(endpoints, vec![a(NODE_IP), a(NODE_IP6)], vec![a(NODE2_IP)])
-            .expect("testbed endpoints");
+        EndpointTable::build(endpoints, vec![a(NODE_IP), a(NODE_IP6)], vec![a(NODE2_IP)]).expect("testbed endpoints");
     let routes = RouteTable::build(vec![
         (p("10.244.1.0/24"), RouteTarget::Local),
         (p("fd00:244:1::/64"), RouteTarget::Local),
@@ -267,51 +183,22 @@ pub fn tables(scale: Scale) -> Tables {
         vtep_mac: NODE2_VTEP_MAC,
         next_hop_mac: NODE2_MAC,
     }];
-    let be = |ip: &str, port| Backend {
-        addr: a(ip),
-        port,
-        weight: 1,
-        state: BackendState::Ready,
-        local: true,
-    };
+    let be = |ip: &str, port| Backend { addr: a(ip), port, weight: 1, state: BackendState::Ready, local: true };
     let m = scale.maglev_size;
     let mut sports = vec![
         ServicePort::new(
-            ServicePortSpec::simple(
-                "default/web:http",
-                proto::TCP,
-                vec![be(POD_B_IP, 8080), be(POD_C_IP, 8080)],
-            ),
+            ServicePortSpec::simple("default/web:http", proto::TCP, vec![be(POD_B_IP, 8080), be(POD_C_IP, 8080)]),
             m,
         ),
+        ServicePort::new(ServicePortSpec::simple("default/web:dns", proto::UDP, vec![be(POD_B_IP, 5353)]), m),
+        ServicePort::new(ServicePortSpec::simple("default/empty:http", proto::TCP, vec![]), m),
+        ServicePort::new(ServicePortSpec::simple("default/empty:dns", proto::UDP, vec![]), m),
         ServicePort::new(
-            ServicePortSpec::simple("default/web:dns", proto::UDP, vec![be(POD_B_IP, 5353)]),
-            m,
-        ),
-        ServicePort::new(
-            ServicePortSpec::simple("default/empty:http", proto::TCP, vec![]),
-            m,
-        ),
-        ServicePort::new(
-            ServicePortSpec::simple("default/empty:dns", proto::UDP, vec![]),
-            m,
-        ),
-        ServicePort::new(
-            ServicePortSpec::simple(
-                "default/web6:http",
-                proto::TCP,
-                vec![be(POD_B_IP6, 8080), be(POD_C_IP6, 8080)],
-            ),
+            ServicePortSpec::simple("default/web6:http", proto::TCP, vec![be(POD_B_IP6, 8080), be(POD_C_IP6, 8080)]),
             m,
         ),
     ];
-    let fe = |addr: &str, port, proto, kind, t| Frontend {
-        addr: a(addr),
-        port,
-        proto,
-        kind,
-        target: ServicePortId(t),
-    };
+    let fe = |addr: &str, port, proto, kind, t| Frontend { addr: a(addr), port, proto, kind, target: ServicePortId(t) };
     let mut fes = vec![
         fe(WEB_VIP, 80, proto::TCP, FrontendKind::ClusterIp, 0),
         fe(NODE_IP, NODE_PORT, proto::TCP, FrontendKind::NodePort, 0),
@@ -334,10 +221,7 @@ pub fn tables(scale: Scale) -> Tables {
             })
             .collect();
         let id = sports.len() as u32;
-        sports.push(ServicePort::new(
-            ServicePortSpec::simple(format!("bulk/svc-{i}:http"), proto::TCP, backends),
-            m,
-        ));
+        sports.push(ServicePort::new(ServicePortSpec::simple(format!("bulk/svc-{i}:http"), proto::TCP, backends), m));
         fes.push(Frontend {
             addr: synthetic_vip(i),
             port: 80,
@@ -347,7 +231,5 @@ pub fn tables(scale: Scale) -> Tables {
         });
     }
     let services = ServiceTable::build(sports, fes).expect("testbed services");
-    Tables::new(
-        1, node, ports, endpoints, routes, nodes, services, policy, 0x5eed, true,
-    )
+    Tables::new(1, node, ports, endpoints, routes, nodes, services, policy, 0x5eed, true)
 }

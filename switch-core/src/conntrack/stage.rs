@@ -9,10 +9,7 @@ pub(crate) fn lookup(ct: &mut Conntrack, c: &mut PacketCtx, now: u64, ev: &mut E
     if c.meta.icmp == IcmpKind::Error {
         return;
     }
-    let key = FlowKey {
-        t: c.orig,
-        proto: c.meta.proto,
-    };
+    let key = FlowKey { t: c.orig, proto: c.meta.proto };
     match ct.lookup(&key, now) {
         Some(slot) => {
             let e = ct.entry(slot);
@@ -30,10 +27,7 @@ pub(crate) fn commit(ct: &mut Conntrack, c: &mut PacketCtx, now: u64) {
         return;
     }
     let f = NewFlow {
-        key: FlowKey {
-            t: c.orig,
-            proto: c.meta.proto,
-        },
+        key: FlowKey { t: c.orig, proto: c.meta.proto },
         xlate: c.tuple,
         tcp_flags: c.meta.tcp_flags,
         len: u64::from(c.rx_len),

@@ -75,10 +75,7 @@ impl TcpState {
         if flags & tcp_flags::RST != 0 {
             return Closed;
         }
-        if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
-            && !reply
-            && matches!(self, Closed | Closing)
-        {
+        if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN && !reply && matches!(self, Closed | Closing) {
             // The tuple is reused by a new connection.
             *fins = 0;
             return SynSent;
@@ -89,11 +86,7 @@ impl TcpState {
         match (self, *fins) {
             (_, 3) => Closing,
             (_, 1) | (_, 2) => FinWait,
-            (SynSent, _)
-                if reply
-                    && flags & (tcp_flags::SYN | tcp_flags::ACK)
-                        == tcp_flags::SYN | tcp_flags::ACK =>
-            {
+            (SynSent, _) if reply && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK => {
                 SynReceived
             }
             (SynReceived, _) if !reply && flags & tcp_flags::ACK != 0 => Established,
@@ -155,10 +148,7 @@ mod tests {
     #[test]
     fn timeouts_follow_state() {
         let t = CtTimeouts::default();
-        assert!(
-            TcpState::Established.timeout(proto::TCP, &t)
-                > TcpState::SynSent.timeout(proto::TCP, &t)
-        );
+        assert!(TcpState::Established.timeout(proto::TCP, &t) > TcpState::SynSent.timeout(proto::TCP, &t));
         assert_eq!(TcpState::NotTcp.timeout(proto::UDP, &t), t.udp);
         assert_eq!(TcpState::initial(proto::TCP, ACK), TcpState::Established);
         assert_eq!(TcpState::initial(proto::UDP, 0), TcpState::NotTcp);

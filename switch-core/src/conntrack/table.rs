@@ -19,12 +19,7 @@ pub struct Tuple {
 
 impl Tuple {
     pub fn reversed(self) -> Tuple {
-        Tuple {
-            src: self.dst,
-            dst: self.src,
-            sport: self.dport,
-            dport: self.sport,
-        }
+        Tuple { src: self.dst, dst: self.src, sport: self.dport, dport: self.sport }
     }
 }
 
@@ -37,26 +32,12 @@ pub struct FlowKey {
 
 impl FlowKey {
     pub fn reversed(self) -> FlowKey {
-        FlowKey {
-            t: self.t.reversed(),
-            proto: self.proto,
-        }
+        FlowKey { t: self.t.reversed(), proto: self.proto }
     }
     #[inline]
     pub fn hash(&self, seed: u64) -> u64 {
-        let ports = (u64::from(self.t.sport) << 32)
-            | (u64::from(self.t.dport) << 16)
-            | u64::from(self.proto);
-        hash_words(
-            seed,
-            &[
-                self.t.src.hi(),
-                self.t.src.lo(),
-                self.t.dst.hi(),
-                self.t.dst.lo(),
-                ports,
-            ],
-        )
+        let ports = (u64::from(self.t.sport) << 32) | (u64::from(self.t.dport) << 16) | u64::from(self.proto);
+        hash_words(seed, &[self.t.src.hi(), self.t.src.lo(), self.t.dst.hi(), self.t.dst.lo(), ports])
     }
 }
 
@@ -172,10 +153,7 @@ impl Conntrack {
     /// Whether the reply of a translated tuple would collide with a live flow (SNAT port
     /// allocation asks this).
     pub fn reply_taken(&self, xlate: &Tuple, proto: u8, now: u64) -> bool {
-        let k = FlowKey {
-            t: xlate.reversed(),
-            proto,
-        };
+        let k = FlowKey { t: xlate.reversed(), proto };
         self.lookup(&k, now).is_some()
     }
 
@@ -204,30 +182,10 @@ impl Conntrack {
             bytes: f.len,
             created: now,
         };
-        let rkey = FlowKey {
-            t: f.xlate.reversed(),
-            proto: f.key.proto,
-        };
-        let reply = CtEntry {
-            dir: Direction::Reply,
-            xlate: f.key.t.reversed(),
-            packets: 0,
-            bytes: 0,
-            ..base
-        };
-        let (o, d1) = self
-            .table
-            .insert(f.key.hash(self.seed), f.key, base, expires, now);
-        let (r, d2) = self.table.insert(
-            rkey.hash(self.seed),
-            rkey,
-            CtEntry {
-                peer: o as u32,
-                ..reply
-            },
-            expires,
-            now,
-        );
+        let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
+        let reply = CtEntry { dir: Direction::Reply, xlate: f.key.t.reversed(), packets: 0, bytes: 0, ..base };
+        let (o, d1) = self.table.insert(f.key.hash(self.seed), f.key, base, expires, now);
+        let (r, d2) = self.table.insert(rkey.hash(self.seed), rkey, CtEntry { peer: o as u32, ..reply }, expires, now);
         self.table.val_mut(o).peer = r as u32;
         self.stats.created += 1;
         for d in [d1, d2] {
@@ -261,10 +219,7 @@ impl Conntrack {
 
     /// Live original-direction entries, for listings.
     pub fn flows(&self, now: u64) -> impl Iterator<Item = (&FlowKey, &CtEntry, u64)> {
-        self.table
-            .iter_live(now)
-            .filter(|(_, _, e, _)| e.dir == Direction::Original)
-            .map(|(_, k, e, x)| (k, e, x))
+        self.table.iter_live(now).filter(|(_, _, e, _)| e.dir == Direction::Original).map(|(_, k, e, x)| (k, e, x))
     }
 }
 
@@ -280,19 +235,10 @@ mod tests {
 
     fn flow() -> NewFlow {
         let key = FlowKey {
-            t: Tuple {
-                src: a("10.0.0.2"),
-                dst: a("10.96.0.10"),
-                sport: 40000,
-                dport: 80,
-            },
+            t: Tuple { src: a("10.0.0.2"), dst: a("10.96.0.10"), sport: 40000, dport: 80 },
             proto: proto::TCP,
         };
-        let xlate = Tuple {
-            dst: a("10.0.1.7"),
-            dport: 8080,
-            ..key.t
-        };
+        let xlate = Tuple { dst: a("10.0.1.7"), dport: 8080, ..key.t };
         NewFlow {
             key,
             xlate,
@@ -310,36 +256,21 @@ mod tests {
         let f = flow();
         let o = ct.commit(&f, 0);
         assert_eq!(ct.lookup(&f.key, 1), Some(o));
-        let reply_key = FlowKey {
-            t: f.xlate.reversed(),
-            proto: proto::TCP,
-        };
+        let reply_key = FlowKey { t: f.xlate.reversed(), proto: proto::TCP };
         let r = ct.lookup(&reply_key, 1).expect("reply entry");
         let e = ct.entry(r);
         assert_eq!(e.dir, Direction::Reply);
-        assert_eq!(
-            e.xlate,
-            f.key.t.reversed(),
-            "replies are rewritten back to the VIP"
-        );
+        assert_eq!(e.xlate, f.key.t.reversed(), "replies are rewritten back to the VIP");
         assert_eq!(ct.touch(r, SYN | ACK, 60, 2), TcpState::SynReceived);
         assert_eq!(ct.touch(o, ACK, 60, 3), TcpState::Established);
-        assert_eq!(
-            ct.entry(r).state,
-            TcpState::Established,
-            "state is shared by both directions"
-        );
+        assert_eq!(ct.entry(r).state, TcpState::Established, "state is shared by both directions");
         assert_eq!(ct.entries(), 2);
         assert_eq!(ct.flows(4).count(), 1);
     }
 
     #[test]
     fn expiry_follows_state_and_time() {
-        let t = CtTimeouts {
-            tcp_syn: 100,
-            tcp_close: 10,
-            ..CtTimeouts::default()
-        };
+        let t = CtTimeouts { tcp_syn: 100, tcp_close: 10, ..CtTimeouts::default() };
         let mut ct = Conntrack::new(64, 7, t);
         let f = flow();
         ct.commit(&f, 0);

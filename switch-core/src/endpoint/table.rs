@@ -95,21 +95,11 @@ impl EndpointTable {
             }
             if let Some(p) = e.port {
                 if let Some(prev) = by_port.insert(p, id) {
-                    return Err(EndpointError::PortTaken(
-                        p,
-                        endpoints[prev.0 as usize].name.clone(),
-                        e.name.clone(),
-                    ));
+                    return Err(EndpointError::PortTaken(p, endpoints[prev.0 as usize].name.clone(), e.name.clone()));
                 }
             }
         }
-        Ok(EndpointTable {
-            endpoints,
-            by_ip,
-            by_port,
-            node_ips,
-            remote_node_ips,
-        })
+        Ok(EndpointTable { endpoints, by_ip, by_port, node_ips, remote_node_ips })
     }
 
     #[inline]
@@ -187,10 +177,7 @@ mod tests {
     fn lookups_and_identities() {
         let node = Addr::from("192.168.0.10".parse::<core::net::IpAddr>().unwrap());
         let t = EndpointTable::build(
-            vec![
-                ep("a", "10.0.0.2", Some(1), 300),
-                ep("r", "10.0.1.2", None, 301),
-            ],
+            vec![ep("a", "10.0.0.2", Some(1), 300), ep("r", "10.0.1.2", None, 301)],
             vec![node],
             vec![],
         )
@@ -207,19 +194,13 @@ mod tests {
     #[test]
     fn rejects_duplicates() {
         let e = EndpointTable::build(
-            vec![
-                ep("a", "10.0.0.2", Some(1), 300),
-                ep("b", "10.0.0.2", Some(2), 301),
-            ],
+            vec![ep("a", "10.0.0.2", Some(1), 300), ep("b", "10.0.0.2", Some(2), 301)],
             vec![],
             vec![],
         );
         assert!(matches!(e, Err(EndpointError::DuplicateIp(..))));
         let e = EndpointTable::build(
-            vec![
-                ep("a", "10.0.0.2", Some(1), 300),
-                ep("b", "10.0.0.3", Some(1), 301),
-            ],
+            vec![ep("a", "10.0.0.2", Some(1), 300), ep("b", "10.0.0.3", Some(1), 301)],
             vec![],
             vec![],
         );

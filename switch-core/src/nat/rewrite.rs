@@ -28,11 +28,7 @@ fn addr_bytes(a: crate::addr::Addr, v4: bool) -> ([u8; 16], usize) {
 
 /// Rewrites `frame` (described by `m`) from `m`'s tuple to `new`, fixing the IPv4 header
 /// checksum and the transport checksum, and updates `m`.
-pub fn rewrite_tuple(
-    frame: &mut [u8],
-    m: &mut PacketMeta,
-    new: &Tuple,
-) -> Result<(), RewriteError> {
+pub fn rewrite_tuple(frame: &mut [u8], m: &mut PacketMeta, new: &Tuple) -> Result<(), RewriteError> {
     let v4 = m.is_v4();
     if new.src.is_v4() != v4 || new.dst.is_v4() != v4 {
         return Err(RewriteError::FamilyMismatch);
@@ -59,8 +55,7 @@ pub fn rewrite_tuple(
             *c = update_bytes(*c, &ob[..n], &nb[..n]);
         }
         if v4 {
-            let mut ip = Ipv4Packet::new_checked(&mut frame[l3..end])
-                .map_err(|_| RewriteError::FamilyMismatch)?;
+            let mut ip = Ipv4Packet::new_checked(&mut frame[l3..end]).map_err(|_| RewriteError::FamilyMismatch)?;
             let a = core::net::Ipv4Addr::from(newa.0 as u32);
             if i == 0 {
                 ip.set_src(a)
@@ -68,8 +63,7 @@ pub fn rewrite_tuple(
                 ip.set_dst(a)
             }
         } else {
-            let mut ip = Ipv6Packet::new_checked(&mut frame[l3..end])
-                .map_err(|_| RewriteError::FamilyMismatch)?;
+            let mut ip = Ipv6Packet::new_checked(&mut frame[l3..end]).map_err(|_| RewriteError::FamilyMismatch)?;
             let a = core::net::Ipv6Addr::from(newa.0);
             if i == 0 {
                 ip.set_src(a)
@@ -120,38 +114,19 @@ mod tests {
     use crate::wire::MacAddr;
     use proptest::prelude::*;
 
-    const STRICT: ParseOptions = ParseOptions {
-        verify_l4_checksum: true,
-    };
+    const STRICT: ParseOptions = ParseOptions { verify_l4_checksum: true };
 
     fn frame(v4: bool, l4: L4Repr, payload: &[u8]) -> Vec<u8> {
-        let (s, d) = if v4 {
-            ("10.0.0.1", "10.96.0.10")
-        } else {
-            ("fd00::1", "fd00:96::10")
-        };
-        IpFrame::new(
-            MacAddr::ZERO,
-            MacAddr::ZERO,
-            s.parse().unwrap(),
-            d.parse().unwrap(),
-            l4,
-        )
-        .with_payload(payload)
-        .build()
+        let (s, d) = if v4 { ("10.0.0.1", "10.96.0.10") } else { ("fd00::1", "fd00:96::10") };
+        IpFrame::new(MacAddr::ZERO, MacAddr::ZERO, s.parse().unwrap(), d.parse().unwrap(), l4)
+            .with_payload(payload)
+            .build()
     }
 
     fn arb_l4() -> impl Strategy<Value = L4Repr> {
         prop_oneof![
-            (any::<u16>(), any::<u16>(), any::<u32>(), any::<u8>()).prop_map(|(s, d, q, f)| {
-                L4Repr::Tcp {
-                    sport: s,
-                    dport: d,
-                    seq: q,
-                    ack: 0,
-                    flags: f & 0x3f,
-                }
-            }),
+            (any::<u16>(), any::<u16>(), any::<u32>(), any::<u8>())
+                .prop_map(|(s, d, q, f)| { L4Repr::Tcp { sport: s, dport: d, seq: q, ack: 0, flags: f & 0x3f } }),
             (any::<u16>(), any::<u16>()).prop_map(|(s, d)| L4Repr::Udp { sport: s, dport: d }),
             (any::<u16>(), any::<u16>()).prop_map(|(s, d)| L4Repr::Sctp { sport: s, dport: d }),
         ]
@@ -181,14 +156,7 @@ mod tests {
 
     #[test]
     fn udp_zero_checksum_stays_zero_on_v4() {
-        let mut f = frame(
-            true,
-            L4Repr::Udp {
-                sport: 1,
-                dport: 53,
-            },
-            b"x",
-        );
+        let mut f = frame(true, L4Repr::Udp { sport: 1, dport: 53 }, b"x");
         let at = 14 + 20 + 6;
         f[at] = 0;
         f[at + 1] = 0;
@@ -196,12 +164,7 @@ mod tests {
         let new = Tuple {
             dst: Addr::from(core::net::Ipv4Addr::new(10, 0, 0, 9)),
             dport: 5353,
-            ..Tuple {
-                src: m.src,
-                dst: m.dst,
-                sport: m.sport,
-                dport: m.dport,
-            }
+            ..Tuple { src: m.src, dst: m.dst, sport: m.sport, dport: m.dport }
         };
         rewrite_tuple(&mut f, &mut m, &new).unwrap();
         assert_eq!(&f[at..at + 2], &[0, 0]);
@@ -210,24 +173,10 @@ mod tests {
 
     #[test]
     fn family_mismatch_is_refused() {
-        let mut f = frame(
-            true,
-            L4Repr::Udp {
-                sport: 1,
-                dport: 53,
-            },
-            b"",
-        );
+        let mut f = frame(true, L4Repr::Udp { sport: 1, dport: 53 }, b"");
         let mut m = parse(&f, STRICT).unwrap();
-        let new = Tuple {
-            src: m.src,
-            dst: Addr::from("fd00::1".parse::<core::net::IpAddr>().unwrap()),
-            sport: 1,
-            dport: 2,
-        };
-        assert_eq!(
-            rewrite_tuple(&mut f, &mut m, &new),
-            Err(RewriteError::FamilyMismatch)
-        );
+        let new =
+            Tuple { src: m.src, dst: Addr::from("fd00::1".parse::<core::net::IpAddr>().unwrap()), sport: 1, dport: 2 };
+        assert_eq!(rewrite_tuple(&mut f, &mut m, &new), Err(RewriteError::FamilyMismatch));
     }
 }

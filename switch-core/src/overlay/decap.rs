@@ -50,11 +50,6 @@ pub fn decapsulate_len(frame: &[u8], m: &PacketMeta, t: &Tables) -> Result<Decap
     if vni != t.node.vni {
         return Err(DropReason::TunnelWrongVni);
     }
-    let peer = t
-        .node_by_underlay(m.src)
-        .ok_or(DropReason::TunnelUnknownPeer)?;
-    Ok(Decap::Inner {
-        outer_len: hdr_at + len,
-        peer,
-    })
+    let peer = t.node_by_underlay(m.src).ok_or(DropReason::TunnelUnknownPeer)?;
+    Ok(Decap::Inner { outer_len: hdr_at + len, peer })
 }

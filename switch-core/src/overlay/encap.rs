@@ -13,11 +13,7 @@ use crate::wire::{geneve, ipv4, ipv6, proto, vxlan};
 
 /// Bytes added in front of the inner frame.
 pub fn outer_len(v4_underlay: bool, kind: TunnelKind) -> usize {
-    let ip = if v4_underlay {
-        ipv4::HEADER_LEN
-    } else {
-        ipv6::HEADER_LEN
-    };
+    let ip = if v4_underlay { ipv4::HEADER_LEN } else { ipv6::HEADER_LEN };
     let tun = match kind {
         TunnelKind::Vxlan => vxlan::HEADER_LEN,
         TunnelKind::Geneve => geneve::HEADER_LEN,
@@ -42,9 +38,7 @@ pub fn encapsulate<B: PacketBuf>(
     sport: u16,
 ) -> Result<(), DropReason> {
     let v4 = remote.underlay_ip.is_v4();
-    let src = node
-        .addr_like(remote.underlay_ip)
-        .ok_or(DropReason::NoRoute)?;
+    let src = node.addr_like(remote.underlay_ip).ok_or(DropReason::NoRoute)?;
     let inner_len = pkt.data().len();
     let outer = outer_len(v4, node.tunnel);
     // The MTU counts from the outer IP header on.
@@ -55,19 +49,10 @@ pub fn encapsulate<B: PacketBuf>(
         return Err(DropReason::NoHeadroom);
     }
     let b = pkt.data_mut();
-    let ip_len = if v4 {
-        ipv4::HEADER_LEN
-    } else {
-        ipv6::HEADER_LEN
-    };
+    let ip_len = if v4 { ipv4::HEADER_LEN } else { ipv6::HEADER_LEN };
     let udp_at = ethernet::HEADER_LEN + ip_len;
     let udp_len = b.len() - udp_at;
-    ethernet::write_header(
-        b,
-        remote.next_hop_mac,
-        node.uplink_mac,
-        if v4 { ethertype::IPV4 } else { ethertype::IPV6 },
-    );
+    ethernet::write_header(b, remote.next_hop_mac, node.uplink_mac, if v4 { ethertype::IPV4 } else { ethertype::IPV6 });
     let (dport, tun_at) = (
         match node.tunnel {
             TunnelKind::Vxlan => vxlan::UDP_PORT,
@@ -83,37 +68,18 @@ pub fn encapsulate<B: PacketBuf>(
     match (src.v4(), remote.underlay_ip.v4()) {
         (Some(s), Some(d)) => {
             // Zero UDP checksum over IPv4 (RFC 7348 section 5, RFC 8926 section 3.3).
-            ipv4::write_header(
-                &mut b[ethernet::HEADER_LEN..],
-                s,
-                d,
-                proto::UDP,
-                udp_len,
-                64,
-            );
+            ipv4::write_header(&mut b[ethernet::HEADER_LEN..], s, d, proto::UDP, udp_len, 64);
         }
         _ => {
-            let (s, d) = (
-                core::net::Ipv6Addr::from(src.0),
-                core::net::Ipv6Addr::from(remote.underlay_ip.0),
-            );
-            ipv6::write_header(
-                &mut b[ethernet::HEADER_LEN..],
-                s,
-                d,
-                proto::UDP,
-                udp_len,
-                64,
-                u32::from(sport),
-            );
+            let (s, d) = (core::net::Ipv6Addr::from(src.0), core::net::Ipv6Addr::from(remote.underlay_ip.0));
+            ipv6::write_header(&mut b[ethernet::HEADER_LEN..], s, d, proto::UDP, udp_len, 64, u32::from(sport));
             // IPv6 requires a UDP checksum (RFC 8200); computed over the whole datagram.
             let c = transport_checksum(
                 pseudo_header_sum(&s.octets(), &d.octets(), proto::UDP, udp_len as u32),
                 &b[udp_at..],
             );
             let c = if c == 0 { 0xffff } else { c };
-            b[udp_at + l4::UDP_CHECKSUM..udp_at + l4::UDP_CHECKSUM + 2]
-                .copy_from_slice(&c.to_be_bytes());
+            b[udp_at + l4::UDP_CHECKSUM..udp_at + l4::UDP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
         }
     }
     Ok(())

@@ -12,45 +12,27 @@ use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::Ipv6Packet;
 
-pub(crate) fn transmit<B: PacketBuf>(
-    t: &Tables,
-    pkt: &mut B,
-    c: &mut PacketCtx,
-    ev: &mut EventStats,
-) {
+pub(crate) fn transmit<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, ev: &mut EventStats) {
     if let Err(r) = prepare(t, pkt, c, ev) {
         c.drop(r);
     }
 }
 
-fn prepare<B: PacketBuf>(
-    t: &Tables,
-    pkt: &mut B,
-    c: &mut PacketCtx,
-    ev: &mut EventStats,
-) -> Result<(), DropReason> {
-    let cur = crate::conntrack::Tuple {
-        src: c.meta.src,
-        dst: c.meta.dst,
-        sport: c.meta.sport,
-        dport: c.meta.dport,
-    };
+fn prepare<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, ev: &mut EventStats) -> Result<(), DropReason> {
+    let cur = crate::conntrack::Tuple { src: c.meta.src, dst: c.meta.dst, sport: c.meta.sport, dport: c.meta.dport };
     let l3 = usize::from(c.meta.l3_off);
     let end = usize::from(c.meta.ip_end);
     {
         let frame = pkt.data_mut();
         if cur != c.tuple {
-            rewrite_tuple(frame, &mut c.meta, &c.tuple)
-                .map_err(|_| DropReason::ConntrackInvalid)?;
+            rewrite_tuple(frame, &mut c.meta, &c.tuple).map_err(|_| DropReason::ConntrackInvalid)?;
         }
         if !c.generated {
             if c.meta.ttl <= 1 {
                 return Err(DropReason::TtlExceeded);
             }
             if c.meta.is_v4() {
-                Ipv4Packet::new_checked(&mut frame[l3..end])
-                    .map_err(|_| DropReason::Ipv4Malformed)?
-                    .decrement_ttl();
+                Ipv4Packet::new_checked(&mut frame[l3..end]).map_err(|_| DropReason::Ipv4Malformed)?.decrement_ttl();
             } else {
                 Ipv6Packet::new_checked(&mut frame[l3..end])
                     .map_err(|_| DropReason::Ipv6Malformed)?
@@ -59,13 +41,8 @@ fn prepare<B: PacketBuf>(
         }
     }
     match c.out {
-        Out::Port {
-            port,
-            dst_mac,
-            src_mac,
-        } => {
-            let mut eth = EthernetFrame::new_checked(pkt.data_mut())
-                .map_err(|_| DropReason::FrameTooShort)?;
+        Out::Port { port, dst_mac, src_mac } => {
+            let mut eth = EthernetFrame::new_checked(pkt.data_mut()).map_err(|_| DropReason::FrameTooShort)?;
             eth.set_dst(dst_mac);
             eth.set_src(src_mac);
             c.done = Some(Verdict::Tx(port));
@@ -73,8 +50,7 @@ fn prepare<B: PacketBuf>(
         Out::Tunnel(n) => {
             let remote = t.remote(n);
             {
-                let mut eth = EthernetFrame::new_checked(pkt.data_mut())
-                    .map_err(|_| DropReason::FrameTooShort)?;
+                let mut eth = EthernetFrame::new_checked(pkt.data_mut()).map_err(|_| DropReason::FrameTooShort)?;
                 eth.set_dst(remote.vtep_mac);
                 eth.set_src(t.node.vtep_mac);
             }

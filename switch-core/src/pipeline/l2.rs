@@ -17,12 +17,7 @@ use crate::wire::l4::transport_checksum;
 use crate::wire::{ipv6, proto};
 
 /// Handles ARP and neighbour solicitations; leaves every other packet alone.
-pub(crate) fn answer<B: PacketBuf>(
-    t: &Tables,
-    pkt: &mut B,
-    c: &mut PacketCtx,
-    ev: &mut EventStats,
-) {
+pub(crate) fn answer<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, ev: &mut EventStats) {
     if c.meta.l3 == L3::Arp {
         match arp_reply(t, pkt, c) {
             Ok(()) => {
@@ -60,10 +55,7 @@ fn arp_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(),
     }
     let mac = match c.in_kind {
         PortKind::Pod => {
-            let ep = t
-                .endpoints
-                .on_port(c.in_port)
-                .ok_or(DropReason::UnknownEndpoint)?;
+            let ep = t.endpoints.on_port(c.in_port).ok_or(DropReason::UnknownEndpoint)?;
             let ep = t.endpoints.get(ep);
             if sender_mac != ep.mac || c.meta.src_mac != ep.mac {
                 return Err(DropReason::SpoofedMac);
@@ -81,11 +73,8 @@ fn arp_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(),
             t.node.uplink_mac
         }
     };
-    ArpPacket::new_checked(&mut frame[l3..])
-        .map_err(|_| DropReason::ArpMalformed)?
-        .make_reply(mac);
-    let mut eth =
-        EthernetFrame::new_checked(&mut frame[..]).map_err(|_| DropReason::FrameTooShort)?;
+    ArpPacket::new_checked(&mut frame[l3..]).map_err(|_| DropReason::ArpMalformed)?.make_reply(mac);
+    let mut eth = EthernetFrame::new_checked(&mut frame[..]).map_err(|_| DropReason::FrameTooShort)?;
     eth.set_dst(sender_mac);
     eth.set_src(mac);
     let end = l3 + arp::PACKET_LEN;
@@ -103,8 +92,7 @@ fn nd_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(), 
     let l4 = usize::from(c.meta.l4_off);
     let (target, lla) = {
         let frame = pkt.data();
-        let p = IcmpPacket::new_checked(&frame[l4..usize::from(c.meta.ip_end)])
-            .map_err(|_| DropReason::L4Truncated)?;
+        let p = IcmpPacket::new_checked(&frame[l4..usize::from(c.meta.ip_end)]).map_err(|_| DropReason::L4Truncated)?;
         (p.nd_target(), p.nd_source_lla())
     };
     let (Some(target), Some(lla)) = (target, lla) else {
@@ -118,10 +106,7 @@ fn nd_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(), 
     }
     let mac = match c.in_kind {
         PortKind::Pod => {
-            let ep = t
-                .endpoints
-                .on_port(c.in_port)
-                .ok_or(DropReason::UnknownEndpoint)?;
+            let ep = t.endpoints.on_port(c.in_port).ok_or(DropReason::UnknownEndpoint)?;
             let ep = t.endpoints.get(ep);
             if lla != ep.mac || c.meta.src_mac != ep.mac {
                 return Err(DropReason::SpoofedMac);
@@ -145,27 +130,13 @@ fn nd_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(), 
     }
     let frame = pkt.data_mut();
     let dst6 = core::net::Ipv6Addr::from(src_ip.0);
-    ipv6::write_header(
-        &mut frame[l3..],
-        target,
-        dst6,
-        proto::ICMPV6,
-        icmp::ND_LEN_WITH_LLA,
-        255,
-        0,
-    );
+    ipv6::write_header(&mut frame[l3..], target, dst6, proto::ICMPV6, icmp::ND_LEN_WITH_LLA, 255, 0);
     let body = &mut frame[l4..l4 + icmp::ND_LEN_WITH_LLA];
     icmp::write_neighbor_advert(body, target, mac);
-    let sum = pseudo_header_sum(
-        &target.octets(),
-        &dst6.octets(),
-        proto::ICMPV6,
-        icmp::ND_LEN_WITH_LLA as u32,
-    );
+    let sum = pseudo_header_sum(&target.octets(), &dst6.octets(), proto::ICMPV6, icmp::ND_LEN_WITH_LLA as u32);
     let csum = transport_checksum(sum, body);
     icmp::set_checksum(body, csum);
-    let mut eth =
-        EthernetFrame::new_checked(&mut frame[..]).map_err(|_| DropReason::FrameTooShort)?;
+    let mut eth = EthernetFrame::new_checked(&mut frame[..]).map_err(|_| DropReason::FrameTooShort)?;
     eth.set_dst(src_mac);
     eth.set_src(mac);
     Ok(())

@@ -84,10 +84,7 @@ impl Worker {
             ct: Conntrack::new(cfg.conntrack_flows, cfg.seed, cfg.timeouts),
             affinity: AffinityTable::with_capacity(cfg.affinity_entries),
             stats: Stats::new(cfg.max_ports),
-            shard: Shard {
-                index: cfg.index,
-                count: cfg.count,
-            },
+            shard: Shard { index: cfg.index, count: cfg.count },
             ctx: Box::new([PacketCtx::default(); BATCH]),
         }
     }
@@ -118,25 +115,13 @@ impl Worker {
 
     /// Runs the pipeline over `pkts` at time `now` (nanoseconds, any epoch, monotonic);
     /// `verdicts[i]` says what to do with `pkts[i]`. `verdicts` must be at least as long.
-    pub fn process<B: PacketBuf>(
-        &mut self,
-        t: &Tables,
-        now: u64,
-        pkts: &mut [B],
-        verdicts: &mut [Verdict],
-    ) {
+    pub fn process<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], verdicts: &mut [Verdict]) {
         for (p, v) in pkts.chunks_mut(BATCH).zip(verdicts.chunks_mut(BATCH)) {
             self.process_batch(t, now, p, v);
         }
     }
 
-    fn process_batch<B: PacketBuf>(
-        &mut self,
-        t: &Tables,
-        now: u64,
-        pkts: &mut [B],
-        verdicts: &mut [Verdict],
-    ) {
+    fn process_batch<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], verdicts: &mut [Verdict]) {
         let n = pkts.len();
         let ctx = &mut self.ctx[..n];
         let stats = &mut self.stats;
@@ -157,16 +142,7 @@ impl Worker {
         }
         for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
             if !c.is_done() {
-                crate::service::stage::select(
-                    t,
-                    &self.ct,
-                    &mut self.affinity,
-                    self.shard,
-                    p,
-                    c,
-                    now,
-                    stats,
-                );
+                crate::service::stage::select(t, &self.ct, &mut self.affinity, self.shard, p, c, now, stats);
             }
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
@@ -204,11 +180,7 @@ impl Worker {
 
 /// Stage 1: count, parse, decapsulate.
 fn receive<B: PacketBuf>(t: &Tables, p: &mut B, c: &mut PacketCtx, stats: &mut Stats) {
-    *c = PacketCtx {
-        in_port: p.in_port(),
-        rx_len: p.data().len() as u32,
-        ..PacketCtx::default()
-    };
+    *c = PacketCtx { in_port: p.in_port(), rx_len: p.data().len() as u32, ..PacketCtx::default() };
     let ps = stats.port(c.in_port);
     ps.rx_packets += 1;
     ps.rx_bytes += u64::from(c.rx_len);
@@ -216,9 +188,7 @@ fn receive<B: PacketBuf>(t: &Tables, p: &mut B, c: &mut PacketCtx, stats: &mut S
         return c.drop(DropReason::UnknownPort);
     };
     c.in_kind = info.kind;
-    let opts = ParseOptions {
-        verify_l4_checksum: t.verify_l4_checksum,
-    };
+    let opts = ParseOptions { verify_l4_checksum: t.verify_l4_checksum };
     let mut meta = match parse(p.data(), opts) {
         Ok(m) => m,
         Err(r) => return c.drop(r),
@@ -255,16 +225,7 @@ fn receive<B: PacketBuf>(t: &Tables, p: &mut B, c: &mut PacketCtx, stats: &mut S
         }
     }
     c.meta = meta;
-    c.orig = Tuple {
-        src: meta.src,
-        dst: meta.dst,
-        sport: meta.sport,
-        dport: meta.dport,
-    };
+    c.orig = Tuple { src: meta.src, dst: meta.dst, sport: meta.sport, dport: meta.dport };
     c.tuple = c.orig;
-    c.flow_hash = FlowKey {
-        t: c.orig,
-        proto: meta.proto,
-    }
-    .hash(t.hash_seed);
+    c.flow_hash = FlowKey { t: c.orig, proto: meta.proto }.hash(t.hash_seed);
 }

@@ -15,13 +15,7 @@ pub struct PortStats {
 
 impl Default for PortStats {
     fn default() -> Self {
-        PortStats {
-            rx_packets: 0,
-            rx_bytes: 0,
-            tx_packets: 0,
-            tx_bytes: 0,
-            drops: [0; DropReason::COUNT],
-        }
+        PortStats { rx_packets: 0, rx_bytes: 0, tx_packets: 0, tx_bytes: 0, drops: [0; DropReason::COUNT] }
     }
 }
 
@@ -83,10 +77,7 @@ pub struct Stats {
 
 impl Stats {
     pub fn new(max_ports: usize) -> Stats {
-        Stats {
-            ports: vec![PortStats::default(); max_ports.max(1)],
-            events: EventStats::default(),
-        }
+        Stats { ports: vec![PortStats::default(); max_ports.max(1)], events: EventStats::default() }
     }
 
     #[inline]

@@ -11,9 +11,7 @@ use crate::wire::l4::tcp_flags::*;
 use crate::wire::{arp, proto, MacAddr};
 use core::net::IpAddr;
 
-const STRICT: ParseOptions = ParseOptions {
-    verify_l4_checksum: true,
-};
+const STRICT: ParseOptions = ParseOptions { verify_l4_checksum: true };
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -34,11 +32,7 @@ impl Bed {
         Bed::with(Scale::default())
     }
     fn with(s: Scale) -> Bed {
-        Bed {
-            t: tb::tables(s),
-            w: Worker::new(WorkerConfig::default()),
-            now: 1_000_000_000,
-        }
+        Bed { t: tb::tables(s), w: Worker::new(WorkerConfig::default()), now: 1_000_000_000 }
     }
     /// Runs one frame; returns the verdict and the frame as it leaves.
     fn run(&mut self, port: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
@@ -54,32 +48,12 @@ impl Bed {
 }
 
 fn tcp(src_mac: MacAddr, src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
-    IpFrame::new(
-        src_mac,
-        tb::ROUTER_MAC,
-        ip(src),
-        ip(dst),
-        L4Repr::Tcp {
-            sport,
-            dport,
-            seq: 1000,
-            ack: 0,
-            flags,
-        },
-    )
-    .build()
+    IpFrame::new(src_mac, tb::ROUTER_MAC, ip(src), ip(dst), L4Repr::Tcp { sport, dport, seq: 1000, ack: 0, flags })
+        .build()
 }
 
 fn udp(src_mac: MacAddr, src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
-    IpFrame::new(
-        src_mac,
-        tb::ROUTER_MAC,
-        ip(src),
-        ip(dst),
-        L4Repr::Udp { sport, dport },
-    )
-    .with_payload(b"query")
-    .build()
+    IpFrame::new(src_mac, tb::ROUTER_MAC, ip(src), ip(dst), L4Repr::Udp { sport, dport }).with_payload(b"query").build()
 }
 
 fn meta(f: &[u8]) -> crate::parse::PacketMeta {
@@ -89,23 +63,14 @@ fn meta(f: &[u8]) -> crate::parse::PacketMeta {
 #[test]
 fn pod_to_clusterip_and_reply() {
     let mut b = Bed::new();
-    let (v, out) = b.run(
-        tb::POD_A,
-        &tcp(tb::POD_A_MAC, tb::POD_A_IP, 40000, tb::WEB_VIP, 80, SYN),
-    );
+    let (v, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 40000, tb::WEB_VIP, 80, SYN));
     let m = meta(&out);
     let backend = m.dst;
-    assert!(
-        backend == addr(tb::POD_B_IP) || backend == addr(tb::POD_C_IP),
-        "DNAT to a backend, got {backend}"
-    );
+    assert!(backend == addr(tb::POD_B_IP) || backend == addr(tb::POD_C_IP), "DNAT to a backend, got {backend}");
     assert_eq!(m.dport, 8080);
     assert_eq!(m.ttl, 63);
-    let (port, mac) = if backend == addr(tb::POD_B_IP) {
-        (tb::POD_B, tb::POD_B_MAC)
-    } else {
-        (tb::POD_C, tb::POD_C_MAC)
-    };
+    let (port, mac) =
+        if backend == addr(tb::POD_B_IP) { (tb::POD_B, tb::POD_B_MAC) } else { (tb::POD_C, tb::POD_C_MAC) };
     assert_eq!(v, Verdict::Tx(port));
     assert_eq!((m.dst_mac, m.src_mac), (mac, tb::ROUTER_MAC));
     // The reply is rewritten back to the VIP.
@@ -114,22 +79,13 @@ fn pod_to_clusterip_and_reply() {
         tb::ROUTER_MAC,
         backend.to_ip(),
         ip(tb::POD_A_IP),
-        L4Repr::Tcp {
-            sport: 8080,
-            dport: 40000,
-            seq: 5,
-            ack: 1001,
-            flags: SYN | ACK,
-        },
+        L4Repr::Tcp { sport: 8080, dport: 40000, seq: 5, ack: 1001, flags: SYN | ACK },
     )
     .build();
     let (v, out) = b.run(port, &reply);
     assert_eq!(v, Verdict::Tx(tb::POD_A));
     let m = meta(&out);
-    assert_eq!(
-        (m.src, m.sport, m.dst, m.dport),
-        (addr(tb::WEB_VIP), 80, addr(tb::POD_A_IP), 40000)
-    );
+    assert_eq!((m.src, m.sport, m.dst, m.dport), (addr(tb::WEB_VIP), 80, addr(tb::POD_A_IP), 40000));
     assert_eq!(m.dst_mac, tb::POD_A_MAC);
     assert_eq!(b.w.conntrack().entries(), 2);
 }
@@ -139,15 +95,9 @@ fn clusterip_spreads_new_connections_and_keeps_flows_sticky() {
     let mut b = Bed::new();
     let mut seen = std::collections::HashMap::new();
     for sport in 40000..40064 {
-        let (_, out) = b.run(
-            tb::POD_A,
-            &tcp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::WEB_VIP, 80, SYN),
-        );
+        let (_, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::WEB_VIP, 80, SYN));
         let d1 = meta(&out).dst;
-        let (_, out) = b.run(
-            tb::POD_A,
-            &tcp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::WEB_VIP, 80, ACK),
-        );
+        let (_, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::WEB_VIP, 80, ACK));
         assert_eq!(meta(&out).dst, d1, "same flow, same backend");
         *seen.entry(d1).or_insert(0) += 1;
     }
@@ -158,10 +108,7 @@ fn clusterip_spreads_new_connections_and_keeps_flows_sticky() {
 #[test]
 fn ipv6_clusterip() {
     let mut b = Bed::new();
-    let (v, out) = b.run(
-        tb::POD_A,
-        &tcp(tb::POD_A_MAC, tb::POD_A_IP6, 40000, tb::WEB_VIP6, 80, SYN),
-    );
+    let (v, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP6, 40000, tb::WEB_VIP6, 80, SYN));
     assert!(matches!(v, Verdict::Tx(tb::POD_B) | Verdict::Tx(tb::POD_C)));
     let m = meta(&out);
     assert_eq!(m.l3, L3::V6);
@@ -172,10 +119,7 @@ fn ipv6_clusterip() {
 #[test]
 fn udp_service() {
     let mut b = Bed::new();
-    let (v, out) = b.run(
-        tb::POD_A,
-        &udp(tb::POD_A_MAC, tb::POD_A_IP, 5000, tb::WEB_VIP, 53),
-    );
+    let (v, out) = b.run(tb::POD_A, &udp(tb::POD_A_MAC, tb::POD_A_IP, 5000, tb::WEB_VIP, 53));
     assert_eq!(v, Verdict::Tx(tb::POD_B));
     let m = meta(&out);
     assert_eq!((m.dst, m.dport), (addr(tb::POD_B_IP), 5353));
@@ -184,64 +128,30 @@ fn udp_service() {
 #[test]
 fn arp_for_gateway_is_answered() {
     let mut b = Bed::new();
-    let req = build::arp_request(
-        tb::POD_A_MAC,
-        tb::POD_A_IP.parse().unwrap(),
-        "10.244.1.1".parse().unwrap(),
-    );
+    let req = build::arp_request(tb::POD_A_MAC, tb::POD_A_IP.parse().unwrap(), "10.244.1.1".parse().unwrap());
     let (v, out) = b.run(tb::POD_A, &req);
     assert_eq!(v, Verdict::Tx(tb::POD_A));
     let a = arp::ArpPacket::new_checked(&out[14..]).unwrap();
     assert_eq!(a.operation(), arp::OP_REPLY);
     assert_eq!(a.sender_mac(), tb::ROUTER_MAC);
-    assert_eq!(
-        a.sender_ip(),
-        "10.244.1.1".parse::<core::net::Ipv4Addr>().unwrap()
-    );
+    assert_eq!(a.sender_ip(), "10.244.1.1".parse::<core::net::Ipv4Addr>().unwrap());
     assert_eq!(&out[0..6], &tb::POD_A_MAC.0);
     // A pod asking with someone else's address is refused.
-    let bad = build::arp_request(
-        tb::POD_A_MAC,
-        tb::POD_B_IP.parse().unwrap(),
-        "10.244.1.1".parse().unwrap(),
-    );
-    assert_eq!(
-        b.run(tb::POD_A, &bad).0,
-        Verdict::Drop(DropReason::SpoofedIp)
-    );
+    let bad = build::arp_request(tb::POD_A_MAC, tb::POD_B_IP.parse().unwrap(), "10.244.1.1".parse().unwrap());
+    assert_eq!(b.run(tb::POD_A, &bad).0, Verdict::Drop(DropReason::SpoofedIp));
     // On the uplink, only the node's own address is answered.
-    let up = build::arp_request(
-        tb::GATEWAY_MAC,
-        "192.168.50.1".parse().unwrap(),
-        tb::NODE_IP.parse().unwrap(),
-    );
+    let up = build::arp_request(tb::GATEWAY_MAC, "192.168.50.1".parse().unwrap(), tb::NODE_IP.parse().unwrap());
     let (v, out) = b.run(tb::UPLINK, &up);
     assert_eq!(v, Verdict::Tx(tb::UPLINK));
-    assert_eq!(
-        arp::ArpPacket::new_checked(&out[14..])
-            .unwrap()
-            .sender_mac(),
-        tb::UPLINK_MAC
-    );
-    let other = build::arp_request(
-        tb::GATEWAY_MAC,
-        "192.168.50.1".parse().unwrap(),
-        "192.168.50.99".parse().unwrap(),
-    );
-    assert_eq!(
-        b.run(tb::UPLINK, &other).0,
-        Verdict::Drop(DropReason::ArpNotAnswered)
-    );
+    assert_eq!(arp::ArpPacket::new_checked(&out[14..]).unwrap().sender_mac(), tb::UPLINK_MAC);
+    let other = build::arp_request(tb::GATEWAY_MAC, "192.168.50.1".parse().unwrap(), "192.168.50.99".parse().unwrap());
+    assert_eq!(b.run(tb::UPLINK, &other).0, Verdict::Drop(DropReason::ArpNotAnswered));
 }
 
 #[test]
 fn neighbor_solicit_for_gateway_is_answered() {
     let mut b = Bed::new();
-    let ns = build::neighbor_solicit(
-        tb::POD_A_MAC,
-        tb::POD_A_IP6.parse().unwrap(),
-        "fe80::1".parse().unwrap(),
-    );
+    let ns = build::neighbor_solicit(tb::POD_A_MAC, tb::POD_A_IP6.parse().unwrap(), "fe80::1".parse().unwrap());
     let (v, out) = b.run(tb::POD_A, &ns);
     assert_eq!(v, Verdict::Tx(tb::POD_A));
     let m = meta(&out);
@@ -259,44 +169,26 @@ fn anti_spoofing() {
     let f = tcp(tb::POD_A_MAC, tb::POD_B_IP, 1, tb::WEB_VIP, 80, SYN);
     assert_eq!(b.run(tb::POD_A, &f).0, Verdict::Drop(DropReason::SpoofedIp));
     let f = tcp(tb::POD_B_MAC, tb::POD_A_IP, 1, tb::WEB_VIP, 80, SYN);
-    assert_eq!(
-        b.run(tb::POD_A, &f).0,
-        Verdict::Drop(DropReason::SpoofedMac)
-    );
+    assert_eq!(b.run(tb::POD_A, &f).0, Verdict::Drop(DropReason::SpoofedMac));
     let mut f = tcp(tb::POD_A_MAC, tb::POD_A_IP, 1, tb::WEB_VIP, 80, SYN);
     f[0..6].copy_from_slice(&[2, 9, 9, 9, 9, 9]);
-    assert_eq!(
-        b.run(tb::POD_A, &f).0,
-        Verdict::Drop(DropReason::NotForRouter)
-    );
-    assert_eq!(
-        b.run(PortId(77), &f).0,
-        Verdict::Drop(DropReason::UnknownPort)
-    );
+    assert_eq!(b.run(tb::POD_A, &f).0, Verdict::Drop(DropReason::NotForRouter));
+    assert_eq!(b.run(PortId(77), &f).0, Verdict::Drop(DropReason::UnknownPort));
 }
 
 #[test]
 fn service_without_backends_resets_tcp_and_rejects_udp() {
     let mut b = Bed::new();
-    let (v, out) = b.run(
-        tb::POD_A,
-        &tcp(tb::POD_A_MAC, tb::POD_A_IP, 40000, tb::EMPTY_VIP, 80, SYN),
-    );
+    let (v, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 40000, tb::EMPTY_VIP, 80, SYN));
     assert_eq!(v, Verdict::Tx(tb::POD_A));
     let m = meta(&out);
-    assert_eq!(
-        (m.src, m.sport, m.dst, m.dport),
-        (addr(tb::EMPTY_VIP), 80, addr(tb::POD_A_IP), 40000)
-    );
+    assert_eq!((m.src, m.sport, m.dst, m.dport), (addr(tb::EMPTY_VIP), 80, addr(tb::POD_A_IP), 40000));
     assert_eq!(m.tcp_flags, RST | ACK);
     let t = crate::wire::l4::TcpSegment::new_checked(&out[34..]).unwrap();
     assert_eq!(t.ack(), 1001, "acknowledges the SYN");
     assert_eq!(m.dst_mac, tb::POD_A_MAC);
 
-    let (v, out) = b.run(
-        tb::POD_A,
-        &udp(tb::POD_A_MAC, tb::POD_A_IP, 5000, tb::EMPTY_VIP, 53),
-    );
+    let (v, out) = b.run(tb::POD_A, &udp(tb::POD_A_MAC, tb::POD_A_IP, 5000, tb::EMPTY_VIP, 53));
     assert_eq!(v, Verdict::Tx(tb::POD_A));
     let m = meta(&out);
     assert_eq!(m.proto, proto::ICMP);
@@ -315,37 +207,17 @@ fn ingress_policy_allows_client_denies_others_and_replies_pass() {
     let mut b = Bed::new();
     // b (app=web) to c: denied by c's ingress policy.
     let f = tcp(tb::POD_B_MAC, tb::POD_B_IP, 1234, tb::POD_C_IP, 8080, SYN);
-    assert_eq!(
-        b.run(tb::POD_B, &f).0,
-        Verdict::Drop(DropReason::PolicyDeniedIngress)
-    );
+    assert_eq!(b.run(tb::POD_B, &f).0, Verdict::Drop(DropReason::PolicyDeniedIngress));
     // a (client) to c on 8080: allowed; on 9090: denied.
     let f = tcp(tb::POD_A_MAC, tb::POD_A_IP, 1234, tb::POD_C_IP, 8080, SYN);
     assert_eq!(b.run(tb::POD_A, &f).0, Verdict::Tx(tb::POD_C));
     let f = tcp(tb::POD_A_MAC, tb::POD_A_IP, 1234, tb::POD_C_IP, 9090, SYN);
-    assert_eq!(
-        b.run(tb::POD_A, &f).0,
-        Verdict::Drop(DropReason::PolicyDeniedIngress)
-    );
+    assert_eq!(b.run(tb::POD_A, &f).0, Verdict::Drop(DropReason::PolicyDeniedIngress));
     // c's reply to a passes through conntrack.
-    let r = tcp(
-        tb::POD_C_MAC,
-        tb::POD_C_IP,
-        8080,
-        tb::POD_A_IP,
-        1234,
-        SYN | ACK,
-    );
+    let r = tcp(tb::POD_C_MAC, tb::POD_C_IP, 8080, tb::POD_A_IP, 1234, SYN | ACK);
     assert_eq!(b.run(tb::POD_C, &r).0, Verdict::Tx(tb::POD_A));
     // A remote client pod (same identity as a) over the tunnel is allowed too.
-    let inner = tcp(
-        tb::NODE2_VTEP_MAC,
-        tb::REMOTE_POD_IP,
-        999,
-        tb::POD_C_IP,
-        8080,
-        SYN,
-    );
+    let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 999, tb::POD_C_IP, 8080, SYN);
     let t = build::tunnel_wrap(
         &inner,
         TunnelKind::Vxlan,
@@ -363,13 +235,7 @@ fn ingress_policy_allows_client_denies_others_and_replies_pass() {
         tb::ROUTER_MAC,
         ip(tb::NODE_IP),
         ip(tb::POD_C_IP),
-        L4Repr::Tcp {
-            sport: 5555,
-            dport: 9999,
-            seq: 0,
-            ack: 0,
-            flags: SYN,
-        },
+        L4Repr::Tcp { sport: 5555, dport: 9999, seq: 0, ack: 0, flags: SYN },
     )
     .build();
     assert_eq!(b.run(tb::HOST, &h).0, Verdict::Tx(tb::POD_C));
@@ -382,93 +248,48 @@ fn policy_applies_after_dnat() {
     let mut denied = 0;
     let mut allowed = 0;
     for sport in 1000..1064 {
-        match b
-            .run(
-                tb::POD_B,
-                &tcp(tb::POD_B_MAC, tb::POD_B_IP, sport, tb::WEB_VIP, 80, SYN),
-            )
-            .0
-        {
+        match b.run(tb::POD_B, &tcp(tb::POD_B_MAC, tb::POD_B_IP, sport, tb::WEB_VIP, 80, SYN)).0 {
             Verdict::Drop(DropReason::PolicyDeniedIngress) => denied += 1,
             Verdict::Tx(tb::POD_B) => allowed += 1,
             v => panic!("unexpected {v:?}"),
         }
     }
-    assert!(
-        denied > 0 && allowed > 0,
-        "denied {denied} allowed {allowed}"
-    );
+    assert!(denied > 0 && allowed > 0, "denied {denied} allowed {allowed}");
 }
 
 #[test]
 fn egress_policy_with_many_rules() {
-    let mut b = Bed::with(Scale {
-        policy_rules: 2000,
-        ..Scale::default()
-    });
+    let mut b = Bed::with(Scale { policy_rules: 2000, ..Scale::default() });
     // Allowed by the final "cluster" rule.
     assert_eq!(
-        b.run(
-            tb::POD_A,
-            &tcp(tb::POD_A_MAC, tb::POD_A_IP, 1, tb::POD_B_IP, 8080, SYN)
-        )
-        .0,
+        b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 1, tb::POD_B_IP, 8080, SYN)).0,
         Verdict::Tx(tb::POD_B)
     );
     // Outside the cluster ranges: no rule matches.
     let f = tcp(tb::POD_A_MAC, tb::POD_A_IP, 1, "8.8.8.8", 443, SYN);
-    assert_eq!(
-        b.run(tb::POD_A, &f).0,
-        Verdict::Drop(DropReason::PolicyDeniedEgress)
-    );
+    assert_eq!(b.run(tb::POD_A, &f).0, Verdict::Drop(DropReason::PolicyDeniedEgress));
     // A bulk CIDR rule: 172.16.0.0/24 (rule 1) on TCP port 2.
     let f = tcp(tb::POD_A_MAC, tb::POD_A_IP, 1, "172.16.0.9", 2, SYN);
     assert_eq!(b.run(tb::POD_A, &f).0, Verdict::Tx(tb::UPLINK));
     let f = tcp(tb::POD_A_MAC, tb::POD_A_IP, 1, "172.16.0.9", 3, SYN);
-    assert_eq!(
-        b.run(tb::POD_A, &f).0,
-        Verdict::Drop(DropReason::PolicyDeniedEgress)
-    );
+    assert_eq!(b.run(tb::POD_A, &f).0, Verdict::Drop(DropReason::PolicyDeniedEgress));
 }
 
 #[test]
 fn vxlan_and_geneve_encapsulation_to_remote_node() {
     for kind in [TunnelKind::Vxlan, TunnelKind::Geneve] {
-        let mut b = Bed::with(Scale {
-            tunnel: kind,
-            ..Scale::default()
-        });
-        let inner_in = tcp(
-            tb::POD_A_MAC,
-            tb::POD_A_IP,
-            40000,
-            tb::REMOTE_POD_IP,
-            80,
-            SYN,
-        );
+        let mut b = Bed::with(Scale { tunnel: kind, ..Scale::default() });
+        let inner_in = tcp(tb::POD_A_MAC, tb::POD_A_IP, 40000, tb::REMOTE_POD_IP, 80, SYN);
         let (v, out) = b.run(tb::POD_A, &inner_in);
         assert_eq!(v, Verdict::Tx(tb::UPLINK), "{kind:?}");
         let m = meta(&out);
-        assert_eq!(
-            (m.src, m.dst, m.proto),
-            (addr(tb::NODE_IP), addr(tb::NODE2_IP), proto::UDP)
-        );
+        assert_eq!((m.src, m.dst, m.proto), (addr(tb::NODE_IP), addr(tb::NODE2_IP), proto::UDP));
         assert_eq!((m.src_mac, m.dst_mac), (tb::UPLINK_MAC, tb::NODE2_MAC));
-        assert_eq!(
-            m.dport,
-            if kind == TunnelKind::Vxlan {
-                4789
-            } else {
-                6081
-            }
-        );
+        assert_eq!(m.dport, if kind == TunnelKind::Vxlan { 4789 } else { 6081 });
         assert!(m.sport >= 49152);
         let inner = &out[50..];
         let im = meta(inner);
-        assert_eq!(
-            (im.src, im.dst, im.ttl),
-            (addr(tb::POD_A_IP), addr(tb::REMOTE_POD_IP), 63)
-        );
+        assert_eq!((im.src, im.dst, im.ttl), (addr(tb::POD_A_IP), addr(tb::REMOTE_POD_IP), 63));
         assert_eq!((im.src_mac, im.dst_mac), (tb::VTEP_MAC, tb::NODE2_VTEP_MAC));
         assert_eq!(b.w.stats().events.encapsulated, 1);
     }
@@ -478,14 +299,7 @@ fn vxlan_and_geneve_encapsulation_to_remote_node() {
 fn decapsulation_from_remote_node() {
     for kind in [TunnelKind::Vxlan, TunnelKind::Geneve] {
         let mut b = Bed::new();
-        let inner = tcp(
-            tb::NODE2_VTEP_MAC,
-            tb::REMOTE_POD_IP,
-            999,
-            tb::POD_B_IP,
-            8080,
-            SYN,
-        );
+        let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 999, tb::POD_B_IP, 8080, SYN);
         let t = build::tunnel_wrap(
             &inner,
             kind,
@@ -499,10 +313,7 @@ fn decapsulation_from_remote_node() {
         let (v, out) = b.run(tb::UPLINK, &t);
         assert_eq!(v, Verdict::Tx(tb::POD_B));
         let m = meta(&out);
-        assert_eq!(
-            (m.src, m.dst, m.ttl),
-            (addr(tb::REMOTE_POD_IP), addr(tb::POD_B_IP), 63)
-        );
+        assert_eq!((m.src, m.dst, m.ttl), (addr(tb::REMOTE_POD_IP), addr(tb::POD_B_IP), 63));
         assert_eq!((m.src_mac, m.dst_mac), (tb::ROUTER_MAC, tb::POD_B_MAC));
         // Wrong VNI, unknown peer.
         let t = build::tunnel_wrap(
@@ -515,10 +326,7 @@ fn decapsulation_from_remote_node() {
             50000,
             99,
         );
-        assert_eq!(
-            b.run(tb::UPLINK, &t).0,
-            Verdict::Drop(DropReason::TunnelWrongVni)
-        );
+        assert_eq!(b.run(tb::UPLINK, &t).0, Verdict::Drop(DropReason::TunnelWrongVni));
         let t = build::tunnel_wrap(
             &inner,
             kind,
@@ -529,24 +337,14 @@ fn decapsulation_from_remote_node() {
             50000,
             tb::VNI,
         );
-        assert_eq!(
-            b.run(tb::UPLINK, &t).0,
-            Verdict::Drop(DropReason::TunnelUnknownPeer)
-        );
+        assert_eq!(b.run(tb::UPLINK, &t).0, Verdict::Drop(DropReason::TunnelUnknownPeer));
     }
 }
 
 #[test]
 fn geneve_flags_and_options() {
     let mut b = Bed::new();
-    let inner = tcp(
-        tb::NODE2_VTEP_MAC,
-        tb::REMOTE_POD_IP,
-        999,
-        tb::POD_B_IP,
-        8080,
-        SYN,
-    );
+    let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 999, tb::POD_B_IP, 8080, SYN);
     let mk = |opt_words: u8, flags: u8| {
         let mut t = build::tunnel_wrap(
             &inner,
@@ -574,19 +372,9 @@ fn geneve_flags_and_options() {
         t[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
         t
     };
-    assert_eq!(
-        b.run(tb::UPLINK, &mk(2, 0)).0,
-        Verdict::Tx(tb::POD_B),
-        "options are skipped"
-    );
-    assert_eq!(
-        b.run(tb::UPLINK, &mk(0, 0x80)).0,
-        Verdict::Drop(DropReason::TunnelOam)
-    );
-    assert_eq!(
-        b.run(tb::UPLINK, &mk(1, 0x40)).0,
-        Verdict::Drop(DropReason::TunnelCriticalOption)
-    );
+    assert_eq!(b.run(tb::UPLINK, &mk(2, 0)).0, Verdict::Tx(tb::POD_B), "options are skipped");
+    assert_eq!(b.run(tb::UPLINK, &mk(0, 0x80)).0, Verdict::Drop(DropReason::TunnelOam));
+    assert_eq!(b.run(tb::UPLINK, &mk(1, 0x40)).0, Verdict::Drop(DropReason::TunnelCriticalOption));
 }
 
 #[test]
@@ -598,51 +386,29 @@ fn nodeport_from_outside_with_snat_and_reply() {
         tb::UPLINK_MAC,
         ip(client),
         ip(tb::NODE_IP),
-        L4Repr::Tcp {
-            sport: 55555,
-            dport: tb::NODE_PORT,
-            seq: 1,
-            ack: 0,
-            flags: SYN,
-        },
+        L4Repr::Tcp { sport: 55555, dport: tb::NODE_PORT, seq: 1, ack: 0, flags: SYN },
     )
     .build();
     let (v, out) = b.run(tb::UPLINK, &f);
     let m = meta(&out);
     assert!(matches!(v, Verdict::Tx(tb::POD_B) | Verdict::Tx(tb::POD_C)));
-    assert_eq!(
-        m.src,
-        addr(tb::NODE_IP),
-        "externalTrafficPolicy Cluster masquerades"
-    );
+    assert_eq!(m.src, addr(tb::NODE_IP), "externalTrafficPolicy Cluster masquerades");
     assert!((32768..=60999).contains(&m.sport));
     assert_eq!(m.dport, 8080);
-    let (backend_mac, port) = if v == Verdict::Tx(tb::POD_B) {
-        (tb::POD_B_MAC, tb::POD_B)
-    } else {
-        (tb::POD_C_MAC, tb::POD_C)
-    };
+    let (backend_mac, port) =
+        if v == Verdict::Tx(tb::POD_B) { (tb::POD_B_MAC, tb::POD_B) } else { (tb::POD_C_MAC, tb::POD_C) };
     let r = IpFrame::new(
         backend_mac,
         tb::ROUTER_MAC,
         m.dst.to_ip(),
         ip(tb::NODE_IP),
-        L4Repr::Tcp {
-            sport: 8080,
-            dport: m.sport,
-            seq: 9,
-            ack: 2,
-            flags: SYN | ACK,
-        },
+        L4Repr::Tcp { sport: 8080, dport: m.sport, seq: 9, ack: 2, flags: SYN | ACK },
     )
     .build();
     let (v, out) = b.run(port, &r);
     assert_eq!(v, Verdict::Tx(tb::UPLINK));
     let m = meta(&out);
-    assert_eq!(
-        (m.src, m.sport, m.dst, m.dport),
-        (addr(tb::NODE_IP), tb::NODE_PORT, addr(client), 55555)
-    );
+    assert_eq!((m.src, m.sport, m.dst, m.dport), (addr(tb::NODE_IP), tb::NODE_PORT, addr(client), 55555));
     assert_eq!((m.src_mac, m.dst_mac), (tb::UPLINK_MAC, tb::GATEWAY_MAC));
 }
 
@@ -650,34 +416,22 @@ fn nodeport_from_outside_with_snat_and_reply() {
 fn hairpin_through_own_service() {
     let mut b = Bed::new();
     // b calls the dns service whose only backend is b itself.
-    let (v, out) = b.run(
-        tb::POD_B,
-        &udp(tb::POD_B_MAC, tb::POD_B_IP, 7000, tb::WEB_VIP, 53),
-    );
+    let (v, out) = b.run(tb::POD_B, &udp(tb::POD_B_MAC, tb::POD_B_IP, 7000, tb::WEB_VIP, 53));
     assert_eq!(v, Verdict::Tx(tb::POD_B));
     let m = meta(&out);
-    assert_eq!(
-        (m.src, m.dst, m.dport),
-        (addr(tb::WEB_VIP), addr(tb::POD_B_IP), 5353)
-    );
+    assert_eq!((m.src, m.dst, m.dport), (addr(tb::WEB_VIP), addr(tb::POD_B_IP), 5353));
     let r = IpFrame::new(
         tb::POD_B_MAC,
         tb::ROUTER_MAC,
         ip(tb::POD_B_IP),
         ip(tb::WEB_VIP),
-        L4Repr::Udp {
-            sport: 5353,
-            dport: m.sport,
-        },
+        L4Repr::Udp { sport: 5353, dport: m.sport },
     )
     .build();
     let (v, out) = b.run(tb::POD_B, &r);
     assert_eq!(v, Verdict::Tx(tb::POD_B));
     let m = meta(&out);
-    assert_eq!(
-        (m.src, m.sport, m.dst, m.dport),
-        (addr(tb::WEB_VIP), 53, addr(tb::POD_B_IP), 7000)
-    );
+    assert_eq!((m.src, m.sport, m.dst, m.dport), (addr(tb::WEB_VIP), 53, addr(tb::POD_B_IP), 7000));
 }
 
 #[test]
@@ -691,35 +445,18 @@ fn ttl_expiry_and_routes() {
         L4Repr::Udp { sport: 1, dport: 2 },
     );
     f.ttl = 1;
-    assert_eq!(
-        b.run(tb::POD_A, &f.build()).0,
-        Verdict::Drop(DropReason::TtlExceeded)
-    );
+    assert_eq!(b.run(tb::POD_A, &f.build()).0, Verdict::Drop(DropReason::TtlExceeded));
     // A pod-CIDR address with no pod.
     assert_eq!(
-        b.run(
-            tb::POD_A,
-            &udp(tb::POD_A_MAC, tb::POD_A_IP, 1, "10.244.1.77", 2)
-        )
-        .0,
+        b.run(tb::POD_A, &udp(tb::POD_A_MAC, tb::POD_A_IP, 1, "10.244.1.77", 2)).0,
         Verdict::Drop(DropReason::NoLocalEndpoint)
     );
     // The outside world goes to the uplink gateway.
-    let (v, out) = b.run(
-        tb::POD_A,
-        &udp(tb::POD_A_MAC, tb::POD_A_IP, 1, "198.51.100.1", 2),
-    );
+    let (v, out) = b.run(tb::POD_A, &udp(tb::POD_A_MAC, tb::POD_A_IP, 1, "198.51.100.1", 2));
     assert_eq!(v, Verdict::Tx(tb::UPLINK));
     assert_eq!(meta(&out).dst_mac, tb::GATEWAY_MAC);
     // The node's own address goes to the host port.
-    assert_eq!(
-        b.run(
-            tb::POD_A,
-            &udp(tb::POD_A_MAC, tb::POD_A_IP, 1, tb::NODE_IP, 2)
-        )
-        .0,
-        Verdict::Tx(tb::HOST)
-    );
+    assert_eq!(b.run(tb::POD_A, &udp(tb::POD_A_MAC, tb::POD_A_IP, 1, tb::NODE_IP, 2)).0, Verdict::Tx(tb::HOST));
 }
 
 #[test]
@@ -734,10 +471,7 @@ fn mtu_is_enforced_on_encapsulation() {
     )
     .with_payload(&[0u8; 1472])
     .build();
-    assert_eq!(
-        b.run(tb::POD_A, &big).0,
-        Verdict::Drop(DropReason::MtuExceeded)
-    );
+    assert_eq!(b.run(tb::POD_A, &big).0, Verdict::Drop(DropReason::MtuExceeded));
     let fits = IpFrame::new(
         tb::POD_A_MAC,
         tb::ROUTER_MAC,
@@ -846,15 +580,9 @@ fn malformed_frames_are_dropped_with_reasons() {
     // IPv6 fragment header.
     let mut f6 = udp(tb::POD_A_MAC, tb::POD_A_IP6, 1, tb::POD_B_IP6, 2);
     f6[20] = 44;
-    assert_eq!(
-        b.run(tb::POD_A, &f6).0,
-        Verdict::Drop(DropReason::IpFragment)
-    );
+    assert_eq!(b.run(tb::POD_A, &f6).0, Verdict::Drop(DropReason::IpFragment));
     f6[20] = 0;
-    assert_eq!(
-        b.run(tb::POD_A, &f6).0,
-        Verdict::Drop(DropReason::Ipv6ExtensionHeader)
-    );
+    assert_eq!(b.run(tb::POD_A, &f6).0, Verdict::Drop(DropReason::Ipv6ExtensionHeader));
 }
 
 fn fix_ip_csum(f: &mut [u8]) {
@@ -869,19 +597,12 @@ fn fix_ip_csum(f: &mut [u8]) {
 fn every_frame_gets_a_verdict_in_big_batches() {
     let mut b = Bed::new();
     let frames: Vec<OwnedBuf> = (0..200u16)
-        .map(|i| {
-            OwnedBuf::from_frame(
-                &tcp(tb::POD_A_MAC, tb::POD_A_IP, 10000 + i, tb::WEB_VIP, 80, SYN),
-                tb::POD_A,
-            )
-        })
+        .map(|i| OwnedBuf::from_frame(&tcp(tb::POD_A_MAC, tb::POD_A_IP, 10000 + i, tb::WEB_VIP, 80, SYN), tb::POD_A))
         .collect();
     let mut frames = frames;
     let mut v = vec![Verdict::Drop(DropReason::NoRoute); frames.len()];
     b.w.process(&b.t, 5, &mut frames, &mut v);
-    assert!(v
-        .iter()
-        .all(|x| matches!(x, Verdict::Tx(tb::POD_B) | Verdict::Tx(tb::POD_C))));
+    assert!(v.iter().all(|x| matches!(x, Verdict::Tx(tb::POD_B) | Verdict::Tx(tb::POD_C))));
     assert_eq!(b.w.stats().events.batches, 4);
     assert_eq!(b.w.stats().ports[tb::POD_A.index()].rx_packets, 200);
 }
@@ -916,29 +637,11 @@ fn session_affinity_pins_client_to_backend() {
         target: crate::service::ServicePortId(0),
     };
     t.services = crate::service::ServiceTable::build(vec![sp], vec![fe]).unwrap();
-    let mut b = Bed {
-        t,
-        w: Worker::new(WorkerConfig::default()),
-        now: 1,
-    };
-    let first = meta(
-        &b.run(
-            tb::POD_A,
-            &tcp(tb::POD_A_MAC, tb::POD_A_IP, 30000, tb::WEB_VIP, 80, SYN),
-        )
-        .1,
-    )
-    .dst;
+    let mut b = Bed { t, w: Worker::new(WorkerConfig::default()), now: 1 };
+    let first = meta(&b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 30000, tb::WEB_VIP, 80, SYN)).1).dst;
     for sport in 30001..30040 {
         assert_eq!(
-            meta(
-                &b.run(
-                    tb::POD_A,
-                    &tcp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::WEB_VIP, 80, SYN)
-                )
-                .1
-            )
-            .dst,
+            meta(&b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::WEB_VIP, 80, SYN)).1).dst,
             first
         );
     }
@@ -947,14 +650,7 @@ fn session_affinity_pins_client_to_backend() {
     b.now += 11_000_000_000;
     let seen: std::collections::HashSet<_> = (0..64u16)
         .map(|i| {
-            let d = meta(
-                &b.run(
-                    tb::POD_A,
-                    &tcp(tb::POD_A_MAC, tb::POD_A_IP, 20000 + i, tb::WEB_VIP, 80, SYN),
-                )
-                .1,
-            )
-            .dst;
+            let d = meta(&b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 20000 + i, tb::WEB_VIP, 80, SYN)).1).dst;
             b.now += 11_000_000_000;
             d
         })

@@ -74,15 +74,9 @@ impl Classifier {
     pub fn compile(rules: &DirectionRules) -> Classifier {
         let ports_of = |ports: &[PortMatch], id: RuleId| -> Vec<PortEntry> {
             if ports.is_empty() {
-                vec![PortEntry {
-                    m: PortMatch::ANY,
-                    rule: id,
-                }]
+                vec![PortEntry { m: PortMatch::ANY, rule: id }]
             } else {
-                ports
-                    .iter()
-                    .map(|m| PortEntry { m: *m, rule: id })
-                    .collect()
+                ports.iter().map(|m| PortEntry { m: *m, rule: id }).collect()
             }
         };
         let mut any_peer: Vec<PortEntry> = Vec::new();
@@ -95,10 +89,7 @@ impl Classifier {
             }
             for p in &r.peers {
                 match p {
-                    PeerMatch::Identity(i) => by_identity
-                        .entry(*i)
-                        .or_default()
-                        .extend_from_slice(&entries),
+                    PeerMatch::Identity(i) => by_identity.entry(*i).or_default().extend_from_slice(&entries),
                     PeerMatch::Cidr { prefix, except } => {
                         for rg in ranges(prefix, except) {
                             cidr_ranges.push((rg, entries.clone()));
@@ -127,34 +118,20 @@ impl Classifier {
         }
         let mut arena: Vec<PortEntry> = Vec::new();
         let mut push = |v: &[PortEntry]| {
-            let s = Span {
-                start: arena.len() as u32,
-                len: v.len() as u32,
-            };
+            let s = Span { start: arena.len() as u32, len: v.len() as u32 };
             arena.extend_from_slice(v);
             s
         };
         let any_peer = push(&any_peer);
         let by_identity = by_identity.iter().map(|(k, v)| (*k, push(v))).collect();
         let spans = per_interval.iter().map(|v| push(v)).collect();
-        Classifier {
-            arena,
-            any_peer,
-            by_identity,
-            starts,
-            spans,
-            rules: rules.rules.len(),
-        }
+        Classifier { arena, any_peer, by_identity, starts, spans, rules: rules.rules.len() }
     }
 
     #[inline]
     fn scan(&self, s: Span, proto: u8, port: Option<u16>) -> Option<RuleId> {
         let slice = &self.arena[s.start as usize..(s.start + s.len) as usize];
-        slice
-            .iter()
-            .filter(|e| e.m.matches(proto, port))
-            .map(|e| e.rule)
-            .min()
+        slice.iter().filter(|e| e.m.matches(proto, port)).map(|e| e.rule).min()
     }
 
     /// The rule that admits a packet from (or to) peer `addr` with identity `id`, or `None`
@@ -196,10 +173,7 @@ pub struct PolicyTable {
 
 impl PolicyTable {
     pub fn new(classifiers: Vec<Classifier>, rule_names: Vec<String>) -> PolicyTable {
-        PolicyTable {
-            classifiers,
-            rule_names,
-        }
+        PolicyTable { classifiers, rule_names }
     }
 
     #[inline]
@@ -208,10 +182,7 @@ impl PolicyTable {
     }
 
     pub fn rule_name(&self, id: RuleId) -> &str {
-        self.rule_names
-            .get(id.0 as usize)
-            .map(String::as_str)
-            .unwrap_or("?")
+        self.rule_names.get(id.0 as usize).map(String::as_str).unwrap_or("?")
     }
 
     pub fn len(&self) -> usize {
@@ -247,23 +218,13 @@ mod tests {
                     prefix: "10.0.0.0/8".parse().unwrap(),
                     except: vec!["10.1.0.0/16".parse().unwrap()],
                 }],
-                ports: vec![PortMatch {
-                    proto: Some(proto::TCP),
-                    lo: 80,
-                    hi: 81,
-                }],
+                ports: vec![PortMatch { proto: Some(proto::TCP), lo: 80, hi: 81 }],
             }],
         };
         let c = Classifier::compile(&rules);
         let w = Identity::WORLD;
-        assert_eq!(
-            c.lookup(a("10.2.3.4"), w, proto::TCP, Some(80)),
-            Some(RuleId(0))
-        );
-        assert_eq!(
-            c.lookup(a("10.2.3.4"), w, proto::TCP, Some(81)),
-            Some(RuleId(0))
-        );
+        assert_eq!(c.lookup(a("10.2.3.4"), w, proto::TCP, Some(80)), Some(RuleId(0)));
+        assert_eq!(c.lookup(a("10.2.3.4"), w, proto::TCP, Some(81)), Some(RuleId(0)));
         assert_eq!(c.lookup(a("10.2.3.4"), w, proto::TCP, Some(82)), None);
         assert_eq!(c.lookup(a("10.2.3.4"), w, proto::UDP, Some(80)), None);
         assert_eq!(c.lookup(a("10.1.3.4"), w, proto::TCP, Some(80)), None);
@@ -276,31 +237,19 @@ mod tests {
         let rules = DirectionRules {
             rules: vec![PolicyRule {
                 id: RuleId(3),
-                peers: vec![PeerMatch::Cidr {
-                    prefix: "::/0".parse().unwrap(),
-                    except: vec![],
-                }],
+                peers: vec![PeerMatch::Cidr { prefix: "::/0".parse().unwrap(), except: vec![] }],
                 ports: vec![],
             }],
         };
         let c = Classifier::compile(&rules);
-        assert_eq!(
-            c.lookup(a("fd00::1"), Identity::WORLD, proto::ICMPV6, None),
-            Some(RuleId(3))
-        );
-        assert_eq!(
-            c.lookup(a("10.0.0.1"), Identity::WORLD, proto::ICMP, None),
-            None
-        );
+        assert_eq!(c.lookup(a("fd00::1"), Identity::WORLD, proto::ICMPV6, None), Some(RuleId(3)));
+        assert_eq!(c.lookup(a("10.0.0.1"), Identity::WORLD, proto::ICMP, None), None);
     }
 
     #[test]
     fn isolated_with_no_rules_denies() {
         let c = Classifier::compile(&DirectionRules::default());
-        assert_eq!(
-            c.lookup(a("10.0.0.1"), Identity(300), proto::TCP, Some(80)),
-            None
-        );
+        assert_eq!(c.lookup(a("10.0.0.1"), Identity(300), proto::TCP, Some(80)), None);
     }
 
     fn arb_prefix() -> impl Strategy<Value = Prefix> {
@@ -319,26 +268,11 @@ mod tests {
         ];
         let port = prop_oneof![
             Just(PortMatch::ANY),
-            (
-                prop_oneof![Just(proto::TCP), Just(proto::UDP), Just(proto::SCTP)],
-                0u16..100,
-                0u16..20
-            )
-                .prop_map(|(p, lo, w)| PortMatch {
-                    proto: Some(p),
-                    lo,
-                    hi: lo + w
-                }),
+            (prop_oneof![Just(proto::TCP), Just(proto::UDP), Just(proto::SCTP)], 0u16..100, 0u16..20)
+                .prop_map(|(p, lo, w)| PortMatch { proto: Some(p), lo, hi: lo + w }),
         ];
-        (
-            proptest::collection::vec(peer, 0..3),
-            proptest::collection::vec(port, 0..3),
-        )
-            .prop_map(move |(peers, ports)| PolicyRule {
-                id: RuleId(id),
-                peers,
-                ports,
-            })
+        (proptest::collection::vec(peer, 0..3), proptest::collection::vec(port, 0..3))
+            .prop_map(move |(peers, ports)| PolicyRule { id: RuleId(id), peers, ports })
     }
 
     fn arb_rules() -> impl Strategy<Value = DirectionRules> {

@@ -17,11 +17,7 @@ pub struct PortMatch {
 }
 
 impl PortMatch {
-    pub const ANY: PortMatch = PortMatch {
-        proto: None,
-        lo: 0,
-        hi: u16::MAX,
-    };
+    pub const ANY: PortMatch = PortMatch { proto: None, lo: 0, hi: u16::MAX };
 
     /// Whether a packet of `proto` to `port` matches; port-less protocols match only `ANY`.
     #[inline]
@@ -72,13 +68,7 @@ pub struct DirectionRules {
 
 impl DirectionRules {
     /// The naive matcher: the first rule (in order) that admits the packet.
-    pub fn first_match(
-        &self,
-        addr: Addr,
-        id: Identity,
-        proto: u8,
-        port: Option<u16>,
-    ) -> Option<RuleId> {
+    pub fn first_match(&self, addr: Addr, id: Identity, proto: u8, port: Option<u16>) -> Option<RuleId> {
         self.rules
             .iter()
             .find(|r| {

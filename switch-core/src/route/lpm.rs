@@ -16,10 +16,7 @@ pub struct Lpm<V> {
 
 impl<V> Default for Lpm<V> {
     fn default() -> Self {
-        Lpm {
-            levels: Vec::new(),
-            len: 0,
-        }
+        Lpm { levels: Vec::new(), len: 0 }
     }
 }
 
@@ -92,10 +89,7 @@ mod tests {
             ("10.244.1.0/24".parse().unwrap(), 3),
         ];
         let t = Lpm::build(e);
-        let get = |s: &str| {
-            t.lookup(Addr::from(s.parse::<core::net::IpAddr>().unwrap()))
-                .map(|(_, v)| *v)
-        };
+        let get = |s: &str| t.lookup(Addr::from(s.parse::<core::net::IpAddr>().unwrap())).map(|(_, v)| *v);
         assert_eq!(get("10.244.1.9"), Some(3));
         assert_eq!(get("10.244.2.9"), Some(2));
         assert_eq!(get("10.1.2.9"), Some(1));

@@ -7,13 +7,7 @@ use crate::snapshot::Tables;
 
 fn to_host(t: &Tables, c: &mut PacketCtx) {
     match t.host {
-        Some(port) => {
-            c.out = Out::Port {
-                port,
-                dst_mac: t.node.host_mac,
-                src_mac: t.node.router_mac,
-            }
-        }
+        Some(port) => c.out = Out::Port { port, dst_mac: t.node.host_mac, src_mac: t.node.router_mac },
         None => c.drop(DropReason::NoHostPort),
     }
 }
@@ -24,11 +18,7 @@ pub(crate) fn route(t: &Tables, c: &mut PacketCtx) {
         let ep = t.endpoints.get(id);
         if let Some(port) = ep.port {
             c.dst_ep = Some(id);
-            c.out = Out::Port {
-                port,
-                dst_mac: ep.mac,
-                src_mac: t.node.router_mac,
-            };
+            c.out = Out::Port { port, dst_mac: ep.mac, src_mac: t.node.router_mac };
             return;
         }
     }
@@ -39,18 +29,10 @@ pub(crate) fn route(t: &Tables, c: &mut PacketCtx) {
     match t.routes.lookup(dst).map(|(_, r)| r) {
         Some(RouteTarget::Local) => c.drop(DropReason::NoLocalEndpoint),
         // A node is no transit for other nodes' tunnel traffic.
-        Some(RouteTarget::Tunnel(_) | RouteTarget::Uplink(_)) if from_tunnel => {
-            c.drop(DropReason::NoLocalEndpoint)
-        }
+        Some(RouteTarget::Tunnel(_) | RouteTarget::Uplink(_)) if from_tunnel => c.drop(DropReason::NoLocalEndpoint),
         Some(RouteTarget::Tunnel(n)) => c.out = Out::Tunnel(n),
         Some(RouteTarget::Uplink(mac)) => match t.uplink {
-            Some(port) => {
-                c.out = Out::Port {
-                    port,
-                    dst_mac: mac,
-                    src_mac: t.node.uplink_mac,
-                }
-            }
+            Some(port) => c.out = Out::Port { port, dst_mac: mac, src_mac: t.node.uplink_mac },
             None => c.drop(DropReason::NoRoute),
         },
         Some(RouteTarget::Host) => to_host(t, c),

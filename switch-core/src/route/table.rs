@@ -84,16 +84,10 @@ mod tests {
     fn families_are_separate() {
         let t = RouteTable::build(vec![
             ("::/0".parse().unwrap(), RouteTarget::Host),
-            (
-                "10.244.2.0/24".parse().unwrap(),
-                RouteTarget::Tunnel(NodeId(0)),
-            ),
+            ("10.244.2.0/24".parse().unwrap(), RouteTarget::Tunnel(NodeId(0))),
         ]);
         let a = |s: &str| Addr::from(s.parse::<core::net::IpAddr>().unwrap());
-        assert_eq!(
-            t.lookup(a("10.244.2.7")),
-            Some((24, RouteTarget::Tunnel(NodeId(0))))
-        );
+        assert_eq!(t.lookup(a("10.244.2.7")), Some((24, RouteTarget::Tunnel(NodeId(0)))));
         // The IPv6 default must not catch IPv4 destinations.
         assert_eq!(t.lookup(a("8.8.8.8")), None);
         assert_eq!(t.lookup(a("2001:db8::1")), Some((0, RouteTarget::Host)));

@@ -27,23 +27,16 @@ pub struct AffinityTable {
 }
 
 fn hash(k: &AffinityKey) -> u64 {
-    hash_words(
-        0x0061_6666,
-        &[u64::from(k.service.0), k.client.hi(), k.client.lo()],
-    )
+    hash_words(0x0061_6666, &[u64::from(k.service.0), k.client.hi(), k.client.lo()])
 }
 
 impl AffinityTable {
     pub fn with_capacity(n: usize) -> AffinityTable {
-        AffinityTable {
-            table: FlowTable::with_capacity(n),
-        }
+        AffinityTable { table: FlowTable::with_capacity(n) }
     }
 
     pub fn get(&self, k: &AffinityKey, now: u64) -> Option<AffinityEntry> {
-        self.table
-            .find(hash(k), k, now)
-            .map(|s| *self.table.get(s).1)
+        self.table.find(hash(k), k, now).map(|s| *self.table.get(s).1)
     }
 
     pub fn put(&mut self, k: AffinityKey, e: AffinityEntry, timeout_ns: u64, now: u64) {

@@ -37,10 +37,7 @@ impl Maglev {
             .iter()
             .map(|&i| {
                 let k = backends[i].0;
-                (
-                    hash_words(0x6d61_676c, &[k]) % m,
-                    hash_words(0x6576_3031, &[k]) % (m - 1) + 1,
-                )
+                (hash_words(0x6d61_676c, &[k]) % m, hash_words(0x6576_3031, &[k]) % (m - 1) + 1)
             })
             .collect();
         let mut next = vec![0u64; live.len()];
@@ -67,9 +64,7 @@ impl Maglev {
             }
             round = round.wrapping_add(1);
         }
-        Some(Maglev {
-            table: table.into_boxed_slice(),
-        })
+        Some(Maglev { table: table.into_boxed_slice() })
     }
 
     /// The backend index for a flow hash.

@@ -12,6 +12,5 @@ pub use affinity::{AffinityKey, AffinityTable};
 pub use maglev::{Maglev, DEFAULT_TABLE_SIZE};
 pub use stage::Shard;
 pub use table::{
-    Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec,
-    ServiceTable,
+    Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec, ServiceTable,
 };

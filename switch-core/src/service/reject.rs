@@ -17,43 +17,18 @@ const V6_ERROR_MAX: usize = 1280;
 
 fn write_ip(b: &mut [u8], m: &PacketMeta, protocol: u8, payload: usize) {
     if m.is_v4() {
-        ipv4::write_header(
-            b,
-            Ipv4Addr::from(m.dst.0 as u32),
-            Ipv4Addr::from(m.src.0 as u32),
-            protocol,
-            payload,
-            64,
-        );
+        ipv4::write_header(b, Ipv4Addr::from(m.dst.0 as u32), Ipv4Addr::from(m.src.0 as u32), protocol, payload, 64);
     } else {
-        ipv6::write_header(
-            b,
-            Ipv6Addr::from(m.dst.0),
-            Ipv6Addr::from(m.src.0),
-            protocol,
-            payload,
-            64,
-            0,
-        );
+        ipv6::write_header(b, Ipv6Addr::from(m.dst.0), Ipv6Addr::from(m.src.0), protocol, payload, 64, 0);
     }
 }
 
 fn pseudo(m: &PacketMeta, protocol: u8, len: usize) -> u32 {
     // The reply goes from the packet's destination back to its source.
     if m.is_v4() {
-        pseudo_header_sum(
-            &(m.dst.0 as u32).to_be_bytes(),
-            &(m.src.0 as u32).to_be_bytes(),
-            protocol,
-            len as u32,
-        )
+        pseudo_header_sum(&(m.dst.0 as u32).to_be_bytes(), &(m.src.0 as u32).to_be_bytes(), protocol, len as u32)
     } else {
-        pseudo_header_sum(
-            &m.dst.0.to_be_bytes(),
-            &m.src.0.to_be_bytes(),
-            protocol,
-            len as u32,
-        )
+        pseudo_header_sum(&m.dst.0.to_be_bytes(), &m.src.0.to_be_bytes(), protocol, len as u32)
     }
 }
 
@@ -62,11 +37,9 @@ pub(crate) fn tcp_reset<B: PacketBuf>(pkt: &mut B, m: &PacketMeta) -> Result<(),
     let l3 = usize::from(m.l3_off);
     let l4 = usize::from(m.l4_off);
     let (seq, ack, flags, seg_len) = {
-        let t = TcpSegment::new_checked(&pkt.data()[l4..usize::from(m.ip_end)])
-            .map_err(|_| DropReason::L4Truncated)?;
+        let t = TcpSegment::new_checked(&pkt.data()[l4..usize::from(m.ip_end)]).map_err(|_| DropReason::L4Truncated)?;
         let data = m.l4_len() - t.header_len();
-        let ctl = usize::from(t.flags() & tcp_flags::SYN != 0)
-            + usize::from(t.flags() & tcp_flags::FIN != 0);
+        let ctl = usize::from(t.flags() & tcp_flags::SYN != 0) + usize::from(t.flags() & tcp_flags::FIN != 0);
         (t.seq(), t.ack(), t.flags(), (data + ctl) as u32)
     };
     if flags & tcp_flags::RST != 0 {
@@ -75,11 +48,7 @@ pub(crate) fn tcp_reset<B: PacketBuf>(pkt: &mut B, m: &PacketMeta) -> Result<(),
     let (rseq, rack, rflags) = if flags & tcp_flags::ACK != 0 {
         (ack, 0, tcp_flags::RST)
     } else {
-        (
-            0,
-            seq.wrapping_add(seg_len),
-            tcp_flags::RST | tcp_flags::ACK,
-        )
+        (0, seq.wrapping_add(seg_len), tcp_flags::RST | tcp_flags::ACK)
     };
     if !pkt.set_len(l4 + l4::TCP_MIN_LEN) {
         return Err(DropReason::L4Truncated);
@@ -95,20 +64,13 @@ pub(crate) fn tcp_reset<B: PacketBuf>(pkt: &mut B, m: &PacketMeta) -> Result<(),
 }
 
 /// Replaces a datagram with an ICMP port unreachable that quotes it.
-pub(crate) fn port_unreachable<B: PacketBuf>(
-    pkt: &mut B,
-    m: &PacketMeta,
-) -> Result<(), DropReason> {
+pub(crate) fn port_unreachable<B: PacketBuf>(pkt: &mut B, m: &PacketMeta) -> Result<(), DropReason> {
     let l3 = usize::from(m.l3_off);
     if l3 != ethernet::HEADER_LEN {
         return Err(DropReason::VlanNotAllowed);
     }
     let v4 = m.is_v4();
-    let ip_len = if v4 {
-        ipv4::HEADER_LEN
-    } else {
-        ipv6::HEADER_LEN
-    };
+    let ip_len = if v4 { ipv4::HEADER_LEN } else { ipv6::HEADER_LEN };
     let grow = ip_len + icmp::HEADER_LEN;
     let max = if v4 { V4_ERROR_MAX } else { V6_ERROR_MAX };
     let quote = (usize::from(m.ip_end) - l3).min(max - grow);
@@ -135,21 +97,11 @@ pub(crate) fn port_unreachable<B: PacketBuf>(
     write_ip(&mut b[l3..], m, protocol, icmp_len);
     let body = &mut b[l3 + ip_len..l3 + ip_len + icmp_len];
     if v4 {
-        icmp::write_header(
-            body,
-            icmp::v4::DEST_UNREACHABLE,
-            icmp::v4::CODE_PORT_UNREACHABLE,
-            [0; 4],
-        );
+        icmp::write_header(body, icmp::v4::DEST_UNREACHABLE, icmp::v4::CODE_PORT_UNREACHABLE, [0; 4]);
         let c = transport_checksum(0, body);
         icmp::set_checksum(body, c);
     } else {
-        icmp::write_header(
-            body,
-            icmp::v6::DEST_UNREACHABLE,
-            icmp::v6::CODE_PORT_UNREACHABLE,
-            [0; 4],
-        );
+        icmp::write_header(body, icmp::v6::DEST_UNREACHABLE, icmp::v6::CODE_PORT_UNREACHABLE, [0; 4]);
         let c = transport_checksum(pseudo(m, proto::ICMPV6, icmp_len), body);
         icmp::set_checksum(body, c);
     }

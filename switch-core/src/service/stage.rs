@@ -27,14 +27,7 @@ pub struct Shard {
     pub count: u16,
 }
 
-fn alloc_snat_port(
-    ct: &Conntrack,
-    proto: u8,
-    mut x: Tuple,
-    hash: u64,
-    shard: Shard,
-    now: u64,
-) -> Option<u16> {
+fn alloc_snat_port(ct: &Conntrack, proto: u8, mut x: Tuple, hash: u64, shard: Shard, now: u64) -> Option<u16> {
     let count = u32::from(shard.count.max(1));
     let slots = (SNAT_HI - SNAT_LO + 1) / count;
     let start = (mix64(hash) % u64::from(slots)) as u32;
@@ -75,10 +68,7 @@ pub(crate) fn select<B: PacketBuf>(
     }
     let ev: &mut EventStats = &mut stats.events;
     let mut chosen = None;
-    let akey = AffinityKey {
-        service: fe.target,
-        client: c.tuple.src,
-    };
+    let akey = AffinityKey { service: fe.target, client: c.tuple.src };
     if sp.affinity_timeout_s.is_some() {
         if let Some(e) = affinity.get(&akey, now) {
             if sp.still_usable(fe.kind, e.addr, e.port) {
@@ -99,12 +89,7 @@ pub(crate) fn select<B: PacketBuf>(
         return c.drop(DropReason::ServiceNoBackends);
     }
     if let Some(secs) = sp.affinity_timeout_s {
-        affinity.put(
-            akey,
-            AffinityEntry { addr, port },
-            u64::from(secs) * SEC,
-            now,
-        );
+        affinity.put(akey, AffinityEntry { addr, port }, u64::from(secs) * SEC, now);
     }
     let frontend = c.tuple.dst;
     c.tuple.dst = addr;
@@ -116,18 +101,11 @@ pub(crate) fn select<B: PacketBuf>(
     if external_snat || hairpin {
         // Hairpin: the pod is its own backend; make the packet come from the frontend so the
         // reply returns through the switch. External with Cluster policy: masquerade to the node.
-        let new_src = if hairpin {
-            Some(frontend)
-        } else {
-            t.node.addr_like(c.tuple.src)
-        };
+        let new_src = if hairpin { Some(frontend) } else { t.node.addr_like(c.tuple.src) };
         let Some(new_src) = new_src else {
             return c.drop(DropReason::SnatPortsExhausted);
         };
-        let x = Tuple {
-            src: new_src,
-            ..c.tuple
-        };
+        let x = Tuple { src: new_src, ..c.tuple };
         match alloc_snat_port(ct, c.meta.proto, x, c.flow_hash, shard, now) {
             Some(p) => {
                 c.tuple.src = new_src;
@@ -152,20 +130,10 @@ fn refuse<B: PacketBuf>(pkt: &mut B, c: &mut PacketCtx, t: &Tables, stats: &mut 
     if let Err(r) = made {
         return c.drop(r);
     }
-    match parse(
-        pkt.data(),
-        ParseOptions {
-            verify_l4_checksum: t.verify_l4_checksum,
-        },
-    ) {
+    match parse(pkt.data(), ParseOptions { verify_l4_checksum: t.verify_l4_checksum }) {
         Ok(nm) => {
             c.meta = nm;
-            c.orig = Tuple {
-                src: nm.src,
-                dst: nm.dst,
-                sport: nm.sport,
-                dport: nm.dport,
-            };
+            c.orig = Tuple { src: nm.src, dst: nm.dst, sport: nm.sport, dport: nm.dport };
             c.tuple = c.orig;
             c.generated = true;
             c.src_ep = None;

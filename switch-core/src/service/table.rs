@@ -34,10 +34,7 @@ pub struct Backend {
 impl Backend {
     /// A key that names the backend across snapshots, so Maglev tables stay consistent.
     pub fn stable_key(&self) -> u64 {
-        hash_words(
-            0x006b_6579,
-            &[self.addr.hi(), self.addr.lo(), u64::from(self.port)],
-        )
+        hash_words(0x006b_6579, &[self.addr.hi(), self.addr.lo(), u64::from(self.port)])
     }
 }
 
@@ -120,12 +117,7 @@ pub struct ServicePortSpec {
 impl ServicePortSpec {
     /// A plain service port: no affinity, Cluster traffic policies, no source ranges.
     pub fn simple(name: impl Into<String>, proto: u8, backends: Vec<Backend>) -> ServicePortSpec {
-        ServicePortSpec {
-            name: name.into(),
-            proto,
-            backends,
-            ..ServicePortSpec::default()
-        }
+        ServicePortSpec { name: name.into(), proto, backends, ..ServicePortSpec::default() }
     }
 }
 
@@ -142,11 +134,8 @@ impl ServicePort {
             source_ranges,
         } = spec;
         let all = Maglev::build(&usable(&backends, false), maglev_size);
-        let local = if external_local || internal_local {
-            Maglev::build(&usable(&backends, true), maglev_size)
-        } else {
-            None
-        };
+        let local =
+            if external_local || internal_local { Maglev::build(&usable(&backends, true), maglev_size) } else { None };
         ServicePort {
             name,
             proto,
@@ -186,17 +175,13 @@ impl ServicePort {
     /// Whether a remembered backend (session affinity) may still be used.
     pub fn still_usable(&self, kind: FrontendKind, addr: Addr, port: u16) -> bool {
         let only_local = self.local_only(kind);
-        let has_ready = self
-            .backends
-            .iter()
-            .any(|b| b.state == BackendState::Ready && (!only_local || b.local));
+        let has_ready = self.backends.iter().any(|b| b.state == BackendState::Ready && (!only_local || b.local));
         self.backends.iter().any(|b| {
             b.addr == addr
                 && b.port == port
                 && b.weight > 0
                 && (!only_local || b.local)
-                && (b.state == BackendState::Ready
-                    || (!has_ready && b.state == BackendState::Terminating))
+                && (b.state == BackendState::Ready || (!has_ready && b.state == BackendState::Terminating))
         })
     }
 
@@ -227,20 +212,13 @@ pub struct FrontendClash {
 
 impl core::fmt::Display for FrontendClash {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "frontend {} is used by both {} and {}",
-            self.frontend, self.first, self.second
-        )
+        write!(f, "frontend {} is used by both {} and {}", self.frontend, self.first, self.second)
     }
 }
 
 impl ServiceTable {
     /// Builds the table; two service ports may not share a frontend.
-    pub fn build(
-        ports: Vec<ServicePort>,
-        frontends: Vec<Frontend>,
-    ) -> Result<ServiceTable, FrontendClash> {
+    pub fn build(ports: Vec<ServicePort>, frontends: Vec<Frontend>) -> Result<ServiceTable, FrontendClash> {
         let mut map = FastMap::default();
         for f in frontends {
             if let Some(prev) = map.insert((f.addr, f.port, f.proto), f) {
@@ -253,10 +231,7 @@ impl ServiceTable {
                 }
             }
         }
-        Ok(ServiceTable {
-            frontends: map,
-            ports,
-        })
+        Ok(ServiceTable { frontends: map, ports })
     }
 
     #[inline]
@@ -287,13 +262,7 @@ mod tests {
     use super::*;
 
     fn b(last: u8, state: BackendState, local: bool) -> Backend {
-        Backend {
-            addr: Addr::from(core::net::Ipv4Addr::new(10, 0, 0, last)),
-            port: 8080,
-            weight: 1,
-            state,
-            local,
-        }
+        Backend { addr: Addr::from(core::net::Ipv4Addr::new(10, 0, 0, last)), port: 8080, weight: 1, state, local }
     }
 
     #[test]
@@ -302,44 +271,26 @@ mod tests {
             ServicePortSpec::simple(
                 "s",
                 6,
-                vec![
-                    b(1, BackendState::Terminating, true),
-                    b(2, BackendState::Ready, true),
-                ],
+                vec![b(1, BackendState::Terminating, true), b(2, BackendState::Ready, true)],
             ),
             251,
         );
         for h in 0..200 {
-            assert_eq!(
-                sp.select(FrontendKind::ClusterIp, h).unwrap().addr,
-                b(2, BackendState::Ready, true).addr
-            );
+            assert_eq!(sp.select(FrontendKind::ClusterIp, h).unwrap().addr, b(2, BackendState::Ready, true).addr);
         }
         let sp = ServicePort::new(
             ServicePortSpec::simple(
                 "s",
                 6,
-                vec![
-                    b(1, BackendState::Terminating, true),
-                    b(2, BackendState::NotServing, true),
-                ],
+                vec![b(1, BackendState::Terminating, true), b(2, BackendState::NotServing, true)],
             ),
             251,
         );
         for h in 0..200 {
-            assert_eq!(
-                sp.select(FrontendKind::ClusterIp, h).unwrap().addr,
-                b(1, BackendState::Terminating, true).addr
-            );
+            assert_eq!(sp.select(FrontendKind::ClusterIp, h).unwrap().addr, b(1, BackendState::Terminating, true).addr);
         }
-        let sp = ServicePort::new(
-            ServicePortSpec::simple("s", 6, vec![b(2, BackendState::NotServing, true)]),
-            251,
-        );
-        assert_eq!(
-            sp.select(FrontendKind::ClusterIp, 1).unwrap_err(),
-            DropReason::ServiceNoBackends
-        );
+        let sp = ServicePort::new(ServicePortSpec::simple("s", 6, vec![b(2, BackendState::NotServing, true)]), 251);
+        assert_eq!(sp.select(FrontendKind::ClusterIp, 1).unwrap_err(), DropReason::ServiceNoBackends);
     }
 
     #[test]
@@ -350,23 +301,16 @@ mod tests {
                 ..ServicePortSpec::simple(
                     "s",
                     6,
-                    vec![
-                        b(1, BackendState::Ready, false),
-                        b(2, BackendState::Ready, true),
-                    ],
+                    vec![b(1, BackendState::Ready, false), b(2, BackendState::Ready, true)],
                 )
             },
             251,
         );
         for h in 0..200 {
-            assert_eq!(
-                sp.select(FrontendKind::NodePort, h).unwrap().addr,
-                b(2, BackendState::Ready, true).addr
-            );
+            assert_eq!(sp.select(FrontendKind::NodePort, h).unwrap().addr, b(2, BackendState::Ready, true).addr);
         }
-        let seen: std::collections::HashSet<_> = (0..200)
-            .map(|h| sp.select(FrontendKind::ClusterIp, h).unwrap().addr)
-            .collect();
+        let seen: std::collections::HashSet<_> =
+            (0..200).map(|h| sp.select(FrontendKind::ClusterIp, h).unwrap().addr).collect();
         assert_eq!(seen.len(), 2, "cluster traffic still uses every backend");
         let sp = ServicePort::new(
             ServicePortSpec {
@@ -375,10 +319,7 @@ mod tests {
             },
             251,
         );
-        assert_eq!(
-            sp.select(FrontendKind::LoadBalancer, 1).unwrap_err(),
-            DropReason::ServiceNoLocalBackend
-        );
+        assert_eq!(sp.select(FrontendKind::LoadBalancer, 1).unwrap_err(), DropReason::ServiceNoLocalBackend);
     }
 
     #[test]

@@ -32,11 +32,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         if b.len() < PACKET_LEN {
             return Err(WireError::Truncated);
         }
-        if be16(b, field::HTYPE) != 1
-            || be16(b, field::PTYPE) != 0x0800
-            || b[field::HLEN] != 6
-            || b[field::PLEN] != 4
-        {
+        if be16(b, field::HTYPE) != 1 || be16(b, field::PTYPE) != 0x0800 || b[field::HLEN] != 6 || b[field::PLEN] != 4 {
             return Err(WireError::Malformed);
         }
         Ok(ArpPacket { buffer })
@@ -50,21 +46,11 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
     pub fn sender_ip(&self) -> Ipv4Addr {
         let b = self.buffer.as_ref();
-        Ipv4Addr::new(
-            b[field::SPA],
-            b[field::SPA + 1],
-            b[field::SPA + 2],
-            b[field::SPA + 3],
-        )
+        Ipv4Addr::new(b[field::SPA], b[field::SPA + 1], b[field::SPA + 2], b[field::SPA + 3])
     }
     pub fn target_ip(&self) -> Ipv4Addr {
         let b = self.buffer.as_ref();
-        Ipv4Addr::new(
-            b[field::TPA],
-            b[field::TPA + 1],
-            b[field::TPA + 2],
-            b[field::TPA + 3],
-        )
+        Ipv4Addr::new(b[field::TPA], b[field::TPA + 1], b[field::TPA + 2], b[field::TPA + 3])
     }
 }
 
@@ -107,14 +93,7 @@ mod tests {
     fn request_to_reply() {
         let mut b = [0u8; 28];
         let pod = MacAddr([2, 0, 0, 0, 0, 0xa]);
-        write(
-            &mut b,
-            OP_REQUEST,
-            pod,
-            Ipv4Addr::new(10, 0, 0, 5),
-            MacAddr::ZERO,
-            Ipv4Addr::new(10, 0, 0, 1),
-        );
+        write(&mut b, OP_REQUEST, pod, Ipv4Addr::new(10, 0, 0, 5), MacAddr::ZERO, Ipv4Addr::new(10, 0, 0, 1));
         let mut p = ArpPacket::new_checked(&mut b[..]).unwrap();
         assert_eq!(p.operation(), OP_REQUEST);
         assert_eq!(p.target_ip(), Ipv4Addr::new(10, 0, 0, 1));
@@ -130,22 +109,9 @@ mod tests {
     #[test]
     fn rejects_other_hardware() {
         let mut b = [0u8; 28];
-        write(
-            &mut b,
-            1,
-            MacAddr::ZERO,
-            Ipv4Addr::UNSPECIFIED,
-            MacAddr::ZERO,
-            Ipv4Addr::UNSPECIFIED,
-        );
+        write(&mut b, 1, MacAddr::ZERO, Ipv4Addr::UNSPECIFIED, MacAddr::ZERO, Ipv4Addr::UNSPECIFIED);
         b[1] = 6;
-        assert_eq!(
-            ArpPacket::new_checked(&b[..]).unwrap_err(),
-            WireError::Malformed
-        );
-        assert_eq!(
-            ArpPacket::new_checked(&b[..27]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(ArpPacket::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(ArpPacket::new_checked(&b[..27]).unwrap_err(), WireError::Truncated);
     }
 }

@@ -10,26 +10,10 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// A transport header to emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4Repr {
-    Tcp {
-        sport: u16,
-        dport: u16,
-        seq: u32,
-        ack: u32,
-        flags: u8,
-    },
-    Udp {
-        sport: u16,
-        dport: u16,
-    },
-    Sctp {
-        sport: u16,
-        dport: u16,
-    },
-    IcmpEcho {
-        request: bool,
-        ident: u16,
-        seq: u16,
-    },
+    Tcp { sport: u16, dport: u16, seq: u32, ack: u32, flags: u8 },
+    Udp { sport: u16, dport: u16 },
+    Sctp { sport: u16, dport: u16 },
+    IcmpEcho { request: bool, ident: u16, seq: u16 },
 }
 
 /// An Ethernet + IP + transport frame to emit.
@@ -47,23 +31,8 @@ pub struct IpFrame {
 
 impl IpFrame {
     /// A frame with TTL 64, no VLAN and no payload.
-    pub fn new(
-        src_mac: MacAddr,
-        dst_mac: MacAddr,
-        src: IpAddr,
-        dst: IpAddr,
-        l4: L4Repr,
-    ) -> IpFrame {
-        IpFrame {
-            src_mac,
-            dst_mac,
-            vlan: None,
-            src,
-            dst,
-            ttl: 64,
-            l4,
-            payload: Vec::new(),
-        }
+    pub fn new(src_mac: MacAddr, dst_mac: MacAddr, src: IpAddr, dst: IpAddr, l4: L4Repr) -> IpFrame {
+        IpFrame { src_mac, dst_mac, vlan: None, src, dst, ttl: 64, l4, payload: Vec::new() }
     }
 
     pub fn with_payload(mut self, p: &[u8]) -> IpFrame {
@@ -74,13 +43,7 @@ impl IpFrame {
     fn l4_bytes(&self) -> (u8, Vec<u8>) {
         let v4 = self.src.is_ipv4();
         let (protocol, mut b) = match self.l4 {
-            L4Repr::Tcp {
-                sport,
-                dport,
-                seq,
-                ack,
-                flags,
-            } => {
+            L4Repr::Tcp { sport, dport, seq, ack, flags } => {
                 let mut b = vec![0u8; l4::TCP_MIN_LEN];
                 l4::write_tcp(&mut b, sport, dport, seq, ack, flags, 64240);
                 (proto::TCP, b)
@@ -96,11 +59,7 @@ impl IpFrame {
                 b[2..4].copy_from_slice(&dport.to_be_bytes());
                 (proto::SCTP, b)
             }
-            L4Repr::IcmpEcho {
-                request,
-                ident,
-                seq,
-            } => {
+            L4Repr::IcmpEcho { request, ident, seq } => {
                 let ty = match (v4, request) {
                     (true, true) => icmp::v4::ECHO_REQUEST,
                     (true, false) => icmp::v4::ECHO_REPLY,
@@ -139,12 +98,8 @@ impl IpFrame {
 
     fn pseudo(&self, protocol: u8, len: usize) -> u32 {
         match (self.src, self.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                pseudo_header_sum(&s.octets(), &d.octets(), protocol, len as u32)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                pseudo_header_sum(&s.octets(), &d.octets(), protocol, len as u32)
-            }
+            (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_sum(&s.octets(), &d.octets(), protocol, len as u32),
+            (IpAddr::V6(s), IpAddr::V6(d)) => pseudo_header_sum(&s.octets(), &d.octets(), protocol, len as u32),
             _ => 0,
         }
     }
@@ -153,11 +108,7 @@ impl IpFrame {
     pub fn build(&self) -> Vec<u8> {
         let (protocol, l4b) = self.l4_bytes();
         let mut out = Vec::with_capacity(18 + 40 + l4b.len());
-        let et = if self.src.is_ipv4() {
-            ethertype::IPV4
-        } else {
-            ethertype::IPV6
-        };
+        let et = if self.src.is_ipv4() { ethertype::IPV4 } else { ethertype::IPV6 };
         out.extend_from_slice(&self.dst_mac.0);
         out.extend_from_slice(&self.src_mac.0);
         if let Some(v) = self.vlan {
@@ -187,30 +138,14 @@ impl IpFrame {
 pub fn arp_request(src_mac: MacAddr, src_ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut out = vec![0u8; ethernet::HEADER_LEN + arp::PACKET_LEN];
     ethernet::write_header(&mut out, MacAddr::BROADCAST, src_mac, ethertype::ARP);
-    arp::write(
-        &mut out[ethernet::HEADER_LEN..],
-        arp::OP_REQUEST,
-        src_mac,
-        src_ip,
-        MacAddr::ZERO,
-        target,
-    );
+    arp::write(&mut out[ethernet::HEADER_LEN..], arp::OP_REQUEST, src_mac, src_ip, MacAddr::ZERO, target);
     out
 }
 
 /// The solicited-node multicast address of `a` (RFC 4291).
 pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
     let o = a.octets();
-    Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | u16::from(o[13]),
-        u16::from_be_bytes([o[14], o[15]]),
-    )
+    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(o[13]), u16::from_be_bytes([o[14], o[15]]))
 }
 
 /// A neighbour solicitation from `src` for `target`.
@@ -220,22 +155,11 @@ pub fn neighbor_solicit(src_mac: MacAddr, src: Ipv6Addr, target: Ipv6Addr) -> Ve
     let dst_mac = MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]]);
     let mut nd = [0u8; icmp::ND_LEN_WITH_LLA];
     icmp::write_neighbor_solicit(&mut nd, target, src_mac);
-    let c = transport_checksum(
-        pseudo_header_sum(&src.octets(), &dst.octets(), proto::ICMPV6, nd.len() as u32),
-        &nd,
-    );
+    let c = transport_checksum(pseudo_header_sum(&src.octets(), &dst.octets(), proto::ICMPV6, nd.len() as u32), &nd);
     icmp::set_checksum(&mut nd, c);
     let mut out = vec![0u8; ethernet::HEADER_LEN + ipv6::HEADER_LEN];
     ethernet::write_header(&mut out, dst_mac, src_mac, ethertype::IPV6);
-    ipv6::write_header(
-        &mut out[ethernet::HEADER_LEN..],
-        src,
-        dst,
-        proto::ICMPV6,
-        nd.len(),
-        255,
-        0,
-    );
+    ipv6::write_header(&mut out[ethernet::HEADER_LEN..], src, dst, proto::ICMPV6, nd.len(), 255, 0);
     out.extend_from_slice(&nd);
     out
 }
@@ -273,8 +197,7 @@ pub fn tunnel_wrap(
     };
     let mut udp_payload = hdr;
     udp_payload.extend_from_slice(inner);
-    let mut f = IpFrame::new(src_mac, dst_mac, src, dst, L4Repr::Udp { sport, dport })
-        .with_payload(&udp_payload);
+    let mut f = IpFrame::new(src_mac, dst_mac, src, dst, L4Repr::Udp { sport, dport }).with_payload(&udp_payload);
     f.ttl = 64;
     let mut out = f.build();
     if src.is_ipv4() {
@@ -293,48 +216,17 @@ mod tests {
 
     const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
     const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
-    const STRICT: ParseOptions = ParseOptions {
-        verify_l4_checksum: true,
-    };
+    const STRICT: ParseOptions = ParseOptions { verify_l4_checksum: true };
 
     #[test]
     fn built_frames_parse_with_valid_checksums() {
-        let v4 = |l4| {
-            IpFrame::new(
-                A,
-                B,
-                "10.0.0.1".parse().unwrap(),
-                "10.0.0.2".parse().unwrap(),
-                l4,
-            )
-        };
-        let v6 = |l4| {
-            IpFrame::new(
-                A,
-                B,
-                "fd00::1".parse().unwrap(),
-                "fd00::2".parse().unwrap(),
-                l4,
-            )
-        };
+        let v4 = |l4| IpFrame::new(A, B, "10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), l4);
+        let v6 = |l4| IpFrame::new(A, B, "fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), l4);
         let l4s = [
-            L4Repr::Tcp {
-                sport: 1,
-                dport: 80,
-                seq: 1,
-                ack: 0,
-                flags: 2,
-            },
-            L4Repr::Udp {
-                sport: 2,
-                dport: 53,
-            },
+            L4Repr::Tcp { sport: 1, dport: 80, seq: 1, ack: 0, flags: 2 },
+            L4Repr::Udp { sport: 2, dport: 53 },
             L4Repr::Sctp { sport: 3, dport: 9 },
-            L4Repr::IcmpEcho {
-                request: true,
-                ident: 7,
-                seq: 1,
-            },
+            L4Repr::IcmpEcho { request: true, ident: 7, seq: 1 },
         ];
         for l4 in l4s {
             for f in [v4(l4), v6(l4)] {
@@ -380,16 +272,7 @@ mod tests {
             );
             let m = parse(&t, STRICT).unwrap();
             assert_eq!(m.proto, proto::UDP);
-            let t6 = tunnel_wrap(
-                &inner,
-                kind,
-                A,
-                B,
-                "fd01::1".parse().unwrap(),
-                "fd01::2".parse().unwrap(),
-                50000,
-                1,
-            );
+            let t6 = tunnel_wrap(&inner, kind, A, B, "fd01::1".parse().unwrap(), "fd01::2".parse().unwrap(), 50000, 1);
             assert_eq!(parse(&t6, STRICT).unwrap().l3, L3::V6);
         }
     }

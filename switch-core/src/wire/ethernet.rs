@@ -56,8 +56,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// The 802.1Q VLAN id, if the frame is tagged.
     pub fn vlan(&self) -> Option<u16> {
-        (self.outer_ethertype() == ethertype::VLAN)
-            .then(|| be16(self.buffer.as_ref(), field::VLAN_TCI) & 0x0fff)
+        (self.outer_ethertype() == ethertype::VLAN).then(|| be16(self.buffer.as_ref(), field::VLAN_TCI) & 0x0fff)
     }
 
     /// The EtherType of the payload (after the tag, if any).
@@ -118,14 +117,8 @@ mod tests {
         assert_eq!(e.vlan(), Some(7));
         assert_eq!(e.ethertype(), ethertype::IPV6);
         assert_eq!(e.header_len(), 18);
-        assert_eq!(
-            EthernetFrame::new_checked(&f[..16]).unwrap_err(),
-            WireError::Truncated
-        );
-        assert_eq!(
-            EthernetFrame::new_checked(&f[..13]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(EthernetFrame::new_checked(&f[..16]).unwrap_err(), WireError::Truncated);
+        assert_eq!(EthernetFrame::new_checked(&f[..13]).unwrap_err(), WireError::Truncated);
     }
 
     #[test]

@@ -70,24 +70,15 @@ mod tests {
         let mut b = [0u8; 16];
         write_header(&mut b, 42);
         let h = GeneveHeader::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (h.vni(), h.protocol(), h.header_len(), h.is_oam()),
-            (42, PROTO_ETHERNET, 8, false)
-        );
+        assert_eq!((h.vni(), h.protocol(), h.header_len(), h.is_oam()), (42, PROTO_ETHERNET, 8, false));
         b[0] = 2; // two 4-byte words of options
         b[1] = 0x40;
         let h = GeneveHeader::new_checked(&b[..]).unwrap();
         assert_eq!(h.header_len(), 16);
         assert!(h.has_critical_options());
         b[0] = 3;
-        assert_eq!(
-            GeneveHeader::new_checked(&b[..]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(GeneveHeader::new_checked(&b[..]).unwrap_err(), WireError::Truncated);
         b[0] = 0x40;
-        assert_eq!(
-            GeneveHeader::new_checked(&b[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(GeneveHeader::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
     }
 }

@@ -126,14 +126,8 @@ mod tests {
         let mut b = [0u8; 8];
         write_header(&mut b, v4::ECHO_REQUEST, 0, [0x12, 0x34, 0, 7]);
         let p = IcmpPacket::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (p.msg_type(), p.code(), p.echo_ident(), p.echo_seq()),
-            (8, 0, 0x1234, 7)
-        );
-        assert_eq!(
-            IcmpPacket::new_checked(&b[..7]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!((p.msg_type(), p.code(), p.echo_ident(), p.echo_seq()), (8, 0, 0x1234, 7));
+        assert_eq!(IcmpPacket::new_checked(&b[..7]).unwrap_err(), WireError::Truncated);
     }
 
     #[test]

@@ -81,27 +81,14 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     pub fn src(&self) -> Ipv4Addr {
         let b = self.buffer.as_ref();
-        Ipv4Addr::new(
-            b[field::SRC],
-            b[field::SRC + 1],
-            b[field::SRC + 2],
-            b[field::SRC + 3],
-        )
+        Ipv4Addr::new(b[field::SRC], b[field::SRC + 1], b[field::SRC + 2], b[field::SRC + 3])
     }
     pub fn dst(&self) -> Ipv4Addr {
         let b = self.buffer.as_ref();
-        Ipv4Addr::new(
-            b[field::DST],
-            b[field::DST + 1],
-            b[field::DST + 2],
-            b[field::DST + 3],
-        )
+        Ipv4Addr::new(b[field::DST], b[field::DST + 1], b[field::DST + 2], b[field::DST + 3])
     }
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::sum_words(
-            0,
-            &self.buffer.as_ref()[..self.header_len()],
-        )) == 0xffff
+        checksum::fold(checksum::sum_words(0, &self.buffer.as_ref()[..self.header_len()])) == 0xffff
     }
 }
 
@@ -142,14 +129,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 }
 
 /// Writes a 20-byte header (no options, DF set) into `b`, with its checksum.
-pub fn write_header(
-    b: &mut [u8],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    protocol: u8,
-    payload_len: usize,
-    ttl: u8,
-) {
+pub fn write_header(b: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload_len: usize, ttl: u8) {
     b[field::VER_IHL] = 0x45;
     b[1] = 0;
     put16(b, field::TOTAL_LEN, (HEADER_LEN + payload_len) as u16);
@@ -170,14 +150,7 @@ mod tests {
 
     fn sample() -> [u8; 28] {
         let mut b = [0u8; 28];
-        write_header(
-            &mut b,
-            Ipv4Addr::new(10, 244, 1, 5),
-            Ipv4Addr::new(10, 96, 0, 10),
-            17,
-            8,
-            64,
-        );
+        write_header(&mut b, Ipv4Addr::new(10, 244, 1, 5), Ipv4Addr::new(10, 96, 0, 10), 17, 8, 64);
         b
     }
 
@@ -199,30 +172,15 @@ mod tests {
     #[test]
     fn bad_lengths() {
         let mut b = sample();
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..19]).unwrap_err(),
-            WireError::Truncated
-        );
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..27]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..19]).unwrap_err(), WireError::Truncated);
+        assert_eq!(Ipv4Packet::new_checked(&b[..27]).unwrap_err(), WireError::Truncated);
         b[0] = 0x44;
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
         b[0] = 0x65;
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
         let mut b = sample();
         b[3] = 10; // total length 10 < header length
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
     }
 
     #[test]

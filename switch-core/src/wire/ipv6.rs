@@ -81,15 +81,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
 }
 
 /// Writes a 40-byte header into `b`; `flow` is the 20-bit flow label.
-pub fn write_header(
-    b: &mut [u8],
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    next: u8,
-    payload_len: usize,
-    hop: u8,
-    flow: u32,
-) {
+pub fn write_header(b: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload_len: usize, hop: u8, flow: u32) {
     let w = 0x6000_0000u32 | (flow & 0x000f_ffff);
     b[0..4].copy_from_slice(&w.to_be_bytes());
     put16(b, field::PAYLOAD_LEN, payload_len as u16);
@@ -110,29 +102,11 @@ mod tests {
         let d: Ipv6Addr = "fd00::2".parse().unwrap();
         write_header(&mut b, s, d, 17, 8, 64, 0xabcde);
         let p = Ipv6Packet::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (
-                p.src(),
-                p.dst(),
-                p.next_header(),
-                p.hop_limit(),
-                p.payload_len()
-            ),
-            (s, d, 17, 64, 8)
-        );
-        assert_eq!(
-            Ipv6Packet::new_checked(&b[..47]).unwrap_err(),
-            WireError::Truncated
-        );
-        assert_eq!(
-            Ipv6Packet::new_checked(&b[..39]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!((p.src(), p.dst(), p.next_header(), p.hop_limit(), p.payload_len()), (s, d, 17, 64, 8));
+        assert_eq!(Ipv6Packet::new_checked(&b[..47]).unwrap_err(), WireError::Truncated);
+        assert_eq!(Ipv6Packet::new_checked(&b[..39]).unwrap_err(), WireError::Truncated);
         b[0] = 0x40;
-        assert_eq!(
-            Ipv6Packet::new_checked(&b[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
     }
 
     #[test]

@@ -196,25 +196,13 @@ mod tests {
         let mut b = [0u8; 24];
         write_tcp(&mut b, 40000, 80, 7, 9, tcp_flags::SYN, 1000);
         let t = TcpSegment::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (t.src_port(), t.dst_port(), t.seq(), t.ack(), t.flags()),
-            (40000, 80, 7, 9, tcp_flags::SYN)
-        );
+        assert_eq!((t.src_port(), t.dst_port(), t.seq(), t.ack(), t.flags()), (40000, 80, 7, 9, tcp_flags::SYN));
         assert_eq!(t.header_len(), 20);
         b[12] = 0x40;
-        assert_eq!(
-            TcpSegment::new_checked(&b[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(TcpSegment::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
         b[12] = 0x70;
-        assert_eq!(
-            TcpSegment::new_checked(&b[..]).unwrap_err(),
-            WireError::Truncated
-        );
-        assert_eq!(
-            TcpSegment::new_checked(&b[..19]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(TcpSegment::new_checked(&b[..]).unwrap_err(), WireError::Truncated);
+        assert_eq!(TcpSegment::new_checked(&b[..19]).unwrap_err(), WireError::Truncated);
     }
 
     #[test]
@@ -223,15 +211,9 @@ mod tests {
         write_udp(&mut b, 53, 5353, 4);
         let u = UdpDatagram::new_checked(&b[..]).unwrap();
         assert_eq!((u.src_port(), u.dst_port(), u.len()), (53, 5353, 12));
-        assert_eq!(
-            UdpDatagram::new_checked(&b[..11]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(UdpDatagram::new_checked(&b[..11]).unwrap_err(), WireError::Truncated);
         b[5] = 4;
-        assert_eq!(
-            UdpDatagram::new_checked(&b[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(UdpDatagram::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
     }
 
     #[test]

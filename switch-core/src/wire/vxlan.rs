@@ -47,13 +47,7 @@ mod tests {
         assert_eq!(b, [0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0]);
         assert_eq!(VxlanHeader::new_checked(&b[..]).unwrap().vni(), 0xabcdef);
         b[0] = 0;
-        assert_eq!(
-            VxlanHeader::new_checked(&b[..]).unwrap_err(),
-            WireError::Malformed
-        );
-        assert_eq!(
-            VxlanHeader::new_checked(&b[..7]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(VxlanHeader::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(VxlanHeader::new_checked(&b[..7]).unwrap_err(), WireError::Truncated);
     }
 }
