@@ -1,1 +1,13 @@
+//! # podswitch control
+//!
+//! The control plane: the TOML config model ([`config`]), its validation and compilation into
+//! a table snapshot ([`build`]), snapshot publication to workers ([`publish`]), and the
+//! daemon's run loop ([`daemon`]).
 
+pub mod build;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod error;
+pub mod publish;
+pub mod report;

@@ -1,0 +1,255 @@
+//! NetworkPolicy compiled per local pod and direction. Peers resolve to identities (pods
+//! selected by podSelector within the policy's namespace, or within the namespaces a
+//! namespaceSelector picks; both in one peer are ANDed, separate peers ORed) or to CIDRs
+//! (ipBlock with except). Named ports resolve against the selected pod for ingress and
+//! against the peer pods for egress. A pod no policy selects for a direction is not isolated
+//! in it.
+
+use super::parse::{self, Sec};
+use super::selector;
+use super::Pod;
+use crate::config::{Config, Labels, PeerConfig, PolicyConfig, PolicyPortConfig, PortRef};
+use crate::error::FieldError;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use switch_core::endpoint::{Endpoint, Identity};
+use switch_core::policy::{
+    Classifier, ClassifierId, DirectionRules, PeerMatch, PolicyRule, PolicyTable, PortMatch, RuleId,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+enum Dir {
+    Ingress,
+    Egress,
+}
+
+/// Which directions a policy applies to, as Kubernetes defaults them.
+fn types(sec: Sec, i: usize, p: &PolicyConfig) -> Result<(bool, bool), FieldError> {
+    match &p.policy_types {
+        None => Ok((true, !p.egress.is_empty())),
+        Some(t) => {
+            let mut ing = false;
+            let mut eg = false;
+            for (j, x) in t.iter().enumerate() {
+                match x.as_str() {
+                    "Ingress" => ing = true,
+                    "Egress" => eg = true,
+                    o => {
+                        return Err(FieldError::new(
+                            sec,
+                            format!("policies[{i}].policy_types[{j}]"),
+                            format!("'{o}' is not one of Ingress, Egress"),
+                        ))
+                    }
+                }
+            }
+            Ok((ing, eg))
+        }
+    }
+}
+
+/// The pods a peer's selectors pick.
+fn peer_pods<'a>(
+    peer: &PeerConfig,
+    policy_ns: &str,
+    pods: &'a [Pod],
+    ns_labels: &BTreeMap<String, Labels>,
+) -> Vec<&'a Pod> {
+    pods.iter()
+        .filter(|p| match &peer.namespace_selector {
+            Some(sel) => ns_labels.get(&p.namespace).is_some_and(|l| selector::matches(sel, l)),
+            None => p.namespace == policy_ns,
+        })
+        .filter(|p| peer.pod_selector.as_ref().is_none_or(|sel| selector::matches(sel, &p.labels)))
+        .collect()
+}
+
+fn validate_peer(sec: Sec, field: &str, peer: &PeerConfig) -> Result<(), FieldError> {
+    if peer.ip_block.is_some() && (peer.pod_selector.is_some() || peer.namespace_selector.is_some()) {
+        return Err(FieldError::new(sec, field, "ip_block cannot be combined with pod_selector or namespace_selector"));
+    }
+    if peer.ip_block.is_none() && peer.pod_selector.is_none() && peer.namespace_selector.is_none() {
+        return Err(FieldError::new(sec, field, "a peer needs pod_selector, namespace_selector or ip_block"));
+    }
+    if let Some(s) = &peer.pod_selector {
+        selector::validate(sec, &format!("{field}.pod_selector"), s)?;
+    }
+    if let Some(s) = &peer.namespace_selector {
+        selector::validate(sec, &format!("{field}.namespace_selector"), s)?;
+    }
+    Ok(())
+}
+
+/// Port matches of a rule. Named ports resolve through `named`; a rule whose ports all fail to
+/// resolve matches nothing (returns `None`).
+fn ports(
+    sec: Sec,
+    field: &str,
+    ps: &[PolicyPortConfig],
+    named: &dyn Fn(&str, u8) -> Vec<u16>,
+) -> Result<Option<Vec<PortMatch>>, FieldError> {
+    if ps.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let mut out = Vec::new();
+    for (k, p) in ps.iter().enumerate() {
+        let f = format!("{field}.ports[{k}]");
+        let proto = parse::protocol(sec, &format!("{f}.protocol"), &p.protocol)?;
+        match (&p.port, p.end_port) {
+            (None, Some(_)) => return Err(FieldError::new(sec, format!("{f}.end_port"), "end_port needs port")),
+            (None, None) => out.push(PortMatch { proto: Some(proto), lo: 0, hi: u16::MAX }),
+            (Some(PortRef::Number(n)), end) => {
+                let hi = end.unwrap_or(*n);
+                if *n == 0 || hi < *n {
+                    return Err(FieldError::new(
+                        sec,
+                        format!("{f}.end_port"),
+                        format!("range {n}-{hi} is empty or starts at 0"),
+                    ));
+                }
+                out.push(PortMatch { proto: Some(proto), lo: *n, hi });
+            }
+            (Some(PortRef::Name(_)), Some(_)) => {
+                return Err(FieldError::new(sec, format!("{f}.end_port"), "end_port needs a numeric port"))
+            }
+            (Some(PortRef::Name(name)), None) => {
+                for n in named(name, proto) {
+                    out.push(PortMatch { proto: Some(proto), lo: n, hi: n });
+                }
+            }
+        }
+    }
+    Ok(if out.is_empty() { None } else { Some(out) })
+}
+
+/// Compiles every local pod's classifiers and sets them on `endpoints` (same order as `pods`).
+pub(crate) fn compile(
+    cfg: &Config,
+    pods: &[Pod],
+    ns_labels: &BTreeMap<String, Labels>,
+    endpoints: &mut [Endpoint],
+) -> Result<PolicyTable, FieldError> {
+    // Validate everything first, so that errors do not depend on which pods exist.
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in cfg.policies.iter().enumerate() {
+        let sec = Some(("policies", i));
+        if !seen.insert((p.namespace.as_str(), p.name.as_str())) {
+            return Err(FieldError::new(
+                sec,
+                format!("policies[{i}].name"),
+                format!("policy {}/{} is declared twice", p.namespace, p.name),
+            ));
+        }
+        selector::validate(sec, &format!("policies[{i}].pod_selector"), &p.pod_selector)?;
+        types(sec, i, p)?;
+        for (j, r) in p.ingress.iter().enumerate() {
+            for (k, peer) in r.from.iter().enumerate() {
+                validate_peer(sec, &format!("policies[{i}].ingress[{j}].from[{k}]"), peer)?;
+            }
+        }
+        for (j, r) in p.egress.iter().enumerate() {
+            for (k, peer) in r.to.iter().enumerate() {
+                validate_peer(sec, &format!("policies[{i}].egress[{j}].to[{k}]"), peer)?;
+            }
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut rule_ids: HashMap<(usize, Dir, usize), RuleId> = HashMap::new();
+    for (i, p) in cfg.policies.iter().enumerate() {
+        for (dir, n) in [(Dir::Ingress, p.ingress.len()), (Dir::Egress, p.egress.len())] {
+            for j in 0..n {
+                rule_ids.insert((i, dir, j), RuleId(names.len() as u32));
+                let d = if dir == Dir::Ingress { "ingress" } else { "egress" };
+                names.push(format!("{}/{} {d}[{j}]", p.namespace, p.name));
+            }
+        }
+    }
+    let mut classifiers: Vec<Classifier> = Vec::new();
+    let mut cache: HashMap<(Dir, Vec<RuleId>, Vec<(Option<String>, u16, u8)>), ClassifierId> = HashMap::new();
+    for (pi, pod) in pods.iter().enumerate() {
+        if !pod.local {
+            continue;
+        }
+        for dir in [Dir::Ingress, Dir::Egress] {
+            let mut selected = false;
+            let mut ids: Vec<RuleId> = Vec::new();
+            let mut rules: Vec<PolicyRule> = Vec::new();
+            for (i, p) in cfg.policies.iter().enumerate() {
+                if p.namespace != pod.namespace || !selector::matches(&p.pod_selector, &pod.labels) {
+                    continue;
+                }
+                let sec = Some(("policies", i));
+                let (ing, eg) = types(sec, i, p)?;
+                if (dir == Dir::Ingress && !ing) || (dir == Dir::Egress && !eg) {
+                    continue;
+                }
+                selected = true;
+                let n = if dir == Dir::Ingress { p.ingress.len() } else { p.egress.len() };
+                for j in 0..n {
+                    let (peers_cfg, ports_cfg, field) = if dir == Dir::Ingress {
+                        (&p.ingress[j].from, &p.ingress[j].ports, format!("policies[{i}].ingress[{j}]"))
+                    } else {
+                        (&p.egress[j].to, &p.egress[j].ports, format!("policies[{i}].egress[{j}]"))
+                    };
+                    let id = rule_ids[&(i, dir, j)];
+                    ids.push(id);
+                    let mut peers = Vec::new();
+                    let mut peer_pods_all: Vec<&Pod> = Vec::new();
+                    let mut identities = BTreeSet::new();
+                    for peer in peers_cfg {
+                        if let Some(b) = &peer.ip_block {
+                            let prefix = parse::prefix(sec, &format!("{field}.ip_block.cidr"), &b.cidr)?;
+                            let except = b
+                                .except
+                                .iter()
+                                .map(|e| parse::prefix(sec, &format!("{field}.ip_block.except"), e))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            peers.push(PeerMatch::Cidr { prefix, except });
+                        } else {
+                            for pp in peer_pods(peer, &p.namespace, pods, ns_labels) {
+                                identities.insert(pp.identity);
+                                peer_pods_all.push(pp);
+                            }
+                        }
+                    }
+                    peers.extend(identities.iter().map(|i: &Identity| PeerMatch::Identity(*i)));
+                    if !peers_cfg.is_empty() && peers.is_empty() {
+                        // The peers select nothing: the rule admits nobody.
+                        continue;
+                    }
+                    let everyone: Vec<&Pod> = pods.iter().collect();
+                    let named_pool: &[&Pod] = if peers_cfg.is_empty() { &everyone } else { &peer_pods_all };
+                    let named = |name: &str, proto: u8| -> Vec<u16> {
+                        if dir == Dir::Ingress {
+                            pod.named_port(name, proto).into_iter().collect()
+                        } else {
+                            let s: BTreeSet<u16> =
+                                named_pool.iter().filter_map(|pp| pp.named_port(name, proto)).collect();
+                            s.into_iter().collect()
+                        }
+                    };
+                    let Some(port_matches) = ports(sec, &field, ports_cfg, &named)? else { continue };
+                    rules.push(PolicyRule { id, peers, ports: port_matches });
+                }
+            }
+            if !selected {
+                continue;
+            }
+            let key = (dir, ids, pod.container_ports.clone());
+            let cid = match cache.get(&key) {
+                Some(c) => *c,
+                None => {
+                    let c = ClassifierId(classifiers.len() as u32);
+                    classifiers.push(Classifier::compile(&DirectionRules { rules }));
+                    cache.insert(key, c);
+                    c
+                }
+            };
+            if dir == Dir::Ingress {
+                endpoints[pi].ingress = Some(cid);
+            } else {
+                endpoints[pi].egress = Some(cid);
+            }
+        }
+    }
+    Ok(PolicyTable::new(classifiers, names))
+}

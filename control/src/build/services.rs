@@ -1,0 +1,305 @@
+//! Services with Kubernetes semantics: ClusterIP (single or dual stack), NodePort on every node
+//! address, LoadBalancer ingress IPs with source ranges, external IPs, ExternalName (kept for
+//! DNS, no NAT) and headless (no NAT); target ports by number or by name per endpoint;
+//! EndpointSlice conditions; session affinity and traffic policies.
+
+use super::parse::{self, Sec};
+use super::Pod;
+use crate::config::{Config, PortRef, ServiceConfig};
+use crate::error::FieldError;
+use std::net::IpAddr;
+use switch_core::addr::{Addr, Prefix};
+use switch_core::service::{
+    Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec, ServiceTable,
+};
+use switch_core::snapshot::NodeInfo;
+
+/// Kubernetes' default and maximum ClientIP affinity timeout.
+const AFFINITY_DEFAULT_S: u32 = 10_800;
+const AFFINITY_MAX_S: u32 = 86_400;
+
+fn policy_local(sec: Sec, field: String, v: &str) -> Result<bool, FieldError> {
+    match v {
+        "Cluster" => Ok(false),
+        "Local" => Ok(true),
+        _ => Err(FieldError::new(sec, field, format!("'{v}' is not one of Cluster, Local"))),
+    }
+}
+
+/// A service's endpoints resolved to addresses, before target ports.
+struct Ep<'a> {
+    ips: Vec<IpAddr>,
+    pod: Option<&'a Pod>,
+    local: bool,
+    state: BackendState,
+    weight: u16,
+}
+
+fn endpoints<'a>(
+    sec: Sec,
+    i: usize,
+    s: &ServiceConfig,
+    pods: &'a [Pod],
+    node: &NodeInfo,
+) -> Result<Vec<Ep<'a>>, FieldError> {
+    let mut out = Vec::new();
+    for (j, e) in s.endpoints.iter().enumerate() {
+        let f = |x: &str| format!("services[{i}].endpoints[{j}].{x}");
+        let pod = match &e.pod {
+            Some(name) => Some(
+                pods.iter()
+                    .find(|p| p.name == *name && p.namespace == s.namespace)
+                    .ok_or_else(|| FieldError::new(sec, f("pod"), format!("no pod {}/{name}", s.namespace)))?,
+            ),
+            None => None,
+        };
+        let ips = match (&e.ip, pod) {
+            (Some(ip), _) => vec![parse::ip(sec, &f("ip"), ip)?],
+            (None, Some(p)) => p.ips.clone(),
+            (None, None) => return Err(FieldError::new(sec, f("ip"), "an endpoint needs `ip` or `pod`")),
+        };
+        if e.weight == 0 {
+            return Err(FieldError::new(sec, f("weight"), "must be at least 1"));
+        }
+        let node_name = e.node.clone().or_else(|| pod.map(|p| p.node.clone()));
+        let local = node_name.as_deref() == Some(node.name.as_str());
+        let state = if e.ready {
+            BackendState::Ready
+        } else if e.serving && e.terminating {
+            BackendState::Terminating
+        } else {
+            BackendState::NotServing
+        };
+        out.push(Ep { ips, pod, local, state, weight: e.weight });
+    }
+    Ok(out)
+}
+
+/// Builds the service table; returns it with the ExternalName services.
+pub(crate) fn build(
+    cfg: &Config,
+    pods: &[Pod],
+    node: &NodeInfo,
+    node_ips: &[Addr],
+    nodeport_range: (u16, u16),
+) -> Result<(ServiceTable, Vec<(String, String)>), FieldError> {
+    let maglev = cfg.datapath.maglev_table_size;
+    let mut ports: Vec<ServicePort> = Vec::new();
+    let mut frontends: Vec<Frontend> = Vec::new();
+    let mut external_names = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in cfg.services.iter().enumerate() {
+        let sec = Some(("services", i));
+        let f = |x: &str| format!("services[{i}].{x}");
+        if !seen.insert((s.namespace.as_str(), s.name.as_str())) {
+            return Err(FieldError::new(
+                sec,
+                f("name"),
+                format!("service {}/{} is declared twice", s.namespace, s.name),
+            ));
+        }
+        let (node_port_kind, lb) = match s.service_type.as_str() {
+            "ClusterIP" => (false, false),
+            "NodePort" => (true, false),
+            "LoadBalancer" => (true, true),
+            "ExternalName" => {
+                let name = s.external_name.clone().ok_or_else(|| {
+                    FieldError::new(sec, f("external_name"), "an ExternalName service needs external_name")
+                })?;
+                external_names.push((format!("{}/{}", s.namespace, s.name), name));
+                continue;
+            }
+            t => {
+                return Err(FieldError::new(
+                    sec,
+                    f("type"),
+                    format!("'{t}' is not one of ClusterIP, NodePort, LoadBalancer, ExternalName"),
+                ))
+            }
+        };
+        let headless = s.cluster_ips.is_empty() || s.cluster_ips.iter().any(|c| c == "None");
+        if headless && node_port_kind {
+            return Err(FieldError::new(
+                sec,
+                f("cluster_ips"),
+                "a headless service cannot be NodePort or LoadBalancer",
+            ));
+        }
+        let cluster_ips: Vec<IpAddr> = if headless {
+            Vec::new()
+        } else {
+            s.cluster_ips
+                .iter()
+                .enumerate()
+                .map(|(j, c)| parse::ip(sec, &f(&format!("cluster_ips[{j}]")), c))
+                .collect::<Result<_, _>>()?
+        };
+        if cluster_ips.len() == 2 && cluster_ips[0].is_ipv4() == cluster_ips[1].is_ipv4() || cluster_ips.len() > 2 {
+            return Err(FieldError::new(sec, f("cluster_ips"), "at most one IPv4 and one IPv6 cluster IP"));
+        }
+        let external_ips: Vec<IpAddr> = s
+            .external_ips
+            .iter()
+            .enumerate()
+            .map(|(j, c)| parse::ip(sec, &f(&format!("external_ips[{j}]")), c))
+            .collect::<Result<_, _>>()?;
+        let lb_ips: Vec<IpAddr> = s
+            .load_balancer_ips
+            .iter()
+            .enumerate()
+            .map(|(j, c)| parse::ip(sec, &f(&format!("load_balancer_ips[{j}]")), c))
+            .collect::<Result<_, _>>()?;
+        if !lb && !lb_ips.is_empty() {
+            return Err(FieldError::new(
+                sec,
+                f("load_balancer_ips"),
+                "only a LoadBalancer service has load balancer IPs",
+            ));
+        }
+        let source_ranges: Vec<Prefix> = s
+            .load_balancer_source_ranges
+            .iter()
+            .enumerate()
+            .map(|(j, c)| parse::prefix(sec, &f(&format!("load_balancer_source_ranges[{j}]")), c))
+            .collect::<Result<_, _>>()?;
+        let affinity = match s.session_affinity.as_str() {
+            "None" => None,
+            "ClientIP" => {
+                let t = s.affinity_timeout_seconds.unwrap_or(AFFINITY_DEFAULT_S);
+                if t == 0 || t > AFFINITY_MAX_S {
+                    return Err(FieldError::new(
+                        sec,
+                        f("affinity_timeout_seconds"),
+                        format!("{t} is outside 1-{AFFINITY_MAX_S}"),
+                    ));
+                }
+                Some(t)
+            }
+            a => {
+                return Err(FieldError::new(sec, f("session_affinity"), format!("'{a}' is not one of None, ClientIP")))
+            }
+        };
+        let external_local = policy_local(sec, f("external_traffic_policy"), &s.external_traffic_policy)?;
+        let internal_local = policy_local(sec, f("internal_traffic_policy"), &s.internal_traffic_policy)?;
+        let eps = endpoints(sec, i, s, pods, node)?;
+        let mut names = std::collections::HashSet::new();
+        let mut node_ports = std::collections::HashSet::new();
+        for (k, p) in s.ports.iter().enumerate() {
+            let pf = |x: &str| format!("services[{i}].ports[{k}].{x}");
+            let proto = parse::protocol(sec, &pf("protocol"), &p.protocol)?;
+            if s.ports.len() > 1 && p.name.is_none() {
+                return Err(FieldError::new(sec, pf("name"), "every port of a multi-port service needs a name"));
+            }
+            if !names.insert(p.name.clone().unwrap_or_default()) {
+                return Err(FieldError::new(sec, pf("name"), "port names must be unique within a service"));
+            }
+            if p.port == 0 {
+                return Err(FieldError::new(sec, pf("port"), "must be 1-65535"));
+            }
+            let node_port = match (node_port_kind, p.node_port) {
+                (true, Some(np)) if np >= nodeport_range.0 && np <= nodeport_range.1 => {
+                    if !node_ports.insert((np, proto)) {
+                        return Err(FieldError::new(
+                            sec,
+                            pf("node_port"),
+                            format!("{np} is used twice in this service"),
+                        ));
+                    }
+                    Some(np)
+                }
+                (true, Some(np)) => {
+                    return Err(FieldError::new(
+                        sec,
+                        pf("node_port"),
+                        format!("{np} is outside the node port range {}-{}", nodeport_range.0, nodeport_range.1),
+                    ))
+                }
+                (true, None) => {
+                    return Err(FieldError::new(
+                        sec,
+                        pf("node_port"),
+                        "a NodePort or LoadBalancer port needs node_port",
+                    ))
+                }
+                (false, Some(_)) => {
+                    return Err(FieldError::new(
+                        sec,
+                        pf("node_port"),
+                        "only NodePort and LoadBalancer services have node ports",
+                    ))
+                }
+                (false, None) => None,
+            };
+            let pname = p.name.clone().unwrap_or_else(|| p.port.to_string());
+            for v4 in [true, false] {
+                let fam = |a: &IpAddr| a.is_ipv4() == v4;
+                let has_frontend = cluster_ips.iter().any(fam)
+                    || external_ips.iter().any(fam)
+                    || lb_ips.iter().any(fam)
+                    || (node_port.is_some() && node_ips.iter().any(|a| a.is_v4() == v4));
+                if !has_frontend {
+                    continue;
+                }
+                let mut backends = Vec::new();
+                for ep in &eps {
+                    let target = match &p.target_port {
+                        None => Some(p.port),
+                        Some(PortRef::Number(0)) => {
+                            return Err(FieldError::new(sec, pf("target_port"), "must be 1-65535"))
+                        }
+                        Some(PortRef::Number(n)) => Some(*n),
+                        // A named port resolves per endpoint; an endpoint without it is left out,
+                        // as the EndpointSlice controller does.
+                        Some(PortRef::Name(name)) => ep.pod.and_then(|pod| pod.named_port(name, proto)),
+                    };
+                    let Some(target) = target else { continue };
+                    for ip in ep.ips.iter().filter(|a| fam(a)) {
+                        backends.push(Backend {
+                            addr: Addr::from(*ip),
+                            port: target,
+                            weight: ep.weight,
+                            state: ep.state,
+                            local: ep.local,
+                        });
+                    }
+                }
+                if backends.len() > usize::from(u16::MAX) {
+                    return Err(FieldError::new(sec, f("endpoints"), "more than 65535 endpoints in one service"));
+                }
+                let id = ServicePortId(ports.len() as u32);
+                let fam_name = if v4 { "" } else { "/v6" };
+                ports.push(ServicePort::new(
+                    ServicePortSpec {
+                        name: format!("{}/{}:{}{}", s.namespace, s.name, pname, fam_name),
+                        proto,
+                        backends,
+                        affinity_timeout_s: affinity,
+                        external_local,
+                        internal_local,
+                        source_ranges: source_ranges.clone(),
+                    },
+                    maglev,
+                ));
+                let mut fe =
+                    |a: Addr, port: u16, kind| frontends.push(Frontend { addr: a, port, proto, kind, target: id });
+                for a in cluster_ips.iter().filter(|a| fam(a)) {
+                    fe(Addr::from(*a), p.port, FrontendKind::ClusterIp);
+                }
+                for a in external_ips.iter().filter(|a| fam(a)) {
+                    fe(Addr::from(*a), p.port, FrontendKind::ExternalIp);
+                }
+                for a in lb_ips.iter().filter(|a| fam(a)) {
+                    fe(Addr::from(*a), p.port, FrontendKind::LoadBalancer);
+                }
+                if let Some(np) = node_port {
+                    for a in node_ips.iter().filter(|a| a.is_v4() == v4) {
+                        fe(*a, np, FrontendKind::NodePort);
+                    }
+                }
+            }
+        }
+    }
+    let table = ServiceTable::build(ports, frontends)
+        .map_err(|e| FieldError::new(Some(("services", 0)), "services", e.to_string()))?;
+    Ok((table, external_names))
+}

@@ -1,0 +1,365 @@
+//! The TOML configuration model: one file describes the node, its ports, remote nodes, routes
+//! and the Kubernetes objects (namespaces, pods, services with their endpoints, network
+//! policies) in Kubernetes' own terms. `build` turns it into a table snapshot.
+//!
+//! Unknown fields are errors: a typo in a config file should stop the daemon, not be ignored.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Labels of a pod or namespace.
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub datapath: DatapathConfig,
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+    #[serde(default)]
+    pub nodes: Vec<RemoteNodeConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub namespaces: Vec<NamespaceConfig>,
+    #[serde(default)]
+    pub pods: Vec<PodConfig>,
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    pub ipv4: Option<String>,
+    pub ipv6: Option<String>,
+    #[serde(default)]
+    pub pod_cidrs: Vec<String>,
+    pub router_mac: String,
+    pub uplink_mac: String,
+    pub host_mac: Option<String>,
+    pub vtep_mac: Option<String>,
+    #[serde(default = "default_tunnel")]
+    pub tunnel: String,
+    #[serde(default = "default_vni")]
+    pub vni: u32,
+    #[serde(default = "default_mtu")]
+    pub uplink_mtu: u16,
+    /// Next hop on the uplink for destinations outside the cluster (adds default routes).
+    pub gateway_mac: Option<String>,
+}
+
+fn default_tunnel() -> String {
+    "vxlan".into()
+}
+fn default_vni() -> u32 {
+    1
+}
+fn default_mtu() -> u16 {
+    1500
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatapathConfig {
+    #[serde(default = "default_maglev")]
+    pub maglev_table_size: usize,
+    #[serde(default = "default_ct")]
+    pub conntrack_flows: usize,
+    #[serde(default = "default_workers")]
+    pub workers: u16,
+    #[serde(default = "default_nodeport_range")]
+    pub nodeport_range: String,
+    #[serde(default)]
+    pub verify_l4_checksum: bool,
+    #[serde(default = "default_seed")]
+    pub hash_seed: u64,
+    #[serde(default = "default_max_ports")]
+    pub max_ports: usize,
+}
+
+fn default_maglev() -> usize {
+    switch_core::service::DEFAULT_TABLE_SIZE
+}
+fn default_ct() -> usize {
+    1 << 18
+}
+fn default_workers() -> u16 {
+    1
+}
+fn default_nodeport_range() -> String {
+    "30000-32767".into()
+}
+fn default_seed() -> u64 {
+    0x7073_7769_7463_6800
+}
+fn default_max_ports() -> usize {
+    256
+}
+
+impl Default for DatapathConfig {
+    fn default() -> Self {
+        DatapathConfig {
+            maglev_table_size: default_maglev(),
+            conntrack_flows: default_ct(),
+            workers: default_workers(),
+            nodeport_range: default_nodeport_range(),
+            verify_l4_checksum: false,
+            hash_seed: default_seed(),
+            max_ports: default_max_ports(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    pub name: String,
+    /// `pod`, `uplink` or `host`.
+    pub kind: String,
+    /// `pcap` (issue 2); `afxdp`, `afpacket` and `auto` come with the live backends.
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    pub pcap_in: Option<String>,
+    pub pcap_out: Option<String>,
+    pub interface: Option<String>,
+}
+
+fn default_backend() -> String {
+    "pcap".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteNodeConfig {
+    pub name: String,
+    pub ip: String,
+    /// The node's MAC on the underlay (next hop for its tunnel packets).
+    pub mac: String,
+    /// Its tunnel endpoint MAC (inner destination MAC); defaults to `mac`.
+    pub vtep_mac: Option<String>,
+    #[serde(default)]
+    pub pod_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub prefix: String,
+    /// `uplink`, `host`, `blackhole`, `local`, or `node:<name>`.
+    pub via: String,
+    /// Next-hop MAC for `uplink`.
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    pub name: String,
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub port: u16,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+fn default_protocol() -> String {
+    "TCP".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodConfig {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The switch port of a pod on this node; absent for pods on other nodes.
+    pub port: Option<String>,
+    /// The node a remote pod runs on.
+    pub node: Option<String>,
+    pub mac: Option<String>,
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub container_ports: Vec<ContainerPort>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+/// A port number or a named port.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePortConfig {
+    pub name: Option<String>,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    pub port: u16,
+    pub target_port: Option<PortRef>,
+    pub node_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// The pod behind the endpoint (resolves named target ports, locality and the address).
+    pub pod: Option<String>,
+    pub ip: Option<String>,
+    /// Node of the endpoint; defaults to the pod's.
+    pub node: Option<String>,
+    #[serde(default = "yes")]
+    pub ready: bool,
+    #[serde(default = "yes")]
+    pub serving: bool,
+    #[serde(default)]
+    pub terminating: bool,
+    #[serde(default = "one")]
+    pub weight: u16,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> u16 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(rename = "type", default = "default_service_type")]
+    pub service_type: String,
+    /// Empty or `["None"]` for a headless service.
+    #[serde(default)]
+    pub cluster_ips: Vec<String>,
+    #[serde(default)]
+    pub external_ips: Vec<String>,
+    #[serde(default)]
+    pub load_balancer_ips: Vec<String>,
+    #[serde(default)]
+    pub load_balancer_source_ranges: Vec<String>,
+    #[serde(default = "default_affinity")]
+    pub session_affinity: String,
+    pub affinity_timeout_seconds: Option<u32>,
+    #[serde(default = "default_policy")]
+    pub external_traffic_policy: String,
+    #[serde(default = "default_policy")]
+    pub internal_traffic_policy: String,
+    pub external_name: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<ServicePortConfig>,
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+fn default_service_type() -> String {
+    "ClusterIP".into()
+}
+fn default_affinity() -> String {
+    "None".into()
+}
+fn default_policy() -> String {
+    "Cluster".into()
+}
+
+/// A Kubernetes label selector.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: Labels,
+    #[serde(default)]
+    pub match_expressions: Vec<SelectorRequirement>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SelectorRequirement {
+    pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpBlock {
+    pub cidr: String,
+    #[serde(default)]
+    pub except: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub pod_selector: Option<LabelSelector>,
+    pub namespace_selector: Option<LabelSelector>,
+    pub ip_block: Option<IpBlock>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyPortConfig {
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    pub port: Option<PortRef>,
+    pub end_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressRuleConfig {
+    #[serde(default)]
+    pub from: Vec<PeerConfig>,
+    #[serde(default)]
+    pub ports: Vec<PolicyPortConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressRuleConfig {
+    #[serde(default)]
+    pub to: Vec<PeerConfig>,
+    #[serde(default)]
+    pub ports: Vec<PolicyPortConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub pod_selector: LabelSelector,
+    /// `Ingress`, `Egress`; defaulted as Kubernetes does when absent.
+    pub policy_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub ingress: Vec<IngressRuleConfig>,
+    #[serde(default)]
+    pub egress: Vec<EgressRuleConfig>,
+}

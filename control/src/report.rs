@@ -1,0 +1,80 @@
+//! Counters as text: one `key=value` line per port, per drop reason and per event, stable so
+//! that scripts and tests can read them.
+
+use std::fmt::Write;
+use switch_core::drop::DropReason;
+use switch_core::pipeline::Stats;
+use switch_core::snapshot::Tables;
+
+/// What a run leaves to report.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub stats: Stats,
+    pub conntrack_entries: usize,
+    pub conntrack_capacity: usize,
+    pub conntrack_evicted: u64,
+    pub generation: u64,
+}
+
+impl Report {
+    /// Formats the counters; ports are named from the snapshot.
+    pub fn render(&self, t: &Tables) -> String {
+        let mut s = String::new();
+        let name = |i: usize| t.ports.get(i).map(|p| p.name.as_str()).unwrap_or("?");
+        for (i, p) in self.stats.ports.iter().enumerate().take(t.ports.len()) {
+            let _ = writeln!(
+                s,
+                "port {} rx_packets={} rx_bytes={} tx_packets={} tx_bytes={} dropped={}",
+                name(i),
+                p.rx_packets,
+                p.rx_bytes,
+                p.tx_packets,
+                p.tx_bytes,
+                p.dropped()
+            );
+        }
+        for r in DropReason::ALL {
+            for (i, p) in self.stats.ports.iter().enumerate() {
+                let n = p.drops[r.index()];
+                if n > 0 {
+                    let _ = writeln!(s, "drop {} port={} count={}", r.name(), name(i), n);
+                }
+            }
+        }
+        let e = &self.stats.events;
+        let events = [
+            ("arp_replies", e.arp_replies),
+            ("nd_replies", e.nd_replies),
+            ("tcp_resets_sent", e.tcp_resets_sent),
+            ("icmp_unreachables_sent", e.icmp_unreachables_sent),
+            ("encapsulated", e.encapsulated),
+            ("decapsulated", e.decapsulated),
+            ("service_new_flows", e.service_new_flows),
+            ("affinity_hits", e.affinity_hits),
+            ("snat_new_flows", e.snat_new_flows),
+            ("conntrack_hits", e.ct_hits),
+            ("conntrack_misses", e.ct_misses),
+            ("batches", e.batches),
+        ];
+        for (k, v) in events {
+            let _ = writeln!(s, "event {k}={v}");
+        }
+        let _ = writeln!(
+            s,
+            "conntrack entries={} capacity={} evicted={}",
+            self.conntrack_entries, self.conntrack_capacity, self.conntrack_evicted
+        );
+        let _ = writeln!(
+            s,
+            "tables generation={} endpoints={} routes={} service_ports={} frontends={} policy_classifiers={} policy_rules={}",
+            self.generation,
+            t.endpoints.len(),
+            t.routes.len(),
+            t.services.ports().len(),
+            t.services.frontend_count(),
+            t.policy.len(),
+            t.policy.rule_count()
+        );
+        s
+    }
+}
