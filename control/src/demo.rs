@@ -122,7 +122,7 @@ pub fn scenario(t: &Tables) -> Vec<(String, u64, Vec<u8>)> {
         "pod-b",
         3,
         IpFrame::new(b_mac, gw, ip("10.244.1.3"), ip("10.244.1.2"), L4Repr::Udp { sport: 5353, dport: 53000 })
-            .with_payload(b"answer")
+            .with_payload(DNS_ANSWER)
             .build(),
     );
     let inner = IpFrame::new(
