@@ -1,1 +1,122 @@
+//! Helpers for the end-to-end tests: build and run the real `podswitchd` binary on captures,
+//! and read its output with tshark, a decoder that is not ours.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// Builds `podswitchd` once per test binary and returns its path.
+pub fn podswitchd() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-q", "-p", "control", "--bin", "podswitchd"])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build");
+        assert!(st.success(), "building podswitchd failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+        let bin = target.join("debug").join("podswitchd");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Whether tshark can be used. Missing tshark fails under CI (`CI=true`), where `.ci/run`
+/// installs it; elsewhere the caller skips loudly.
+pub fn tshark_ready(test: &str) -> bool {
+    let ok = Command::new("tshark").arg("-v").output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: tshark is not installed, and CI expects it (apt-get install tshark)");
+        }
+        eprintln!("SKIPPED {test}: tshark is not installed (apt-get install tshark); this test checks outputs with it");
+    }
+    ok
+}
+
+/// A scratch directory removed on drop.
+#[derive(Debug)]
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("podswitch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("create scratch dir");
+        Scratch(d)
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a run of podswitchd printed.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The count on a `drop <reason> port=<port> count=N` line, 0 when absent.
+    pub fn drops(&self, reason: &str, port: &str) -> u64 {
+        let prefix = format!("drop {reason} port={port} count=");
+        self.stdout.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.parse().expect("count"))
+    }
+    /// The value of `key` on the `port <name>` line.
+    pub fn port_counter(&self, port: &str, key: &str) -> u64 {
+        let line = self.stdout.lines().find(|l| l.starts_with(&format!("port {port} "))).expect("port line");
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .expect("counter")
+            .parse()
+            .expect("number")
+    }
+    /// The value of an `event <key>=N` line.
+    pub fn event(&self, key: &str) -> u64 {
+        let prefix = format!("event {key}=");
+        self.stdout.lines().find_map(|l| l.strip_prefix(&prefix)).expect("event line").parse().expect("number")
+    }
+}
+
+/// Runs `podswitchd` with `args`.
+pub fn run_daemon(args: &[&str]) -> Run {
+    let o = Command::new(podswitchd()).args(args).output().expect("run podswitchd");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Fields of each frame of a capture as tshark decodes them, with checksum validation on.
+/// Each frame is a row; several values of one field are joined with '|'.
+pub fn tshark_fields(pcap: &Path, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"]).arg(pcap);
+    for o in ["ip.check_checksum:TRUE", "tcp.check_checksum:TRUE", "udp.check_checksum:TRUE"] {
+        cmd.args(["-o", o]);
+    }
+    cmd.args(["-T", "fields", "-E", "separator=\t", "-E", "aggregator=|", "-E", "occurrence=a"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let o = cmd.output().expect("run tshark");
+    assert!(o.status.success(), "tshark failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).lines().map(|l| l.split('\t').map(str::to_string).collect()).collect()
+}

@@ -51,7 +51,7 @@ pub(crate) fn is_prime(n: usize) -> bool {
     }
     let mut i = 2;
     while i * i <= n {
-        if n % i == 0 {
+        if n.is_multiple_of(i) {
             return false;
         }
         i += 1;

@@ -22,6 +22,9 @@ enum Dir {
     Egress,
 }
 
+/// Pods with the same rules and the same named ports share a classifier.
+type ClassifierKey = (Dir, Vec<RuleId>, Vec<(Option<String>, u16, u8)>);
+
 /// Which directions a policy applies to, as Kubernetes defaults them.
 fn types(sec: Sec, i: usize, p: &PolicyConfig) -> Result<(bool, bool), FieldError> {
     match &p.policy_types {
@@ -64,6 +67,19 @@ fn peer_pods<'a>(
 }
 
 fn validate_peer(sec: Sec, field: &str, peer: &PeerConfig) -> Result<(), FieldError> {
+    if let Some(b) = &peer.ip_block {
+        let cidr = parse::prefix(sec, &format!("{field}.ip_block.cidr"), &b.cidr)?;
+        for (k, e) in b.except.iter().enumerate() {
+            let ex = parse::prefix(sec, &format!("{field}.ip_block.except[{k}]"), e)?;
+            if ex.is_v4() != cidr.is_v4() || !cidr.contains(ex.addr()) || ex.len() < cidr.len() {
+                return Err(FieldError::new(
+                    sec,
+                    format!("{field}.ip_block.except[{k}]"),
+                    format!("{e} is not inside {}", b.cidr),
+                ));
+            }
+        }
+    }
     if peer.ip_block.is_some() && (peer.pod_selector.is_some() || peer.namespace_selector.is_some()) {
         return Err(FieldError::new(sec, field, "ip_block cannot be combined with pod_selector or namespace_selector"));
     }
@@ -141,15 +157,18 @@ pub(crate) fn compile(
         }
         selector::validate(sec, &format!("policies[{i}].pod_selector"), &p.pod_selector)?;
         types(sec, i, p)?;
+        let any_name = |_: &str, _: u8| vec![1u16];
         for (j, r) in p.ingress.iter().enumerate() {
             for (k, peer) in r.from.iter().enumerate() {
                 validate_peer(sec, &format!("policies[{i}].ingress[{j}].from[{k}]"), peer)?;
             }
+            ports(sec, &format!("policies[{i}].ingress[{j}]"), &r.ports, &any_name)?;
         }
         for (j, r) in p.egress.iter().enumerate() {
             for (k, peer) in r.to.iter().enumerate() {
                 validate_peer(sec, &format!("policies[{i}].egress[{j}].to[{k}]"), peer)?;
             }
+            ports(sec, &format!("policies[{i}].egress[{j}]"), &r.ports, &any_name)?;
         }
     }
     let mut names: Vec<String> = Vec::new();
@@ -164,7 +183,7 @@ pub(crate) fn compile(
         }
     }
     let mut classifiers: Vec<Classifier> = Vec::new();
-    let mut cache: HashMap<(Dir, Vec<RuleId>, Vec<(Option<String>, u16, u8)>), ClassifierId> = HashMap::new();
+    let mut cache: HashMap<ClassifierKey, ClassifierId> = HashMap::new();
     for (pi, pod) in pods.iter().enumerate() {
         if !pod.local {
             continue;

@@ -1,0 +1,128 @@
+//! The packet path allocates nothing after start-up: a counting global allocator watches
+//! `Worker::process` over new flows, established flows, service NAT, policy, encapsulation,
+//! decapsulation, ARP and refusals.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use switch_core::drop::DropReason;
+use switch_core::packet::{OwnedBuf, PortId};
+use switch_core::pipeline::{Verdict, Worker, WorkerConfig};
+use switch_core::testbed::{self as tb, Scale};
+use switch_core::wire::build::{self, IpFrame, L4Repr, TunnelKind};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a side
+// effect that does not touch the memory handed out.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract for `alloc` is passed through.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `System.alloc` with layout `l`, per the caller's contract.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract for `realloc` is passed through.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn pipeline_does_not_allocate_per_packet() {
+    let t = tb::tables(Scale { services: 100, backends: 4, policy_rules: 200, ..Scale::default() });
+    let mut w = Worker::new(WorkerConfig::default());
+    let mut frames: Vec<(PortId, Vec<u8>)> = Vec::new();
+    for i in 0..64u16 {
+        let syn = IpFrame::new(
+            tb::POD_A_MAC,
+            tb::ROUTER_MAC,
+            ip(tb::POD_A_IP),
+            ip(tb::WEB_VIP),
+            L4Repr::Tcp { sport: 1000 + i, dport: 80, seq: 1, ack: 0, flags: 2 },
+        )
+        .build();
+        frames.push((tb::POD_A, syn));
+        let vip = tb::synthetic_vip(usize::from(i)).to_ip();
+        frames.push((
+            tb::POD_A,
+            IpFrame::new(
+                tb::POD_A_MAC,
+                tb::ROUTER_MAC,
+                ip(tb::POD_A_IP),
+                vip,
+                L4Repr::Tcp { sport: 2000 + i, dport: 80, seq: 1, ack: 0, flags: 2 },
+            )
+            .build(),
+        ));
+    }
+    frames.push((
+        tb::POD_A,
+        build::arp_request(tb::POD_A_MAC, tb::POD_A_IP.parse().unwrap(), "10.244.1.1".parse().unwrap()),
+    ));
+    frames.push((
+        tb::POD_A,
+        IpFrame::new(
+            tb::POD_A_MAC,
+            tb::ROUTER_MAC,
+            ip(tb::POD_A_IP),
+            ip(tb::EMPTY_VIP),
+            L4Repr::Udp { sport: 9, dport: 53 },
+        )
+        .build(),
+    ));
+    let inner = IpFrame::new(
+        tb::NODE2_VTEP_MAC,
+        tb::VTEP_MAC,
+        ip(tb::REMOTE_POD_IP),
+        ip(tb::POD_B_IP),
+        L4Repr::Udp { sport: 7, dport: 8 },
+    )
+    .build();
+    frames.push((
+        tb::UPLINK,
+        build::tunnel_wrap(
+            &inner,
+            TunnelKind::Vxlan,
+            tb::NODE2_MAC,
+            tb::UPLINK_MAC,
+            ip(tb::NODE2_IP),
+            ip(tb::NODE_IP),
+            50000,
+            tb::VNI,
+        ),
+    ));
+    let mut bufs: Vec<OwnedBuf> = frames.iter().map(|(p, f)| OwnedBuf::from_frame(f, *p)).collect();
+    let mut verdicts = vec![Verdict::Drop(DropReason::NoRoute); bufs.len()];
+    // Warm-up outside the count (first touches of lazily built state, if any).
+    w.process(&t, 1, &mut bufs, &mut verdicts);
+    let tx = verdicts.iter().filter(|v| matches!(v, Verdict::Tx(_))).count();
+    assert!(tx >= bufs.len() - 2, "most frames are forwarded: {verdicts:?}");
+    ALLOCS.store(0, Ordering::SeqCst);
+    for round in 0..50u64 {
+        for (b, (p, f)) in bufs.iter_mut().zip(&frames) {
+            b.load(f, *p, switch_core::packet::DEFAULT_HEADROOM);
+        }
+        COUNTING.store(true, Ordering::SeqCst);
+        w.process(&t, 2 + round, &mut bufs, &mut verdicts);
+        COUNTING.store(false, Ordering::SeqCst);
+    }
+    assert_eq!(ALLOCS.load(Ordering::SeqCst), 0, "allocations on the packet path");
+}
