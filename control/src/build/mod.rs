@@ -5,6 +5,8 @@ mod parse;
 mod policy;
 pub(crate) mod selector;
 mod services;
+#[cfg(test)]
+mod tests;
 
 use crate::config::{Config, Labels};
 use crate::error::{line_col, locate, ConfigError, FieldError};

@@ -233,11 +233,9 @@ pub(crate) fn build(
             let pname = p.name.clone().unwrap_or_else(|| p.port.to_string());
             for v4 in [true, false] {
                 let fam = |a: &IpAddr| a.is_ipv4() == v4;
-                let has_frontend = cluster_ips.iter().any(fam)
-                    || external_ips.iter().any(fam)
-                    || lb_ips.iter().any(fam)
-                    || (node_port.is_some() && node_ips.iter().any(|a| a.is_v4() == v4));
-                if !has_frontend {
+                // The cluster IPs give the service's IP families (spec.ipFamilies); every
+                // frontend of another family is ignored, as kube-proxy does.
+                if !cluster_ips.iter().any(fam) {
                     continue;
                 }
                 let mut backends = Vec::new();
