@@ -1,0 +1,34 @@
+//! The whole pipeline on arbitrary frames arriving on any port of the reference node. Input:
+//! a sequence of [port byte, length byte, frame bytes...]; every frame must get a verdict and
+//! nothing may panic (NAT, encapsulation, refusals and ARP/ND replies included).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+use switch_core::drop::DropReason;
+use switch_core::packet::{OwnedBuf, PortId};
+use switch_core::pipeline::{Verdict, Worker, WorkerConfig};
+use switch_core::snapshot::Tables;
+use switch_core::testbed::{tables, Scale};
+
+fn t() -> &'static Tables {
+    static T: OnceLock<Tables> = OnceLock::new();
+    T.get_or_init(|| tables(Scale { services: 4, backends: 3, policy_rules: 8, ..Scale::default() }))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut bufs = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let port = PortId(u16::from(rest[0] % 6));
+        let len = usize::from(rest[1]) * 8 + usize::from(rest[1] & 7);
+        let end = (2 + len).min(rest.len());
+        bufs.push(OwnedBuf::from_frame(&rest[2..end], port));
+        rest = &rest[end..];
+    }
+    let mut w = Worker::new(WorkerConfig { conntrack_flows: 256, affinity_entries: 64, max_ports: 8, ..WorkerConfig::default() });
+    let mut v = vec![Verdict::Drop(DropReason::NoRoute); bufs.len()];
+    w.process(t(), 1, &mut bufs, &mut v);
+    // Run the same frames again: now some hit conntrack.
+    w.process(t(), 2, &mut bufs, &mut v);
+});
