@@ -14,22 +14,36 @@ pub const SERVICES: usize = 10_000;
 pub const BACKENDS: usize = 10;
 pub const RULES: usize = 10_000;
 pub const FLOWS: usize = 1_000_000;
+
+/// Tracked flows to prefill: `FLOWS`, or `PODSWITCH_BENCH_FLOWS` to see how the figures move
+/// with table size (cache and TLB effects).
+pub fn flows() -> usize {
+    std::env::var("PODSWITCH_BENCH_FLOWS").ok().and_then(|v| v.parse().ok()).unwrap_or(FLOWS)
+}
 pub const SEC: u64 = 1_000_000_000;
 
-/// The scaled node.
+/// The scaled node, with transport checksums not verified on receipt (the daemon's default;
+/// the testbed turns verification on for tests).
 pub fn tables() -> Tables {
-    tb::tables(Scale {
+    scaled(16381)
+}
+
+/// The scaled node with Maglev tables of `maglev_size` slots.
+pub fn scaled(maglev_size: usize) -> Tables {
+    let mut t = tb::tables(Scale {
         services: SERVICES,
         backends: BACKENDS,
         policy_rules: RULES,
-        maglev_size: 16381,
+        maglev_size,
         ..Scale::default()
-    })
+    });
+    t.verify_l4_checksum = false;
+    t
 }
 
 /// A worker with room for `FLOWS` plus the new-flow ring.
 pub fn worker() -> Worker {
-    Worker::new(WorkerConfig { conntrack_flows: FLOWS + (1 << 18), ..WorkerConfig::default() })
+    Worker::new(WorkerConfig { conntrack_flows: flows() + (1 << 18), ..WorkerConfig::default() })
 }
 
 /// Flow `i` of the established set: pod a to synthetic service `i % SERVICES` from a distinct
@@ -75,8 +89,9 @@ impl Ring {
 /// Fills the worker's conntrack with `FLOWS` established flows (ACK packets are taken up as
 /// established), in batches at time `now`.
 pub fn prefill(w: &mut Worker, t: &Tables, now: u64) {
-    let mut ring = Ring::new((0..FLOWS).map(|i| flow_frame(i, ACK)).collect());
-    for _ in 0..FLOWS.div_ceil(BATCH) {
+    let n = flows();
+    let mut ring = Ring::new((0..n).map(|i| flow_frame(i, ACK)).collect());
+    for _ in 0..n.div_ceil(BATCH) {
         ring.load();
         w.process(t, now, &mut ring.bufs, &mut ring.verdicts);
     }
@@ -84,7 +99,7 @@ pub fn prefill(w: &mut Worker, t: &Tables, now: u64) {
 
 /// Frames of established flows (a subset of the prefilled ones, spread over all services).
 pub fn established_ring() -> Ring {
-    Ring::new((0..4096).map(|i| flow_frame(i * 241 % FLOWS, ACK)).collect())
+    Ring::new((0..4096).map(|i| flow_frame(i * 241 % flows(), ACK)).collect())
 }
 
 /// Frames that each open a new flow: SYNs from ports not used by the prefill. Advance time by

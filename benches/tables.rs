@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
     let ct = w.conntrack();
     let keys: Vec<FlowKey> = (0..4096usize)
         .map(|i| {
-            let i = i * 241 % FLOWS;
+            let i = i * 241 % flows();
             FlowKey {
                 t: Tuple {
                     src: tb::POD_A_IP.parse::<std::net::IpAddr>().expect("a").into(),

@@ -7,29 +7,51 @@ use core::str::FromStr;
 
 const V4_MAPPED: u128 = 0xffff_0000_0000;
 
-/// An IPv4 or IPv6 address as a 128-bit number.
+/// An IPv4 or IPv6 address as a 128-bit number, stored as two 64-bit halves so that keys
+/// holding addresses stay 8-byte aligned and compact (a `u128` would align them to 16).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Addr(pub u128);
+pub struct Addr {
+    hi: u64,
+    lo: u64,
+}
 
 impl Addr {
+    pub const UNSPECIFIED: Addr = Addr { hi: 0, lo: 0 };
+
+    #[inline]
+    pub const fn from_bits(b: u128) -> Addr {
+        Addr { hi: (b >> 64) as u64, lo: b as u64 }
+    }
+    #[inline]
+    pub const fn bits(self) -> u128 {
+        ((self.hi as u128) << 64) | self.lo as u128
+    }
+    #[inline]
     pub fn is_v4(self) -> bool {
-        self.0 >> 32 == V4_MAPPED >> 32
+        self.hi == 0 && self.lo >> 32 == 0xffff
     }
     pub fn to_ip(self) -> IpAddr {
         if self.is_v4() {
-            IpAddr::V4(Ipv4Addr::from(self.0 as u32))
+            IpAddr::V4(Ipv4Addr::from(self.lo as u32))
         } else {
-            IpAddr::V6(Ipv6Addr::from(self.0))
+            IpAddr::V6(Ipv6Addr::from(self.bits()))
         }
     }
     pub fn v4(self) -> Option<Ipv4Addr> {
-        self.is_v4().then(|| Ipv4Addr::from(self.0 as u32))
+        self.is_v4().then(|| Ipv4Addr::from(self.lo as u32))
     }
+    /// The low 32 bits (the IPv4 address of an IPv4-mapped address).
+    #[inline]
+    pub fn low32(self) -> u32 {
+        self.lo as u32
+    }
+    #[inline]
     pub fn hi(self) -> u64 {
-        (self.0 >> 64) as u64
+        self.hi
     }
+    #[inline]
     pub fn lo(self) -> u64 {
-        self.0 as u64
+        self.lo
     }
 }
 
@@ -44,13 +66,13 @@ impl From<IpAddr> for Addr {
 
 impl From<Ipv4Addr> for Addr {
     fn from(a: Ipv4Addr) -> Addr {
-        Addr(V4_MAPPED | u128::from(u32::from(a)))
+        Addr::from_bits(V4_MAPPED | u128::from(u32::from(a)))
     }
 }
 
 impl From<Ipv6Addr> for Addr {
     fn from(a: Ipv6Addr) -> Addr {
-        Addr(u128::from(a))
+        Addr::from_bits(u128::from(a))
     }
 }
 
@@ -103,7 +125,7 @@ impl Prefix {
             return Err(PrefixError::BadLength);
         }
         let addr = Addr::from(ip);
-        if addr.0 & !mask(len128) != 0 {
+        if addr.bits() & !mask(len128) != 0 {
             return Err(PrefixError::HostBitsSet);
         }
         Ok(Prefix { addr, len128 })
@@ -134,11 +156,11 @@ impl Prefix {
         self.len128
     }
     pub fn contains(&self, a: Addr) -> bool {
-        a.0 & mask(self.len128) == self.addr.0
+        a.bits() & mask(self.len128) == self.addr.bits()
     }
     /// First and last address covered.
     pub fn range(&self) -> (u128, u128) {
-        (self.addr.0, self.addr.0 | !mask(self.len128))
+        (self.addr.bits(), self.addr.bits() | !mask(self.len128))
     }
 }
 

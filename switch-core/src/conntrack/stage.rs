@@ -5,12 +5,23 @@ use super::{Conntrack, FlowKey, NewFlow};
 use crate::parse::IcmpKind;
 use crate::pipeline::{CtHit, EventStats, PacketCtx};
 
+/// First warming pass over a batch: hash each key and load its set's tags.
+pub(crate) fn warm(ct: &Conntrack, c: &mut PacketCtx) {
+    c.ct_hash = ct.hash(&FlowKey { t: c.orig, proto: c.meta.proto });
+    c.warm = ct.warm(c.ct_hash);
+}
+
+/// Second warming pass: load the entry the tags point at.
+pub(crate) fn warm_entry(ct: &Conntrack, c: &mut PacketCtx) {
+    c.warm ^= ct.warm_entry(c.ct_hash);
+}
+
 pub(crate) fn lookup(ct: &mut Conntrack, c: &mut PacketCtx, now: u64, ev: &mut EventStats) {
     if c.meta.icmp == IcmpKind::Error {
         return;
     }
     let key = FlowKey { t: c.orig, proto: c.meta.proto };
-    match ct.lookup(&key, now) {
+    match ct.lookup_hashed(c.ct_hash, &key, now) {
         Some(slot) => {
             let e = ct.entry(slot);
             c.tuple = e.xlate;
@@ -18,7 +29,27 @@ pub(crate) fn lookup(ct: &mut Conntrack, c: &mut PacketCtx, now: u64, ev: &mut E
             ct.touch(slot, c.meta.tcp_flags, u64::from(c.rx_len), now);
             ev.ct_hits += 1;
         }
-        None => ev.ct_misses += 1,
+        None => {
+            ev.ct_misses += 1;
+            c.warm ^= ct.warm_victim(c.ct_hash);
+        }
+    }
+}
+
+/// For new flows, once their translation is known: hash the reply key and load its set, so
+/// that the commit that follows the policy and route stages does not wait on memory.
+pub(crate) fn warm_reply(ct: &Conntrack, c: &mut PacketCtx) {
+    if !c.is_new_flow() || c.meta.icmp == IcmpKind::Error {
+        return;
+    }
+    c.reply_hash = ct.hash(&FlowKey { t: c.tuple.reversed(), proto: c.meta.proto });
+    c.warm ^= ct.warm(c.reply_hash);
+}
+
+/// Second step for the reply key: load the slot its entry will take.
+pub(crate) fn warm_reply_victim(ct: &Conntrack, c: &mut PacketCtx) {
+    if c.reply_hash != 0 {
+        c.warm ^= ct.warm_victim(c.reply_hash);
     }
 }
 
@@ -35,5 +66,5 @@ pub(crate) fn commit(ct: &mut Conntrack, c: &mut PacketCtx, now: u64) {
         egress_rule: c.egress_rule,
         ingress_rule: c.ingress_rule,
     };
-    ct.commit(&f, now);
+    ct.commit_hashed(&f, c.ct_hash, c.reply_hash, now);
 }

@@ -3,7 +3,7 @@
 
 use super::state::{CtTimeouts, TcpState};
 use crate::addr::Addr;
-use crate::flowtable::{Displaced, FlowTable};
+use crate::flowtable::{Displaced, FlowTable, WarmWord};
 use crate::hash::hash_words;
 use crate::policy::RuleId;
 use crate::service::ServicePortId;
@@ -41,6 +41,18 @@ impl FlowKey {
     }
 }
 
+impl WarmWord for FlowKey {
+    fn warm_word(&self) -> u64 {
+        self.t.src.lo()
+    }
+}
+
+impl WarmWord for CtEntry {
+    fn warm_word(&self) -> u64 {
+        self.packets
+    }
+}
+
 /// Which way a packet travels relative to the packet that created the flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {
@@ -68,6 +80,10 @@ pub struct CtEntry {
     pub packets: u64,
     pub bytes: u64,
     pub created: u64,
+    /// The expiry last written into the peer entry; the peer is refreshed only when this falls
+    /// behind by an eighth of the timeout (or the state changes), which saves a random memory
+    /// access on most packets.
+    peer_refreshed: u64,
 }
 
 /// Counters of one conntrack table.
@@ -117,6 +133,36 @@ impl Conntrack {
         self.table.find(key.hash(self.seed), key, now)
     }
 
+    /// This table's hash of `key`.
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        key.hash(self.seed)
+    }
+
+    /// `lookup` with the hash already computed.
+    #[inline]
+    pub fn lookup_hashed(&self, hash: u64, key: &FlowKey, now: u64) -> Option<usize> {
+        self.table.find(hash, key, now)
+    }
+
+    /// Batch warming, first step: load the set's tags (see [`FlowTable::warm`]).
+    #[inline]
+    pub fn warm(&self, hash: u64) -> u64 {
+        self.table.warm(hash)
+    }
+
+    /// Warming for an insert: load the slot a new entry of `hash` would take.
+    #[inline]
+    pub fn warm_victim(&self, hash: u64) -> u64 {
+        self.table.warm_victim(hash)
+    }
+
+    /// Batch warming, second step: load the matching entry.
+    #[inline]
+    pub fn warm_entry(&self, hash: u64) -> u64 {
+        self.table.warm_entry(hash)
+    }
+
     #[inline]
     pub fn entry(&self, slot: usize) -> &CtEntry {
         self.table.get(slot).1
@@ -130,15 +176,22 @@ impl Conntrack {
         let proto = key.proto;
         let mut e = *e;
         let reply = e.dir == Direction::Reply;
+        let (old_state, old_fins) = (e.state, e.fins);
         let state = e.state.next(tcp_flags, reply, &mut e.fins);
         e.state = state;
         e.packets += 1;
         e.bytes += len;
-        let expires = now + state.timeout(proto, &self.timeouts);
+        let timeout = state.timeout(proto, &self.timeouts);
+        let expires = now + timeout;
+        let refresh_peer =
+            state != old_state || e.fins != old_fins || expires.saturating_sub(e.peer_refreshed) > timeout / 8;
+        if refresh_peer {
+            e.peer_refreshed = expires;
+        }
         *self.table.val_mut(slot) = e;
         self.table.set_expiry(slot, expires);
         let peer = e.peer as usize;
-        if peer < self.table.capacity() {
+        if refresh_peer && peer < self.table.capacity() {
             let (_, pe, pexp) = self.table.get(peer);
             if pe.flow_id == e.flow_id && pexp > now {
                 let p = self.table.val_mut(peer);
@@ -160,6 +213,13 @@ impl Conntrack {
     /// Tracks a new flow: the original entry (key -> xlate) and the reply entry (reverse of
     /// xlate -> reverse of key). Returns the original entry's slot.
     pub fn commit(&mut self, f: &NewFlow, now: u64) -> usize {
+        let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
+        self.commit_hashed(f, f.key.hash(self.seed), rkey.hash(self.seed), now)
+    }
+
+    /// `commit` with both keys' hashes already computed (the reply key is the reverse of
+    /// `xlate`).
+    pub fn commit_hashed(&mut self, f: &NewFlow, hash: u64, reply_hash: u64, now: u64) -> usize {
         let flow_id = self.next_flow;
         self.next_flow = self.next_flow.wrapping_add(1).max(1);
         let mut fins = 0;
@@ -181,11 +241,12 @@ impl Conntrack {
             packets: 1,
             bytes: f.len,
             created: now,
+            peer_refreshed: expires,
         };
         let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
         let reply = CtEntry { dir: Direction::Reply, xlate: f.key.t.reversed(), packets: 0, bytes: 0, ..base };
-        let (o, d1) = self.table.insert(f.key.hash(self.seed), f.key, base, expires, now);
-        let (r, d2) = self.table.insert(rkey.hash(self.seed), rkey, CtEntry { peer: o as u32, ..reply }, expires, now);
+        let (o, d1) = self.table.insert(hash, f.key, base, expires, now);
+        let (r, d2) = self.table.insert(reply_hash, rkey, CtEntry { peer: o as u32, ..reply }, expires, now);
         self.table.val_mut(o).peer = r as u32;
         self.stats.created += 1;
         for d in [d1, d2] {

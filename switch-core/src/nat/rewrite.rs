@@ -18,10 +18,10 @@ pub enum RewriteError {
 fn addr_bytes(a: crate::addr::Addr, v4: bool) -> ([u8; 16], usize) {
     let mut b = [0u8; 16];
     if v4 {
-        b[..4].copy_from_slice(&(a.0 as u32).to_be_bytes());
+        b[..4].copy_from_slice(&(a.low32()).to_be_bytes());
         (b, 4)
     } else {
-        b.copy_from_slice(&a.0.to_be_bytes());
+        b.copy_from_slice(&a.bits().to_be_bytes());
         (b, 16)
     }
 }
@@ -56,7 +56,7 @@ pub fn rewrite_tuple(frame: &mut [u8], m: &mut PacketMeta, new: &Tuple) -> Resul
         }
         if v4 {
             let mut ip = Ipv4Packet::new_checked(&mut frame[l3..end]).map_err(|_| RewriteError::FamilyMismatch)?;
-            let a = core::net::Ipv4Addr::from(newa.0 as u32);
+            let a = core::net::Ipv4Addr::from(newa.low32());
             if i == 0 {
                 ip.set_src(a)
             } else {
@@ -64,7 +64,7 @@ pub fn rewrite_tuple(frame: &mut [u8], m: &mut PacketMeta, new: &Tuple) -> Resul
             }
         } else {
             let mut ip = Ipv6Packet::new_checked(&mut frame[l3..end]).map_err(|_| RewriteError::FamilyMismatch)?;
-            let a = core::net::Ipv6Addr::from(newa.0);
+            let a = core::net::Ipv6Addr::from(newa.bits());
             if i == 0 {
                 ip.set_src(a)
             } else {
@@ -142,8 +142,8 @@ mod tests {
             let mut f = orig.clone();
             let mut m = parse(&f, STRICT).unwrap();
             let before = Tuple { src: m.src, dst: m.dst, sport: m.sport, dport: m.dport };
-            let new_dst = if v4 { Addr::from(core::net::Ipv4Addr::from(na)) } else { Addr(nb & !(0xffff_ffffu128 << 96) | (0xfd00u128 << 112)) };
-            let new_src = if v4 { Addr::from(core::net::Ipv4Addr::from(na ^ 0x5a5a)) } else { Addr(new_dst.0 ^ 0x1234) };
+            let new_dst = if v4 { Addr::from(core::net::Ipv4Addr::from(na)) } else { Addr::from_bits(nb & !(0xffff_ffffu128 << 96) | (0xfd00u128 << 112)) };
+            let new_src = if v4 { Addr::from(core::net::Ipv4Addr::from(na ^ 0x5a5a)) } else { Addr::from_bits(new_dst.bits() ^ 0x1234) };
             let new = Tuple { src: new_src, dst: new_dst, sport: sp, dport: np };
             rewrite_tuple(&mut f, &mut m, &new).unwrap();
             let m2 = parse(&f, STRICT).expect("checksums valid after DNAT+SNAT");

@@ -71,7 +71,7 @@ pub fn encapsulate<B: PacketBuf>(
             ipv4::write_header(&mut b[ethernet::HEADER_LEN..], s, d, proto::UDP, udp_len, 64);
         }
         _ => {
-            let (s, d) = (core::net::Ipv6Addr::from(src.0), core::net::Ipv6Addr::from(remote.underlay_ip.0));
+            let (s, d) = (core::net::Ipv6Addr::from(src.bits()), core::net::Ipv6Addr::from(remote.underlay_ip.bits()));
             ipv6::write_header(&mut b[ethernet::HEADER_LEN..], s, d, proto::UDP, udp_len, 64, u32::from(sport));
             // IPv6 requires a UDP checksum (RFC 8200); computed over the whole datagram.
             let c = transport_checksum(

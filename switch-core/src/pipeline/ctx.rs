@@ -65,6 +65,12 @@ pub struct PacketCtx {
     /// A reply the switch wrote in place of the packet (TCP reset, ICMP unreachable).
     pub generated: bool,
     pub flow_hash: u64,
+    /// The conntrack table's hash of the received tuple.
+    pub ct_hash: u64,
+    /// The conntrack hash of the reply tuple of a new flow.
+    pub reply_hash: u64,
+    /// Values read while warming caches (kept so the reads are not optimised away).
+    pub warm: u64,
 }
 
 impl Default for PacketCtx {
@@ -87,6 +93,9 @@ impl Default for PacketCtx {
             out: Out::Unrouted,
             generated: false,
             flow_hash: 0,
+            ct_hash: 0,
+            reply_hash: 0,
+            warm: 0,
         }
     }
 }

@@ -101,7 +101,7 @@ fn nd_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(), 
         return Err(DropReason::NdNotAnswered);
     };
     let src_ip = c.meta.src;
-    if Addr(0) == src_ip {
+    if src_ip == Addr::UNSPECIFIED {
         return Err(DropReason::NdNotAnswered);
     }
     let mac = match c.in_kind {
@@ -129,7 +129,7 @@ fn nd_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(), 
         return Err(DropReason::L4Truncated);
     }
     let frame = pkt.data_mut();
-    let dst6 = core::net::Ipv6Addr::from(src_ip.0);
+    let dst6 = core::net::Ipv6Addr::from(src_ip.bits());
     ipv6::write_header(&mut frame[l3..], target, dst6, proto::ICMPV6, icmp::ND_LEN_WITH_LLA, 255, 0);
     let body = &mut frame[l4..l4 + icmp::ND_LEN_WITH_LLA];
     icmp::write_neighbor_advert(body, target, mac);

@@ -144,7 +144,7 @@ impl Classifier {
             best = min_opt(best, self.scan(*s, proto, port));
         }
         if self.starts.len() > 1 {
-            let i = self.starts.partition_point(|s| *s <= addr.0) - 1;
+            let i = self.starts.partition_point(|s| *s <= addr.bits()) - 1;
             best = min_opt(best, self.scan(self.spans[i], proto, port));
         }
         best

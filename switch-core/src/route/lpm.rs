@@ -33,7 +33,7 @@ impl<V: Clone> Lpm<V> {
                     levels.len() - 1
                 }
             };
-            levels[i].1.insert(p.addr().0, v);
+            levels[i].1.insert(p.addr().bits(), v);
         }
         levels.sort_by_key(|l| core::cmp::Reverse(l.0));
         let len = levels.iter().map(|(_, m)| m.len()).sum();
@@ -44,7 +44,7 @@ impl<V: Clone> Lpm<V> {
     #[inline]
     pub fn lookup(&self, a: Addr) -> Option<(u8, &V)> {
         for (len, map) in &self.levels {
-            if let Some(v) = map.get(&(a.0 & mask(*len))) {
+            if let Some(v) = map.get(&(a.bits() & mask(*len))) {
                 return Some((*len, v));
             }
         }
@@ -110,7 +110,7 @@ mod tests {
                 entries.push((p, v));
             }
             let t = Lpm::build(entries.clone());
-            for probe in probes.iter().copied().chain(entries.iter().map(|(p, _)| p.addr().0 as u32)) {
+            for probe in probes.iter().copied().chain(entries.iter().map(|(p, _)| p.addr().low32())) {
                 let got = t.lookup(v4(probe)).map(|(l, v)| (l, *v));
                 prop_assert_eq!(got, linear(&entries, v4(probe)));
             }
@@ -123,15 +123,15 @@ mod tests {
             for (a, len, v) in raw {
                 let a = a & mask(len);
                 // Keep clear of the IPv4-mapped block so the family is unambiguous.
-                if Addr(a).is_v4() { continue; }
+                if Addr::from_bits(a).is_v4() { continue; }
                 let p = Prefix::new(core::net::IpAddr::V6(a.into()), len).unwrap();
                 entries.retain(|(q, _)| *q != p);
                 entries.push((p, v));
             }
             let t = Lpm::build(entries.clone());
             for probe in probes {
-                let got = t.lookup(Addr(probe)).map(|(l, v)| (l, *v));
-                prop_assert_eq!(got, linear(&entries, Addr(probe)));
+                let got = t.lookup(Addr::from_bits(probe)).map(|(l, v)| (l, *v));
+                prop_assert_eq!(got, linear(&entries, Addr::from_bits(probe)));
             }
         }
     }

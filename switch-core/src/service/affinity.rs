@@ -2,7 +2,7 @@
 //! the service's timeout after the last new connection that used it.
 
 use crate::addr::Addr;
-use crate::flowtable::FlowTable;
+use crate::flowtable::{FlowTable, WarmWord};
 use crate::hash::hash_words;
 use crate::service::ServicePortId;
 
@@ -18,6 +18,18 @@ pub struct AffinityKey {
 pub struct AffinityEntry {
     pub addr: Addr,
     pub port: u16,
+}
+
+impl WarmWord for AffinityKey {
+    fn warm_word(&self) -> u64 {
+        self.client.lo()
+    }
+}
+
+impl WarmWord for AffinityEntry {
+    fn warm_word(&self) -> u64 {
+        self.addr.lo()
+    }
 }
 
 /// The per-worker affinity table.

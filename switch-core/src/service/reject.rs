@@ -17,18 +17,18 @@ const V6_ERROR_MAX: usize = 1280;
 
 fn write_ip(b: &mut [u8], m: &PacketMeta, protocol: u8, payload: usize) {
     if m.is_v4() {
-        ipv4::write_header(b, Ipv4Addr::from(m.dst.0 as u32), Ipv4Addr::from(m.src.0 as u32), protocol, payload, 64);
+        ipv4::write_header(b, Ipv4Addr::from(m.dst.low32()), Ipv4Addr::from(m.src.low32()), protocol, payload, 64);
     } else {
-        ipv6::write_header(b, Ipv6Addr::from(m.dst.0), Ipv6Addr::from(m.src.0), protocol, payload, 64, 0);
+        ipv6::write_header(b, Ipv6Addr::from(m.dst.bits()), Ipv6Addr::from(m.src.bits()), protocol, payload, 64, 0);
     }
 }
 
 fn pseudo(m: &PacketMeta, protocol: u8, len: usize) -> u32 {
     // The reply goes from the packet's destination back to its source.
     if m.is_v4() {
-        pseudo_header_sum(&(m.dst.0 as u32).to_be_bytes(), &(m.src.0 as u32).to_be_bytes(), protocol, len as u32)
+        pseudo_header_sum(&(m.dst.low32()).to_be_bytes(), &(m.src.low32()).to_be_bytes(), protocol, len as u32)
     } else {
-        pseudo_header_sum(&m.dst.0.to_be_bytes(), &m.src.0.to_be_bytes(), protocol, len as u32)
+        pseudo_header_sum(&m.dst.bits().to_be_bytes(), &m.src.bits().to_be_bytes(), protocol, len as u32)
     }
 }
 

@@ -41,6 +41,17 @@ fn alloc_snat_port(ct: &Conntrack, proto: u8, mut x: Tuple, hash: u64, shard: Sh
     None
 }
 
+/// A pass before `select` over the batch: find the frontend and read its Maglev slot, so that
+/// the slots of many packets load from memory at once.
+pub(crate) fn warm(t: &Tables, c: &mut PacketCtx) {
+    if !c.is_new_flow() || !c.meta.has_ports() || c.from_tunnel.is_some() {
+        return;
+    }
+    if let Some(fe) = t.services.lookup(c.tuple.dst, c.tuple.dport, c.meta.proto) {
+        c.warm ^= t.services.port(fe.target).warm(fe.kind, c.flow_hash);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn select<B: PacketBuf>(
     t: &Tables,

@@ -172,6 +172,13 @@ impl ServicePort {
         }
     }
 
+    /// Reads the Maglev slot `select` would read, to bring it into cache ahead of time.
+    #[inline]
+    pub fn warm(&self, kind: FrontendKind, flow_hash: u64) -> u64 {
+        let t = if self.local_only(kind) { &self.local } else { &self.all };
+        t.as_ref().map_or(0, |m| u64::from(m.pick(flow_hash)))
+    }
+
     /// Whether a remembered backend (session affinity) may still be used.
     pub fn still_usable(&self, kind: FrontendKind, addr: Addr, port: u16) -> bool {
         let only_local = self.local_only(kind);
