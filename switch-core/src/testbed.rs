@@ -233,3 +233,78 @@ pub fn tables(scale: Scale) -> Tables {
     let services = ServiceTable::build(sports, fes).expect("testbed services");
     Tables::new(1, node, ports, endpoints, routes, nodes, services, policy, 0x5eed, true)
 }
+
+fn fix_ipv4_checksum(f: &mut [u8]) {
+    let hl = usize::from(f[14] & 0xf) * 4;
+    f[24] = 0;
+    f[25] = 0;
+    let c = crate::wire::checksum::checksum(&f[14..14 + hl]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Broken variants of a well-formed untagged IPv4 TCP frame, each with the drop reason the
+/// pipeline must give it (transport checksums verified). Shared by the pipeline tests, the
+/// end-to-end tests and the fuzz seeds.
+pub fn malformed_ipv4_tcp(good: &[u8]) -> Vec<(Vec<u8>, crate::drop::DropReason)> {
+    use crate::drop::DropReason as R;
+    let edit = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut v = good.to_vec();
+        f(&mut v);
+        v
+    };
+    vec![
+        (good[..12].to_vec(), R::FrameTooShort),
+        (good[..30].to_vec(), R::Ipv4Truncated),
+        (
+            edit(&|f| {
+                f[16..18].copy_from_slice(&200u16.to_be_bytes());
+                fix_ipv4_checksum(f);
+            }),
+            R::Ipv4Truncated,
+        ),
+        (edit(&|f| f[14] = 0x44), R::Ipv4Malformed),
+        (edit(&|f| f[24] ^= 0x55), R::Ipv4BadChecksum),
+        (edit(&|f| f[50] ^= 0x55), R::L4BadChecksum),
+        (
+            edit(&|f| {
+                f[20] = 0x20;
+                fix_ipv4_checksum(f);
+            }),
+            R::IpFragment,
+        ),
+        (
+            edit(&|f| {
+                f[14] = 0x46;
+                f.splice(34..34, [1, 1, 1, 0]);
+                let l = (f.len() - 14) as u16;
+                f[16..18].copy_from_slice(&l.to_be_bytes());
+                fix_ipv4_checksum(f);
+            }),
+            R::IpOptions,
+        ),
+        (
+            edit(&|f| {
+                f.truncate(44);
+                let l = (f.len() - 14) as u16;
+                f[16..18].copy_from_slice(&l.to_be_bytes());
+                fix_ipv4_checksum(f);
+            }),
+            R::L4Truncated,
+        ),
+        (edit(&|f| f[46] = 0x40), R::L4Malformed),
+        (
+            edit(&|f| {
+                f[23] = 47;
+                fix_ipv4_checksum(f);
+            }),
+            R::UnsupportedProtocol,
+        ),
+        (edit(&|f| f[12..14].copy_from_slice(&[0x88, 0xcc])), R::UnsupportedEthertype),
+        (
+            edit(&|f| {
+                f.splice(12..12, [0x81, 0, 0, 5]);
+            }),
+            R::VlanNotAllowed,
+        ),
+    ]
+}

@@ -85,11 +85,11 @@ endpoints = [{ pod = "a" }, { pod = "b", ready = false, serving = true, terminat
     .unwrap();
     let s = &b.tables.services;
     let v4 = s.port(s.lookup(a("10.96.0.1"), 80, proto::TCP).unwrap().target);
-    let got: Vec<_> = v4.backends.iter().map(|x| (x.addr, x.port, x.state)).collect();
+    let got: Vec<_> = v4.backends().iter().map(|x| (x.addr, x.port, x.state)).collect();
     assert_eq!(got, vec![(a("10.0.1.2"), 8080, BackendState::Ready), (a("10.0.1.3"), 9090, BackendState::Terminating)]);
     let v6 = s.port(s.lookup(a("fd00:96::1"), 80, proto::TCP).unwrap().target);
-    assert_eq!(v6.backends.len(), 1, "b has no IPv6 address");
-    assert_eq!(v6.backends[0].addr, a("fd00:1::2"));
+    assert_eq!(v6.backends().len(), 1, "b has no IPv6 address");
+    assert_eq!(v6.backends()[0].addr, a("fd00:1::2"));
     assert!(s.lookup(a("10.96.0.1"), 80, proto::UDP).is_none());
 }
 
@@ -126,9 +126,9 @@ endpoints = [{ pod = "a" }, { ip = "10.0.2.9", node = "n2" }]
         "no IPv4-only service port on the IPv6 node address"
     );
     let sp = s.port(s.lookup(a("203.0.113.10"), 443, proto::TCP).unwrap().target);
-    assert!(sp.external_local);
-    assert_eq!(sp.source_ranges.len(), 1);
-    let locals: Vec<_> = sp.backends.iter().map(|x| x.local).collect();
+    assert!(sp.spec.external_local);
+    assert_eq!(sp.spec.source_ranges.len(), 1);
+    let locals: Vec<_> = sp.backends().iter().map(|x| x.local).collect();
     assert_eq!(locals, vec![true, false]);
     for h in 0..100 {
         assert_eq!(

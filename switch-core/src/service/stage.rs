@@ -72,15 +72,15 @@ pub(crate) fn select<B: PacketBuf>(
     let fe = *fe;
     let sp = t.services.port(fe.target);
     if fe.kind == FrontendKind::LoadBalancer
-        && !sp.source_ranges.is_empty()
-        && !sp.source_ranges.iter().any(|p| p.contains(c.tuple.src))
+        && !sp.spec.source_ranges.is_empty()
+        && !sp.spec.source_ranges.iter().any(|p| p.contains(c.tuple.src))
     {
         return c.drop(DropReason::LoadBalancerSourceDenied);
     }
     let ev: &mut EventStats = &mut stats.events;
     let mut chosen = None;
     let akey = AffinityKey { service: fe.target, client: c.tuple.src };
-    if sp.affinity_timeout_s.is_some() {
+    if sp.spec.affinity_timeout_s.is_some() {
         if let Some(e) = affinity.get(&akey, now) {
             if sp.still_usable(fe.kind, e.addr, e.port) {
                 chosen = Some((e.addr, e.port));
@@ -99,7 +99,7 @@ pub(crate) fn select<B: PacketBuf>(
     if addr.is_v4() != c.tuple.dst.is_v4() {
         return c.drop(DropReason::ServiceNoBackends);
     }
-    if let Some(secs) = sp.affinity_timeout_s {
+    if let Some(secs) = sp.spec.affinity_timeout_s {
         affinity.put(akey, AffinityEntry { addr, port }, u64::from(secs) * SEC, now);
     }
     let frontend = c.tuple.dst;
@@ -107,7 +107,7 @@ pub(crate) fn select<B: PacketBuf>(
     c.tuple.dport = port;
     c.service = Some((fe.target, fe.kind));
     ev.service_new_flows += 1;
-    let external_snat = fe.kind.is_external() && !sp.external_local;
+    let external_snat = fe.kind.is_external() && !sp.spec.external_local;
     let hairpin = addr == c.tuple.src;
     if external_snat || hairpin {
         // Hairpin: the pod is its own backend; make the packet come from the frontend so the

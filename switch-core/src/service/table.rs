@@ -64,21 +64,11 @@ pub struct Frontend {
     pub target: ServicePortId,
 }
 
-/// A service port with everything needed to pick a backend.
+/// A service port with everything needed to pick a backend: its spec and the Maglev tables
+/// built from it.
 #[derive(Debug, Clone)]
 pub struct ServicePort {
-    /// `namespace/name:port`, for counters and traces.
-    pub name: String,
-    pub proto: u8,
-    pub backends: Vec<Backend>,
-    /// ClientIP affinity timeout in seconds.
-    pub affinity_timeout_s: Option<u32>,
-    /// externalTrafficPolicy: Local.
-    pub external_local: bool,
-    /// internalTrafficPolicy: Local.
-    pub internal_local: bool,
-    /// loadBalancerSourceRanges; empty allows all.
-    pub source_ranges: Vec<Prefix>,
+    pub spec: ServicePortSpec,
     all: Option<Maglev>,
     local: Option<Maglev>,
 }
@@ -105,12 +95,17 @@ fn usable(backends: &[Backend], only_local: bool) -> Vec<(u64, u32)> {
 /// What a service port is made from.
 #[derive(Debug, Clone, Default)]
 pub struct ServicePortSpec {
+    /// `namespace/name:port`, for counters and traces.
     pub name: String,
     pub proto: u8,
     pub backends: Vec<Backend>,
+    /// ClientIP affinity timeout in seconds.
     pub affinity_timeout_s: Option<u32>,
+    /// externalTrafficPolicy: Local.
     pub external_local: bool,
+    /// internalTrafficPolicy: Local.
     pub internal_local: bool,
+    /// loadBalancerSourceRanges; empty allows all.
     pub source_ranges: Vec<Prefix>,
 }
 
@@ -124,37 +119,29 @@ impl ServicePortSpec {
 impl ServicePort {
     /// Builds the Maglev tables (of `maglev_size` slots, a prime) for the spec's backends.
     pub fn new(spec: ServicePortSpec, maglev_size: usize) -> ServicePort {
-        let ServicePortSpec {
-            name,
-            proto,
-            backends,
-            affinity_timeout_s,
-            external_local,
-            internal_local,
-            source_ranges,
-        } = spec;
-        let all = Maglev::build(&usable(&backends, false), maglev_size);
-        let local =
-            if external_local || internal_local { Maglev::build(&usable(&backends, true), maglev_size) } else { None };
-        ServicePort {
-            name,
-            proto,
-            backends,
-            affinity_timeout_s,
-            external_local,
-            internal_local,
-            source_ranges,
-            all,
-            local,
-        }
+        let all = Maglev::build(&usable(&spec.backends, false), maglev_size);
+        let local = if spec.external_local || spec.internal_local {
+            Maglev::build(&usable(&spec.backends, true), maglev_size)
+        } else {
+            None
+        };
+        ServicePort { spec, all, local }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn backends(&self) -> &[Backend] {
+        &self.spec.backends
     }
 
     /// Whether only node-local backends may serve traffic reached through `kind`.
     pub fn local_only(&self, kind: FrontendKind) -> bool {
         if kind.is_external() {
-            self.external_local
+            self.spec.external_local
         } else {
-            self.internal_local
+            self.spec.internal_local
         }
     }
 
@@ -167,7 +154,7 @@ impl ServicePort {
             (&self.all, DropReason::ServiceNoBackends)
         };
         match table {
-            Some(t) => Ok(&self.backends[usize::from(t.pick(flow_hash))]),
+            Some(t) => Ok(&self.spec.backends[usize::from(t.pick(flow_hash))]),
             None => Err(miss),
         }
     }
@@ -182,8 +169,8 @@ impl ServicePort {
     /// Whether a remembered backend (session affinity) may still be used.
     pub fn still_usable(&self, kind: FrontendKind, addr: Addr, port: u16) -> bool {
         let only_local = self.local_only(kind);
-        let has_ready = self.backends.iter().any(|b| b.state == BackendState::Ready && (!only_local || b.local));
-        self.backends.iter().any(|b| {
+        let has_ready = self.spec.backends.iter().any(|b| b.state == BackendState::Ready && (!only_local || b.local));
+        self.spec.backends.iter().any(|b| {
             b.addr == addr
                 && b.port == port
                 && b.weight > 0
@@ -232,8 +219,8 @@ impl ServiceTable {
                 if prev.target != f.target {
                     return Err(FrontendClash {
                         frontend: format!("{}:{}/{}", f.addr, f.port, f.proto),
-                        first: ports[prev.target.0 as usize].name.clone(),
-                        second: ports[f.target.0 as usize].name.clone(),
+                        first: ports[prev.target.0 as usize].spec.name.clone(),
+                        second: ports[f.target.0 as usize].spec.name.clone(),
                     });
                 }
             }
