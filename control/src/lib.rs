@@ -9,5 +9,6 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod error;
+pub mod live;
 pub mod publish;
 pub mod report;

@@ -4,13 +4,16 @@
 //! frames from all of that worker's port queues into buffers it owns, and transmits each frame
 //! to the port its verdict names (or recycles it). Buffers are allocated once, at start.
 //!
-//! Implementations: [`memory`] (tests and benchmarks) and [`pcap`] (files in, files out).
-//! AF_XDP and AF_PACKET implement the same trait.
+//! Implementations: [`memory`] (tests and benchmarks), [`pcap_backend`] (files in, files out)
+//! and [`afpacket`] (TPACKET_V2 rings on live interfaces). AF_XDP implements the same trait.
+//! All `unsafe` code of podswitch is in this crate, in `sys.rs` and `afpacket/ring.rs`.
 
+pub mod afpacket;
 pub mod batch;
 pub mod memory;
 pub mod pcap;
 pub mod pcap_backend;
+pub mod sys;
 
 pub use batch::Batch;
 
@@ -47,5 +50,10 @@ pub trait Backend {
     /// True when no more frames will ever arrive (finite sources such as pcap files).
     fn exhausted(&self) -> bool {
         false
+    }
+
+    /// Blocks until a frame may be waiting or `timeout_ms` passes (idle back-off).
+    fn wait(&mut self, timeout_ms: i32) {
+        let _ = timeout_ms;
     }
 }

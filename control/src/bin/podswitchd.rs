@@ -16,6 +16,18 @@ struct Args {
     /// Resolve relative pcap paths against DIR instead of the config file's directory.
     #[arg(long, value_name = "DIR")]
     pcap_dir: Option<PathBuf>,
+    /// With live ports: write the counters here every half second and on exit.
+    #[arg(long, value_name = "FILE")]
+    stats_file: Option<PathBuf>,
+    /// With live ports: write the daemon's PID here (removed on exit).
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// With live ports: pin the worker to this CPU.
+    #[arg(long, value_name = "N")]
+    cpu: Option<usize>,
+    /// With live ports: empty polls before the worker blocks.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    busy_polls: u32,
     /// Run the built-in demo (the embedded configs/node-pcap.toml on a scripted capture).
     #[arg(long)]
     demo: bool,
@@ -83,6 +95,35 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if built.ports.iter().any(|p| p.backend != "pcap") {
+        if let Some(p) = &args.pid_file {
+            if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+                eprintln!("podswitchd: cannot write {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        let opts = control::live::LiveOptions {
+            config: path.clone(),
+            stats_file: args.stats_file.clone(),
+            busy_polls: args.busy_polls,
+            idle_wait_ms: 10,
+            cpu: args.cpu,
+        };
+        let result = control::live::run(built, &opts);
+        if let Some(p) = &args.pid_file {
+            let _ = std::fs::remove_file(p);
+        }
+        return match result {
+            Ok((report, tables)) => {
+                print!("{}", report.render(&tables));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("podswitchd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match control::daemon::run_pcap(built) {
         Ok((report, tables)) => {
             print!("{}", report.render(&tables));

@@ -203,19 +203,37 @@ pub fn build(cfg: &Config, base_dir: &Path, generation: u64) -> Result<Built, Fi
         }
         match p.backend.as_str() {
             "pcap" => {}
-            "afxdp" | "afpacket" | "auto" => {
+            "afpacket" => {
+                if p.interface.as_deref().unwrap_or("").is_empty() {
+                    return Err(FieldError::new(
+                        sec,
+                        format!("ports[{i}].interface"),
+                        "an afpacket port needs the interface name",
+                    ));
+                }
+            }
+            "afxdp" | "auto" => {
                 return Err(FieldError::new(
                     sec,
                     format!("ports[{i}].backend"),
-                    format!("'{}' is not available in this build; use pcap", p.backend),
+                    format!("'{}' is not available in this build; use afpacket or pcap", p.backend),
                 ))
             }
             b => {
                 return Err(FieldError::new(
                     sec,
                     format!("ports[{i}].backend"),
-                    format!("'{b}' is not one of pcap, afxdp, afpacket, auto"),
+                    format!("'{b}' is not one of pcap, afpacket, afxdp, auto"),
                 ))
+            }
+        }
+        if let Some(first) = cfg.ports.first() {
+            if (first.backend == "pcap") != (p.backend == "pcap") {
+                return Err(FieldError::new(
+                    sec,
+                    format!("ports[{i}].backend"),
+                    "pcap ports cannot be mixed with live ports in one config",
+                ));
             }
         }
         let path = |s: &Option<String>| s.as_ref().map(|s| base_dir.join(s));

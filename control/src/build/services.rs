@@ -272,6 +272,7 @@ pub(crate) fn build(
                         proto,
                         backends,
                         affinity_timeout_s: affinity,
+                        affinity_group: i as u32,
                         external_local,
                         internal_local,
                         source_ranges: source_ranges.clone(),

@@ -1,23 +1,23 @@
-//! ClientIP session affinity: per worker, (service port, client address) -> backend, kept for
+//! ClientIP session affinity: per worker, (service, client address) -> backend pod address,
+//! kept for
 //! the service's timeout after the last new connection that used it.
 
 use crate::addr::Addr;
 use crate::flowtable::{FlowTable, WarmWord};
 use crate::hash::hash_words;
-use crate::service::ServicePortId;
 
-/// Key of an affinity entry.
+/// Key of an affinity entry: the service (all its ports share one group, so a client reaches
+/// the same pod on every port, as Kubernetes describes ClientIP affinity) and the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct AffinityKey {
-    pub service: ServicePortId,
+    pub group: u32,
     pub client: Addr,
 }
 
-/// Remembered backend.
+/// Remembered backend pod address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AffinityEntry {
     pub addr: Addr,
-    pub port: u16,
 }
 
 impl WarmWord for AffinityKey {
@@ -39,7 +39,7 @@ pub struct AffinityTable {
 }
 
 fn hash(k: &AffinityKey) -> u64 {
-    hash_words(0x0061_6666, &[u64::from(k.service.0), k.client.hi(), k.client.lo()])
+    hash_words(0x0061_6666, &[u64::from(k.group), k.client.hi(), k.client.lo()])
 }
 
 impl AffinityTable {

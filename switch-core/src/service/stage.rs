@@ -79,13 +79,11 @@ pub(crate) fn select<B: PacketBuf>(
     }
     let ev: &mut EventStats = &mut stats.events;
     let mut chosen = None;
-    let akey = AffinityKey { service: fe.target, client: c.tuple.src };
+    let akey = AffinityKey { group: sp.spec.affinity_group, client: c.tuple.src };
     if sp.spec.affinity_timeout_s.is_some() {
-        if let Some(e) = affinity.get(&akey, now) {
-            if sp.still_usable(fe.kind, e.addr, e.port) {
-                chosen = Some((e.addr, e.port));
-                ev.affinity_hits += 1;
-            }
+        if let Some(b) = affinity.get(&akey, now).and_then(|e| sp.usable_at(fe.kind, e.addr)) {
+            chosen = Some((b.addr, b.port));
+            ev.affinity_hits += 1;
         }
     }
     let (addr, port) = match chosen {
@@ -100,7 +98,7 @@ pub(crate) fn select<B: PacketBuf>(
         return c.drop(DropReason::ServiceNoBackends);
     }
     if let Some(secs) = sp.spec.affinity_timeout_s {
-        affinity.put(akey, AffinityEntry { addr, port }, u64::from(secs) * SEC, now);
+        affinity.put(akey, AffinityEntry { addr }, u64::from(secs) * SEC, now);
     }
     let frontend = c.tuple.dst;
     c.tuple.dst = addr;

@@ -101,6 +101,8 @@ pub struct ServicePortSpec {
     pub backends: Vec<Backend>,
     /// ClientIP affinity timeout in seconds.
     pub affinity_timeout_s: Option<u32>,
+    /// Ports of one service share an affinity group (the builder uses the service's index).
+    pub affinity_group: u32,
     /// externalTrafficPolicy: Local.
     pub external_local: bool,
     /// internalTrafficPolicy: Local.
@@ -166,13 +168,12 @@ impl ServicePort {
         t.as_ref().map_or(0, |m| u64::from(m.pick(flow_hash)))
     }
 
-    /// Whether a remembered backend (session affinity) may still be used.
-    pub fn still_usable(&self, kind: FrontendKind, addr: Addr, port: u16) -> bool {
+    /// The usable backend at pod address `addr`, for a remembered affinity.
+    pub fn usable_at(&self, kind: FrontendKind, addr: Addr) -> Option<&Backend> {
         let only_local = self.local_only(kind);
         let has_ready = self.spec.backends.iter().any(|b| b.state == BackendState::Ready && (!only_local || b.local));
-        self.spec.backends.iter().any(|b| {
+        self.spec.backends.iter().find(|b| {
             b.addr == addr
-                && b.port == port
                 && b.weight > 0
                 && (!only_local || b.local)
                 && (b.state == BackendState::Ready || (!has_ready && b.state == BackendState::Terminating))

@@ -1,0 +1,189 @@
+//! The daemon on live interfaces: a pinned worker thread runs the pipeline over the AF_PACKET
+//! backend, busy-polling while traffic flows and blocking in poll(2) when idle; the main
+//! thread handles signals (SIGINT/SIGTERM stop, SIGHUP reloads the config with the atomic
+//! snapshot rule) and writes the counters to a stats file.
+
+use crate::build::{self, Built};
+use crate::daemon::worker_config;
+use crate::publish::SnapshotCell;
+use crate::report::Report;
+use io_backends::afpacket::AfPacketBackend;
+use io_backends::{Backend, Batch};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switch_core::drop::DropReason;
+use switch_core::pipeline::{Verdict, Worker, BATCH};
+
+/// Options of a live run.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub config: PathBuf,
+    pub stats_file: Option<PathBuf>,
+    /// Empty polls before the worker blocks in poll(2).
+    pub busy_polls: u32,
+    /// How long a blocked worker waits before polling again.
+    pub idle_wait_ms: i32,
+    /// Pin the worker to this CPU.
+    pub cpu: Option<usize>,
+}
+
+/// Why the live daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("opening ports: {0}")]
+    Ports(std::io::Error),
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+    #[error("worker thread failed")]
+    Worker,
+}
+
+fn log(msg: &str) {
+    eprintln!("podswitchd: {msg}");
+}
+
+/// Runs until SIGINT or SIGTERM. Returns the final counters.
+pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::snapshot::Tables), LiveError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(LiveError::Signals)?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload)).map_err(LiveError::Signals)?;
+
+    let interfaces: Vec<_> = built.ports.iter().map(|p| (p.id, p.interface.clone().unwrap_or_default())).collect();
+    let mut be = AfPacketBackend::open(&interfaces, built.ports.len(), BATCH * 4).map_err(LiveError::Ports)?;
+    for p in &built.ports {
+        log(&format!("port {} on {}: afpacket (TPACKET_V2 rings)", p.name, p.interface.as_deref().unwrap_or("?")));
+    }
+    if built.workers > 1 {
+        log("afpacket runs one worker: conntrack is per worker and needs symmetric flow steering first");
+    }
+    let wcfg = worker_config(&built, 0);
+    let port_names: Vec<(String, String)> =
+        built.ports.iter().map(|p| (p.name.clone(), p.interface.clone().unwrap_or_default())).collect();
+    let cell = Arc::new(SnapshotCell::new(built.tables));
+    let shared: Arc<Mutex<Option<Report>>> = Arc::new(Mutex::new(None));
+
+    let worker = {
+        let (cell, shared, stop) = (Arc::clone(&cell), Arc::clone(&shared), Arc::clone(&stop));
+        let opts = opts.clone();
+        std::thread::Builder::new()
+            .name("psw-worker-0".into())
+            .spawn(move || {
+                if let Some(cpu) = opts.cpu {
+                    if let Err(e) = io_backends::sys::pin_to_cpu(cpu) {
+                        log(&format!("cannot pin worker to CPU {cpu}: {e}"));
+                    }
+                }
+                let mut w = Worker::new(wcfg);
+                worker_loop(&mut be, &mut w, &cell, &stop, &shared, &opts);
+            })
+            .map_err(|_| LiveError::Worker)?
+    };
+
+    let mut last_stats = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if reload.swap(false, Ordering::Relaxed) {
+            apply_reload(&opts.config, &cell, &port_names);
+        }
+        if last_stats.elapsed() >= Duration::from_millis(500) {
+            last_stats = Instant::now();
+            write_stats(opts.stats_file.as_deref(), &shared, &cell);
+        }
+    }
+    worker.join().map_err(|_| LiveError::Worker)?;
+    write_stats(opts.stats_file.as_deref(), &shared, &cell);
+    let report = shared.lock().map_err(|_| LiveError::Worker)?.clone().ok_or(LiveError::Worker)?;
+    let tables = (**cell.load()).clone();
+    log("stopped; sockets closed");
+    Ok((report, tables))
+}
+
+fn worker_loop(
+    be: &mut AfPacketBackend,
+    w: &mut Worker,
+    cell: &SnapshotCell,
+    stop: &AtomicBool,
+    shared: &Mutex<Option<Report>>,
+    opts: &LiveOptions,
+) {
+    let mut batch: Batch<<AfPacketBackend as Backend>::Buf> = Batch::with_capacity(BATCH);
+    let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BATCH];
+    let start = Instant::now();
+    let mut idle = 0u32;
+    let mut last_publish = Instant::now();
+    let mut unused = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let n = be.rx_burst(&mut batch, &mut unused);
+        if n == 0 {
+            idle += 1;
+            if idle >= opts.busy_polls {
+                be.wait(opts.idle_wait_ms);
+            }
+        } else {
+            idle = 0;
+            let now = start.elapsed().as_nanos() as u64;
+            let tables = cell.load();
+            w.process(&tables, now, batch.as_mut_slice(), &mut verdicts[..n]);
+            be.tx_burst(&mut batch, &verdicts[..n], &mut |port, len| w.count_tx_drop(port, len));
+        }
+        if last_publish.elapsed() >= Duration::from_millis(200) {
+            last_publish = Instant::now();
+            publish(w, shared, cell);
+        }
+    }
+    publish(w, shared, cell);
+}
+
+fn publish(w: &Worker, shared: &Mutex<Option<Report>>, cell: &SnapshotCell) {
+    let ct = w.conntrack();
+    let r = Report {
+        stats: w.stats().clone(),
+        conntrack_entries: ct.entries(),
+        conntrack_capacity: ct.capacity(),
+        conntrack_evicted: ct.stats.evicted,
+        generation: cell.generation(),
+    };
+    if let Ok(mut g) = shared.lock() {
+        *g = Some(r);
+    }
+}
+
+fn write_stats(path: Option<&Path>, shared: &Mutex<Option<Report>>, cell: &SnapshotCell) {
+    let Some(path) = path else { return };
+    let text = match shared.lock() {
+        Ok(g) => match g.as_ref() {
+            Some(r) => r.render(&cell.load()),
+            None => return,
+        },
+        Err(_) => return,
+    };
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)).is_err() {
+        log(&format!("cannot write stats to {}", path.display()));
+    }
+}
+
+/// SIGHUP: rebuild from the config file; publish only if it is valid and keeps the same ports.
+fn apply_reload(config: &Path, cell: &SnapshotCell, ports: &[(String, String)]) {
+    match build::load(config, cell.generation() + 1) {
+        Ok(b) => {
+            let same = b.ports.len() == ports.len()
+                && b.ports
+                    .iter()
+                    .zip(ports)
+                    .all(|(p, (n, i))| p.name == *n && p.interface.as_deref() == Some(i.as_str()));
+            if !same {
+                log("reload rejected: ports changed (restart to change ports); running tables kept");
+                return;
+            }
+            let g = cell.publish(b.tables);
+            log(&format!("reloaded {}: generation {g}", config.display()));
+        }
+        Err(e) => log(&format!("reload rejected, running tables kept: {e}")),
+    }
+}
