@@ -4,7 +4,8 @@
 # namespaces this script creates (no address or route in the root namespace, no route out),
 # and `down` removes exactly what `up` made, by name and PID.
 #
-#   cluster.sh up    [-p PREFIX] [-d RUNDIR] [-b BIN]   build, configure, start
+#   cluster.sh up    [-p PREFIX] [-d RUNDIR] [-b BIN] [-m afpacket|afxdp|auto]
+#                                                       build, configure, start
 #   cluster.sh down  [-p PREFIX] [-d RUNDIR]            stop and delete (safe to repeat)
 #   cluster.sh check [-p PREFIX] [-d RUNDIR]            curl the ClusterIP from the client
 #   cluster.sh exec  POD CMD...                         run CMD in a pod namespace
@@ -15,10 +16,12 @@ set -euo pipefail
 PREFIX=psw
 RUNDIR=
 BIN=
+MODE=afpacket
 cmd=${1:-}
 shift || true
-while getopts "p:d:b:" o; do
+while getopts "p:d:b:m:" o; do
   case $o in
+    m) MODE=$OPTARG ;;
     p) PREFIX=$OPTARG ;;
     d) RUNDIR=$OPTARG ;;
     b) BIN=$OPTARG ;;
@@ -67,7 +70,7 @@ conntrack_flows = 65536
 
 TOML
     for p in "${PODS[@]}"; do
-      printf '[[ports]]\nname = "%s"\nkind = "pod"\nbackend = "afpacket"\ninterface = "sw-%s"\n\n' "$p" "$p"
+      printf '[[ports]]\nname = "%s"\nkind = "pod"\nbackend = "%s"\ninterface = "sw-%s"\n\n' "$p" "$MODE" "$p"
     done
     printf '[[pods]]\nname = "client"\nport = "client"\nmac = "%s"\nips = ["%s"]\nlabels = { app = "client" }\n\n' "${MAC[client]}" "${IP[client]}"
     for p in web1 web2 web3; do
@@ -153,6 +156,7 @@ NGINX
     in_ns "$ns" nginx -c "$d/nginx.conf"
     in_ns "$ns" iperf3 -s -D -B "${IP[$p]}" --pidfile "$d/iperf3.pid" >/dev/null 2>&1 || true
   done
+  echo "$MODE" > "$RUNDIR/mode"
   write_config
   in_ns "$NODE" "$BIN" --config "$RUNDIR/node.toml" --stats-file "$RUNDIR/stats.txt" \
     --pid-file "$RUNDIR/podswitchd.pid" --busy-polls 200 > "$RUNDIR/podswitchd.out" 2> "$RUNDIR/podswitchd.err" &
@@ -202,7 +206,7 @@ case $cmd in
   up) up ;;
   down) down ;;
   check) check ;;
-  reload) write_config; kill -HUP "$(cat "$RUNDIR/podswitchd.pid")" ;;
+  reload) MODE=$(cat "$RUNDIR/mode"); write_config; kill -HUP "$(cat "$RUNDIR/podswitchd.pid")" ;;
   exec) pod=$1; shift; in_ns "$PREFIX-$pod" "$@" ;;
   *) echo "usage: $0 up|down|check|reload|exec [-p PREFIX] [-d RUNDIR] [-b BIN]" >&2; exit 2 ;;
 esac

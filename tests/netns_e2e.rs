@@ -1,4 +1,4 @@
-//! Real traffic through podswitchd on AF_PACKET, in network namespaces built by
+//! Real traffic through podswitchd, on AF_XDP and on AF_PACKET, in network namespaces built by
 //! `netns-scripts/cluster.sh`: curl to a ClusterIP spread over three nginx pods, a service
 //! without endpoints refusing at once, ping and iperf3 (TCP and UDP, pod to pod and through
 //! a ClusterIP), and a NetworkPolicy applied and removed with SIGHUP. Needs root and the
@@ -18,8 +18,11 @@ fn script() -> PathBuf {
     root().join("netns-scripts/cluster.sh")
 }
 
+/// One cluster at a time: two cores do not run two switches and their traffic well.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Cluster {
-    fn up(name: &str) -> Option<Cluster> {
+    fn up(name: &str, mode: &str) -> Option<Cluster> {
         let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
         let tools = ["ip", "ethtool", "nginx", "curl", "iperf3", "ping"].iter().all(|t| {
             Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
@@ -32,10 +35,10 @@ impl Cluster {
             eprintln!("SKIPPED {name}: {why}; this test needs root and real peers");
             return None;
         }
-        let prefix = format!("pswt{}", std::process::id());
+        let prefix = format!("pswt{}{}", std::process::id(), &mode[2..4]);
         let rundir = std::env::temp_dir().join(format!("{prefix}-run"));
         let c = Cluster { prefix, rundir };
-        let o = c.script(&["up"]);
+        let o = c.script(&["up", "-m", mode]);
         assert!(
             o.status.success(),
             "cluster up failed: {}\n{}",
@@ -54,6 +57,13 @@ impl Cluster {
             .arg(podswitchd())
             .args(&args[1..]);
         cmd.output().expect("run cluster.sh")
+    }
+
+    /// The XDP programs attached in the node namespace (`ip -d link` lines naming ours).
+    fn xdp_attached(&self) -> usize {
+        let ns = format!("{}-node", self.prefix);
+        let o = Command::new("ip").args(["netns", "exec", &ns, "ip", "-d", "link", "show"]).output();
+        o.map(|o| String::from_utf8_lossy(&o.stdout).matches("podswitch_xsk").count()).unwrap_or(0)
     }
 
     fn exec(&self, pod: &str, cmd: &[&str]) -> Output {
@@ -120,9 +130,36 @@ from = [{ pod_selector = { match_labels = { app = "monitoring" } } }]
 "#;
 
 #[test]
-fn pods_talk_through_podswitch_on_af_packet() {
-    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_packet") else { return };
+fn pods_talk_through_podswitch_on_af_xdp() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_xdp", "afxdp") else { return };
+    assert!(
+        c.log().contains("native XDP, copy mode"),
+        "veth: native XDP, copy mode after zero-copy is refused: {}",
+        c.log()
+    );
+    assert!(c.log().contains("zero-copy refused"), "the fallback is logged: {}", c.log());
+    assert_eq!(c.xdp_attached(), 4, "one program per port");
+    scenario(&c);
+    // Clean shutdown: programs detached, nothing left on the interfaces.
+    let pid = std::fs::read_to_string(c.rundir.join("podswitchd.pid")).unwrap_or_default();
+    let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.xdp_attached() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.xdp_attached(), 0, "XDP programs detached on SIGTERM");
+}
 
+#[test]
+fn pods_talk_through_podswitch_on_af_packet() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_packet", "afpacket") else { return };
+    assert!(c.log().contains("afpacket (TPACKET_V2 rings)"), "{}", c.log());
+    scenario(&c);
+}
+
+fn scenario(c: &Cluster) {
     // curl to the ClusterIP reaches nginx in every backend, replies come from the ClusterIP
     // (the TCP handshake would not complete otherwise).
     let mut seen = std::collections::BTreeMap::new();

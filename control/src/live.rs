@@ -1,5 +1,6 @@
-//! The daemon on live interfaces: a pinned worker thread runs the pipeline over the AF_PACKET
-//! backend, busy-polling while traffic flows and blocking in poll(2) when idle; the main
+//! The daemon on live interfaces: a pinned worker thread runs the pipeline over the AF_XDP or
+//! AF_PACKET backend (`auto`: AF_XDP, falling back to AF_PACKET with the reason logged),
+//! busy-polling while traffic flows and blocking in poll(2) when idle; the main
 //! thread handles signals (SIGINT/SIGTERM stop, SIGHUP reloads the config with the atomic
 //! snapshot rule) and writes the counters to a stats file.
 
@@ -8,6 +9,7 @@ use crate::daemon::worker_config;
 use crate::publish::SnapshotCell;
 use crate::report::Report;
 use io_backends::afpacket::AfPacketBackend;
+use io_backends::afxdp::AfXdpBackend;
 use io_backends::{Backend, Batch};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,19 +56,19 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload)).map_err(LiveError::Signals)?;
 
     let interfaces: Vec<_> = built.ports.iter().map(|p| (p.id, p.interface.clone().unwrap_or_default())).collect();
-    let mut be = AfPacketBackend::open(&interfaces, built.ports.len(), BATCH * 4).map_err(LiveError::Ports)?;
-    for p in &built.ports {
-        log(&format!("port {} on {}: afpacket (TPACKET_V2 rings)", p.name, p.interface.as_deref().unwrap_or("?")));
-    }
+    let kind = built.ports.first().map(|p| p.backend.clone()).unwrap_or_default();
+    let nports = built.ports.len();
     if built.workers > 1 {
-        log("afpacket runs one worker: conntrack is per worker and needs symmetric flow steering first");
+        log("one worker for now: conntrack is per worker and needs symmetric flow steering first");
     }
     let wcfg = worker_config(&built, 0);
     let port_names: Vec<(String, String)> =
         built.ports.iter().map(|p| (p.name.clone(), p.interface.clone().unwrap_or_default())).collect();
     let cell = Arc::new(SnapshotCell::new(built.tables));
     let shared: Arc<Mutex<Option<Report>>> = Arc::new(Mutex::new(None));
-
+    // The worker opens its own backend, so rings and UMEM are allocated by the thread that
+    // uses them; it reports back whether that worked.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), std::io::Error>>();
     let worker = {
         let (cell, shared, stop) = (Arc::clone(&cell), Arc::clone(&shared), Arc::clone(&stop));
         let opts = opts.clone();
@@ -79,10 +81,61 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
                     }
                 }
                 let mut w = Worker::new(wcfg);
-                worker_loop(&mut be, &mut w, &cell, &stop, &shared, &opts);
+                let xdp = if kind == "afxdp" || kind == "auto" {
+                    match AfXdpBackend::open(&interfaces, nports) {
+                        Ok(b) => Some(b),
+                        Err(e) if kind == "auto" => {
+                            log(&format!("afxdp unavailable ({e}); falling back to afpacket"));
+                            None
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    }
+                } else {
+                    None
+                };
+                match xdp {
+                    Some(mut be) => {
+                        for m in &be.modes {
+                            log(&format!(
+                                "{}: afxdp, {} XDP, {}",
+                                m.interface,
+                                m.xdp.name(),
+                                if m.zero_copy { "zero-copy" } else { "copy mode" }
+                            ));
+                        }
+                        let _ = ready_tx.send(Ok(()));
+                        worker_loop(&mut be, &mut w, &cell, &stop, &shared, &opts);
+                    }
+                    None => match AfPacketBackend::open(&interfaces, nports, BATCH * 4) {
+                        Ok(mut be) => {
+                            for (_, i) in &interfaces {
+                                log(&format!("{i}: afpacket (TPACKET_V2 rings)"));
+                            }
+                            let _ = ready_tx.send(Ok(()));
+                            worker_loop(&mut be, &mut w, &cell, &stop, &shared, &opts);
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    },
+                }
             })
             .map_err(|_| LiveError::Worker)?
     };
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = worker.join();
+            return Err(LiveError::Ports(e));
+        }
+        Err(_) => {
+            let _ = worker.join();
+            return Err(LiveError::Worker);
+        }
+    }
 
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -103,15 +156,15 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
     Ok((report, tables))
 }
 
-fn worker_loop(
-    be: &mut AfPacketBackend,
+fn worker_loop<B: Backend>(
+    be: &mut B,
     w: &mut Worker,
     cell: &SnapshotCell,
     stop: &AtomicBool,
     shared: &Mutex<Option<Report>>,
     opts: &LiveOptions,
 ) {
-    let mut batch: Batch<<AfPacketBackend as Backend>::Buf> = Batch::with_capacity(BATCH);
+    let mut batch: Batch<B::Buf> = Batch::with_capacity(BATCH);
     let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BATCH];
     let start = Instant::now();
     let mut idle = 0u32;

@@ -9,7 +9,9 @@
 //! All `unsafe` code of podswitch is in this crate, in `sys.rs` and `afpacket/ring.rs`.
 
 pub mod afpacket;
+pub mod afxdp;
 pub mod batch;
+pub mod bpf;
 pub mod memory;
 pub mod pcap;
 pub mod pcap_backend;

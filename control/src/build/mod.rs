@@ -203,21 +203,14 @@ pub fn build(cfg: &Config, base_dir: &Path, generation: u64) -> Result<Built, Fi
         }
         match p.backend.as_str() {
             "pcap" => {}
-            "afpacket" => {
+            "afpacket" | "afxdp" | "auto" => {
                 if p.interface.as_deref().unwrap_or("").is_empty() {
                     return Err(FieldError::new(
                         sec,
                         format!("ports[{i}].interface"),
-                        "an afpacket port needs the interface name",
+                        format!("a {} port needs the interface name", p.backend),
                     ));
                 }
-            }
-            "afxdp" | "auto" => {
-                return Err(FieldError::new(
-                    sec,
-                    format!("ports[{i}].backend"),
-                    format!("'{}' is not available in this build; use afpacket or pcap", p.backend),
-                ))
             }
             b => {
                 return Err(FieldError::new(
@@ -228,11 +221,11 @@ pub fn build(cfg: &Config, base_dir: &Path, generation: u64) -> Result<Built, Fi
             }
         }
         if let Some(first) = cfg.ports.first() {
-            if (first.backend == "pcap") != (p.backend == "pcap") {
+            if first.backend != p.backend {
                 return Err(FieldError::new(
                     sec,
                     format!("ports[{i}].backend"),
-                    "pcap ports cannot be mixed with live ports in one config",
+                    format!("all ports of a node use one backend; ports[0] uses '{}'", first.backend),
                 ));
             }
         }

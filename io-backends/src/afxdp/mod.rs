@@ -1,0 +1,284 @@
+//! The AF_XDP backend (kernel bypass): one UMEM shared by every port of the worker, so a frame
+//! received on one port is transmitted on another without a copy in user space. Per port: an
+//! AF_XDP socket on queue 0 with RX and TX rings, its own fill and completion rings, and the
+//! redirect program of `bpf.rs` attached natively (falling back to generic mode). Zero-copy
+//! binding is tried first and falls back to copy mode (veth refuses zero-copy); the modes
+//! chosen are logged and reported. Rings are refilled and reaped in batches, and the kernel is
+//! woken only when it asks to be (need_wakeup).
+
+mod area;
+
+pub use area::{XdpBuf, FRAME_SIZE};
+
+use crate::bpf::{XdpMode, XdpProgram};
+use crate::{sys, Backend, Batch, TxReport};
+use area::Area;
+use std::io;
+use std::num::NonZeroU32;
+use switch_core::packet::PortId;
+use switch_core::pipeline::Verdict;
+use xdpilone::xdp::XdpDesc;
+use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
+
+/// UMEM frames per worker (32 MiB).
+const FRAMES: usize = 8192;
+const RING: u32 = 2048;
+/// Frames each port's fill ring is kept stocked with; the rest of the UMEM is for frames in
+/// flight (in a batch or a TX ring). Refilling only up to this level keeps idle ports from
+/// hoarding frames a busy port needs.
+const FILL_TARGET: usize = 1024;
+
+/// How a port was set up, for logs and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMode {
+    pub interface: String,
+    pub xdp: XdpMode,
+    pub zero_copy: bool,
+}
+
+struct XdpPort {
+    port: PortId,
+    rx: RingRx,
+    tx: RingTx,
+    fq: DeviceQueue,
+    user: User,
+    _prog: XdpProgram,
+    pending: Vec<XdpDesc>,
+    /// Frames in this port's fill ring (given, not yet received back).
+    in_fill: usize,
+    zero_copy: bool,
+}
+
+/// The AF_XDP backend of one worker.
+pub struct AfXdpBackend {
+    // Drop order: rings and sockets, then the UMEM registration, then the memory.
+    ports: Vec<Option<XdpPort>>,
+    order: Vec<usize>,
+    free: Vec<u64>,
+    _umem: Umem,
+    area: Area,
+    pub modes: Vec<PortMode>,
+    next: usize,
+}
+
+impl std::fmt::Debug for AfXdpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfXdpBackend").field("modes", &self.modes).field("free", &self.free.len()).finish()
+    }
+}
+
+fn errno(e: xdpilone::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.get_raw())
+}
+
+impl AfXdpBackend {
+    /// Opens every `(port, interface)`, trying zero-copy first and copy mode after.
+    pub fn open(interfaces: &[(PortId, String)], ports: usize) -> io::Result<AfXdpBackend> {
+        match Self::open_mode(interfaces, ports, true) {
+            Ok(b) => Ok(b),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::EPROTONOSUPPORT)
+                ) =>
+            {
+                eprintln!("podswitchd: afxdp: zero-copy refused ({e}); using copy mode");
+                Self::open_mode(interfaces, ports, false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_mode(interfaces: &[(PortId, String)], ports: usize, zero_copy: bool) -> io::Result<AfXdpBackend> {
+        let area = Area::new(FRAMES)?;
+        let cfg =
+            UmemConfig { fill_size: RING, complete_size: RING, frame_size: FRAME_SIZE as u32, headroom: 0, flags: 0 };
+        // SAFETY: the area is page-aligned, FRAMES * FRAME_SIZE long, and outlives the UMEM:
+        // both are fields of the backend, the UMEM declared (and so dropped) first.
+        let umem = unsafe { Umem::new(cfg, area.as_slice_ptr()) }.map_err(errno)?;
+        let mut v: Vec<Option<XdpPort>> = (0..ports).map(|_| None).collect();
+        let mut modes = Vec::new();
+        for (i, (port, name)) in interfaces.iter().enumerate() {
+            let ifindex = sys::ifindex(name)?;
+            let mut info = IfInfo::invalid();
+            info.from_ifindex(ifindex).map_err(errno)?;
+            info.set_queue(0);
+            let sock = if i == 0 { Socket::with_shared(&info, &umem) } else { Socket::new(&info) }.map_err(errno)?;
+            let fq = umem.fq_cq(&sock).map_err(errno)?;
+            // The UMEM owner picks copy or zero-copy and need_wakeup; sockets sharing the UMEM
+            // bind with no flags (the kernel refuses them there).
+            let bind_flags = if i == 0 {
+                SocketConfig::XDP_BIND_NEED_WAKEUP
+                    | if zero_copy { SocketConfig::XDP_BIND_ZEROCOPY } else { SocketConfig::XDP_BIND_COPY }
+            } else {
+                0
+            };
+            let scfg = SocketConfig { rx_size: NonZeroU32::new(RING), tx_size: NonZeroU32::new(RING), bind_flags };
+            let user = umem.rx_tx(&sock, &scfg).map_err(errno)?;
+            let rx = user.map_rx().map_err(errno)?;
+            let tx = user.map_tx().map_err(errno)?;
+            umem.bind(&user).map_err(errno)?;
+            let prog = match XdpProgram::attach(ifindex, 1, XdpMode::Native) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("podswitchd: afxdp: {name}: native XDP refused ({e}); using generic mode");
+                    XdpProgram::attach(ifindex, 1, XdpMode::Generic)?
+                }
+            };
+            prog.set_socket(0, user.as_raw_fd())?;
+            modes.push(PortMode { interface: name.clone(), xdp: prog.mode, zero_copy });
+            if let Some(slot) = v.get_mut(port.index()) {
+                *slot = Some(XdpPort {
+                    port: *port,
+                    rx,
+                    tx,
+                    fq,
+                    user,
+                    _prog: prog,
+                    pending: Vec::with_capacity(switch_core::pipeline::BATCH),
+                    in_fill: 0,
+                    zero_copy,
+                });
+            }
+        }
+        let order: Vec<usize> = (0..ports).filter(|i| v[*i].is_some()).collect();
+        let mut free: Vec<u64> = (0..area.frames() as u64).map(|f| f * FRAME_SIZE as u64).collect();
+        for &i in &order {
+            if let Some(p) = v[i].as_mut() {
+                p.in_fill += fill(&mut p.fq, &mut free, FILL_TARGET);
+            }
+        }
+        Ok(AfXdpBackend { ports: v, order, free, _umem: umem, area, modes, next: 0 })
+    }
+
+    fn reap_completions(&mut self) {
+        for p in self.ports.iter_mut().flatten() {
+            let mut c = p.fq.complete(RING);
+            while let Some(addr) = c.read() {
+                self.free.push(addr & !(FRAME_SIZE as u64 - 1));
+            }
+            c.release();
+        }
+    }
+}
+
+/// Moves up to `n` frames from `free` into a fill ring (never more than it has room for);
+/// returns how many.
+fn fill(fq: &mut DeviceQueue, free: &mut Vec<u64>, n: usize) -> usize {
+    let n = n.min(free.len()) as u32;
+    if n == 0 {
+        return 0;
+    }
+    let mut w = fq.fill(n);
+    let room = w.capacity() as usize;
+    let from = free.len() - room.min(free.len());
+    let done = w.insert(free[from..].iter().copied()) as usize;
+    w.commit();
+    drop(w);
+    free.truncate(free.len() - done);
+    if fq.needs_wakeup() {
+        fq.wake();
+    }
+    done
+}
+
+impl Backend for AfXdpBackend {
+    type Buf = XdpBuf;
+
+    fn rx_burst(&mut self, batch: &mut Batch<XdpBuf>, _now: &mut u64) -> usize {
+        self.reap_completions();
+        let mut n = 0;
+        let count = self.order.len();
+        for k in 0..count {
+            let idx = self.order[(self.next + k) % count];
+            let Some(p) = self.ports[idx].as_mut() else { continue };
+            let want = FILL_TARGET.saturating_sub(p.in_fill);
+            p.in_fill += fill(&mut p.fq, &mut self.free, want);
+            let room = (batch.capacity() - batch.len()) as u32;
+            if room == 0 {
+                break;
+            }
+            let mut r = p.rx.receive(room);
+            while let Some(d) = r.read() {
+                p.in_fill = p.in_fill.saturating_sub(1);
+                // SAFETY: the kernel handed this frame to us through the RX ring; it is in no
+                // other ring until we put it on a TX or fill ring, and RX data never crosses
+                // its frame.
+                let buf = unsafe { self.area.frame(d.addr, d.len, p.port) };
+                if let Err(b) = batch.push(buf) {
+                    self.free.push(b.frame_addr());
+                } else {
+                    n += 1;
+                }
+            }
+            r.release();
+        }
+        if count > 0 {
+            self.next = (self.next + 1) % count;
+        }
+        n
+    }
+
+    fn tx_burst(
+        &mut self,
+        batch: &mut Batch<XdpBuf>,
+        verdicts: &[Verdict],
+        on_fail: &mut dyn FnMut(PortId, usize),
+    ) -> TxReport {
+        let mut rep = TxReport::default();
+        let (ports, free) = (&mut self.ports, &mut self.free);
+        batch.drain_into(|i, buf| match verdicts.get(i) {
+            Some(Verdict::Tx(p)) => match ports.get_mut(p.index()).and_then(Option::as_mut) {
+                Some(port) => {
+                    let (addr, len) = buf.desc();
+                    port.pending.push(XdpDesc { addr, len, options: 0 });
+                }
+                None => {
+                    on_fail(*p, buf.data_len());
+                    rep.failed += 1;
+                    free.push(buf.frame_addr());
+                }
+            },
+            _ => free.push(buf.frame_addr()),
+        });
+        for p in self.ports.iter_mut().flatten() {
+            if p.pending.is_empty() {
+                continue;
+            }
+            let mut w = p.tx.transmit(p.pending.len() as u32);
+            let room = (w.capacity() as usize).min(p.pending.len());
+            let sent = w.insert(p.pending[..room].iter().copied()) as usize;
+            w.commit();
+            drop(w);
+            for d in &p.pending[sent..] {
+                on_fail(p.port, d.len as usize);
+                rep.failed += 1;
+                self.free.push(d.addr & !(FRAME_SIZE as u64 - 1));
+            }
+            rep.sent += sent;
+            p.pending.clear();
+            // Copy mode transmits inside sendto, a bounded number of frames per call: kick
+            // until the ring drains (a few calls per batch). Zero-copy needs a kick only when
+            // the kernel asks for one.
+            for _ in 0..8 {
+                if p.tx.pending() == 0 || (p.zero_copy && !p.tx.needs_wakeup()) {
+                    break;
+                }
+                p.tx.wake();
+            }
+        }
+        self.reap_completions();
+        rep
+    }
+
+    fn wait(&mut self, timeout_ms: i32) {
+        let fds: Vec<i32> = self.ports.iter().flatten().map(|p| p.user.as_raw_fd()).collect();
+        let _ = sys::poll_readable(&fds, timeout_ms);
+    }
+}
+
+impl XdpBuf {
+    fn data_len(&self) -> usize {
+        self.desc().1 as usize
+    }
+}
