@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switch_core::drop::DropReason;
+use switch_core::packet::PacketBuf;
 use switch_core::pipeline::{Verdict, Worker, BATCH};
 
 /// Options of a live run.
@@ -29,6 +30,9 @@ pub struct LiveOptions {
     pub idle_wait_ms: i32,
     /// Pin the worker to this CPU.
     pub cpu: Option<usize>,
+    /// Benchmark baseline: send every frame out of the paired port (0<->1, 2<->3, ...) with no
+    /// pipeline at all, to measure the I/O alone.
+    pub bare_forward: bool,
 }
 
 /// Why the live daemon stopped with an error.
@@ -179,9 +183,15 @@ fn worker_loop<B: Backend>(
             }
         } else {
             idle = 0;
-            let now = start.elapsed().as_nanos() as u64;
-            let tables = cell.load();
-            w.process(&tables, now, batch.as_mut_slice(), &mut verdicts[..n]);
+            if opts.bare_forward {
+                for (v, b) in verdicts.iter_mut().zip(batch.as_slice()) {
+                    *v = Verdict::Tx(switch_core::packet::PortId(b.in_port().0 ^ 1));
+                }
+            } else {
+                let now = start.elapsed().as_nanos() as u64;
+                let tables = cell.load();
+                w.process(&tables, now, batch.as_mut_slice(), &mut verdicts[..n]);
+            }
             be.tx_burst(&mut batch, &verdicts[..n], &mut |port, len| w.count_tx_drop(port, len));
         }
         if last_publish.elapsed() >= Duration::from_millis(200) {

@@ -28,6 +28,10 @@ struct Args {
     /// With live ports: empty polls before the worker blocks.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     busy_polls: u32,
+    /// With live ports, for benchmarks only: forward each frame to the paired port (0<->1,
+    /// 2<->3, ...) without the pipeline, to measure the I/O path alone.
+    #[arg(long)]
+    bare_forward: bool,
     /// Run the built-in demo (the embedded configs/node-pcap.toml on a scripted capture).
     #[arg(long)]
     demo: bool,
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
             busy_polls: args.busy_polls,
             idle_wait_ms: 10,
             cpu: args.cpu,
+            bare_forward: args.bare_forward,
         };
         let result = control::live::run(built, &opts);
         if let Some(p) = &args.pid_file {

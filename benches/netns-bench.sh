@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# podswitch against the kernel paths kube-proxy and flannel use, measured in one run on this
+# machine: 64-byte UDP frames from trafgen in a generator namespace, through a node namespace
+# (podswitch on AF_XDP or AF_PACKET, or the kernel forwarding with iptables / nftables), to a
+# sink namespace that counts them. Generator on CPU 0, forwarder on CPU 1.
+#
+#   benches/netns-bench.sh [-r RUNS] [-s SECONDS] [-n SERVICES_LIST]     (as root)
+#
+# Prints packets per second (min / median / max over RUNS) and podswitch's ratio to each
+# baseline. Everything lives in namespaces named pswb<PID>-*, deleted on exit.
+set -euo pipefail
+
+RUNS=3
+SECS=3
+SERVICES="1 1000 10000"
+while getopts "r:s:n:" o; do
+  case $o in
+    r) RUNS=$OPTARG ;;
+    s) SECS=$OPTARG ;;
+    n) SERVICES=$OPTARG ;;
+    *) sed -n '2,12p' "$0"; exit 2 ;;
+  esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+BIN=$root/target/release/podswitchd
+P=pswb$$
+GEN=$P-gen
+NODE=$P-node
+SINK=$P-sink
+WORK=$(mktemp -d /tmp/$P.XXXX)
+ROUTER_MAC=02:00:00:00:00:01
+GEN_MAC=02:00:00:0a:01:10
+SINK_MAC=02:00:00:0a:02:02
+MAX_SERVICES=$(echo "$SERVICES" | tr ' ' '\n' | sort -n | tail -1)
+
+[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 3; }
+for t in trafgen ip ethtool iptables-nft nft; do
+  command -v "$t" >/dev/null || { echo "missing $t (apt-get install netsniff-ng iproute2 ethtool iptables nftables)" >&2; exit 3; }
+done
+
+cleanup() {
+  set +e
+  [ -f "$WORK/psw.pid" ] && kill -TERM "$(cat "$WORK/psw.pid")" 2>/dev/null && sleep 0.5
+  for ns in $GEN $NODE $SINK; do ip netns list | awk '{print $1}' | grep -qx "$ns" && ip netns delete "$ns"; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+vip() { # the VIP of service $1 (1-based): 10.96.x.y
+  local i=$(( $1 - 1 ))
+  echo "10.96.$(( i / 250 )).$(( i % 250 + 1 ))"
+}
+
+topology() {
+  for ns in $GEN $NODE $SINK; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+  ip -n "$NODE" link add in0 type veth peer name eth0 netns "$GEN"
+  ip -n "$NODE" link add out0 type veth peer name eth0 netns "$SINK"
+  for i in in0 out0; do
+    ip -n "$NODE" link set "$i" address $ROUTER_MAC up
+    ip netns exec "$NODE" sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1"
+  done
+  ip -n "$GEN" link set eth0 address $GEN_MAC up
+  ip -n "$SINK" link set eth0 address $SINK_MAC up
+  for ns in $GEN $SINK; do ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1; done
+  ip -n "$GEN" addr add 10.244.1.10/24 dev eth0
+  ip -n "$GEN" route add default via 10.244.1.1
+  ip -n "$GEN" neigh replace 10.244.1.1 lladdr $ROUTER_MAC dev eth0 nud permanent
+  ip -n "$SINK" addr add 10.244.2.2/24 dev eth0
+  ip -n "$SINK" route add default via 10.244.2.1
+  ip -n "$SINK" neigh replace 10.244.2.1 lladdr $ROUTER_MAC dev eth0 nud permanent
+  # The sink only counts: anything it receives is dropped before a socket or ICMP.
+  ip netns exec "$SINK" nft add table inet sink
+  ip netns exec "$SINK" nft add chain inet sink in '{ type filter hook prerouting priority -300; policy drop; }'
+}
+
+kernel_mode() { # plain kernel router in the node namespace
+  ip -n "$NODE" addr add 10.244.1.1/24 dev in0
+  ip -n "$NODE" addr add 10.244.2.1/24 dev out0
+  ip -n "$NODE" neigh replace 10.244.2.2 lladdr $SINK_MAC dev out0 nud permanent
+  ip netns exec "$NODE" sysctl -qw net.ipv4.ip_forward=1
+}
+
+kernel_reset() {
+  ip netns exec "$NODE" iptables-nft -t nat -F 2>/dev/null || true
+  ip netns exec "$NODE" iptables-nft -t nat -X 2>/dev/null || true
+  ip netns exec "$NODE" iptables-nft -F 2>/dev/null || true
+  ip netns exec "$NODE" nft flush ruleset
+  ip netns exec "$NODE" conntrack -F >/dev/null 2>&1 || true
+}
+
+iptables_dnat() { # kube-proxy's iptables layout for $1 services
+  local n=$1
+  {
+    echo "*nat"
+    echo ":KUBE-SERVICES - [0:0]"
+    for i in $(seq "$n"); do echo ":KUBE-SVC-$i - [0:0]"; echo ":KUBE-SEP-$i - [0:0]"; done
+    echo "-A PREROUTING -j KUBE-SERVICES"
+    for i in $(seq "$n"); do
+      echo "-A KUBE-SERVICES -d $(vip "$i")/32 -p udp -m udp --dport 80 -j KUBE-SVC-$i"
+      echo "-A KUBE-SVC-$i -j KUBE-SEP-$i"
+      echo "-A KUBE-SEP-$i -p udp -j DNAT --to-destination 10.244.2.2:8080"
+    done
+    echo "COMMIT"
+  } | ip netns exec "$NODE" iptables-nft-restore --noflush
+}
+
+nft_vmap() { # kube-proxy's nftables layout: one verdict map for $1 services
+  local n=$1
+  {
+    echo "table ip kp {"
+    echo " map svc { type ipv4_addr . inet_proto . inet_service : verdict; elements = {"
+    for i in $(seq "$n"); do printf '  %s . udp . 80 : goto sep%d,\n' "$(vip "$i")" "$i"; done
+    echo " }; }"
+    for i in $(seq "$n"); do echo " chain sep$i { meta l4proto udp dnat to 10.244.2.2:8080; }"; done
+    echo " chain pre { type nat hook prerouting priority -100; ip daddr . meta l4proto . th dport vmap @svc; }"
+    echo "}"
+  } | ip netns exec "$NODE" nft -f -
+}
+
+forward_acl() { # $1 FORWARD rules that do not match, then accept
+  local n=$1
+  {
+    echo "*filter"
+    for i in $(seq "$n"); do
+      echo "-A FORWARD -s 172.$(( 16 + i / 65536 )).$(( i / 256 % 256 )).$(( i % 256 ))/32 -p tcp --dport $(( i % 1000 + 1 )) -j ACCEPT"
+    done
+    echo "-A FORWARD -j ACCEPT"
+    echo "COMMIT"
+  } | ip netns exec "$NODE" iptables-nft-restore --noflush
+}
+
+psw_config() { # $1 backend, $2 services, $3 policy rules
+  local backend=$1 n=$2 rules=$3 f=$WORK/node.toml
+  {
+    cat <<TOML
+[node]
+name = "bench"
+ipv4 = "192.168.77.10"
+pod_cidrs = ["10.244.1.0/24", "10.244.2.0/24"]
+router_mac = "$ROUTER_MAC"
+uplink_mac = "02:00:00:00:01:10"
+
+[datapath]
+conntrack_flows = 262144
+maglev_table_size = 1021
+
+[[ports]]
+name = "gen"
+kind = "pod"
+backend = "$backend"
+interface = "in0"
+
+[[ports]]
+name = "sink"
+kind = "pod"
+backend = "$backend"
+interface = "out0"
+
+[[pods]]
+name = "gen"
+port = "gen"
+mac = "$GEN_MAC"
+ips = ["10.244.1.10"]
+labels = { app = "gen" }
+
+[[pods]]
+name = "sink"
+port = "sink"
+mac = "$SINK_MAC"
+ips = ["10.244.2.2"]
+labels = { app = "sink" }
+container_ports = [{ name = "udp", port = 8080, protocol = "UDP" }]
+TOML
+    for i in $(seq "$n"); do
+      printf '[[services]]\nname = "s%d"\ncluster_ips = ["%s"]\nports = [{ port = 80, protocol = "UDP", target_port = 8080 }]\nendpoints = [{ pod = "sink" }]\n' "$i" "$(vip "$i")"
+    done
+    if [ "$rules" -gt 0 ]; then
+      printf '[[policies]]\nname = "gen-egress"\npod_selector = { match_labels = { app = "gen" } }\npolicy_types = ["Egress"]\n'
+      for i in $(seq "$rules"); do
+        printf '[[policies.egress]]\nto = [{ ip_block = { cidr = "172.%d.%d.0/24" } }]\nports = [{ port = %d }]\n' $(( 16 + i / 65536 )) $(( i / 256 % 256 )) $(( i % 1000 + 1 ))
+      done
+      printf '[[policies.egress]]\nto = [{ pod_selector = { match_labels = { app = "sink" } } }]\n'
+    fi
+  } > "$f"
+}
+
+psw_start() { # $@ extra args
+  ip netns exec "$NODE" taskset -c 1 "$BIN" --config "$WORK/node.toml" --cpu 1 --pid-file "$WORK/psw.pid" \
+    --stats-file "$WORK/stats.txt" --busy-polls 100000 "$@" > "$WORK/psw.out" 2> "$WORK/psw.err" &
+  for _ in $(seq 300); do [ -s "$WORK/stats.txt" ] && break; sleep 0.1; done
+  [ -s "$WORK/stats.txt" ] || { echo "podswitchd did not start:" >&2; cat "$WORK/psw.err" >&2; exit 1; }
+}
+
+psw_stop() {
+  kill -TERM "$(cat "$WORK/psw.pid")" 2>/dev/null || true
+  for _ in $(seq 50); do [ -f "$WORK/psw.pid" ] || break; sleep 0.1; done
+  rm -f "$WORK/stats.txt"
+}
+
+trafgen_conf() { # 64-byte UDP to $1:80 from 256 source ports
+  local -a o
+  IFS=. read -r -a o <<< "$1"
+  cat > "$WORK/pkt.cfg" <<CFG
+{
+  0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
+  0x02, 0x00, 0x00, 0x0a, 0x01, 0x10,
+  0x08, 0x00,
+  0x45, 0x00, const16(46), const16(0), 0x40, 0x00, 64, 17, csumip(14, 33),
+  10, 244, 1, 10, ${o[0]}, ${o[1]}, ${o[2]}, ${o[3]},
+  0x9c, dinc(0, 255), const16(80), const16(26), csumudp(14, 34),
+  fill(0x00, 18),
+}
+CFG
+}
+
+sink_rx() { ip netns exec "$SINK" awk '/eth0:/ {print $3}' /proc/net/dev; }
+
+measure() { # pps at the sink over SECS, traffic to $1
+  trafgen_conf "$1"
+  local before after
+  setsid ip netns exec "$GEN" taskset -c 0 trafgen --dev eth0 --conf "$WORK/pkt.cfg" --cpus 1 --no-sock-mem -Q -C \
+    > /dev/null 2>&1 &
+  local tg=$!
+  sleep 1
+  before=$(sink_rx)
+  sleep "$SECS"
+  after=$(sink_rx)
+  kill -INT -- -"$tg" 2>/dev/null || kill -INT "$tg" 2>/dev/null || true
+  wait "$tg" 2>/dev/null || true
+  echo $(( (after - before) / SECS ))
+}
+
+declare -A RESULT
+runs() { # name, target VIP
+  local name=$1 target=$2 v=()
+  for _ in $(seq "$RUNS"); do v+=("$(measure "$target")"); done
+  IFS=$'\n' read -r -d '' -a sorted < <(printf '%s\n' "${v[@]}" | sort -n && printf '\0')
+  RESULT[$name]="${sorted[0]} ${sorted[$(( RUNS / 2 ))]} ${sorted[$(( RUNS - 1 ))]}"
+  printf '%-46s %9s %9s %9s\n' "$name" "${sorted[0]}" "${sorted[$(( RUNS / 2 ))]}" "${sorted[$(( RUNS - 1 ))]}"
+}
+
+median() { echo "${RESULT[$1]}" | awk '{print $2}'; }
+
+echo "podswitch netns benchmark, $(date -u +%F), $(nproc) CPUs, $(uname -r); 64-byte UDP, $RUNS runs of ${SECS}s"
+printf '%-46s %9s %9s %9s\n' "path (packets/s at the sink)" min median max
+topology
+(cd "$root" && cargo build --release -q -p control --bin podswitchd)
+
+for backend in afxdp afpacket; do
+  psw_config "$backend" 1 0
+  psw_start --bare-forward
+  runs "podswitch $backend bare forward (no tables)" "$(vip 1)"
+  psw_stop
+  for n in $SERVICES; do
+    psw_config "$backend" "$n" 0
+    psw_start
+    runs "podswitch $backend pipeline, $n services" "$(vip "$n")"
+    psw_stop
+  done
+  psw_config "$backend" 1 "$MAX_SERVICES"
+  psw_start
+  runs "podswitch $backend pipeline, $MAX_SERVICES policy rules" "$(vip 1)"
+  psw_stop
+done
+
+kernel_mode
+kernel_reset
+runs "kernel forwarding" 10.244.2.2
+for n in $SERVICES; do
+  kernel_reset
+  iptables_dnat "$n"
+  runs "kernel + iptables DNAT, $n services" "$(vip "$n")"
+done
+kernel_reset
+nft_vmap "$MAX_SERVICES"
+runs "kernel + nftables verdict map, $MAX_SERVICES services" "$(vip "$MAX_SERVICES")"
+kernel_reset
+forward_acl "$MAX_SERVICES"
+runs "kernel FORWARD chain, $MAX_SERVICES ACL rules" 10.244.2.2
+kernel_reset
+
+echo
+echo "ratios of medians:"
+ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" -v n1="$1" -v n2="$2" 'BEGIN { if (b > 0) printf "  %-46s / %-40s = %.2f\n", n1, n2, a / b }'; }
+ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "podswitch afxdp bare forward (no tables)"
+ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "kernel + iptables DNAT, $MAX_SERVICES services"
+ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "kernel + nftables verdict map, $MAX_SERVICES services"
+ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "kernel forwarding"
+ratio "podswitch afxdp pipeline, $MAX_SERVICES policy rules" "kernel FORWARD chain, $MAX_SERVICES ACL rules"
+ratio "podswitch afpacket pipeline, $MAX_SERVICES services" "kernel + iptables DNAT, $MAX_SERVICES services"
+first=$(echo "$SERVICES" | awk '{print $1}')
+ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "podswitch afxdp pipeline, $first services"
