@@ -42,8 +42,16 @@ cargo fmt --all -- --check
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-log "tests"
-cargo test --workspace --locked --no-fail-fast
-
 log "benchmarks build"
 cargo bench --workspace --locked --no-run
+
+log "tests"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$out" || status=$?
+passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$out")
+failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$out")
+echo
+echo "podswitch: $passed passed, $failed failed"
+exit "$status"

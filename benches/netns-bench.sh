@@ -6,8 +6,10 @@
 #
 #   benches/netns-bench.sh [-r RUNS] [-s SECONDS] [-n SERVICES_LIST]     (as root)
 #
-# Prints packets per second (min / median / max over RUNS) and podswitch's ratio to each
-# baseline. Everything lives in namespaces named pswb<PID>-*, deleted on exit.
+# Then new TCP connections per second from the generator namespace through a ClusterIP (the
+# last of the services) to nginx in the sink namespace, with benches/examples/connrate.
+# Prints min / median / max over RUNS and podswitch's ratio to each baseline. Everything lives
+# in namespaces named pswb<PID>-*, deleted on exit.
 set -euo pipefail
 
 RUNS=3
@@ -43,6 +45,7 @@ done
 cleanup() {
   set +e
   [ -f "$WORK/psw.pid" ] && kill -TERM "$(cat "$WORK/psw.pid")" 2>/dev/null && sleep 0.5
+  [ -f "$WORK/nginx.pid" ] && kill -TERM "$(cat "$WORK/nginx.pid")" 2>/dev/null
   for ns in $GEN $NODE $SINK; do ip netns list | awk '{print $1}' | grep -qx "$ns" && ip netns delete "$ns"; done
   rm -rf "$WORK"
 }
@@ -70,9 +73,28 @@ topology() {
   ip -n "$SINK" addr add 10.244.2.2/24 dev eth0
   ip -n "$SINK" route add default via 10.244.2.1
   ip -n "$SINK" neigh replace 10.244.2.1 lladdr $ROUTER_MAC dev eth0 nud permanent
-  # The sink only counts: anything it receives is dropped before a socket or ICMP.
+  # The sink counts UDP and drops it before any socket or ICMP; TCP goes to nginx.
   ip netns exec "$SINK" nft add table inet sink
-  ip netns exec "$SINK" nft add chain inet sink in '{ type filter hook prerouting priority -300; policy drop; }'
+  ip netns exec "$SINK" nft add chain inet sink in '{ type filter hook prerouting priority -300; policy accept; }'
+  ip netns exec "$SINK" nft add rule inet sink in meta l4proto udp drop
+  cat > "$WORK/nginx.conf" <<NGINX
+daemon on;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+worker_processes 1;
+user root;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK;
+  proxy_temp_path $WORK;
+  fastcgi_temp_path $WORK;
+  uwsgi_temp_path $WORK;
+  scgi_temp_path $WORK;
+  server { listen 10.244.2.2:8080 backlog=4096; location / { return 200 "sink\n"; } }
+}
+NGINX
+  ip netns exec "$SINK" taskset -c 0 nginx -c "$WORK/nginx.conf"
 }
 
 kernel_mode() { # plain kernel router in the node namespace
@@ -90,30 +112,30 @@ kernel_reset() {
   ip netns exec "$NODE" conntrack -F >/dev/null 2>&1 || true
 }
 
-iptables_dnat() { # kube-proxy's iptables layout for $1 services
-  local n=$1
+iptables_dnat() { # kube-proxy's iptables layout for $1 services of protocol $2 (udp)
+  local n=$1 proto=${2:-udp}
   {
     echo "*nat"
     echo ":KUBE-SERVICES - [0:0]"
     for i in $(seq "$n"); do echo ":KUBE-SVC-$i - [0:0]"; echo ":KUBE-SEP-$i - [0:0]"; done
     echo "-A PREROUTING -j KUBE-SERVICES"
     for i in $(seq "$n"); do
-      echo "-A KUBE-SERVICES -d $(vip "$i")/32 -p udp -m udp --dport 80 -j KUBE-SVC-$i"
+      echo "-A KUBE-SERVICES -d $(vip "$i")/32 -p $proto -m $proto --dport 80 -j KUBE-SVC-$i"
       echo "-A KUBE-SVC-$i -j KUBE-SEP-$i"
-      echo "-A KUBE-SEP-$i -p udp -j DNAT --to-destination 10.244.2.2:8080"
+      echo "-A KUBE-SEP-$i -p $proto -j DNAT --to-destination 10.244.2.2:8080"
     done
     echo "COMMIT"
   } | ip netns exec "$NODE" iptables-nft-restore --noflush
 }
 
-nft_vmap() { # kube-proxy's nftables layout: one verdict map for $1 services
-  local n=$1
+nft_vmap() { # kube-proxy's nftables layout: one verdict map for $1 services of protocol $2
+  local n=$1 proto=${2:-udp}
   {
     echo "table ip kp {"
     echo " map svc { type ipv4_addr . inet_proto . inet_service : verdict; elements = {"
-    for i in $(seq "$n"); do printf '  %s . udp . 80 : goto sep%d,\n' "$(vip "$i")" "$i"; done
+    for i in $(seq "$n"); do printf '  %s . %s . 80 : goto sep%d,\n' "$(vip "$i")" "$proto" "$i"; done
     echo " }; }"
-    for i in $(seq "$n"); do echo " chain sep$i { meta l4proto udp dnat to 10.244.2.2:8080; }"; done
+    for i in $(seq "$n"); do echo " chain sep$i { meta l4proto $proto dnat to 10.244.2.2:8080; }"; done
     echo " chain pre { type nat hook prerouting priority -100; ip daddr . meta l4proto . th dport vmap @svc; }"
     echo "}"
   } | ip netns exec "$NODE" nft -f -
@@ -171,10 +193,9 @@ port = "sink"
 mac = "$SINK_MAC"
 ips = ["10.244.2.2"]
 labels = { app = "sink" }
-container_ports = [{ name = "udp", port = 8080, protocol = "UDP" }]
 TOML
     for i in $(seq "$n"); do
-      printf '[[services]]\nname = "s%d"\ncluster_ips = ["%s"]\nports = [{ port = 80, protocol = "UDP", target_port = 8080 }]\nendpoints = [{ pod = "sink" }]\n' "$i" "$(vip "$i")"
+      printf '[[services]]\nname = "s%d"\ncluster_ips = ["%s"]\nports = [{ name = "u", port = 80, protocol = "UDP", target_port = 8080 }, { name = "t", port = 80, target_port = 8080 }]\nendpoints = [{ pod = "sink" }]\n' "$i" "$(vip "$i")"
     done
     if [ "$rules" -gt 0 ]; then
       printf '[[policies]]\nname = "gen-egress"\npod_selector = { match_labels = { app = "gen" } }\npolicy_types = ["Egress"]\n'
@@ -232,10 +253,20 @@ measure() { # pps at the sink over SECS, traffic to $1
   echo $(( (after - before) / SECS ))
 }
 
+conns_direct() { # new TCP connections per second to $1:8080 over SECS (no service)
+  ip netns exec "$GEN" taskset -c 0 "$root/target/release/examples/connrate" "$1:8080" "$SECS" 2 \
+    | sed -n 's/.*rate=\([0-9]*\).*/\1/p'
+}
+
+conns() { # new TCP connections per second to $1:80 over SECS
+  ip netns exec "$GEN" taskset -c 0 "$root/target/release/examples/connrate" "$1:80" "$SECS" 2 \
+    | sed -n 's/.*rate=\([0-9]*\).*/\1/p'
+}
+
 declare -A RESULT
-runs() { # name, target VIP
-  local name=$1 target=$2 v=()
-  for _ in $(seq "$RUNS"); do v+=("$(measure "$target")"); done
+runs() { # name, target VIP [, conns]
+  local name=$1 target=$2 what=${3:-measure} v=()
+  for _ in $(seq "$RUNS"); do v+=("$($what "$target")"); done
   IFS=$'\n' read -r -d '' -a sorted < <(printf '%s\n' "${v[@]}" | sort -n && printf '\0')
   RESULT[$name]="${sorted[0]} ${sorted[$(( RUNS / 2 ))]} ${sorted[$(( RUNS - 1 ))]}"
   printf '%-46s %9s %9s %9s\n' "$name" "${sorted[0]}" "${sorted[$(( RUNS / 2 ))]}" "${sorted[$(( RUNS - 1 ))]}"
@@ -246,7 +277,7 @@ median() { echo "${RESULT[$1]}" | awk '{print $2}'; }
 echo "podswitch netns benchmark, $(date -u +%F), $(nproc) CPUs, $(uname -r); 64-byte UDP, $RUNS runs of ${SECS}s"
 printf '%-46s %9s %9s %9s\n' "path (packets/s at the sink)" min median max
 topology
-(cd "$root" && cargo build --release -q -p control --bin podswitchd)
+(cd "$root" && cargo build --release -q -p control --bin podswitchd && cargo build --release -q -p podswitch-benches --example connrate)
 
 for backend in afxdp afpacket; do
   psw_config "$backend" 1 0
@@ -264,6 +295,10 @@ for backend in afxdp afpacket; do
   runs "podswitch $backend pipeline, $MAX_SERVICES policy rules" "$(vip 1)"
   psw_stop
 done
+psw_config afxdp "$MAX_SERVICES" 0
+psw_start
+runs "conn/s: podswitch afxdp, $MAX_SERVICES services" "$(vip "$MAX_SERVICES")" conns
+psw_stop
 
 kernel_mode
 kernel_reset
@@ -280,6 +315,14 @@ kernel_reset
 forward_acl "$MAX_SERVICES"
 runs "kernel FORWARD chain, $MAX_SERVICES ACL rules" 10.244.2.2
 kernel_reset
+runs "conn/s: kernel forwarding, no DNAT" 10.244.2.2 conns_direct
+kernel_reset
+iptables_dnat "$MAX_SERVICES" tcp
+runs "conn/s: kernel + iptables DNAT, $MAX_SERVICES services" "$(vip "$MAX_SERVICES")" conns
+kernel_reset
+nft_vmap "$MAX_SERVICES" tcp
+runs "conn/s: kernel + nftables verdict map, $MAX_SERVICES services" "$(vip "$MAX_SERVICES")" conns
+kernel_reset
 
 echo
 echo "ratios of medians:"
@@ -290,5 +333,8 @@ ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "kernel + nftables verd
 ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "kernel forwarding"
 ratio "podswitch afxdp pipeline, $MAX_SERVICES policy rules" "kernel FORWARD chain, $MAX_SERVICES ACL rules"
 ratio "podswitch afpacket pipeline, $MAX_SERVICES services" "kernel + iptables DNAT, $MAX_SERVICES services"
+ratio "conn/s: podswitch afxdp, $MAX_SERVICES services" "conn/s: kernel + iptables DNAT, $MAX_SERVICES services"
+ratio "conn/s: podswitch afxdp, $MAX_SERVICES services" "conn/s: kernel + nftables verdict map, $MAX_SERVICES services"
+ratio "conn/s: podswitch afxdp, $MAX_SERVICES services" "conn/s: kernel forwarding, no DNAT"
 first=$(echo "$SERVICES" | awk '{print $1}')
 ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "podswitch afxdp pipeline, $first services"
