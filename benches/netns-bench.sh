@@ -4,7 +4,7 @@
 # (podswitch on AF_XDP or AF_PACKET, or the kernel forwarding with iptables / nftables), to a
 # sink namespace that counts them. Generator on CPU 0, forwarder on CPU 1.
 #
-#   benches/netns-bench.sh [-r RUNS] [-s SECONDS] [-n SERVICES_LIST]     (as root)
+#   benches/netns-bench.sh [-r RUNS] [-s SECONDS] [-n SERVICES_LIST] [-o all|pps|conn]   (root)
 #
 # Then new TCP connections per second from the generator namespace through a ClusterIP (the
 # last of the services) to nginx in the sink namespace, with benches/examples/connrate.
@@ -15,8 +15,10 @@ set -euo pipefail
 RUNS=3
 SECS=3
 SERVICES="1 1000 10000"
-while getopts "r:s:n:" o; do
+ONLY=all
+while getopts "r:s:n:o:" o; do
   case $o in
+    o) ONLY=$OPTARG ;;
     r) RUNS=$OPTARG ;;
     s) SECS=$OPTARG ;;
     n) SERVICES=$OPTARG ;;
@@ -66,6 +68,9 @@ topology() {
   done
   ip -n "$GEN" link set eth0 address $GEN_MAC up
   ip -n "$SINK" link set eth0 address $SINK_MAC up
+  # Stacks must finish their own checksums: podswitch reads frames, not skbs with offloads.
+  for ns in $GEN $SINK; do ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null 2>&1 || true; done
+  for i in in0 out0; do ip netns exec "$NODE" ethtool -K "$i" gro off >/dev/null 2>&1 || true; done
   for ns in $GEN $SINK; do ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1; done
   ip -n "$GEN" addr add 10.244.1.10/24 dev eth0
   ip -n "$GEN" route add default via 10.244.1.1
@@ -209,7 +214,7 @@ TOML
 
 psw_start() { # $@ extra args
   ip netns exec "$NODE" taskset -c 1 "$BIN" --config "$WORK/node.toml" --cpu 1 --pid-file "$WORK/psw.pid" \
-    --stats-file "$WORK/stats.txt" --busy-polls 100000 "$@" > "$WORK/psw.out" 2> "$WORK/psw.err" &
+    --stats-file "$WORK/stats.txt" --busy-polls "${BUSY:-100000}" "$@" > "$WORK/psw.out" 2> "$WORK/psw.err" &
   for _ in $(seq 300); do [ -s "$WORK/stats.txt" ] && break; sleep 0.1; done
   [ -s "$WORK/stats.txt" ] || { echo "podswitchd did not start:" >&2; cat "$WORK/psw.err" >&2; exit 1; }
 }
@@ -254,12 +259,12 @@ measure() { # pps at the sink over SECS, traffic to $1
 }
 
 conns_direct() { # new TCP connections per second to $1:8080 over SECS (no service)
-  ip netns exec "$GEN" taskset -c 0 "$root/target/release/examples/connrate" "$1:8080" "$SECS" 2 \
+  ip netns exec "$GEN" taskset -c 0 "$root/target/release/examples/connrate" "$1:8080" "$SECS" 8 \
     | sed -n 's/.*rate=\([0-9]*\).*/\1/p'
 }
 
 conns() { # new TCP connections per second to $1:80 over SECS
-  ip netns exec "$GEN" taskset -c 0 "$root/target/release/examples/connrate" "$1:80" "$SECS" 2 \
+  ip netns exec "$GEN" taskset -c 0 "$root/target/release/examples/connrate" "$1:80" "$SECS" 8 \
     | sed -n 's/.*rate=\([0-9]*\).*/\1/p'
 }
 
@@ -279,6 +284,7 @@ printf '%-46s %9s %9s %9s\n' "path (packets/s at the sink)" min median max
 topology
 (cd "$root" && cargo build --release -q -p control --bin podswitchd && cargo build --release -q -p podswitch-benches --example connrate)
 
+if [ "$ONLY" != conn ]; then
 for backend in afxdp afpacket; do
   psw_config "$backend" 1 0
   psw_start --bare-forward
@@ -295,13 +301,19 @@ for backend in afxdp afpacket; do
   runs "podswitch $backend pipeline, $MAX_SERVICES policy rules" "$(vip 1)"
   psw_stop
 done
+fi
+if [ "$ONLY" != pps ]; then
 psw_config afxdp "$MAX_SERVICES" 0
-psw_start
+# Connection tests leave the second core to the kernel half of the time: the receiving
+# namespaces' TCP work runs in softirq on the CPU that transmits, the worker's.
+BUSY=${CONN_BUSY:-1000} psw_start
 runs "conn/s: podswitch afxdp, $MAX_SERVICES services" "$(vip "$MAX_SERVICES")" conns
 psw_stop
+fi
 
 kernel_mode
 kernel_reset
+if [ "$ONLY" != conn ]; then
 runs "kernel forwarding" 10.244.2.2
 for n in $SERVICES; do
   kernel_reset
@@ -314,6 +326,8 @@ runs "kernel + nftables verdict map, $MAX_SERVICES services" "$(vip "$MAX_SERVIC
 kernel_reset
 forward_acl "$MAX_SERVICES"
 runs "kernel FORWARD chain, $MAX_SERVICES ACL rules" 10.244.2.2
+fi
+if [ "$ONLY" != pps ]; then
 kernel_reset
 runs "conn/s: kernel forwarding, no DNAT" 10.244.2.2 conns_direct
 kernel_reset
@@ -322,11 +336,12 @@ runs "conn/s: kernel + iptables DNAT, $MAX_SERVICES services" "$(vip "$MAX_SERVI
 kernel_reset
 nft_vmap "$MAX_SERVICES" tcp
 runs "conn/s: kernel + nftables verdict map, $MAX_SERVICES services" "$(vip "$MAX_SERVICES")" conns
+fi
 kernel_reset
 
 echo
 echo "ratios of medians:"
-ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" -v n1="$1" -v n2="$2" 'BEGIN { if (b > 0) printf "  %-46s / %-40s = %.2f\n", n1, n2, a / b }'; }
+ratio() { [ -n "${RESULT[$1]:-}" ] && [ -n "${RESULT[$2]:-}" ] || return 0; awk -v a="$(median "$1")" -v b="$(median "$2")" -v n1="$1" -v n2="$2" 'BEGIN { if (b > 0) printf "  %-46s / %-40s = %.2f\n", n1, n2, a / b }'; }
 ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "podswitch afxdp bare forward (no tables)"
 ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "kernel + iptables DNAT, $MAX_SERVICES services"
 ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "kernel + nftables verdict map, $MAX_SERVICES services"

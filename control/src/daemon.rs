@@ -56,6 +56,7 @@ pub fn run_pcap(built: Built) -> Result<(Report, switch_core::snapshot::Tables),
         .iter()
         .map(|p: &PortSpec| PcapPort { port: p.id, input: p.pcap_in.clone(), output: p.pcap_out.clone() })
         .collect();
+    let built_ports = built.ports.len();
     let mut be =
         PcapBackend::open(&files, built.ports.len(), BATCH * 2).map_err(|e| DaemonError::Backend(e.to_string()))?;
     // Captures are one queue: one worker processes them in order.
@@ -73,6 +74,7 @@ pub fn run_pcap(built: Built) -> Result<(Report, switch_core::snapshot::Tables),
         conntrack_capacity: ct.capacity(),
         conntrack_evicted: ct.stats.evicted,
         generation: cell.generation(),
+        port_modes: vec!["pcap".to_string(); built_ports],
     };
     Ok((report, built.tables))
 }

@@ -102,24 +102,33 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
                 };
                 match xdp {
                     Some(mut be) => {
-                        for m in &be.modes {
-                            log(&format!(
-                                "{}: afxdp, {} XDP, {}",
-                                m.interface,
-                                m.xdp.name(),
-                                if m.zero_copy { "zero-copy" } else { "copy mode" }
-                            ));
+                        let mut modes = vec![String::new(); nports];
+                        for (m, (p, _)) in be.modes.iter().zip(&interfaces) {
+                            let copy = if m.zero_copy { "zero-copy" } else { "copy" };
+                            log(&format!("{}: afxdp, {} XDP, {copy} mode", m.interface, m.xdp.name()));
+                            if let Some(slot) = modes.get_mut(p.index()) {
+                                *slot = format!("afxdp {} {copy}", m.xdp.name());
+                            }
                         }
                         let _ = ready_tx.send(Ok(()));
-                        worker_loop(&mut be, &mut w, &cell, &stop, &shared, &opts);
+                        worker_loop(
+                            &mut be,
+                            &mut w,
+                            &Loop { cell: &cell, stop: &stop, shared: &shared, opts: &opts, modes: &modes },
+                        );
                     }
                     None => match AfPacketBackend::open(&interfaces, nports, BATCH * 4) {
                         Ok(mut be) => {
                             for (_, i) in &interfaces {
                                 log(&format!("{i}: afpacket (TPACKET_V2 rings)"));
                             }
+                            let modes = vec!["afpacket tpacket_v2".to_string(); nports];
                             let _ = ready_tx.send(Ok(()));
-                            worker_loop(&mut be, &mut w, &cell, &stop, &shared, &opts);
+                            worker_loop(
+                                &mut be,
+                                &mut w,
+                                &Loop { cell: &cell, stop: &stop, shared: &shared, opts: &opts, modes: &modes },
+                            );
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -160,14 +169,17 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
     Ok((report, tables))
 }
 
-fn worker_loop<B: Backend>(
-    be: &mut B,
-    w: &mut Worker,
-    cell: &SnapshotCell,
-    stop: &AtomicBool,
-    shared: &Mutex<Option<Report>>,
-    opts: &LiveOptions,
-) {
+/// What a worker loop shares with the main thread.
+struct Loop<'a> {
+    cell: &'a SnapshotCell,
+    stop: &'a AtomicBool,
+    shared: &'a Mutex<Option<Report>>,
+    opts: &'a LiveOptions,
+    modes: &'a [String],
+}
+
+fn worker_loop<B: Backend>(be: &mut B, w: &mut Worker, l: &Loop<'_>) {
+    let Loop { cell, stop, shared, opts, modes } = *l;
     let mut batch: Batch<B::Buf> = Batch::with_capacity(BATCH);
     let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BATCH];
     let start = Instant::now();
@@ -196,13 +208,13 @@ fn worker_loop<B: Backend>(
         }
         if last_publish.elapsed() >= Duration::from_millis(200) {
             last_publish = Instant::now();
-            publish(w, shared, cell);
+            publish(w, shared, cell, modes);
         }
     }
-    publish(w, shared, cell);
+    publish(w, shared, cell, modes);
 }
 
-fn publish(w: &Worker, shared: &Mutex<Option<Report>>, cell: &SnapshotCell) {
+fn publish(w: &Worker, shared: &Mutex<Option<Report>>, cell: &SnapshotCell, modes: &[String]) {
     let ct = w.conntrack();
     let r = Report {
         stats: w.stats().clone(),
@@ -210,6 +222,7 @@ fn publish(w: &Worker, shared: &Mutex<Option<Report>>, cell: &SnapshotCell) {
         conntrack_capacity: ct.capacity(),
         conntrack_evicted: ct.stats.evicted,
         generation: cell.generation(),
+        port_modes: modes.to_vec(),
     };
     if let Ok(mut g) = shared.lock() {
         *g = Some(r);

@@ -14,6 +14,8 @@ pub struct Report {
     pub conntrack_capacity: usize,
     pub conntrack_evicted: u64,
     pub generation: u64,
+    /// How each port's I/O was set up, e.g. `afxdp native copy`, by port index.
+    pub port_modes: Vec<String>,
 }
 
 impl Report {
@@ -32,6 +34,9 @@ impl Report {
                 p.tx_bytes,
                 p.dropped()
             );
+            if let Some(m) = self.port_modes.get(i) {
+                let _ = writeln!(s, "io {} {m}", name(i));
+            }
         }
         for r in DropReason::ALL {
             for (i, p) in self.stats.ports.iter().enumerate() {

@@ -94,7 +94,13 @@ pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
     // SAFETY: `l` is a valid linger struct passed with its exact size; `fd` is only used for
     // this call and the caller owns it.
     let r = unsafe {
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, (&l as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as libc::socklen_t)
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
     };
     if r < 0 {
         Err(io::Error::last_os_error())
