@@ -8,26 +8,9 @@ log() { printf '\n== %s ==\n' "$*"; }
 
 # Real peers the tests use: tshark decodes every output capture independently of our parser;
 # nginx, curl, iperf3, ping and ethtool run in the network-namespace tests.
-missing=()
-for t in tshark:tshark nginx:nginx-light curl:curl iperf3:iperf3 ping:iputils-ping ethtool:ethtool ip:iproute2; do
-  command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing ${missing[*]}"
-    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-    # Installing nginx must not start a server in the root namespace.
-    guard=
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
-  else
-    echo "missing ${missing[*]} and cannot install here (need root and apt-get)" >&2
-    [ "${CI:-}" = true ] && exit 1
-  fi
+. netns-scripts/install-tools.sh
+if ! install_tools tshark:tshark nginx:nginx-light curl:curl iperf3:iperf3 ping:iputils-ping ethtool:ethtool ip:iproute2; then
+  [ "${CI:-}" = true ] && exit 1
 fi
 
 for c in rustfmt clippy; do

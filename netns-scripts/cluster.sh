@@ -45,21 +45,9 @@ in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 need() {
   [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 3; }
-  local missing=()
-  for t in ip:iproute2 ethtool:ethtool nginx:nginx-light curl:curl iperf3:iperf3 ping:iputils-ping; do
-    command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  command -v apt-get >/dev/null || { echo "missing ${missing[*]} and no apt-get to install them" >&2; exit 3; }
-  echo "installing ${missing[*]}"
-  local guard=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    # Installing nginx must not start a server in the root namespace.
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
+  # shellcheck source=install-tools.sh
+  . "$here/install-tools.sh"
+  install_tools ip:iproute2 ethtool:ethtool nginx:nginx-light curl:curl iperf3:iperf3 ping:iputils-ping || exit 3
 }
 
 write_config() {

@@ -118,18 +118,14 @@ fn main() -> ExitCode {
         if let Some(p) = &args.pid_file {
             let _ = std::fs::remove_file(p);
         }
-        return match result {
-            Ok((report, tables)) => {
-                print!("{}", report.render(&tables));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("podswitchd: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return finish(result);
     }
-    match control::daemon::run_pcap(built) {
+    finish(control::daemon::run_pcap(built))
+}
+
+/// Prints the final counters, or the error that stopped the run.
+fn finish<E: std::fmt::Display>(r: Result<(control::report::Report, switch_core::snapshot::Tables), E>) -> ExitCode {
+    match r {
         Ok((report, tables)) => {
             print!("{}", report.render(&tables));
             ExitCode::SUCCESS
