@@ -4,7 +4,7 @@
 # namespaces this script creates (no address or route in the root namespace, no route out),
 # and `down` removes exactly what `up` made, by name and PID.
 #
-#   cluster.sh up    [-p PREFIX] [-d RUNDIR] [-b BIN] [-m afpacket|afxdp|auto]
+#   cluster.sh up    [-p PREFIX] [-d RUNDIR] [-b BIN] [-m afpacket|afxdp|auto] [-q QUEUES]
 #                                                       build, configure, start
 #   cluster.sh down  [-p PREFIX] [-d RUNDIR]            stop and delete (safe to repeat)
 #   cluster.sh check [-p PREFIX] [-d RUNDIR]            curl the ClusterIP from the client
@@ -17,10 +17,12 @@ PREFIX=psw
 RUNDIR=
 BIN=
 MODE=afpacket
+QUEUES=1
 cmd=${1:-}
 shift || true
-while getopts "p:d:b:m:" o; do
+while getopts "p:d:b:m:q:" o; do
   case $o in
+    q) QUEUES=$OPTARG ;;
     m) MODE=$OPTARG ;;
     p) PREFIX=$OPTARG ;;
     d) RUNDIR=$OPTARG ;;
@@ -115,7 +117,8 @@ up() {
     in_ns "$ns" ip link set lo up
     # Create the pair inside the node namespace, then move the pod end: nothing is ever in
     # the root namespace.
-    in_ns "$NODE" ip link add "sw-$p" type veth peer name "eth0" netns "$ns"
+    in_ns "$NODE" ip link add "sw-$p" numrxqueues "$QUEUES" numtxqueues "$QUEUES" type veth \
+      peer name "eth0" numrxqueues "$QUEUES" numtxqueues "$QUEUES" netns "$ns"
     in_ns "$NODE" sysctl -qw "net.ipv6.conf.sw-$p.disable_ipv6=1"
     in_ns "$NODE" ip link set "sw-$p" address "$ROUTER_MAC" up
     in_ns "$NODE" ethtool -K "sw-$p" gro off tx off >/dev/null 2>&1 || true

@@ -22,7 +22,7 @@ fn script() -> PathBuf {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cluster {
-    fn up(name: &str, mode: &str) -> Option<Cluster> {
+    fn up(name: &str, mode: &str, queues: u32) -> Option<Cluster> {
         let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
         let tools = ["ip", "ethtool", "nginx", "curl", "iperf3", "ping"].iter().all(|t| {
             Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
@@ -38,7 +38,8 @@ impl Cluster {
         let prefix = format!("pswt{}{}", std::process::id(), &mode[2..4]);
         let rundir = std::env::temp_dir().join(format!("{prefix}-run"));
         let c = Cluster { prefix, rundir };
-        let o = c.script(&["up", "-m", mode]);
+        let q = queues.to_string();
+        let o = c.script(&["up", "-m", mode, "-q", &q]);
         assert!(
             o.status.success(),
             "cluster up failed: {}\n{}",
@@ -132,12 +133,19 @@ from = [{ pod_selector = { match_labels = { app = "monitoring" } } }]
 #[test]
 fn pods_talk_through_podswitch_on_af_xdp() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_xdp", "afxdp") else { return };
+    // Two-queue veths: native XDP spreads frames by the sender's CPU, so both queues carry
+    // traffic, each with its own socket.
+    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_xdp", "afxdp", 2) else { return };
     assert!(
-        c.log().contains("native XDP, copy mode"),
+        c.log().contains("native XDP, copy mode, 2 queue(s)"),
         "veth: native XDP, copy mode after zero-copy is refused: {}",
         c.log()
     );
+    assert!(c.stats().contains("io client afxdp native copy queues=2"), "the mode is in the counters: {}", c.stats());
+    for cpu in ["0", "1"] {
+        let o = c.exec("client", &["taskset", "-c", cpu, "curl", "-sS", "--max-time", "3", "http://10.96.0.10/"]);
+        assert!(o.status.success(), "curl from CPU {cpu}: {}", String::from_utf8_lossy(&o.stderr));
+    }
     assert!(c.log().contains("zero-copy refused"), "the fallback is logged: {}", c.log());
     assert_eq!(c.xdp_attached(), 4, "one program per port");
     scenario(&c);
@@ -154,7 +162,7 @@ fn pods_talk_through_podswitch_on_af_xdp() {
 #[test]
 fn pods_talk_through_podswitch_on_af_packet() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_packet", "afpacket") else { return };
+    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_packet", "afpacket", 1) else { return };
     assert!(c.log().contains("afpacket (TPACKET_V2 rings)"), "{}", c.log());
     scenario(&c);
 }

@@ -105,9 +105,14 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
                         let mut modes = vec![String::new(); nports];
                         for (m, (p, _)) in be.modes.iter().zip(&interfaces) {
                             let copy = if m.zero_copy { "zero-copy" } else { "copy" };
-                            log(&format!("{}: afxdp, {} XDP, {copy} mode", m.interface, m.xdp.name()));
+                            log(&format!(
+                                "{}: afxdp, {} XDP, {copy} mode, {} queue(s)",
+                                m.interface,
+                                m.xdp.name(),
+                                m.queues
+                            ));
                             if let Some(slot) = modes.get_mut(p.index()) {
-                                *slot = format!("afxdp {} {copy}", m.xdp.name());
+                                *slot = format!("afxdp {} {copy} queues={}", m.xdp.name(), m.queues);
                             }
                         }
                         let _ = ready_tx.send(Ok(()));

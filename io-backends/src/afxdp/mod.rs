@@ -20,13 +20,25 @@ use switch_core::pipeline::Verdict;
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
-/// UMEM frames per worker (32 MiB).
-const FRAMES: usize = 8192;
+/// UMEM frames per worker (64 MiB).
+const FRAMES: usize = 16384;
 const RING: u32 = 2048;
-/// Frames each port's fill ring is kept stocked with; the rest of the UMEM is for frames in
-/// flight (in a batch or a TX ring). Refilling only up to this level keeps idle ports from
-/// hoarding frames a busy port needs.
+/// Frames each port's fill rings are kept stocked with (shared among its queues); the rest of
+/// the UMEM is for frames in flight (in a batch or a TX ring). Refilling only up to this level
+/// keeps idle ports from hoarding frames a busy port needs.
 const FILL_TARGET: usize = 1024;
+/// The least a queue's fill ring is stocked with.
+const FILL_MIN: usize = 256;
+/// Queues served per port at most.
+const MAX_QUEUES: usize = 64;
+
+/// Receive queues of `ifname`, from sysfs (1 when it cannot be read).
+fn rx_queues(ifname: &str) -> usize {
+    std::fs::read_dir(format!("/sys/class/net/{ifname}/queues"))
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+        .unwrap_or(1)
+        .clamp(1, MAX_QUEUES)
+}
 
 /// How a port was set up, for logs and counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,19 +46,29 @@ pub struct PortMode {
     pub interface: String,
     pub xdp: XdpMode,
     pub zero_copy: bool,
+    /// Receive queues, one socket each.
+    pub queues: usize,
 }
 
-struct XdpPort {
-    port: PortId,
+/// One AF_XDP socket: a queue of a port, with its rings.
+struct XdpQueue {
     rx: RingRx,
     tx: RingTx,
     fq: DeviceQueue,
     user: User,
+    /// Frames in this queue's fill ring (given, not yet received back).
+    in_fill: usize,
+}
+
+/// A port: one socket per receive queue (the XDP program redirects each queue's frames to its
+/// own socket); transmission uses the first.
+struct XdpPort {
+    port: PortId,
+    queues: Vec<XdpQueue>,
     _prog: XdpProgram,
     pending: Vec<XdpDesc>,
-    /// Frames in this port's fill ring (given, not yet received back).
-    in_fill: usize,
     zero_copy: bool,
+    fill_target: usize,
 }
 
 /// The AF_XDP backend of one worker.
@@ -98,46 +120,52 @@ impl AfXdpBackend {
         let umem = unsafe { Umem::new(cfg, area.as_slice_ptr()) }.map_err(errno)?;
         let mut v: Vec<Option<XdpPort>> = (0..ports).map(|_| None).collect();
         let mut modes = Vec::new();
-        for (i, (port, name)) in interfaces.iter().enumerate() {
+        let mut first = true;
+        for (port, name) in interfaces {
             let ifindex = sys::ifindex(name)?;
-            let mut info = IfInfo::invalid();
-            info.from_ifindex(ifindex).map_err(errno)?;
-            info.set_queue(0);
-            let sock = if i == 0 { Socket::with_shared(&info, &umem) } else { Socket::new(&info) }.map_err(errno)?;
-            let fq = umem.fq_cq(&sock).map_err(errno)?;
-            // The UMEM owner picks copy or zero-copy and need_wakeup; sockets sharing the UMEM
-            // bind with no flags (the kernel refuses them there).
-            let bind_flags = if i == 0 {
-                SocketConfig::XDP_BIND_NEED_WAKEUP
-                    | if zero_copy { SocketConfig::XDP_BIND_ZEROCOPY } else { SocketConfig::XDP_BIND_COPY }
-            } else {
-                0
-            };
-            let scfg = SocketConfig { rx_size: NonZeroU32::new(RING), tx_size: NonZeroU32::new(RING), bind_flags };
-            let user = umem.rx_tx(&sock, &scfg).map_err(errno)?;
-            let rx = user.map_rx().map_err(errno)?;
-            let tx = user.map_tx().map_err(errno)?;
-            umem.bind(&user).map_err(errno)?;
-            let prog = match XdpProgram::attach(ifindex, 1, XdpMode::Native) {
+            let nq = rx_queues(name);
+            let mut queues = Vec::with_capacity(nq);
+            for q in 0..nq {
+                let mut info = IfInfo::invalid();
+                info.from_ifindex(ifindex).map_err(errno)?;
+                info.set_queue(q as u32);
+                let sock = if first { Socket::with_shared(&info, &umem) } else { Socket::new(&info) }.map_err(errno)?;
+                let fq = umem.fq_cq(&sock).map_err(errno)?;
+                // The UMEM owner picks copy or zero-copy and need_wakeup; sockets sharing the
+                // UMEM bind with no flags (the kernel refuses them there).
+                let bind_flags = if first {
+                    SocketConfig::XDP_BIND_NEED_WAKEUP
+                        | if zero_copy { SocketConfig::XDP_BIND_ZEROCOPY } else { SocketConfig::XDP_BIND_COPY }
+                } else {
+                    0
+                };
+                first = false;
+                let scfg = SocketConfig { rx_size: NonZeroU32::new(RING), tx_size: NonZeroU32::new(RING), bind_flags };
+                let user = umem.rx_tx(&sock, &scfg).map_err(errno)?;
+                let rx = user.map_rx().map_err(errno)?;
+                let tx = user.map_tx().map_err(errno)?;
+                umem.bind(&user).map_err(errno)?;
+                queues.push(XdpQueue { rx, tx, fq, user, in_fill: 0 });
+            }
+            let prog = match XdpProgram::attach(ifindex, nq as u32, XdpMode::Native) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("podswitchd: afxdp: {name}: native XDP refused ({e}); using generic mode");
-                    XdpProgram::attach(ifindex, 1, XdpMode::Generic)?
+                    XdpProgram::attach(ifindex, nq as u32, XdpMode::Generic)?
                 }
             };
-            prog.set_socket(0, user.as_raw_fd())?;
-            modes.push(PortMode { interface: name.clone(), xdp: prog.mode, zero_copy });
+            for (q, xq) in queues.iter().enumerate() {
+                prog.set_socket(q as u32, xq.user.as_raw_fd())?;
+            }
+            modes.push(PortMode { interface: name.clone(), xdp: prog.mode, zero_copy, queues: nq });
             if let Some(slot) = v.get_mut(port.index()) {
                 *slot = Some(XdpPort {
                     port: *port,
-                    rx,
-                    tx,
-                    fq,
-                    user,
+                    queues,
                     _prog: prog,
                     pending: Vec::with_capacity(switch_core::pipeline::BATCH),
-                    in_fill: 0,
                     zero_copy,
+                    fill_target: (FILL_TARGET / nq).max(FILL_MIN),
                 });
             }
         }
@@ -145,7 +173,9 @@ impl AfXdpBackend {
         let mut free: Vec<u64> = (0..area.frames() as u64).map(|f| f * FRAME_SIZE as u64).collect();
         for &i in &order {
             if let Some(p) = v[i].as_mut() {
-                p.in_fill += fill(&mut p.fq, &mut free, FILL_TARGET);
+                for q in &mut p.queues {
+                    q.in_fill += fill(&mut q.fq, &mut free, p.fill_target);
+                }
             }
         }
         Ok(AfXdpBackend { ports: v, order, free, _umem: umem, area, modes, next: 0 })
@@ -153,7 +183,8 @@ impl AfXdpBackend {
 
     fn reap_completions(&mut self) {
         for p in self.ports.iter_mut().flatten() {
-            let mut c = p.fq.complete(RING);
+            // Only the first queue transmits, so only its completion ring has frames.
+            let mut c = p.queues[0].fq.complete(RING);
             while let Some(addr) = c.read() {
                 self.free.push(addr & !(FRAME_SIZE as u64 - 1));
             }
@@ -192,26 +223,28 @@ impl Backend for AfXdpBackend {
         for k in 0..count {
             let idx = self.order[(self.next + k) % count];
             let Some(p) = self.ports[idx].as_mut() else { continue };
-            let want = FILL_TARGET.saturating_sub(p.in_fill);
-            p.in_fill += fill(&mut p.fq, &mut self.free, want);
-            let room = (batch.capacity() - batch.len()) as u32;
-            if room == 0 {
-                break;
-            }
-            let mut r = p.rx.receive(room);
-            while let Some(d) = r.read() {
-                p.in_fill = p.in_fill.saturating_sub(1);
-                // SAFETY: the kernel handed this frame to us through the RX ring; it is in no
-                // other ring until we put it on a TX or fill ring, and RX data never crosses
-                // its frame.
-                let buf = unsafe { self.area.frame(d.addr, d.len, p.port) };
-                if let Err(b) = batch.push(buf) {
-                    self.free.push(b.frame_addr());
-                } else {
-                    n += 1;
+            for q in &mut p.queues {
+                let want = p.fill_target.saturating_sub(q.in_fill);
+                q.in_fill += fill(&mut q.fq, &mut self.free, want);
+                let room = (batch.capacity() - batch.len()) as u32;
+                if room == 0 {
+                    break;
                 }
+                let mut r = q.rx.receive(room);
+                while let Some(d) = r.read() {
+                    q.in_fill = q.in_fill.saturating_sub(1);
+                    // SAFETY: the kernel handed this frame to us through the RX ring; it is in
+                    // no other ring until we put it on a TX or fill ring, and RX data never
+                    // crosses its frame.
+                    let buf = unsafe { self.area.frame(d.addr, d.len, p.port) };
+                    if let Err(b) = batch.push(buf) {
+                        self.free.push(b.frame_addr());
+                    } else {
+                        n += 1;
+                    }
+                }
+                r.release();
             }
-            r.release();
         }
         if count > 0 {
             self.next = (self.next + 1) % count;
@@ -245,7 +278,8 @@ impl Backend for AfXdpBackend {
             if p.pending.is_empty() {
                 continue;
             }
-            let mut w = p.tx.transmit(p.pending.len() as u32);
+            let tx = &mut p.queues[0].tx;
+            let mut w = tx.transmit(p.pending.len() as u32);
             let room = (w.capacity() as usize).min(p.pending.len());
             let sent = w.insert(p.pending[..room].iter().copied()) as usize;
             w.commit();
@@ -261,10 +295,10 @@ impl Backend for AfXdpBackend {
             // until the ring drains (a few calls per batch). Zero-copy needs a kick only when
             // the kernel asks for one.
             for _ in 0..8 {
-                if p.tx.pending() == 0 || (p.zero_copy && !p.tx.needs_wakeup()) {
+                if tx.pending() == 0 || (p.zero_copy && !tx.needs_wakeup()) {
                     break;
                 }
-                p.tx.wake();
+                tx.wake();
             }
         }
         self.reap_completions();
@@ -272,7 +306,8 @@ impl Backend for AfXdpBackend {
     }
 
     fn wait(&mut self, timeout_ms: i32) {
-        let fds: Vec<i32> = self.ports.iter().flatten().map(|p| p.user.as_raw_fd()).collect();
+        let fds: Vec<i32> =
+            self.ports.iter().flatten().flat_map(|p| p.queues.iter().map(|q| q.user.as_raw_fd())).collect();
         let _ = sys::poll_readable(&fds, timeout_ms);
     }
 }
