@@ -159,7 +159,7 @@ NGINX
   echo "$MODE" > "$RUNDIR/mode"
   write_config
   in_ns "$NODE" "$BIN" --config "$RUNDIR/node.toml" --stats-file "$RUNDIR/stats.txt" \
-    --pid-file "$RUNDIR/podswitchd.pid" --busy-polls 200 > "$RUNDIR/podswitchd.out" 2> "$RUNDIR/podswitchd.err" &
+    --pid-file "$RUNDIR/podswitchd.pid" --metrics 127.0.0.1:9464 --busy-polls 200 > "$RUNDIR/podswitchd.out" 2> "$RUNDIR/podswitchd.err" &
   for _ in $(seq 50); do
     [ -s "$RUNDIR/stats.txt" ] && [ -s "$RUNDIR/podswitchd.pid" ] && break
     sleep 0.1

@@ -215,6 +215,15 @@ fn scenario(c: &Cluster) {
         after = c.counter("drop policy_denied_ingress port=client count=");
     }
     assert!(after > before, "denial counted under policy_denied_ingress: {}", c.stats());
+    // The same counter over Prometheus, served on the node namespace's loopback.
+    let ns = format!("{}-node", c.prefix);
+    let o = Command::new("ip")
+        .args(["netns", "exec", &ns, "curl", "-sS", "--max-time", "3", "http://127.0.0.1:9464/metrics"])
+        .output()
+        .unwrap();
+    let m = String::from_utf8_lossy(&o.stdout);
+    assert!(m.contains("podswitch_drops_total{port=\"client\",reason=\"policy_denied_ingress\"}"), "metrics: {m}");
+    assert!(m.contains("podswitch_port_rx_packets_total{port=\"client\"}"), "metrics: {m}");
     c.reload_with("");
     let (code, body) = c.curl("http://10.96.0.10/", 3);
     assert_eq!(code, 0, "access restored: {body}");

@@ -10,5 +10,6 @@ pub mod daemon;
 pub mod demo;
 pub mod error;
 pub mod live;
+pub mod metrics;
 pub mod publish;
 pub mod report;

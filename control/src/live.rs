@@ -30,6 +30,8 @@ pub struct LiveOptions {
     pub idle_wait_ms: i32,
     /// Pin the worker to this CPU.
     pub cpu: Option<usize>,
+    /// Serve Prometheus metrics on this loopback address.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Benchmark baseline: send every frame out of the paired port (0<->1, 2<->3, ...) with no
     /// pipeline at all, to measure the I/O alone.
     pub bare_forward: bool,
@@ -155,11 +157,33 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
         }
     }
 
+    let apply_ns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let src = crate::metrics::Sources {
+                report: Arc::clone(&shared),
+                cell: Arc::clone(&cell),
+                apply_ns: Arc::clone(&apply_ns),
+                stop: Arc::clone(&stop),
+            };
+            match crate::metrics::serve(addr, src) {
+                Ok(h) => {
+                    log(&format!("metrics on http://{addr}/metrics"));
+                    Some(h)
+                }
+                Err(e) => {
+                    log(&format!("metrics not served on {addr}: {e}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if reload.swap(false, Ordering::Relaxed) {
-            apply_reload(&opts.config, &cell, &port_names);
+            apply_reload(&opts.config, &cell, &port_names, &apply_ns);
         }
         if last_stats.elapsed() >= Duration::from_millis(500) {
             last_stats = Instant::now();
@@ -167,6 +191,9 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
         }
     }
     worker.join().map_err(|_| LiveError::Worker)?;
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
     write_stats(opts.stats_file.as_deref(), &shared, &cell);
     let report = shared.lock().map_err(|_| LiveError::Worker)?.clone().ok_or(LiveError::Worker)?;
     let tables = (**cell.load()).clone();
@@ -250,7 +277,13 @@ fn write_stats(path: Option<&Path>, shared: &Mutex<Option<Report>>, cell: &Snaps
 }
 
 /// SIGHUP: rebuild from the config file; publish only if it is valid and keeps the same ports.
-fn apply_reload(config: &Path, cell: &SnapshotCell, ports: &[(String, String)]) {
+fn apply_reload(
+    config: &Path,
+    cell: &SnapshotCell,
+    ports: &[(String, String)],
+    apply_ns: &std::sync::atomic::AtomicU64,
+) {
+    let t0 = Instant::now();
     match build::load(config, cell.generation() + 1) {
         Ok(b) => {
             let same = b.ports.len() == ports.len()
@@ -263,7 +296,9 @@ fn apply_reload(config: &Path, cell: &SnapshotCell, ports: &[(String, String)]) 
                 return;
             }
             let g = cell.publish(b.tables);
-            log(&format!("reloaded {}: generation {g}", config.display()));
+            let took = t0.elapsed();
+            apply_ns.store(took.as_nanos() as u64, Ordering::Relaxed);
+            log(&format!("reloaded {}: generation {g} in {:.1} ms", config.display(), took.as_secs_f64() * 1e3));
         }
         Err(e) => log(&format!("reload rejected, running tables kept: {e}")),
     }

@@ -28,6 +28,9 @@ struct Args {
     /// With live ports: empty polls before the worker blocks.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     busy_polls: u32,
+    /// With live ports: serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// With live ports, for benchmarks only: forward each frame to the paired port (0<->1,
     /// 2<->3, ...) without the pipeline, to measure the I/O path alone.
     #[arg(long)]
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
             idle_wait_ms: 10,
             cpu: args.cpu,
             bare_forward: args.bare_forward,
+            metrics: args.metrics,
         };
         let result = control::live::run(built, &opts);
         if let Some(p) = &args.pid_file {
