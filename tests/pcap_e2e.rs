@@ -388,3 +388,47 @@ fn demo_runs_and_reports() {
     assert!(run.stdout.contains("event encapsulated=1"), "{}", run.stdout);
     assert!(run.stdout.contains("drop policy_denied_ingress port=pod-b count=1"));
 }
+
+#[test]
+fn icmp_error_from_a_backend_is_translated_back() {
+    if !tshark_ready("icmp_related") {
+        return;
+    }
+    let c = run_case("related", VXLAN_CFG, |_| {
+        let q = IpFrame::new(a_mac(), gw(), ip("10.244.1.2"), ip("10.96.0.10"), L4Repr::Udp { sport: 5300, dport: 53 })
+            .with_payload(b"query")
+            .build();
+        // What b received after DNAT (only b has the named dns port), quoted in its error.
+        let mut seen =
+            IpFrame::new(gw(), b_mac(), ip("10.244.1.2"), ip("10.244.1.3"), L4Repr::Udp { sport: 5300, dport: 5353 })
+                .with_payload(b"query");
+        seen.ttl = 63;
+        let seen = seen.build();
+        let mut body = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&seen[14..14 + 28]);
+        let ck = switch_core::wire::checksum::checksum(&body);
+        body[2..4].copy_from_slice(&ck.to_be_bytes());
+        let mut err = vec![0u8; 34];
+        switch_core::wire::ethernet::write_header(&mut err, gw(), b_mac(), 0x0800);
+        switch_core::wire::ipv4::write_header(
+            &mut err[14..],
+            "10.244.1.3".parse().unwrap(),
+            "10.244.1.2".parse().unwrap(),
+            proto::ICMP,
+            body.len(),
+            64,
+        );
+        err.extend_from_slice(&body);
+        vec![("pod-a", 1, q), ("pod-b", 2, err)]
+    });
+    let rows = tshark_fields(
+        &c.out("pod-a"),
+        &["ip.src", "ip.dst", "icmp.type", "icmp.checksum.status", "udp.srcport", "udp.dstport", "ip.checksum.status"],
+    );
+    assert_eq!(rows.len(), 1, "{}", c.run.stdout);
+    let r = &rows[0];
+    assert_eq!(r[0], "10.96.0.10|10.244.1.2", "outer from the VIP, quoted from the client");
+    assert_eq!(r[1], "10.244.1.2|10.96.0.10");
+    assert_eq!((r[2].as_str(), r[3].as_str(), r[4].as_str(), r[5].as_str()), ("3", GOOD, "5300", "53"));
+    assert_eq!(r[6], "1|1", "outer and quoted IPv4 checksums");
+}

@@ -16,6 +16,32 @@ pub(crate) fn warm_entry(ct: &Conntrack, c: &mut PacketCtx) {
     c.warm ^= ct.warm_entry(c.ct_hash);
 }
 
+/// An ICMP error quoting a packet of a tracked flow is "related": it passes like the flow's
+/// replies, with the quoted packet (and, after source NAT, the error's destination) translated
+/// back to what the flow's sender knows.
+pub(crate) fn related(ct: &Conntrack, frame: &[u8], c: &mut PacketCtx, now: u64) {
+    let Some(q) = crate::nat::related::quoted(frame, &c.meta) else { return };
+    // The quoted packet went out translated; the entry keyed by its reverse is the other
+    // direction, whose translation gives back the original addresses.
+    let key = FlowKey { t: q.tuple.reversed(), proto: q.proto };
+    let Some(slot) = ct.lookup(&key, now) else { return };
+    let e = ct.entry(slot);
+    let original = e.xlate.reversed();
+    if original == q.tuple {
+        return;
+    }
+    // The error goes to whoever sent the quoted packet, by its original address; an error
+    // from the quoted packet's destination itself comes from the address the sender used.
+    if c.tuple.dst == q.tuple.src {
+        c.tuple.dst = original.src;
+    }
+    if c.tuple.src == q.tuple.dst {
+        c.tuple.src = original.dst;
+    }
+    c.ct = CtHit::Hit { slot, dir: e.dir };
+    c.related = Some((q, original));
+}
+
 pub(crate) fn lookup(ct: &mut Conntrack, c: &mut PacketCtx, now: u64, ev: &mut EventStats) {
     if c.meta.icmp == IcmpKind::Error {
         return;

@@ -69,6 +69,8 @@ pub struct PacketCtx {
     pub ct_hash: u64,
     /// The conntrack hash of the reply tuple of a new flow.
     pub reply_hash: u64,
+    /// For an ICMP error about a translated flow: the quoted packet and what to rewrite it to.
+    pub related: Option<(crate::nat::related::Quoted, Tuple)>,
     /// Values read while warming caches (kept so the reads are not optimised away).
     pub warm: u64,
 }
@@ -95,6 +97,7 @@ impl Default for PacketCtx {
             flow_hash: 0,
             ct_hash: 0,
             reply_hash: 0,
+            related: None,
             warm: 0,
         }
     }

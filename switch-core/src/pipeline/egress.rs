@@ -24,7 +24,9 @@ fn prepare<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, ev: &mut Ev
     let end = usize::from(c.meta.ip_end);
     {
         let frame = pkt.data_mut();
-        if cur != c.tuple {
+        if let Some((q, original)) = c.related {
+            crate::nat::related::rewrite(frame, &mut c.meta, &q, &original, (c.tuple.src, c.tuple.dst));
+        } else if cur != c.tuple {
             rewrite_tuple(frame, &mut c.meta, &c.tuple).map_err(|_| DropReason::ConntrackInvalid)?;
         }
         if !c.generated {

@@ -148,6 +148,11 @@ impl Worker {
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::conntrack::stage::lookup(&mut self.ct, c, now, &mut stats.events);
         }
+        for (p, c) in pkts.iter().zip(ctx.iter_mut()) {
+            if !c.is_done() && c.meta.icmp == crate::parse::IcmpKind::Error {
+                crate::conntrack::stage::related(&self.ct, p.data(), c, now);
+            }
+        }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::service::stage::warm(t, c);
         }

@@ -569,3 +569,77 @@ fn session_affinity_pins_client_to_backend() {
         .collect();
     assert_eq!(seen.len(), 2);
 }
+
+/// An ICMPv4 port unreachable from `src` to `dst` quoting `quoted` (IP header and 8 bytes).
+fn icmp_error(src_mac: MacAddr, dst_mac: MacAddr, src: &str, dst: &str, quoted: &[u8]) -> Vec<u8> {
+    let mut body = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    body.extend_from_slice(&quoted[..28.min(quoted.len())]);
+    let c = crate::wire::checksum::checksum(&body);
+    body[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![0u8; 34];
+    crate::wire::ethernet::write_header(&mut f, dst_mac, src_mac, crate::wire::ethernet::ethertype::IPV4);
+    crate::wire::ipv4::write_header(
+        &mut f[14..],
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        proto::ICMP,
+        body.len(),
+        64,
+    );
+    f.extend_from_slice(&body);
+    f
+}
+
+#[test]
+fn icmp_errors_about_a_service_flow_are_translated_back() {
+    let mut b = Bed::new();
+    let (_, out) = b.run(tb::POD_A, &udp(tb::POD_A_MAC, tb::POD_A_IP, 5000, tb::WEB_VIP, 53));
+    // The backend refuses: its error quotes the packet as it arrived (a -> b:5353).
+    let err = icmp_error(tb::POD_B_MAC, tb::ROUTER_MAC, tb::POD_B_IP, tb::POD_A_IP, &out[14..]);
+    let (v, back) = b.run(tb::POD_B, &err);
+    assert_eq!(v, Verdict::Tx(tb::POD_A));
+    let m = meta(&back);
+    assert_eq!(
+        (m.src, m.dst, m.icmp),
+        (addr(tb::WEB_VIP), addr(tb::POD_A_IP), IcmpKind::Error),
+        "from the VIP, as the client knows it"
+    );
+    let q = &back[42..];
+    // The quote is cut after 8 bytes of UDP, so read its header fields directly.
+    assert_eq!(
+        (&q[12..16], &q[16..20]),
+        (&[10u8, 244, 1, 2][..], &[10u8, 96, 0, 10][..]),
+        "quoted header translated back"
+    );
+    assert_eq!(crate::wire::checksum::checksum(&q[..20]), 0, "quoted header checksum still valid");
+    assert_eq!(&q[20..24], &[0x13, 0x88, 0, 53], "quoted ports 5000 -> 53");
+}
+
+#[test]
+fn icmp_errors_about_a_masqueraded_flow_reach_the_outside_client() {
+    let mut b = Bed::new();
+    let client = "203.0.113.7";
+    let f = IpFrame::new(
+        tb::GATEWAY_MAC,
+        tb::UPLINK_MAC,
+        ip(client),
+        ip(tb::NODE_IP),
+        L4Repr::Tcp { sport: 55555, dport: tb::NODE_PORT, seq: 1, ack: 0, flags: SYN },
+    )
+    .build();
+    let (v, out) = b.run(tb::UPLINK, &f);
+    let (mac, port) = if v == Verdict::Tx(tb::POD_B) { (tb::POD_B_MAC, tb::POD_B) } else { (tb::POD_C_MAC, tb::POD_C) };
+    let backend = meta(&out).dst.to_string();
+    let err = icmp_error(mac, tb::ROUTER_MAC, &backend, tb::NODE_IP, &out[14..]);
+    let (v, back) = b.run(port, &err);
+    assert_eq!(v, Verdict::Tx(tb::UPLINK));
+    let m = meta(&back);
+    assert_eq!((m.src, m.dst), (addr(tb::NODE_IP), addr(client)));
+    let q = &back[42..];
+    assert_eq!(&q[12..20], &[203, 0, 113, 7, 192, 168, 50, 10]);
+    assert_eq!(u16::from_be_bytes([q[22], q[23]]), tb::NODE_PORT);
+    // An error about a flow nobody tracks passes untouched (policy still applies to it).
+    let stray = icmp_error(tb::POD_B_MAC, tb::ROUTER_MAC, tb::POD_B_IP, tb::POD_A_IP, &out[14..34]);
+    let (v, _) = b.run(tb::POD_B, &stray);
+    assert_eq!(v, Verdict::Tx(tb::POD_A));
+}
