@@ -133,6 +133,8 @@ pub struct AfPacketBackend {
     next: usize,
     /// Frames the kernel gave with offsets we could not trust, or too big for a buffer.
     pub rx_errors: u64,
+    /// Every socket, for blocking when idle.
+    fds: Vec<RawFd>,
 }
 
 impl AfPacketBackend {
@@ -146,17 +148,15 @@ impl AfPacketBackend {
             }
         }
         let order = (0..ports).filter(|i| v[*i].is_some()).collect();
+        let fds = v.iter().flatten().map(|p| p.fd.as_raw_fd()).collect();
         Ok(AfPacketBackend {
+            fds,
             ports: v,
             order,
             pool: (0..buffers).map(|_| OwnedBuf::new(DEFAULT_BUF_SIZE, DEFAULT_HEADROOM)).collect(),
             next: 0,
             rx_errors: 0,
         })
-    }
-
-    fn fds(&self) -> Vec<RawFd> {
-        self.ports.iter().flatten().map(|p| p.fd.as_raw_fd()).collect()
     }
 }
 
@@ -242,6 +242,6 @@ impl Backend for AfPacketBackend {
     }
 
     fn wait(&mut self, timeout_ms: i32) {
-        let _ = sys::poll_readable(&self.fds(), timeout_ms);
+        let _ = sys::poll_readable(&self.fds, timeout_ms);
     }
 }

@@ -81,6 +81,8 @@ pub struct AfXdpBackend {
     area: Area,
     pub modes: Vec<PortMode>,
     next: usize,
+    /// Every socket, for blocking when idle.
+    fds: Vec<i32>,
 }
 
 impl std::fmt::Debug for AfXdpBackend {
@@ -178,7 +180,8 @@ impl AfXdpBackend {
                 }
             }
         }
-        Ok(AfXdpBackend { ports: v, order, free, _umem: umem, area, modes, next: 0 })
+        let fds = v.iter().flatten().flat_map(|p| p.queues.iter().map(|q| q.user.as_raw_fd())).collect();
+        Ok(AfXdpBackend { ports: v, order, free, _umem: umem, area, modes, next: 0, fds })
     }
 
     fn reap_completions(&mut self) {
@@ -306,9 +309,7 @@ impl Backend for AfXdpBackend {
     }
 
     fn wait(&mut self, timeout_ms: i32) {
-        let fds: Vec<i32> =
-            self.ports.iter().flatten().flat_map(|p| p.queues.iter().map(|q| q.user.as_raw_fd())).collect();
-        let _ = sys::poll_readable(&fds, timeout_ms);
+        let _ = sys::poll_readable(&self.fds, timeout_ms);
     }
 }
 

@@ -643,3 +643,48 @@ fn icmp_errors_about_a_masqueraded_flow_reach_the_outside_client() {
     let (v, _) = b.run(tb::POD_B, &stray);
     assert_eq!(v, Verdict::Tx(tb::POD_A));
 }
+
+#[test]
+fn ipv6_underlay_encapsulation_carries_a_udp_checksum() {
+    let mut t = tb::tables(Scale::default());
+    // Move node-2 to an IPv6 underlay address.
+    let mut nodes = t.nodes.clone();
+    nodes[0].underlay_ip = addr("fd00:50::11");
+    t = crate::snapshot::Tables::new(
+        t.generation,
+        t.node.clone(),
+        t.ports.clone(),
+        t.endpoints.clone(),
+        t.routes.clone(),
+        nodes,
+        t.services.clone(),
+        t.policy.clone(),
+        t.hash_seed,
+        true,
+    );
+    let mut b = Bed { t, w: Worker::new(WorkerConfig::default()), now: 1 };
+    let (v, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 40000, tb::REMOTE_POD_IP, 80, SYN));
+    assert_eq!(v, Verdict::Tx(tb::UPLINK));
+    let m = meta(&out);
+    assert_eq!((m.l3, m.src, m.dst, m.dport), (L3::V6, addr(tb::NODE_IP6), addr("fd00:50::11"), 4789));
+    assert_ne!(
+        &out[14 + 40 + 6..14 + 40 + 8],
+        &[0, 0],
+        "IPv6 requires the UDP checksum (verified by the strict parse above)"
+    );
+    let inner = meta(&out[14 + 40 + 8 + 8..]);
+    assert_eq!((inner.src, inner.dst), (addr(tb::POD_A_IP), addr(tb::REMOTE_POD_IP)));
+    // And back: a tunnel packet from the IPv6 underlay is decapsulated.
+    let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 80, tb::POD_A_IP, 40000, SYN | ACK);
+    let t6 = build::tunnel_wrap(
+        &inner,
+        TunnelKind::Vxlan,
+        tb::NODE2_MAC,
+        tb::UPLINK_MAC,
+        ip("fd00:50::11"),
+        ip(tb::NODE_IP6),
+        50000,
+        tb::VNI,
+    );
+    assert_eq!(b.run(tb::UPLINK, &t6).0, Verdict::Tx(tb::POD_A));
+}
