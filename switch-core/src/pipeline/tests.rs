@@ -377,19 +377,20 @@ fn geneve_flags_and_options() {
     assert_eq!(b.run(tb::UPLINK, &mk(1, 0x40)).0, Verdict::Drop(DropReason::TunnelCriticalOption));
 }
 
+const OUTSIDE_CLIENT: &str = "203.0.113.7";
+
+/// A SYN from a client outside the cluster to the node's NodePort, through the pipeline.
+fn nodeport_syn_from_outside(b: &mut Bed) -> (Verdict, Vec<u8>) {
+    let src = ip(OUTSIDE_CLIENT);
+    let l4 = L4Repr::Tcp { sport: 55555, dport: tb::NODE_PORT, seq: 1, ack: 0, flags: SYN };
+    b.run(tb::UPLINK, &IpFrame::new(tb::GATEWAY_MAC, tb::UPLINK_MAC, src, ip(tb::NODE_IP), l4).build())
+}
+
 #[test]
 fn nodeport_from_outside_with_snat_and_reply() {
     let mut b = Bed::new();
-    let client = "203.0.113.7";
-    let f = IpFrame::new(
-        tb::GATEWAY_MAC,
-        tb::UPLINK_MAC,
-        ip(client),
-        ip(tb::NODE_IP),
-        L4Repr::Tcp { sport: 55555, dport: tb::NODE_PORT, seq: 1, ack: 0, flags: SYN },
-    )
-    .build();
-    let (v, out) = b.run(tb::UPLINK, &f);
+    let client = OUTSIDE_CLIENT;
+    let (v, out) = nodeport_syn_from_outside(&mut b);
     let m = meta(&out);
     assert!(matches!(v, Verdict::Tx(tb::POD_B) | Verdict::Tx(tb::POD_C)));
     assert_eq!(m.src, addr(tb::NODE_IP), "externalTrafficPolicy Cluster masquerades");
@@ -618,16 +619,8 @@ fn icmp_errors_about_a_service_flow_are_translated_back() {
 #[test]
 fn icmp_errors_about_a_masqueraded_flow_reach_the_outside_client() {
     let mut b = Bed::new();
-    let client = "203.0.113.7";
-    let f = IpFrame::new(
-        tb::GATEWAY_MAC,
-        tb::UPLINK_MAC,
-        ip(client),
-        ip(tb::NODE_IP),
-        L4Repr::Tcp { sport: 55555, dport: tb::NODE_PORT, seq: 1, ack: 0, flags: SYN },
-    )
-    .build();
-    let (v, out) = b.run(tb::UPLINK, &f);
+    let client = OUTSIDE_CLIENT;
+    let (v, out) = nodeport_syn_from_outside(&mut b);
     let (mac, port) = if v == Verdict::Tx(tb::POD_B) { (tb::POD_B_MAC, tb::POD_B) } else { (tb::POD_C_MAC, tb::POD_C) };
     let backend = meta(&out).dst.to_string();
     let err = icmp_error(mac, tb::ROUTER_MAC, &backend, tb::NODE_IP, &out[14..]);
