@@ -681,3 +681,164 @@ fn ipv6_underlay_encapsulation_carries_a_udp_checksum() {
     );
     assert_eq!(b.run(tb::UPLINK, &t6).0, Verdict::Tx(tb::POD_A));
 }
+
+/// The reference tables with extra services, routes and ports for the rarer drop reasons.
+fn tables_for_rare_drops() -> Tables {
+    use crate::service::{
+        Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec, ServiceTable,
+    };
+    use crate::snapshot::{PortInfo, PortKind};
+    let t = tb::tables(Scale::default());
+    let be = Backend { addr: addr(tb::REMOTE_POD_IP), port: 80, weight: 1, state: BackendState::Ready, local: false };
+    let lb = ServicePortSpec {
+        source_ranges: vec!["198.51.100.0/24".parse().unwrap()],
+        external_local: true,
+        ..ServicePortSpec::simple("default/lb:http", proto::TCP, vec![be])
+    };
+    let services = ServiceTable::build(
+        vec![ServicePort::new(lb, 251)],
+        vec![Frontend {
+            addr: addr("203.0.113.50"),
+            port: 443,
+            proto: proto::TCP,
+            kind: FrontendKind::LoadBalancer,
+            target: ServicePortId(0),
+        }],
+    )
+    .unwrap();
+    let mut routes: Vec<_> = t.routes.entries().to_vec();
+    routes.push(("192.0.2.0/24".parse().unwrap(), crate::route::RouteTarget::Blackhole));
+    // No host port, and a pod port with no pod on it.
+    let mut ports: Vec<PortInfo> = t.ports.iter().filter(|p| p.kind != PortKind::Host).cloned().collect();
+    ports.push(PortInfo { name: "empty".into(), kind: PortKind::Pod });
+    Tables::new(
+        2,
+        t.node.clone(),
+        ports,
+        t.endpoints.clone(),
+        crate::route::RouteTable::build(routes),
+        t.nodes.clone(),
+        services,
+        t.policy.clone(),
+        t.hash_seed,
+        true,
+    )
+}
+
+#[test]
+fn rarer_drop_reasons() {
+    let mut b = Bed { t: tables_for_rare_drops(), w: Worker::new(WorkerConfig::default()), now: 1 };
+    let outside = |src: &str, dst: &str, dport| {
+        IpFrame::new(
+            tb::GATEWAY_MAC,
+            tb::UPLINK_MAC,
+            ip(src),
+            ip(dst),
+            L4Repr::Tcp { sport: 1234, dport, seq: 1, ack: 0, flags: SYN },
+        )
+        .build()
+    };
+    let cases: Vec<(PortId, Vec<u8>, DropReason)> = vec![
+        (tb::UPLINK, outside("203.0.113.9", "203.0.113.50", 443), DropReason::LoadBalancerSourceDenied),
+        (tb::UPLINK, outside("198.51.100.9", "203.0.113.50", 443), DropReason::ServiceNoLocalBackend),
+        (tb::POD_A, udp(tb::POD_A_MAC, tb::POD_A_IP, 1, "192.0.2.7", 2), DropReason::RouteBlackhole),
+        (tb::POD_A, udp(tb::POD_A_MAC, tb::POD_A_IP, 1, tb::NODE_IP, 2), DropReason::NoHostPort),
+        (PortId(4), udp(tb::POD_A_MAC, tb::POD_A_IP, 1, tb::POD_B_IP, 2), DropReason::UnknownEndpoint),
+        (
+            tb::POD_A,
+            {
+                let mut a =
+                    build::arp_request(tb::POD_A_MAC, tb::POD_A_IP.parse().unwrap(), "10.244.1.1".parse().unwrap());
+                a[15] = 6;
+                a
+            },
+            DropReason::ArpMalformed,
+        ),
+        (
+            tb::POD_A,
+            {
+                let mut f = IpFrame::new(
+                    tb::POD_A_MAC,
+                    tb::ROUTER_MAC,
+                    ip(tb::POD_A_IP),
+                    ip(tb::POD_B_IP),
+                    L4Repr::IcmpEcho { request: true, ident: 1, seq: 1 },
+                )
+                .build();
+                f[34] = 13; // timestamp request
+                let c = crate::wire::checksum::update16(u16::from_be_bytes([f[36], f[37]]), 0x0800, 0x0d00);
+                f[36..38].copy_from_slice(&c.to_be_bytes());
+                f
+            },
+            DropReason::IcmpUnsupported,
+        ),
+        (
+            tb::POD_A,
+            {
+                // Duplicate address detection: a solicitation from the unspecified address, no option.
+                let mut n =
+                    build::neighbor_solicit(tb::POD_A_MAC, "::".parse().unwrap(), tb::POD_A_IP6.parse().unwrap());
+                n.truncate(14 + 40 + 24);
+                n[18..20].copy_from_slice(&24u16.to_be_bytes());
+                n[56] = 0;
+                n[57] = 0;
+                let sum = crate::wire::checksum::pseudo_header_sum(&n[22..38], &n[38..54], proto::ICMPV6, 24);
+                let c = crate::wire::l4::transport_checksum(sum, &n[54..]);
+                n[56..58].copy_from_slice(&c.to_be_bytes());
+                n
+            },
+            DropReason::NdNotAnswered,
+        ),
+        (
+            tb::UPLINK,
+            {
+                let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 1, tb::POD_B_IP, 2, SYN);
+                let mut t = build::tunnel_wrap(
+                    &inner,
+                    TunnelKind::Vxlan,
+                    tb::NODE2_MAC,
+                    tb::UPLINK_MAC,
+                    ip(tb::NODE2_IP),
+                    ip(tb::NODE_IP),
+                    50000,
+                    tb::VNI,
+                );
+                t[42] = 0; // VNI-valid flag cleared
+                t
+            },
+            DropReason::TunnelMalformed,
+        ),
+        (
+            tb::UPLINK,
+            {
+                let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 1, tb::POD_B_IP, 2, SYN);
+                let mut t = build::tunnel_wrap(
+                    &inner,
+                    TunnelKind::Geneve,
+                    tb::NODE2_MAC,
+                    tb::UPLINK_MAC,
+                    ip(tb::NODE2_IP),
+                    ip(tb::NODE_IP),
+                    50000,
+                    tb::VNI,
+                );
+                t[44..46].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4 payload, not Ethernet
+                t
+            },
+            DropReason::TunnelNotEthernet,
+        ),
+    ];
+    for (port, frame, want) in cases {
+        assert_eq!(b.run(port, &frame).0, Verdict::Drop(want), "case {want}");
+    }
+    // No headroom left for the outer headers.
+    let f = tcp(tb::POD_A_MAC, tb::POD_A_IP, 1, tb::REMOTE_POD_IP, 80, SYN);
+    let mut buf = OwnedBuf::new(256, 0);
+    assert!(buf.load(&f, tb::POD_A, 0));
+    let mut v = [Verdict::Drop(DropReason::NoRoute)];
+    b.w.process(&b.t, 5, std::slice::from_mut(&mut buf), &mut v);
+    assert_eq!(v[0], Verdict::Drop(DropReason::NoHeadroom));
+    // A frame the backend could not queue is moved from the port's TX count to a drop.
+    b.w.count_tx_drop(tb::POD_A, 60);
+    assert_eq!(b.drops(DropReason::TxQueueFull), 1);
+}
