@@ -1,9 +1,11 @@
 //! The conntrack stages: lookup early (established flows and replies take the fast path and
 //! skip service selection and policy), commit late (after policy allowed a new flow).
 
-use super::{Conntrack, FlowKey, NewFlow};
+use super::{Conntrack, CtEntry, Direction, FlowKey, NewFlow};
 use crate::parse::IcmpKind;
 use crate::pipeline::{CtHit, EventStats, PacketCtx};
+use crate::snapshot::Tables;
+use crate::wire::proto;
 
 /// First warming pass over a batch: hash each key and load its set's tags.
 pub(crate) fn warm(ct: &Conntrack, c: &mut PacketCtx) {
@@ -42,24 +44,53 @@ pub(crate) fn related(ct: &Conntrack, frame: &[u8], c: &mut PacketCtx, now: u64)
     c.related = Some((q, original));
 }
 
-pub(crate) fn lookup(ct: &mut Conntrack, c: &mut PacketCtx, now: u64, ev: &mut EventStats) {
+/// After a table change, a UDP flow whose backend left the service is forgotten, so its next
+/// datagram picks a live backend (kube-proxy deletes such conntrack entries; TCP flows are
+/// left to end on their own). Checked once per entry and table generation.
+fn backend_gone(t: &Tables, e: &CtEntry, key: &FlowKey) -> bool {
+    if key.proto != proto::UDP {
+        return false;
+    }
+    // The frontend and the backend, seen from either direction of the flow.
+    let (frontend, backend) = match e.dir {
+        Direction::Original => ((key.t.dst, key.t.dport), (e.xlate.dst, e.xlate.dport)),
+        Direction::Reply => ((e.xlate.src, e.xlate.sport), (key.t.src, key.t.sport)),
+    };
+    match t.services.lookup(frontend.0, frontend.1, key.proto) {
+        Some(fe) => !t.services.port(fe.target).backends().iter().any(|b| (b.addr, b.port) == backend),
+        None => true,
+    }
+}
+
+pub(crate) fn lookup(ct: &mut Conntrack, t: &Tables, c: &mut PacketCtx, now: u64, ev: &mut EventStats) {
     if c.meta.icmp == IcmpKind::Error {
         return;
     }
     let key = FlowKey { t: c.orig, proto: c.meta.proto };
+    let generation = t.generation as u32;
     match ct.lookup_hashed(c.ct_hash, &key, now) {
-        Some(slot) => {
-            let e = ct.entry(slot);
-            c.tuple = e.xlate;
-            c.ct = CtHit::Hit { slot, dir: e.dir };
-            ct.touch(slot, c.meta.tcp_flags, u64::from(c.rx_len), now);
-            ev.ct_hits += 1;
+        Some(slot) if ct.entry(slot).service.is_some() && ct.entry(slot).generation != generation => {
+            if backend_gone(t, ct.entry(slot), &key) {
+                ev.ct_misses += 1;
+            } else {
+                ct.set_generation(slot, generation);
+                hit(ct, c, slot, now, ev);
+            }
         }
+        Some(slot) => hit(ct, c, slot, now, ev),
         None => {
             ev.ct_misses += 1;
             c.warm ^= ct.warm_victim(c.ct_hash);
         }
     }
+}
+
+fn hit(ct: &mut Conntrack, c: &mut PacketCtx, slot: usize, now: u64, ev: &mut EventStats) {
+    let e = ct.entry(slot);
+    c.tuple = e.xlate;
+    c.ct = CtHit::Hit { slot, dir: e.dir };
+    ct.touch(slot, c.meta.tcp_flags, u64::from(c.rx_len), now);
+    ev.ct_hits += 1;
 }
 
 /// For new flows, once their translation is known: hash the reply key and load its set, so
@@ -79,11 +110,12 @@ pub(crate) fn warm_reply_victim(ct: &Conntrack, c: &mut PacketCtx) {
     }
 }
 
-pub(crate) fn commit(ct: &mut Conntrack, c: &mut PacketCtx, now: u64) {
+pub(crate) fn commit(ct: &mut Conntrack, t: &Tables, c: &mut PacketCtx, now: u64) {
     if !c.is_new_flow() || c.meta.icmp == IcmpKind::Error {
         return;
     }
     let f = NewFlow {
+        generation: t.generation as u32,
         key: FlowKey { t: c.orig, proto: c.meta.proto },
         xlate: c.tuple,
         tcp_flags: c.meta.tcp_flags,

@@ -80,6 +80,9 @@ pub struct CtEntry {
     pub packets: u64,
     pub bytes: u64,
     pub created: u64,
+    /// Low bits of the table generation the entry was last checked against (service flows are
+    /// re-checked once after every table change).
+    pub generation: u32,
     /// The expiry last written into the peer entry; the peer is refreshed only when this falls
     /// behind by an eighth of the timeout (or the state changes), which saves a random memory
     /// access on most packets.
@@ -107,6 +110,7 @@ pub struct Conntrack {
 /// What `commit` needs to know about a new flow.
 #[derive(Debug, Clone, Copy)]
 pub struct NewFlow {
+    pub generation: u32,
     pub key: FlowKey,
     pub xlate: Tuple,
     pub tcp_flags: u8,
@@ -166,6 +170,11 @@ impl Conntrack {
     #[inline]
     pub fn entry(&self, slot: usize) -> &CtEntry {
         self.table.get(slot).1
+    }
+
+    /// Marks an entry as checked against table generation `g`.
+    pub fn set_generation(&mut self, slot: usize, g: u32) {
+        self.table.val_mut(slot).generation = g;
     }
 
     /// Accounts a packet to a flow, advances TCP state in both directions and refreshes both
@@ -241,6 +250,7 @@ impl Conntrack {
             packets: 1,
             bytes: f.len,
             created: now,
+            generation: f.generation,
             peer_refreshed: expires,
         };
         let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
@@ -301,6 +311,7 @@ mod tests {
         };
         let xlate = Tuple { dst: a("10.0.1.7"), dport: 8080, ..key.t };
         NewFlow {
+            generation: 1,
             key,
             xlate,
             tcp_flags: SYN,

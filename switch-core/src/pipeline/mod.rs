@@ -146,7 +146,7 @@ impl Worker {
             crate::conntrack::stage::warm_entry(&self.ct, c);
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::conntrack::stage::lookup(&mut self.ct, c, now, &mut stats.events);
+            crate::conntrack::stage::lookup(&mut self.ct, t, c, now, &mut stats.events);
         }
         for (p, c) in pkts.iter().zip(ctx.iter_mut()) {
             if !c.is_done() && c.meta.icmp == crate::parse::IcmpKind::Error {
@@ -177,7 +177,7 @@ impl Worker {
             crate::policy::stage::ingress(t, c);
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::conntrack::stage::commit(&mut self.ct, c, now);
+            crate::conntrack::stage::commit(&mut self.ct, t, c, now);
         }
         for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
             if !c.is_done() {

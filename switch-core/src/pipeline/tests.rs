@@ -842,3 +842,65 @@ fn rarer_drop_reasons() {
     b.w.count_tx_drop(tb::POD_A, 60);
     assert_eq!(b.drops(DropReason::TxQueueFull), 1);
 }
+
+#[test]
+fn udp_flows_to_a_removed_backend_move_and_tcp_flows_stay() {
+    use crate::service::{
+        Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec, ServiceTable,
+    };
+    let mut b = Bed::new();
+    // dns (UDP) has only b; web (TCP) has b and c.
+    let q = udp(tb::POD_A_MAC, tb::POD_A_IP, 5000, tb::WEB_VIP, 53);
+    assert_eq!(b.run(tb::POD_A, &q).0, Verdict::Tx(tb::POD_B));
+    let mut tcp_to_b = None;
+    for sport in 30000..30100 {
+        if b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::WEB_VIP, 80, SYN)).0 == Verdict::Tx(tb::POD_B)
+        {
+            tcp_to_b = Some(sport);
+            break;
+        }
+    }
+    let tcp_sport = tcp_to_b.expect("some flow lands on b");
+    // The next snapshot: b has left both services; c serves web, the remote pod d serves dns.
+    let be = |ip: &str, port| Backend { addr: addr(ip), port, weight: 1, state: BackendState::Ready, local: true };
+    let fe = |port, proto, t| Frontend {
+        addr: addr(tb::WEB_VIP),
+        port,
+        proto,
+        kind: FrontendKind::ClusterIp,
+        target: ServicePortId(t),
+    };
+    let services = ServiceTable::build(
+        vec![
+            ServicePort::new(
+                ServicePortSpec::simple("default/web:http", proto::TCP, vec![be(tb::POD_C_IP, 8080)]),
+                251,
+            ),
+            ServicePort::new(
+                ServicePortSpec::simple("default/web:dns", proto::UDP, vec![be(tb::REMOTE_POD_IP, 5353)]),
+                251,
+            ),
+        ],
+        vec![fe(80, proto::TCP, 0), fe(53, proto::UDP, 1)],
+    )
+    .unwrap();
+    let t = &b.t;
+    b.t = Tables::new(
+        t.generation + 1,
+        t.node.clone(),
+        t.ports.clone(),
+        t.endpoints.clone(),
+        t.routes.clone(),
+        t.nodes.clone(),
+        services,
+        t.policy.clone(),
+        t.hash_seed,
+        true,
+    );
+    let (v, out) = b.run(tb::POD_A, &q);
+    assert_eq!(v, Verdict::Tx(tb::UPLINK), "the UDP flow picks a live backend");
+    let inner = meta(&out[50..]);
+    assert_eq!((inner.dst, inner.dport), (addr(tb::REMOTE_POD_IP), 5353));
+    let (v, _) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, tcp_sport, tb::WEB_VIP, 80, ACK));
+    assert_eq!(v, Verdict::Tx(tb::POD_B), "an established TCP flow ends on its own backend");
+}
