@@ -96,19 +96,7 @@ fn pipeline_does_not_allocate_per_packet() {
         L4Repr::Udp { sport: 7, dport: 8 },
     )
     .build();
-    frames.push((
-        tb::UPLINK,
-        build::tunnel_wrap(
-            &inner,
-            TunnelKind::Vxlan,
-            tb::NODE2_MAC,
-            tb::UPLINK_MAC,
-            ip(tb::NODE2_IP),
-            ip(tb::NODE_IP),
-            50000,
-            tb::VNI,
-        ),
-    ));
+    frames.push((tb::UPLINK, tb::from_node2(&inner, TunnelKind::Vxlan, tb::VNI)));
     let mut bufs: Vec<OwnedBuf> = frames.iter().map(|(p, f)| OwnedBuf::from_frame(f, *p)).collect();
     let mut verdicts = vec![Verdict::Drop(DropReason::NoRoute); bufs.len()];
     // Warm-up outside the count (first touches of lazily built state, if any).

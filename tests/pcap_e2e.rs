@@ -36,6 +36,12 @@ fn tcp(src_mac: MacAddr, s: &str, sp: u16, d: &str, dp: u16, flags: u8) -> Vec<u
     IpFrame::new(src_mac, gw(), ip(s), ip(d), L4Repr::Tcp { sport: sp, dport: dp, seq: 1000, ack: 0, flags }).build()
 }
 
+/// A frame from a client outside the cluster (203.0.113.7) to the node's address, as the
+/// uplink gateway delivers it.
+fn from_outside(l4: L4Repr) -> IpFrame {
+    IpFrame::new(mac("02:00:00:00:09:09"), mac("02:00:00:00:01:10"), ip("203.0.113.7"), ip("192.168.50.10"), l4)
+}
+
 /// A run of podswitchd on `frames` (port, round, frame) with config `cfg`.
 struct Case {
     dir: Scratch,
@@ -125,23 +131,8 @@ fn nodeport_from_outside_is_dnated_and_masqueraded() {
         return;
     }
     let c = run_case("nodeport", VXLAN_CFG, |_| {
-        let syn = IpFrame::new(
-            mac("02:00:00:00:09:09"),
-            mac("02:00:00:00:01:10"),
-            ip("203.0.113.7"),
-            ip("192.168.50.10"),
-            L4Repr::Tcp { sport: 55555, dport: 30080, seq: 1, ack: 0, flags: SYN },
-        )
-        .build();
-        let dns = IpFrame::new(
-            mac("02:00:00:00:09:09"),
-            mac("02:00:00:00:01:10"),
-            ip("203.0.113.7"),
-            ip("192.168.50.10"),
-            L4Repr::Udp { sport: 5000, dport: 30053 },
-        )
-        .with_payload(b"q")
-        .build();
+        let syn = from_outside(L4Repr::Tcp { sport: 55555, dport: 30080, seq: 1, ack: 0, flags: SYN }).build();
+        let dns = from_outside(L4Repr::Udp { sport: 5000, dport: 30053 }).with_payload(b"q").build();
         vec![("uplink", 1, syn), ("uplink", 1, dns)]
     });
     let mut rows = tshark_fields(

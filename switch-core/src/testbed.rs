@@ -308,3 +308,9 @@ pub fn malformed_ipv4_tcp(good: &[u8]) -> Vec<(Vec<u8>, crate::drop::DropReason)
         ),
     ]
 }
+
+/// `inner` as node-2 sends it to this node over the overlay (`kind`, `vni`).
+pub fn from_node2(inner: &[u8], kind: TunnelKind, vni: u32) -> Vec<u8> {
+    let (src, dst) = (a(NODE2_IP).to_ip(), a(NODE_IP).to_ip());
+    crate::wire::build::tunnel_wrap(inner, kind, NODE2_MAC, UPLINK_MAC, src, dst, 50000, vni)
+}

@@ -218,16 +218,7 @@ fn ingress_policy_allows_client_denies_others_and_replies_pass() {
     assert_eq!(b.run(tb::POD_C, &r).0, Verdict::Tx(tb::POD_A));
     // A remote client pod (same identity as a) over the tunnel is allowed too.
     let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 999, tb::POD_C_IP, 8080, SYN);
-    let t = build::tunnel_wrap(
-        &inner,
-        TunnelKind::Vxlan,
-        tb::NODE2_MAC,
-        tb::UPLINK_MAC,
-        ip(tb::NODE2_IP),
-        ip(tb::NODE_IP),
-        50000,
-        tb::VNI,
-    );
+    let t = tb::from_node2(&inner, TunnelKind::Vxlan, tb::VNI);
     assert_eq!(b.run(tb::UPLINK, &t).0, Verdict::Tx(tb::POD_C));
     // The host (kubelet probes) is always allowed.
     let h = IpFrame::new(
@@ -300,32 +291,14 @@ fn decapsulation_from_remote_node() {
     for kind in [TunnelKind::Vxlan, TunnelKind::Geneve] {
         let mut b = Bed::new();
         let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 999, tb::POD_B_IP, 8080, SYN);
-        let t = build::tunnel_wrap(
-            &inner,
-            kind,
-            tb::NODE2_MAC,
-            tb::UPLINK_MAC,
-            ip(tb::NODE2_IP),
-            ip(tb::NODE_IP),
-            50000,
-            tb::VNI,
-        );
+        let t = tb::from_node2(&inner, kind, tb::VNI);
         let (v, out) = b.run(tb::UPLINK, &t);
         assert_eq!(v, Verdict::Tx(tb::POD_B));
         let m = meta(&out);
         assert_eq!((m.src, m.dst, m.ttl), (addr(tb::REMOTE_POD_IP), addr(tb::POD_B_IP), 63));
         assert_eq!((m.src_mac, m.dst_mac), (tb::ROUTER_MAC, tb::POD_B_MAC));
         // Wrong VNI, unknown peer.
-        let t = build::tunnel_wrap(
-            &inner,
-            kind,
-            tb::NODE2_MAC,
-            tb::UPLINK_MAC,
-            ip(tb::NODE2_IP),
-            ip(tb::NODE_IP),
-            50000,
-            99,
-        );
+        let t = tb::from_node2(&inner, kind, 99);
         assert_eq!(b.run(tb::UPLINK, &t).0, Verdict::Drop(DropReason::TunnelWrongVni));
         let t = build::tunnel_wrap(
             &inner,
@@ -346,16 +319,7 @@ fn geneve_flags_and_options() {
     let mut b = Bed::new();
     let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 999, tb::POD_B_IP, 8080, SYN);
     let mk = |opt_words: u8, flags: u8| {
-        let mut t = build::tunnel_wrap(
-            &inner,
-            TunnelKind::Geneve,
-            tb::NODE2_MAC,
-            tb::UPLINK_MAC,
-            ip(tb::NODE2_IP),
-            ip(tb::NODE_IP),
-            50000,
-            tb::VNI,
-        );
+        let mut t = tb::from_node2(&inner, TunnelKind::Geneve, tb::VNI);
         // Insert option words after the 8-byte Geneve header and fix the lengths.
         let at = 14 + 20 + 8 + 8;
         for _ in 0..usize::from(opt_words) * 4 {
@@ -793,16 +757,7 @@ fn rarer_drop_reasons() {
             tb::UPLINK,
             {
                 let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 1, tb::POD_B_IP, 2, SYN);
-                let mut t = build::tunnel_wrap(
-                    &inner,
-                    TunnelKind::Vxlan,
-                    tb::NODE2_MAC,
-                    tb::UPLINK_MAC,
-                    ip(tb::NODE2_IP),
-                    ip(tb::NODE_IP),
-                    50000,
-                    tb::VNI,
-                );
+                let mut t = tb::from_node2(&inner, TunnelKind::Vxlan, tb::VNI);
                 t[42] = 0; // VNI-valid flag cleared
                 t
             },
@@ -812,16 +767,7 @@ fn rarer_drop_reasons() {
             tb::UPLINK,
             {
                 let inner = tcp(tb::NODE2_VTEP_MAC, tb::REMOTE_POD_IP, 1, tb::POD_B_IP, 2, SYN);
-                let mut t = build::tunnel_wrap(
-                    &inner,
-                    TunnelKind::Geneve,
-                    tb::NODE2_MAC,
-                    tb::UPLINK_MAC,
-                    ip(tb::NODE2_IP),
-                    ip(tb::NODE_IP),
-                    50000,
-                    tb::VNI,
-                );
+                let mut t = tb::from_node2(&inner, TunnelKind::Geneve, tb::VNI);
                 t[44..46].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4 payload, not Ethernet
                 t
             },
