@@ -10,6 +10,9 @@
 #   cluster.sh check [-p PREFIX] [-d RUNDIR]            curl the ClusterIP from the client
 #   cluster.sh exec  POD CMD...                         run CMD in a pod namespace
 #
+# The daemon serves its control API on RUNDIR/podswitch.sock:
+#   podswitchctl --socket RUNDIR/podswitch.sock get services
+#
 # PREFIX (default psw) names the namespaces PREFIX-node, PREFIX-client, PREFIX-web1..3.
 set -euo pipefail
 
@@ -159,7 +162,7 @@ NGINX
   echo "$MODE" > "$RUNDIR/mode"
   write_config
   in_ns "$NODE" "$BIN" --config "$RUNDIR/node.toml" --stats-file "$RUNDIR/stats.txt" \
-    --pid-file "$RUNDIR/podswitchd.pid" --metrics 127.0.0.1:9464 --busy-polls 200 > "$RUNDIR/podswitchd.out" 2> "$RUNDIR/podswitchd.err" &
+    --pid-file "$RUNDIR/podswitchd.pid" --socket "$RUNDIR/podswitch.sock" --metrics 127.0.0.1:9464 --busy-polls 200 > "$RUNDIR/podswitchd.out" 2> "$RUNDIR/podswitchd.err" &
   for _ in $(seq 50); do
     [ -s "$RUNDIR/stats.txt" ] && [ -s "$RUNDIR/podswitchd.pid" ] && break
     sleep 0.1

@@ -4,13 +4,13 @@
 //!
 //! Unknown fields are errors: a typo in a config file should stop the daemon, not be ignored.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Labels of a pod or namespace.
 pub type Labels = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub node: NodeConfig,
@@ -32,7 +32,7 @@ pub struct Config {
     pub policies: Vec<PolicyConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub name: String,
@@ -64,7 +64,7 @@ fn default_mtu() -> u16 {
     1500
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatapathConfig {
     #[serde(default = "default_maglev")]
@@ -116,7 +116,7 @@ impl Default for DatapathConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     pub name: String,
@@ -134,7 +134,7 @@ fn default_backend() -> String {
     "pcap".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteNodeConfig {
     pub name: String,
@@ -147,7 +147,7 @@ pub struct RemoteNodeConfig {
     pub pod_cidrs: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub prefix: String,
@@ -157,7 +157,7 @@ pub struct RouteConfig {
     pub mac: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceConfig {
     pub name: String,
@@ -165,7 +165,7 @@ pub struct NamespaceConfig {
     pub labels: Labels,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerPort {
     pub name: Option<String>,
@@ -178,7 +178,7 @@ fn default_protocol() -> String {
     "TCP".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodConfig {
     pub name: String,
@@ -194,6 +194,10 @@ pub struct PodConfig {
     pub labels: Labels,
     #[serde(default)]
     pub container_ports: Vec<ContainerPort>,
+    /// The pod's Ready condition: endpoints derived from a service selector are ready only when
+    /// their pod is.
+    #[serde(default = "yes")]
+    pub ready: bool,
 }
 
 fn default_namespace() -> String {
@@ -201,14 +205,14 @@ fn default_namespace() -> String {
 }
 
 /// A port number or a named port.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum PortRef {
     Number(u16),
     Name(String),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServicePortConfig {
     pub name: Option<String>,
@@ -219,7 +223,7 @@ pub struct ServicePortConfig {
     pub node_port: Option<u16>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// The pod behind the endpoint (resolves named target ports, locality and the address).
@@ -235,6 +239,10 @@ pub struct EndpointConfig {
     pub terminating: bool,
     #[serde(default = "one")]
     pub weight: u16,
+    /// Target port by service port name ("" for an unnamed port), as an EndpointSlice gives
+    /// it; overrides the service's target_port for this endpoint.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, u16>,
 }
 
 fn yes() -> bool {
@@ -244,7 +252,7 @@ fn one() -> u16 {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub name: String,
@@ -273,6 +281,9 @@ pub struct ServiceConfig {
     pub ports: Vec<ServicePortConfig>,
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,
+    /// Pods of the service's namespace with these labels are its endpoints when `endpoints`
+    /// is empty (what the EndpointSlice controller does); ignored when endpoints are given.
+    pub selector: Option<Labels>,
 }
 
 fn default_service_type() -> String {
@@ -286,7 +297,7 @@ fn default_policy() -> String {
 }
 
 /// A Kubernetes label selector.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSelector {
     #[serde(default)]
@@ -295,7 +306,7 @@ pub struct LabelSelector {
     pub match_expressions: Vec<SelectorRequirement>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SelectorRequirement {
     pub key: String,
@@ -305,7 +316,7 @@ pub struct SelectorRequirement {
     pub values: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IpBlock {
     pub cidr: String,
@@ -313,7 +324,7 @@ pub struct IpBlock {
     pub except: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     pub pod_selector: Option<LabelSelector>,
@@ -321,7 +332,7 @@ pub struct PeerConfig {
     pub ip_block: Option<IpBlock>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyPortConfig {
     #[serde(default = "default_protocol")]
@@ -330,7 +341,7 @@ pub struct PolicyPortConfig {
     pub end_port: Option<u16>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngressRuleConfig {
     #[serde(default)]
@@ -339,7 +350,7 @@ pub struct IngressRuleConfig {
     pub ports: Vec<PolicyPortConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EgressRuleConfig {
     #[serde(default)]
@@ -348,7 +359,7 @@ pub struct EgressRuleConfig {
     pub ports: Vec<PolicyPortConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     pub name: String,

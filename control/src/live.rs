@@ -4,7 +4,9 @@
 //! thread handles signals (SIGINT/SIGTERM stop, SIGHUP reloads the config with the atomic
 //! snapshot rule) and writes the counters to a stats file.
 
-use crate::build::{self, Built};
+use crate::build::Built;
+use crate::config::Config;
+use crate::controller::{serve_worker_cmd, Controller, WorkerCmd};
 use crate::daemon::worker_config;
 use crate::publish::SnapshotCell;
 use crate::report::Report;
@@ -35,6 +37,10 @@ pub struct LiveOptions {
     /// Benchmark baseline: send every frame out of the paired port (0<->1, 2<->3, ...) with no
     /// pipeline at all, to measure the I/O alone.
     pub bare_forward: bool,
+    /// Serve the gRPC control API on this Unix socket.
+    pub socket: Option<PathBuf>,
+    /// Directory relative pcap paths in the config are taken from.
+    pub base_dir: PathBuf,
 }
 
 /// Why the live daemon stopped with an error.
@@ -46,14 +52,20 @@ pub enum LiveError {
     Signals(std::io::Error),
     #[error("worker thread failed")]
     Worker,
+    #[error("control socket: {0}")]
+    Socket(std::io::Error),
 }
 
 fn log(msg: &str) {
-    eprintln!("podswitchd: {msg}");
+    tracing::info!("{msg}");
 }
 
 /// Runs until SIGINT or SIGTERM. Returns the final counters.
-pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::snapshot::Tables), LiveError> {
+pub fn run(
+    base: Config,
+    built: Built,
+    opts: &LiveOptions,
+) -> Result<(Report, switch_core::snapshot::Tables), LiveError> {
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -68,10 +80,19 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
         log("one worker for now: conntrack is per worker and needs symmetric flow steering first");
     }
     let wcfg = worker_config(&built, 0);
-    let port_names: Vec<(String, String)> =
-        built.ports.iter().map(|p| (p.name.clone(), p.interface.clone().unwrap_or_default())).collect();
     let cell = Arc::new(SnapshotCell::new(built.tables));
     let shared: Arc<Mutex<Option<Report>>> = Arc::new(Mutex::new(None));
+    let controller = Arc::new(
+        Controller::new(base, built.ports.clone(), Arc::clone(&cell), opts.base_dir.clone(), Some(opts.config.clone()))
+            .with_reports(vec![Arc::clone(&shared)]),
+    );
+    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCmd>();
+    controller.add_worker(cmd_tx);
+    // Bind before the worker starts, so a second daemon fails before touching any interface.
+    let listener = match &opts.socket {
+        Some(p) => Some(crate::api::server::bind(p).map_err(LiveError::Socket)?),
+        None => None,
+    };
     // The worker opens its own backend, so rings and UMEM are allocated by the thread that
     // uses them; it reports back whether that worked.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), std::io::Error>>();
@@ -121,7 +142,7 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
                         worker_loop(
                             &mut be,
                             &mut w,
-                            &Loop { cell: &cell, stop: &stop, shared: &shared, opts: &opts, modes: &modes },
+                            &Loop { cell: &cell, stop: &stop, shared: &shared, opts: &opts, modes: &modes, cmds: &cmd_rx },
                         );
                     }
                     None => match AfPacketBackend::open(&interfaces, nports, BATCH * 4) {
@@ -134,7 +155,14 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
                             worker_loop(
                                 &mut be,
                                 &mut w,
-                                &Loop { cell: &cell, stop: &stop, shared: &shared, opts: &opts, modes: &modes },
+                                &Loop {
+                                    cell: &cell,
+                                    stop: &stop,
+                                    shared: &shared,
+                                    opts: &opts,
+                                    modes: &modes,
+                                    cmds: &cmd_rx,
+                                },
                             );
                         }
                         Err(e) => {
@@ -157,7 +185,17 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
         }
     }
 
-    let apply_ns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let apply_ns = Arc::clone(&controller.apply_ns);
+    let api = match (listener, &opts.socket) {
+        (Some(l), Some(p)) => {
+            log(&format!("control API on {}", p.display()));
+            Some(
+                crate::api::server::spawn(Arc::clone(&controller), l, p.clone(), Arc::clone(&stop))
+                    .map_err(LiveError::Socket)?,
+            )
+        }
+        _ => None,
+    };
     let metrics = match opts.metrics {
         Some(addr) => {
             let src = crate::metrics::Sources {
@@ -183,7 +221,15 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if reload.swap(false, Ordering::Relaxed) {
-            apply_reload(&opts.config, &cell, &port_names, &apply_ns);
+            match controller.reload() {
+                Ok(o) => log(&format!(
+                    "reloaded {}: generation {} in {:.1} ms",
+                    opts.config.display(),
+                    o.generation,
+                    o.build_micros as f64 / 1e3
+                )),
+                Err(e) => tracing::warn!("reload rejected, running tables kept: {e}"),
+            }
         }
         if last_stats.elapsed() >= Duration::from_millis(500) {
             last_stats = Instant::now();
@@ -193,6 +239,9 @@ pub fn run(built: Built, opts: &LiveOptions) -> Result<(Report, switch_core::sna
     worker.join().map_err(|_| LiveError::Worker)?;
     if let Some(m) = metrics {
         let _ = m.join();
+    }
+    if let Some(a) = api {
+        let _ = a.join();
     }
     write_stats(opts.stats_file.as_deref(), &shared, &cell);
     let report = shared.lock().map_err(|_| LiveError::Worker)?.clone().ok_or(LiveError::Worker)?;
@@ -208,10 +257,11 @@ struct Loop<'a> {
     shared: &'a Mutex<Option<Report>>,
     opts: &'a LiveOptions,
     modes: &'a [String],
+    cmds: &'a std::sync::mpsc::Receiver<WorkerCmd>,
 }
 
 fn worker_loop<B: Backend>(be: &mut B, w: &mut Worker, l: &Loop<'_>) {
-    let Loop { cell, stop, shared, opts, modes } = *l;
+    let Loop { cell, stop, shared, opts, modes, cmds } = *l;
     let mut batch: Batch<B::Buf> = Batch::with_capacity(BATCH);
     let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BATCH];
     let start = Instant::now();
@@ -237,6 +287,11 @@ fn worker_loop<B: Backend>(be: &mut B, w: &mut Worker, l: &Loop<'_>) {
                 w.process(&tables, now, batch.as_mut_slice(), &mut verdicts[..n]);
             }
             be.tx_burst(&mut batch, &verdicts[..n], &mut |port, len| w.count_tx_drop(port, len));
+        }
+        // Control requests (conntrack list/flush) between batches: one non-blocking check.
+        if let Ok(cmd) = cmds.try_recv() {
+            let now = start.elapsed().as_nanos() as u64;
+            serve_worker_cmd(cmd, w, &cell.load(), now, 0);
         }
         if last_publish.elapsed() >= Duration::from_millis(200) {
             last_publish = Instant::now();
@@ -273,33 +328,5 @@ fn write_stats(path: Option<&Path>, shared: &Mutex<Option<Report>>, cell: &Snaps
     let tmp = path.with_extension("tmp");
     if std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)).is_err() {
         log(&format!("cannot write stats to {}", path.display()));
-    }
-}
-
-/// SIGHUP: rebuild from the config file; publish only if it is valid and keeps the same ports.
-fn apply_reload(
-    config: &Path,
-    cell: &SnapshotCell,
-    ports: &[(String, String)],
-    apply_ns: &std::sync::atomic::AtomicU64,
-) {
-    let t0 = Instant::now();
-    match build::load(config, cell.generation() + 1) {
-        Ok(b) => {
-            let same = b.ports.len() == ports.len()
-                && b.ports
-                    .iter()
-                    .zip(ports)
-                    .all(|(p, (n, i))| p.name == *n && p.interface.as_deref() == Some(i.as_str()));
-            if !same {
-                log("reload rejected: ports changed (restart to change ports); running tables kept");
-                return;
-            }
-            let g = cell.publish(b.tables);
-            let took = t0.elapsed();
-            apply_ns.store(took.as_nanos() as u64, Ordering::Relaxed);
-            log(&format!("reloaded {}: generation {g} in {:.1} ms", config.display(), took.as_secs_f64() * 1e3));
-        }
-        Err(e) => log(&format!("reload rejected, running tables kept: {e}")),
     }
 }

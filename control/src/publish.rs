@@ -32,6 +32,11 @@ impl SnapshotCell {
         generation
     }
 
+    /// The current snapshot, kept alive as long as the caller holds it (control-plane use).
+    pub fn load_full(&self) -> Arc<Tables> {
+        self.inner.load_full()
+    }
+
     pub fn generation(&self) -> u64 {
         self.inner.load().generation
     }
@@ -45,7 +50,7 @@ mod tests {
     #[test]
     fn readers_keep_their_snapshot_until_they_drop_it() {
         let cell = SnapshotCell::new(tables(Scale::default()));
-        let old = cell.load_full_for_test();
+        let old = cell.load_full();
         assert_eq!(cell.publish(tables(Scale { services: 3, backends: 2, ..Scale::default() })), 2);
         assert_eq!(old.generation, 1);
         assert_eq!(old.services.ports().len(), 5);
@@ -53,9 +58,4 @@ mod tests {
         assert_eq!(cell.generation(), 2);
     }
 
-    impl SnapshotCell {
-        fn load_full_for_test(&self) -> Arc<Tables> {
-            self.inner.load_full()
-        }
-    }
 }

@@ -19,6 +19,25 @@ pub struct Report {
 }
 
 impl Report {
+    /// The event counters by name.
+    pub fn events(&self) -> [(&'static str, u64); 12] {
+        let e = &self.stats.events;
+        [
+            ("arp_replies", e.arp_replies),
+            ("nd_replies", e.nd_replies),
+            ("tcp_resets_sent", e.tcp_resets_sent),
+            ("icmp_unreachables_sent", e.icmp_unreachables_sent),
+            ("encapsulated", e.encapsulated),
+            ("decapsulated", e.decapsulated),
+            ("service_new_flows", e.service_new_flows),
+            ("affinity_hits", e.affinity_hits),
+            ("snat_new_flows", e.snat_new_flows),
+            ("conntrack_hits", e.ct_hits),
+            ("conntrack_misses", e.ct_misses),
+            ("batches", e.batches),
+        ]
+    }
+
     /// Formats the counters; ports are named from the snapshot.
     pub fn render(&self, t: &Tables) -> String {
         let mut s = String::new();
@@ -46,21 +65,7 @@ impl Report {
                 }
             }
         }
-        let e = &self.stats.events;
-        let events = [
-            ("arp_replies", e.arp_replies),
-            ("nd_replies", e.nd_replies),
-            ("tcp_resets_sent", e.tcp_resets_sent),
-            ("icmp_unreachables_sent", e.icmp_unreachables_sent),
-            ("encapsulated", e.encapsulated),
-            ("decapsulated", e.decapsulated),
-            ("service_new_flows", e.service_new_flows),
-            ("affinity_hits", e.affinity_hits),
-            ("snat_new_flows", e.snat_new_flows),
-            ("conntrack_hits", e.ct_hits),
-            ("conntrack_misses", e.ct_misses),
-            ("batches", e.batches),
-        ];
+        let events = self.events();
         for (k, v) in events {
             let _ = writeln!(s, "event {k}={v}");
         }

@@ -35,6 +35,15 @@ struct Args {
     /// 2<->3, ...) without the pipeline, to measure the I/O path alone.
     #[arg(long)]
     bare_forward: bool,
+    /// With live ports: serve the gRPC control API on this Unix socket (mode 0660).
+    #[arg(long, value_name = "PATH", default_value = control::api::server::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// With live ports: no control socket.
+    #[arg(long)]
+    no_socket: bool,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: tracing::Level,
     /// Run the built-in demo (the embedded configs/node-pcap.toml on a scripted capture).
     #[arg(long)]
     demo: bool,
@@ -59,6 +68,7 @@ fn load(
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    tracing_subscriber::fmt().with_max_level(args.log_level).with_writer(std::io::stderr).with_target(false).init();
     if args.demo {
         return match control::demo::run(&args.demo_dir) {
             Ok(text) => {
@@ -95,7 +105,7 @@ fn main() -> ExitCode {
         eprintln!("podswitchd: give --config FILE, --check-config FILE or --demo (see --help)");
         return ExitCode::from(2);
     };
-    let built = match load(path, args.pcap_dir.as_deref()) {
+    let (base, built) = match control::build::read(path, args.pcap_dir.as_deref()) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{e}");
@@ -117,8 +127,13 @@ fn main() -> ExitCode {
             cpu: args.cpu,
             bare_forward: args.bare_forward,
             metrics: args.metrics,
+            socket: (!args.no_socket).then(|| args.socket.clone()),
+            base_dir: args
+                .pcap_dir
+                .clone()
+                .unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default()),
         };
-        let result = control::live::run(built, &opts);
+        let result = control::live::run(base, built, &opts);
         if let Some(p) = &args.pid_file {
             let _ = std::fs::remove_file(p);
         }

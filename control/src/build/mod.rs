@@ -55,6 +55,7 @@ pub(crate) struct Pod {
     pub ips: Vec<IpAddr>,
     pub node: String,
     pub local: bool,
+    pub ready: bool,
     pub identity: Identity,
     /// (name, port, protocol)
     pub container_ports: Vec<(Option<String>, u16, u8)>,
@@ -75,6 +76,20 @@ pub fn load(path: &Path, generation: u64) -> Result<Built, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { file: path.to_path_buf(), source: e })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     build_text(&text, path, &dir, generation)
+}
+
+/// Reads a config file into its model and the snapshot built from it.
+pub fn read(path: &Path, base_dir: Option<&Path>) -> Result<(Config, Built), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { file: path.to_path_buf(), source: e })?;
+    let dir = base_dir.map(Path::to_path_buf).unwrap_or_else(|| path.parent().map(Path::to_path_buf).unwrap_or_default());
+    let built = build_text(&text, path, &dir, 1)?;
+    let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        file: path.to_path_buf(),
+        line: 1,
+        column: 1,
+        message: e.message().to_string(),
+    })?;
+    Ok((cfg, built))
 }
 
 /// Parses and builds config text; `file` names it in errors.
@@ -428,6 +443,7 @@ pub fn build(cfg: &Config, base_dir: &Path, generation: u64) -> Result<Built, Fi
             ips,
             node: node_name,
             local,
+            ready: p.ready,
             identity,
             container_ports: cports,
         });

@@ -33,16 +33,35 @@ struct Ep<'a> {
     local: bool,
     state: BackendState,
     weight: u16,
+    /// Target ports by service port name, from an EndpointSlice.
+    ports: &'a std::collections::BTreeMap<String, u16>,
 }
+
+static NO_PORTS: std::collections::BTreeMap<String, u16> = std::collections::BTreeMap::new();
 
 fn endpoints<'a>(
     sec: Sec,
     i: usize,
-    s: &ServiceConfig,
+    s: &'a ServiceConfig,
     pods: &'a [Pod],
     node: &NodeInfo,
 ) -> Result<Vec<Ep<'a>>, FieldError> {
     let mut out = Vec::new();
+    if let (true, Some(sel)) = (s.endpoints.is_empty(), &s.selector) {
+        // The EndpointSlice controller's job: every pod of the namespace with all the
+        // selector's labels, ready as its pod is. An empty selector selects nothing, as in
+        // Kubernetes (a service without selector has its endpoints managed elsewhere).
+        if sel.is_empty() {
+            return Ok(out);
+        }
+        for p in pods.iter().filter(|p| p.namespace == s.namespace) {
+            if sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)) {
+                let state = if p.ready { BackendState::Ready } else { BackendState::NotServing };
+                out.push(Ep { ips: p.ips.clone(), pod: Some(p), local: p.local, state, weight: 1, ports: &NO_PORTS });
+            }
+        }
+        return Ok(out);
+    }
     for (j, e) in s.endpoints.iter().enumerate() {
         let f = |x: &str| format!("services[{i}].endpoints[{j}].{x}");
         let pod = match &e.pod {
@@ -70,7 +89,7 @@ fn endpoints<'a>(
         } else {
             BackendState::NotServing
         };
-        out.push(Ep { ips, pod, local, state, weight: e.weight });
+        out.push(Ep { ips, pod, local, state, weight: e.weight, ports: &e.ports });
     }
     Ok(out)
 }
@@ -240,7 +259,9 @@ pub(crate) fn build(
                 }
                 let mut backends = Vec::new();
                 for ep in &eps {
+                    let by_slice = ep.ports.get(p.name.as_deref().unwrap_or("")).copied();
                     let target = match &p.target_port {
+                        _ if by_slice.is_some() => by_slice,
                         None => Some(p.port),
                         Some(PortRef::Number(0)) => {
                             return Err(FieldError::new(sec, pf("target_port"), "must be 1-65535"))

@@ -279,6 +279,24 @@ impl Conntrack {
         self.table.clear();
     }
 
+    /// Drops the flows (both entries) whose original entry `pick` selects; returns how many.
+    /// Control-plane use (`conntrack flush` with a filter): it allocates.
+    pub fn flush_matching(&mut self, now: u64, mut pick: impl FnMut(&FlowKey, &CtEntry) -> bool) -> usize {
+        let mut slots = Vec::new();
+        for (slot, k, e, _) in self.table.iter_live(now) {
+            if e.dir == Direction::Original && pick(k, e) {
+                slots.push((slot, e.peer as usize, e.flow_id));
+            }
+        }
+        for &(slot, peer, id) in &slots {
+            if peer < self.table.capacity() && self.table.get(peer).1.flow_id == id {
+                self.table.remove(peer);
+            }
+            self.table.remove(slot);
+        }
+        slots.len()
+    }
+
     /// Entries in use (two per flow).
     pub fn entries(&self) -> usize {
         self.table.occupied()
@@ -320,6 +338,24 @@ mod tests {
             egress_rule: None,
             ingress_rule: None,
         }
+    }
+
+    #[test]
+    fn flush_matching_removes_both_entries_of_picked_flows_only() {
+        let mut ct = Conntrack::new(1024, 7, CtTimeouts::default());
+        let f = flow();
+        let mut g = flow();
+        g.key.t.sport = 40001;
+        g.xlate.sport = 40001;
+        ct.commit(&f, 0);
+        ct.commit(&g, 0);
+        assert_eq!(ct.entries(), 4);
+        assert_eq!(ct.flush_matching(1, |k, _| k.t.sport == 40001), 1);
+        assert_eq!(ct.entries(), 2);
+        assert!(ct.lookup(&g.key, 1).is_none());
+        assert!(ct.lookup(&FlowKey { t: g.xlate.reversed(), proto: proto::TCP }, 1).is_none());
+        assert!(ct.lookup(&f.key, 1).is_some());
+        assert_eq!(ct.flush_matching(1, |_, _| false), 0);
     }
 
     #[test]

@@ -101,6 +101,11 @@ impl Worker {
         &mut self.ct
     }
 
+    /// The state packet `i` of the last batch left the pipeline with (for traces).
+    pub fn ctx(&self, i: usize) -> Option<&PacketCtx> {
+        self.ctx.get(i)
+    }
+
     pub fn affinity(&self) -> &AffinityTable {
         &self.affinity
     }

@@ -1,0 +1,572 @@
+//! The control plane's one writer. API calls and SIGHUP reloads come here; each change is made
+//! on a copy of the [`Store`], built into a complete snapshot, validated, and only then
+//! published with the next generation number, so a rejected change leaves everything as it
+//! was. Changes are serialized by one mutex, which never touches the packet path: workers
+//! only load the published snapshot. Conntrack listings and flushes are requests to the
+//! workers (which own their tables), answered between batches.
+
+use crate::api::pb;
+use crate::build::{self, PortSpec};
+use crate::config::{Config, RouteConfig};
+use crate::k8s::{self, Format, Key, Kind};
+use crate::publish::SnapshotCell;
+use crate::report::Report;
+use crate::store::{Action, Store, StoreError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use switch_core::addr::Addr;
+use switch_core::conntrack::{CtEntry, FlowKey};
+use switch_core::drop::DropReason;
+use switch_core::snapshot::Tables;
+use tokio::sync::broadcast;
+
+/// Why a request was refused (mapped onto gRPC status codes by the server).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        match e {
+            StoreError::NotFound(_) => Refusal::NotFound(e.to_string()),
+            StoreError::FromConfig(_) => Refusal::Precondition(e.to_string()),
+            StoreError::Invalid(..) => Refusal::Invalid(e.to_string()),
+        }
+    }
+}
+
+/// A request to a worker, answered between two batches.
+#[derive(Debug)]
+pub enum WorkerCmd {
+    ListFlows { filter: FlowFilter, limit: usize, reply: mpsc::Sender<(Vec<pb::Flow>, u64)> },
+    Flush { filter: FlowFilter, reply: mpsc::Sender<u64> },
+}
+
+/// Which flows a conntrack request is about.
+#[derive(Debug, Clone, Default)]
+pub struct FlowFilter {
+    pub proto: Option<u8>,
+    pub addr: Option<Addr>,
+    pub port: Option<u16>,
+}
+
+impl FlowFilter {
+    pub fn from_pb(f: &pb::ConntrackFilter) -> Result<FlowFilter, Refusal> {
+        let proto = match f.protocol.to_ascii_lowercase().as_str() {
+            "" => None,
+            p => Some(protocol_number(p).ok_or_else(|| {
+                Refusal::Invalid(format!("protocol '{p}' is not one of tcp, udp, sctp, icmp, icmpv6"))
+            })?),
+        };
+        let addr = match f.address.as_str() {
+            "" => None,
+            a => Some(Addr::from(
+                a.parse::<std::net::IpAddr>().map_err(|_| Refusal::Invalid(format!("'{a}' is not an IP address")))?,
+            )),
+        };
+        let port = match f.port {
+            0 => None,
+            p => Some(u16::try_from(p).map_err(|_| Refusal::Invalid(format!("port {p} is outside 1-65535")))?),
+        };
+        Ok(FlowFilter { proto, addr, port })
+    }
+
+    pub fn matches(&self, k: &FlowKey, e: &CtEntry) -> bool {
+        self.proto.is_none_or(|p| p == k.proto)
+            && self.addr.is_none_or(|a| [k.t.src, k.t.dst, e.xlate.src, e.xlate.dst].contains(&a))
+            && self.port.is_none_or(|p| [k.t.sport, k.t.dport, e.xlate.sport, e.xlate.dport].contains(&p))
+    }
+}
+
+fn protocol_number(p: &str) -> Option<u8> {
+    Some(match p {
+        "tcp" => 6,
+        "udp" => 17,
+        "sctp" => 132,
+        "icmp" => 1,
+        "icmpv6" => 58,
+        _ => return None,
+    })
+}
+
+fn protocol_name(p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        132 => "sctp".into(),
+        1 => "icmp".into(),
+        58 => "icmpv6".into(),
+        n => n.to_string(),
+    }
+}
+
+/// A flow as the API lists it.
+pub fn flow_to_pb(t: &Tables, k: &FlowKey, e: &CtEntry, expires_in_ns: u64, worker: u16) -> pb::Flow {
+    let sa = |a: Addr, p: u16| if a.is_v4() { format!("{a}:{p}") } else { format!("[{a}]:{p}") };
+    pb::Flow {
+        protocol: protocol_name(k.proto),
+        src: sa(k.t.src, k.t.sport),
+        dst: sa(k.t.dst, k.t.dport),
+        xlate_src: sa(e.xlate.src, e.xlate.sport),
+        xlate_dst: sa(e.xlate.dst, e.xlate.dport),
+        state: e.state.name().into(),
+        expires_in_ms: expires_in_ns / 1_000_000,
+        packets: e.packets,
+        bytes: e.bytes,
+        service: e
+            .service
+            .filter(|s| (s.0 as usize) < t.services.ports().len())
+            .map(|s| t.services.port(s).name().to_string())
+            .unwrap_or_default(),
+        egress_rule: e.egress_rule.map(|r| t.policy.rule_name(r).to_string()).unwrap_or_default(),
+        ingress_rule: e.ingress_rule.map(|r| t.policy.rule_name(r).to_string()).unwrap_or_default(),
+        worker: u32::from(worker),
+    }
+}
+
+/// What a successful change returns.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub generation: u64,
+    pub changes: Vec<(Key, Action)>,
+    pub warnings: Vec<String>,
+    pub build_micros: u64,
+}
+
+impl Outcome {
+    pub fn to_pb(&self) -> pb::ChangeResponse {
+        pb::ChangeResponse {
+            generation: self.generation,
+            changes: self.changes.iter().map(|(k, a)| change_pb(k, *a)).collect(),
+            warnings: self.warnings.clone(),
+            build_micros: self.build_micros,
+        }
+    }
+}
+
+fn change_pb(k: &Key, a: Action) -> pb::Change {
+    pb::Change { object: Some(key_pb(k)), action: a.name().into() }
+}
+
+pub fn key_pb(k: &Key) -> pb::ObjectRef {
+    pb::ObjectRef { kind: k.kind.name().into(), namespace: k.namespace.clone(), name: k.name.clone() }
+}
+
+/// The control plane's state and its links to the workers.
+#[derive(Debug)]
+pub struct Controller {
+    store: Mutex<Store>,
+    cell: Arc<SnapshotCell>,
+    ports: Vec<PortSpec>,
+    base_dir: PathBuf,
+    config_path: Option<PathBuf>,
+    events: broadcast::Sender<pb::Event>,
+    /// The workers' published counters, by worker.
+    pub reports: Vec<Arc<Mutex<Option<Report>>>>,
+    workers: Mutex<Vec<mpsc::Sender<WorkerCmd>>>,
+    /// Nanoseconds the last build-and-publish took.
+    pub apply_ns: Arc<AtomicU64>,
+}
+
+impl Controller {
+    /// A controller for a daemon started from `base` (already built into the live `cell`).
+    pub fn new(
+        base: Config,
+        ports: Vec<PortSpec>,
+        cell: Arc<SnapshotCell>,
+        base_dir: PathBuf,
+        config_path: Option<PathBuf>,
+    ) -> Controller {
+        let (events, _) = broadcast::channel(256);
+        Controller {
+            store: Mutex::new(Store::new(base)),
+            cell,
+            ports,
+            base_dir,
+            config_path,
+            events,
+            reports: Vec::new(),
+            workers: Mutex::new(Vec::new()),
+            apply_ns: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn with_reports(mut self, reports: Vec<Arc<Mutex<Option<Report>>>>) -> Controller {
+        self.reports = reports;
+        self
+    }
+
+    /// Registers a worker's command queue.
+    pub fn add_worker(&self, tx: mpsc::Sender<WorkerCmd>) {
+        if let Ok(mut w) = self.workers.lock() {
+            w.push(tx);
+        }
+    }
+
+    pub fn cell(&self) -> &Arc<SnapshotCell> {
+        &self.cell
+    }
+
+    pub fn node_name(&self) -> String {
+        self.cell.load().node.name.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<pb::Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, action: &str, changes: &[(Key, Action)], message: String) {
+        let unix_millis =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        // No receiver is fine: nobody is watching.
+        let _ = self.events.send(pb::Event {
+            generation: self.cell.generation(),
+            action: action.into(),
+            changes: changes.iter().map(|(k, a)| change_pb(k, *a)).collect(),
+            message,
+            unix_millis,
+        });
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Store>, Refusal> {
+        self.store.lock().map_err(|_| Refusal::Unavailable("control state poisoned by an earlier failure".into()))
+    }
+
+    /// Builds `next`; publishes it unless `dry_run` or nothing changed; on success `store`
+    /// becomes `next`.
+    fn commit(
+        &self,
+        store: &mut Store,
+        next: Store,
+        changes: Vec<(Key, Action)>,
+        warnings: Vec<String>,
+        dry_run: bool,
+        action: &str,
+    ) -> Result<Outcome, Refusal> {
+        let t0 = Instant::now();
+        let (cfg, origins) = next.config();
+        let built = match build::build(&cfg, &self.base_dir, self.cell.generation() + 1) {
+            Ok(b) => b,
+            Err(e) => {
+                let (what, msg) = origins.describe(&e);
+                let m = format!("{what}: {msg}");
+                if !dry_run {
+                    self.emit("rejected", &changes, m.clone());
+                }
+                return Err(Refusal::Invalid(m));
+            }
+        };
+        if built.ports != self.ports {
+            return Err(Refusal::Precondition(
+                "ports differ from the running ones; ports change only with a restart".into(),
+            ));
+        }
+        let build_micros = t0.elapsed().as_micros() as u64;
+        if dry_run {
+            return Ok(Outcome { generation: self.cell.generation(), changes, warnings, build_micros });
+        }
+        let changed = changes.iter().any(|(_, a)| *a != Action::Unchanged) || action == "reloaded";
+        let generation = if changed { self.cell.publish(built.tables) } else { self.cell.generation() };
+        self.apply_ns.store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        *store = next;
+        if changed {
+            let n = changes.iter().filter(|(_, a)| *a != Action::Unchanged).count();
+            tracing::info!(generation, objects = n, micros = t0.elapsed().as_micros() as u64, "{action}");
+            self.emit(action, &changes, format!("{n} object(s) {action}"));
+        }
+        Ok(Outcome { generation, changes, warnings, build_micros })
+    }
+
+    fn parse_manifests(&self, manifests: &[pb::Manifest]) -> Result<(Vec<k8s::Object>, Vec<String>), Refusal> {
+        let node = self.node_name();
+        let mut objects = Vec::new();
+        let mut warnings = Vec::new();
+        for m in manifests {
+            let format = Format::parse(&m.format)
+                .ok_or_else(|| Refusal::Invalid(format!("{}: format '{}' is not yaml, json or toml", m.source, m.format)))?;
+            let p = k8s::parse(format, &m.source, &m.content, &node).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            objects.extend(p.objects);
+            warnings.extend(p.warnings);
+        }
+        Ok((objects, warnings))
+    }
+
+    /// Applies every object of `manifests`, all or none.
+    pub fn apply(&self, manifests: &[pb::Manifest], dry_run: bool) -> Result<Outcome, Refusal> {
+        let (objects, warnings) = self.parse_manifests(manifests)?;
+        if objects.is_empty() {
+            return Err(Refusal::Invalid("no objects in the request".into()));
+        }
+        let mut store = self.lock()?;
+        let mut next = store.clone();
+        let changes = next.apply(objects)?;
+        self.commit(&mut store, next, changes, warnings, dry_run, "applied")
+    }
+
+    /// Deletes the objects named by `keys` and by `manifests`, all or none.
+    pub fn delete(&self, keys: &[pb::ObjectRef], manifests: &[pb::Manifest], dry_run: bool) -> Result<Outcome, Refusal> {
+        let mut all = Vec::new();
+        for r in keys {
+            let kind = Kind::parse(&r.kind).ok_or_else(|| Refusal::Invalid(format!("unknown kind '{}'", r.kind)))?;
+            let namespace = if kind.namespaced() {
+                if r.namespace.is_empty() {
+                    "default".into()
+                } else {
+                    r.namespace.clone()
+                }
+            } else {
+                String::new()
+            };
+            if r.name.is_empty() {
+                return Err(Refusal::Invalid(format!("{} to delete needs a name", kind.name())));
+            }
+            all.push(Key { kind, namespace, name: r.name.clone() });
+        }
+        let (objects, warnings) = self.parse_manifests(manifests)?;
+        all.extend(objects.iter().map(k8s::Object::key));
+        if all.is_empty() {
+            return Err(Refusal::Invalid("nothing to delete".into()));
+        }
+        let mut store = self.lock()?;
+        let mut next = store.clone();
+        let changes = next.delete(&all)?;
+        self.commit(&mut store, next, changes, warnings, dry_run, "deleted")
+    }
+
+    pub fn add_route(&self, r: &pb::Route) -> Result<Outcome, Refusal> {
+        let route = RouteConfig {
+            prefix: r.prefix.clone(),
+            via: r.via.clone(),
+            mac: Some(r.mac.clone()).filter(|m| !m.is_empty()),
+        };
+        let mut store = self.lock()?;
+        let mut next = store.clone();
+        let changes = next.apply(vec![k8s::Object::Route(route)])?;
+        self.commit(&mut store, next, changes, Vec::new(), false, "applied")
+    }
+
+    pub fn delete_route(&self, r: &pb::Route) -> Result<Outcome, Refusal> {
+        let key = Key { kind: Kind::Route, namespace: String::new(), name: r.prefix.clone() };
+        let mut store = self.lock()?;
+        let mut next = store.clone();
+        let changes = next.delete(&[key])?;
+        self.commit(&mut store, next, changes, Vec::new(), false, "deleted")
+    }
+
+    /// SIGHUP: re-reads the config file; API objects stay.
+    pub fn reload(&self) -> Result<Outcome, Refusal> {
+        let Some(path) = &self.config_path else {
+            return Err(Refusal::Precondition("the daemon runs without a config file".into()));
+        };
+        let result = (|| {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Refusal::Invalid(format!("{}: cannot read: {e}", path.display())))?;
+            // Validate the file on its own first, for errors with its own line numbers.
+            build::build_text(&text, path, &self.base_dir, 0).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            let base: Config = toml::from_str(&text).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            let mut store = self.lock()?;
+            let mut next = store.clone();
+            next.set_base(base);
+            self.commit(&mut store, next, Vec::new(), Vec::new(), false, "reloaded")
+        })();
+        if let Err(e) = &result {
+            self.emit("reload_rejected", &[], e.to_string());
+        }
+        result
+    }
+
+    /// Objects of one kind.
+    pub fn list(&self, kind: &str, namespace: &str, name: &str) -> Result<pb::ListResponse, Refusal> {
+        let kind = Kind::parse(kind).ok_or_else(|| {
+            Refusal::Invalid(format!(
+                "unknown kind '{kind}' (namespaces, pods, services, endpointslices, endpoints, networkpolicies, routes)"
+            ))
+        })?;
+        let store = self.lock()?;
+        let mut objects = Vec::new();
+        for (k, o, origin) in store.objects() {
+            if k.kind != kind
+                || (!namespace.is_empty() && k.namespace != namespace)
+                || (!name.is_empty() && k.name != name)
+            {
+                continue;
+            }
+            let json = serde_json::to_string(&o).map_err(|e| Refusal::Unavailable(e.to_string()))?;
+            objects.push(pb::Object { r#ref: Some(key_pb(&k)), json, origin: origin.name().into() });
+        }
+        if !name.is_empty() && objects.is_empty() {
+            return Err(Refusal::NotFound(format!(
+                "{} {}{name} not found",
+                kind.name(),
+                if namespace.is_empty() { String::new() } else { format!("{namespace}/") }
+            )));
+        }
+        Ok(pb::ListResponse { generation: self.cell.generation(), objects })
+    }
+
+    /// Counters summed over the workers.
+    pub fn counters(&self) -> pb::CountersResponse {
+        let t = self.cell.load();
+        let mut ports: Vec<pb::PortCounters> = t
+            .ports
+            .iter()
+            .map(|p| pb::PortCounters { name: p.name.clone(), kind: format!("{:?}", p.kind).to_lowercase(), ..Default::default() })
+            .collect();
+        let mut drops = std::collections::HashMap::new();
+        let mut events = std::collections::HashMap::new();
+        let mut sizes = pb::TableSizes {
+            endpoints: t.endpoints.len() as u64,
+            routes: t.routes.len() as u64,
+            service_ports: t.services.ports().len() as u64,
+            frontends: t.services.frontend_count() as u64,
+            policy_classifiers: t.policy.len() as u64,
+            policy_rules: t.policy.rule_count() as u64,
+            ..Default::default()
+        };
+        for r in &self.reports {
+            let Ok(g) = r.lock() else { continue };
+            let Some(r) = g.as_ref() else { continue };
+            for (i, p) in ports.iter_mut().enumerate() {
+                let Some(s) = r.stats.ports.get(i) else { continue };
+                p.rx_packets += s.rx_packets;
+                p.rx_bytes += s.rx_bytes;
+                p.tx_packets += s.tx_packets;
+                p.tx_bytes += s.tx_bytes;
+                if p.io.is_empty() {
+                    p.io = r.port_modes.get(i).cloned().unwrap_or_default();
+                }
+                for reason in DropReason::ALL {
+                    let n = s.drops[reason.index()];
+                    if n > 0 {
+                        *p.drops.entry(reason.name().into()).or_insert(0) += n;
+                        *drops.entry(reason.name().to_string()).or_insert(0) += n;
+                    }
+                }
+            }
+            for (k, v) in r.events() {
+                *events.entry(k.to_string()).or_insert(0) += v;
+            }
+            sizes.conntrack_entries += r.conntrack_entries as u64;
+            sizes.conntrack_capacity += r.conntrack_capacity as u64;
+            sizes.conntrack_evicted += r.conntrack_evicted;
+        }
+        pb::CountersResponse {
+            generation: t.generation,
+            ports,
+            drops,
+            events,
+            tables: Some(sizes),
+            workers: self.reports.len() as u32,
+            last_apply_micros: self.apply_ns.load(Ordering::Relaxed) / 1000,
+        }
+    }
+
+    fn senders(&self) -> Result<Vec<mpsc::Sender<WorkerCmd>>, Refusal> {
+        let w = self.workers.lock().map_err(|_| Refusal::Unavailable("worker list poisoned".into()))?;
+        if w.is_empty() {
+            return Err(Refusal::Unavailable("no workers are running".into()));
+        }
+        Ok(w.clone())
+    }
+
+    /// The workers' flows matching `f`.
+    pub fn conntrack_list(&self, f: &pb::ConntrackFilter) -> Result<pb::ConntrackList, Refusal> {
+        let filter = FlowFilter::from_pb(f)?;
+        let limit = if f.limit == 0 { 10_000 } else { f.limit as usize };
+        let mut out = pb::ConntrackList::default();
+        for tx in self.senders()? {
+            let (rtx, rrx) = mpsc::channel();
+            tx.send(WorkerCmd::ListFlows { filter: filter.clone(), limit, reply: rtx })
+                .map_err(|_| Refusal::Unavailable("a worker has stopped".into()))?;
+            let (flows, more) = rrx
+                .recv_timeout(Duration::from_secs(2))
+                .map_err(|_| Refusal::Unavailable("a worker did not answer within 2 s".into()))?;
+            out.flows.extend(flows);
+            out.truncated += more;
+        }
+        if out.flows.len() > limit {
+            out.truncated += (out.flows.len() - limit) as u64;
+            out.flows.truncate(limit);
+        }
+        Ok(out)
+    }
+
+    /// Removes the workers' flows matching `f`.
+    pub fn conntrack_flush(&self, f: &pb::ConntrackFilter) -> Result<pb::FlushResponse, Refusal> {
+        let filter = FlowFilter::from_pb(f)?;
+        let mut flushed = 0;
+        for tx in self.senders()? {
+            let (rtx, rrx) = mpsc::channel();
+            tx.send(WorkerCmd::Flush { filter: filter.clone(), reply: rtx })
+                .map_err(|_| Refusal::Unavailable("a worker has stopped".into()))?;
+            flushed += rrx
+                .recv_timeout(Duration::from_secs(2))
+                .map_err(|_| Refusal::Unavailable("a worker did not answer within 2 s".into()))?;
+        }
+        tracing::info!(flushed, "conntrack flushed");
+        self.emit("conntrack_flushed", &[], format!("{flushed} flow(s) flushed"));
+        Ok(pb::FlushResponse { flushed })
+    }
+
+    /// Traces a synthesized packet through the live snapshot.
+    pub fn trace(&self, req: &pb::TraceRequest) -> Result<pb::TraceResponse, Refusal> {
+        let t = self.cell.load_full();
+        let cfg = self.lock()?.config().0;
+        let spec = crate::trace::TraceSpec {
+            protocol: req.protocol.clone(),
+            src: req.src.clone(),
+            dst: req.dst.clone(),
+            input: req.r#in.clone(),
+            tcp_flags: req.tcp_flags.clone(),
+        };
+        let r = crate::trace::run(&t, &cfg, &spec).map_err(Refusal::Invalid)?;
+        Ok(pb::TraceResponse {
+            generation: t.generation,
+            steps: r.steps.into_iter().map(|(stage, result)| pb::TraceStep { stage, result }).collect(),
+            verdict: match (r.forwarded, r.refused) {
+                (_, true) => "refused",
+                (true, false) => "forwarded",
+                (false, false) => "dropped",
+            }
+            .into(),
+            detail: r.detail,
+            rule: r.rule,
+        })
+    }
+}
+
+/// Answers one worker command; called by the worker between batches.
+pub fn serve_worker_cmd(cmd: WorkerCmd, w: &mut switch_core::pipeline::Worker, t: &Tables, now: u64, index: u16) {
+    match cmd {
+        WorkerCmd::ListFlows { filter, limit, reply } => {
+            let mut flows = Vec::new();
+            let mut more = 0u64;
+            for (k, e, expires) in w.conntrack().flows(now) {
+                if !filter.matches(k, e) {
+                    continue;
+                }
+                if flows.len() < limit {
+                    flows.push(flow_to_pb(t, k, e, expires.saturating_sub(now), index));
+                } else {
+                    more += 1;
+                }
+            }
+            let _ = reply.send((flows, more));
+        }
+        WorkerCmd::Flush { filter, reply } => {
+            let n = w.conntrack_mut().flush_matching(now, |k, e| filter.matches(k, e));
+            let _ = reply.send(n as u64);
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! One Kubernetes document to config-model objects.
+
+use super::types::{self, IntOrString};
+use super::{Kind, Object, Parsed, MAC_ANNOTATION, PORT_ANNOTATION};
+use crate::config::{
+    ContainerPort, EgressRuleConfig, EndpointConfig, IngressRuleConfig, IpBlock, LabelSelector, NamespaceConfig,
+    PeerConfig, PodConfig, PolicyConfig, PolicyPortConfig, PortRef, SelectorRequirement, ServiceConfig,
+    ServicePortConfig,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The endpoints of a service from one EndpointSlice or Endpoints object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Slice {
+    #[serde(skip)]
+    pub kind: Kind,
+    pub name: String,
+    pub namespace: String,
+    /// The service it belongs to (label `kubernetes.io/service-name`, or the Endpoints' name).
+    pub service: String,
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+type Fail = (String, String);
+
+/// Label on an EndpointSlice naming its service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Reads document `index` (1-based) into `out`.
+pub(super) fn document(v: Value, index: usize, node: &str, out: &mut Parsed) -> Result<(), Fail> {
+    let doc = format!("document {index}");
+    let obj = match &v {
+        Value::Null => return Ok(()),
+        Value::Object(m) => m,
+        _ => return Err((format!("{doc}: "), "is not a mapping with apiVersion and kind".into())),
+    };
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let api = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    if kind.is_empty() || api.is_empty() {
+        return Err((format!("{doc}: "), "needs apiVersion and kind".into()));
+    }
+    if kind == "List" || kind.ends_with("List") && api == "v1" {
+        let items = match obj.get("items") {
+            Some(Value::Array(a)) => a.clone(),
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => return Err((format!("{doc}: "), "items of a List must be a sequence".into())),
+        };
+        for (j, item) in items.into_iter().enumerate() {
+            document(item, index, node, out)
+                .map_err(|(loc, m)| (format!("{doc}, items[{j}]{}", loc.trim_start_matches(&doc)), m))?;
+        }
+        return Ok(());
+    }
+    let name = obj.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+    let ns = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default");
+    let what = format!("{doc} ({kind} {ns}/{name})");
+    let loc = format!("{what}: ");
+    let expect = |want: &str| -> Result<(), Fail> {
+        if api == want {
+            Ok(())
+        } else {
+            Err((loc.clone(), format!("apiVersion '{api}' is not served for {kind}; use {want}")))
+        }
+    };
+    let mut ignored = Vec::new();
+    let obj = match kind.as_str() {
+        "Namespace" => {
+            expect("v1")?;
+            let n: types::Namespace = typed(v, &mut ignored, |_| false).map_err(|e| (loc.clone(), e))?;
+            name_check(&n.metadata.name, true).map_err(|e| (loc.clone(), e))?;
+            Some(Object::Namespace(NamespaceConfig { name: n.metadata.name, labels: n.metadata.labels }))
+        }
+        "Pod" => {
+            expect("v1")?;
+            let p: types::Pod = typed(v, &mut ignored, |_| false).map_err(|e| (loc.clone(), e))?;
+            pod(p, node, &mut out.warnings, &what).map_err(|e| (loc.clone(), e))?.map(Object::Pod)
+        }
+        "Service" => {
+            expect("v1")?;
+            let s: types::Service = typed(v, &mut ignored, |p| p.starts_with("spec.")).map_err(|e| (loc.clone(), e))?;
+            Some(Object::Service(service(s, &mut out.warnings, &what).map_err(|e| (loc.clone(), e))?))
+        }
+        "EndpointSlice" => {
+            expect("discovery.k8s.io/v1")?;
+            let s: types::EndpointSlice =
+                typed(v, &mut ignored, |p| !p.starts_with("metadata.")).map_err(|e| (loc.clone(), e))?;
+            slice(s, &mut out.warnings, &what).map_err(|e| (loc.clone(), e))?.map(Object::Slice)
+        }
+        "Endpoints" => {
+            expect("v1")?;
+            let e: types::Endpoints =
+                typed(v, &mut ignored, |p| !p.starts_with("metadata.")).map_err(|e| (loc.clone(), e))?;
+            Some(Object::Slice(endpoints(e).map_err(|e| (loc.clone(), e))?))
+        }
+        "NetworkPolicy" => {
+            expect("networking.k8s.io/v1")?;
+            let p: types::NetworkPolicy =
+                typed(v, &mut ignored, |p| p.starts_with("spec.")).map_err(|e| (loc.clone(), e))?;
+            Some(Object::NetworkPolicy(policy(p).map_err(|e| (loc.clone(), e))?))
+        }
+        other => {
+            out.warnings.push(format!(
+                "{what}: kind {other} ignored (podswitch reads Namespace, Pod, Service, EndpointSlice, Endpoints, NetworkPolicy)"
+            ));
+            None
+        }
+    };
+    for f in ignored {
+        out.warnings.push(format!("{what}: unknown field {f} ignored"));
+    }
+    out.objects.extend(obj);
+    Ok(())
+}
+
+/// Deserializes `v`, collecting the paths of ignored fields that `warn` selects.
+fn typed<T: DeserializeOwned>(v: Value, ignored: &mut Vec<String>, warn: impl Fn(&str) -> bool) -> Result<T, String> {
+    serde_ignored::deserialize(v, |path| {
+        let p = path.to_string();
+        if p != "apiVersion" && p != "kind" && warn(&p) {
+            ignored.push(p);
+        }
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Kubernetes object names: a DNS label (`label`), or a DNS subdomain.
+fn name_check(name: &str, label: bool) -> Result<(), String> {
+    let max = if label { 63 } else { 253 };
+    let ok_part = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    let ok = !name.is_empty() && name.len() <= max && if label { ok_part(name) } else { name.split('.').all(ok_part) };
+    if ok {
+        Ok(())
+    } else if name.is_empty() {
+        Err("metadata.name is missing".into())
+    } else {
+        Err(format!(
+            "metadata.name '{name}' is not a valid {} (lower-case letters, digits and '-', at most {max} characters)",
+            if label { "DNS label" } else { "DNS subdomain" }
+        ))
+    }
+}
+
+fn namespace_of(m: &types::ObjectMeta) -> Result<String, String> {
+    let ns = m.namespace.clone().unwrap_or_else(|| "default".into());
+    name_check(&ns, true).map_err(|e| e.replace("metadata.name", "metadata.namespace"))?;
+    Ok(ns)
+}
+
+fn pod(p: types::Pod, node: &str, warnings: &mut Vec<String>, what: &str) -> Result<Option<PodConfig>, String> {
+    name_check(&p.metadata.name, false)?;
+    let namespace = namespace_of(&p.metadata)?;
+    if p.spec.host_network {
+        warnings.push(format!("{what}: uses the node's network (hostNetwork); not attached to the switch"));
+        return Ok(None);
+    }
+    let mut ips: Vec<String> = p.status.pod_ips.iter().map(|i| i.ip.clone()).collect();
+    if ips.is_empty() {
+        ips.extend(p.status.pod_ip.clone());
+    }
+    if ips.is_empty() {
+        warnings.push(format!("{what}: has no IP yet (status.podIPs); not applied"));
+        return Ok(None);
+    }
+    let ready = p.metadata.deletion_timestamp.is_none()
+        && p.status.conditions.iter().find(|c| c.kind == "Ready").is_none_or(|c| c.status == "True");
+    let container_ports = p
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .map(|cp| ContainerPort {
+            name: cp.name.clone(),
+            port: cp.container_port,
+            protocol: cp.protocol.clone().unwrap_or_else(|| "TCP".into()),
+        })
+        .collect();
+    let attached = p.metadata.annotations.get(PORT_ANNOTATION).cloned();
+    let (port, mac, node_name) = match attached {
+        Some(port) => {
+            let mac = p
+                .metadata
+                .annotations
+                .get(MAC_ANNOTATION)
+                .cloned()
+                .ok_or_else(|| format!("annotation {PORT_ANNOTATION} needs {MAC_ANNOTATION} beside it"))?;
+            (Some(port), Some(mac), None)
+        }
+        None => match p.spec.node_name.clone() {
+            Some(n) if n == node => {
+                return Err(format!(
+                    "runs on this node ({node}) but has no {PORT_ANNOTATION} annotation: it is not attached to the switch"
+                ))
+            }
+            Some(n) if !n.is_empty() => (None, None, Some(n)),
+            _ => return Err("spec.nodeName is empty: the switch needs to know which node runs the pod".into()),
+        },
+    };
+    Ok(Some(PodConfig {
+        name: p.metadata.name,
+        namespace,
+        port,
+        node: node_name,
+        mac,
+        ips,
+        labels: p.metadata.labels,
+        container_ports,
+        ready,
+    }))
+}
+
+fn target_port(t: &Option<IntOrString>, field: &str) -> Result<Option<PortRef>, String> {
+    match t {
+        None => Ok(None),
+        Some(IntOrString::Int(n)) if (1..=65535).contains(n) => Ok(Some(PortRef::Number(*n as u16))),
+        Some(IntOrString::Int(n)) => Err(format!("{field}: {n} is outside 1-65535")),
+        Some(IntOrString::Str(s)) if s.is_empty() => Err(format!("{field}: empty port name")),
+        Some(IntOrString::Str(s)) => Ok(Some(match s.parse::<u16>() {
+            Ok(n) if n > 0 => PortRef::Number(n),
+            _ => PortRef::Name(s.clone()),
+        })),
+    }
+}
+
+fn service(s: types::Service, warnings: &mut Vec<String>, what: &str) -> Result<ServiceConfig, String> {
+    name_check(&s.metadata.name, true)?;
+    let namespace = namespace_of(&s.metadata)?;
+    let spec = s.spec;
+    let service_type = spec.kind.clone().unwrap_or_else(|| "ClusterIP".into());
+    let mut cluster_ips = spec.cluster_ips.clone();
+    if cluster_ips.is_empty() {
+        cluster_ips.extend(spec.cluster_ip.clone().filter(|c| !c.is_empty()));
+    }
+    if cluster_ips.is_empty() && service_type != "ExternalName" {
+        return Err(
+            "spec.clusterIP is empty: podswitch does not allocate cluster IPs (the API server does); give clusterIP, or \"None\" for a headless service"
+                .into(),
+        );
+    }
+    if let (Some(ip), Some(first)) = (&spec.cluster_ip, spec.cluster_ips.first()) {
+        if !ip.is_empty() && ip != first {
+            return Err(format!("spec.clusterIP '{ip}' must equal spec.clusterIPs[0] '{first}'"));
+        }
+    }
+    let mut lb = Vec::new();
+    for i in s.status.load_balancer.iter().flat_map(|l| &l.ingress) {
+        match (&i.ip, &i.hostname) {
+            (Some(ip), _) => lb.push(ip.clone()),
+            (None, Some(h)) => warnings.push(format!("{what}: load balancer ingress hostname {h} ignored (IPs only)")),
+            (None, None) => {}
+        }
+    }
+    if let Some(ip) = spec.load_balancer_ip.as_ref().filter(|ip| !ip.is_empty() && !lb.contains(ip)) {
+        lb.push(ip.clone());
+    }
+    let mut ports = Vec::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        if spec.ports.len() > 1 && p.name.as_deref().unwrap_or("").is_empty() {
+            return Err(format!("spec.ports[{i}].name: every port needs a name when a service has several"));
+        }
+        if p.port == 0 {
+            return Err(format!("spec.ports[{i}].port: must be 1-65535"));
+        }
+        ports.push(ServicePortConfig {
+            name: p.name.clone().filter(|n| !n.is_empty()),
+            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            port: p.port,
+            target_port: target_port(&p.target_port, &format!("spec.ports[{i}].targetPort"))?,
+            node_port: p.node_port.filter(|n| *n != 0),
+        });
+    }
+    Ok(ServiceConfig {
+        name: s.metadata.name,
+        namespace,
+        service_type,
+        cluster_ips,
+        external_ips: spec.external_ips,
+        load_balancer_ips: lb,
+        load_balancer_source_ranges: spec.load_balancer_source_ranges,
+        session_affinity: spec.session_affinity.unwrap_or_else(|| "None".into()),
+        affinity_timeout_seconds: spec.session_affinity_config.and_then(|c| c.client_ip).and_then(|c| c.timeout_seconds),
+        external_traffic_policy: spec.external_traffic_policy.unwrap_or_else(|| "Cluster".into()),
+        internal_traffic_policy: spec.internal_traffic_policy.unwrap_or_else(|| "Cluster".into()),
+        external_name: spec.external_name,
+        ports,
+        endpoints: Vec::new(),
+        selector: spec.selector,
+    })
+}
+
+fn slice_ports(ports: &[types::SlicePort]) -> BTreeMap<String, u16> {
+    ports.iter().filter_map(|p| Some((p.name.clone().unwrap_or_default(), p.port.filter(|n| *n != 0)?))).collect()
+}
+
+fn pod_ref(r: &Option<types::ObjectReference>) -> Option<String> {
+    r.as_ref().filter(|r| r.kind.as_deref() == Some("Pod")).and_then(|r| r.name.clone())
+}
+
+fn slice(s: types::EndpointSlice, warnings: &mut Vec<String>, what: &str) -> Result<Option<Slice>, String> {
+    name_check(&s.metadata.name, false)?;
+    let namespace = namespace_of(&s.metadata)?;
+    let service = s
+        .metadata
+        .labels
+        .get(SERVICE_NAME_LABEL)
+        .cloned()
+        .ok_or_else(|| format!("metadata.labels: needs {SERVICE_NAME_LABEL} to name its service"))?;
+    match s.address_type.as_str() {
+        "IPv4" | "IPv6" => {}
+        "FQDN" => {
+            warnings.push(format!("{what}: addressType FQDN ignored (IPv4 and IPv6 only)"));
+            return Ok(None);
+        }
+        t => return Err(format!("addressType: '{t}' is not one of IPv4, IPv6, FQDN")),
+    }
+    let ports = slice_ports(&s.ports);
+    let mut endpoints = Vec::new();
+    for (i, e) in s.endpoints.iter().enumerate() {
+        if e.addresses.is_empty() {
+            return Err(format!("endpoints[{i}].addresses: needs at least one address"));
+        }
+        let ready = e.conditions.ready.unwrap_or(true);
+        // Only the first address is used, as the API documents it.
+        let ip = e.addresses[0].clone();
+        let want_v4 = s.address_type == "IPv4";
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(a) if a.is_ipv4() == want_v4 => {}
+            _ => return Err(format!("endpoints[{i}].addresses[0]: '{ip}' is not an {} address", s.address_type)),
+        }
+        endpoints.push(EndpointConfig {
+            pod: pod_ref(&e.target_ref),
+            ip: Some(ip),
+            node: e.node_name.clone(),
+            ready,
+            serving: e.conditions.serving.unwrap_or(ready),
+            terminating: e.conditions.terminating.unwrap_or(false),
+            weight: 1,
+            ports: ports.clone(),
+        });
+    }
+    Ok(Some(Slice { kind: Kind::EndpointSlice, name: s.metadata.name, namespace, service, endpoints }))
+}
+
+fn endpoints(e: types::Endpoints) -> Result<Slice, String> {
+    name_check(&e.metadata.name, true)?;
+    let namespace = namespace_of(&e.metadata)?;
+    let mut out = Vec::new();
+    for (i, s) in e.subsets.iter().enumerate() {
+        let ports = slice_ports(&s.ports);
+        for (ready, list) in [(true, &s.addresses), (false, &s.not_ready_addresses)] {
+            for a in list {
+                if a.ip.parse::<std::net::IpAddr>().is_err() {
+                    return Err(format!("subsets[{i}]: '{}' is not an IP address", a.ip));
+                }
+                out.push(EndpointConfig {
+                    pod: pod_ref(&a.target_ref),
+                    ip: Some(a.ip.clone()),
+                    node: a.node_name.clone(),
+                    ready,
+                    serving: ready,
+                    terminating: false,
+                    weight: 1,
+                    ports: ports.clone(),
+                });
+            }
+        }
+    }
+    Ok(Slice {
+        kind: Kind::Endpoints,
+        name: e.metadata.name.clone(),
+        namespace,
+        service: e.metadata.name,
+        endpoints: out,
+    })
+}
+
+fn selector(s: types::LabelSelector) -> LabelSelector {
+    LabelSelector {
+        match_labels: s.match_labels,
+        match_expressions: s
+            .match_expressions
+            .into_iter()
+            .map(|r| SelectorRequirement { key: r.key, operator: r.operator, values: r.values })
+            .collect(),
+    }
+}
+
+fn peers(list: Vec<types::Peer>) -> Vec<PeerConfig> {
+    list.into_iter()
+        .map(|p| PeerConfig {
+            pod_selector: p.pod_selector.map(selector),
+            namespace_selector: p.namespace_selector.map(selector),
+            ip_block: p.ip_block.map(|b| IpBlock { cidr: b.cidr, except: b.except }),
+        })
+        .collect()
+}
+
+fn policy_ports(list: Vec<types::PolicyPort>, field: &str) -> Result<Vec<PolicyPortConfig>, String> {
+    list.into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let end_port = match p.end_port {
+                None => None,
+                Some(n) if (1..=65535).contains(&n) => Some(n as u16),
+                Some(n) => return Err(format!("{field}.ports[{i}].endPort: {n} is outside 1-65535")),
+            };
+            Ok(PolicyPortConfig {
+                protocol: p.protocol.unwrap_or_else(|| "TCP".into()),
+                port: target_port(&p.port, &format!("{field}.ports[{i}].port"))?,
+                end_port,
+            })
+        })
+        .collect()
+}
+
+fn policy(p: types::NetworkPolicy) -> Result<PolicyConfig, String> {
+    name_check(&p.metadata.name, false)?;
+    let namespace = namespace_of(&p.metadata)?;
+    let spec = p.spec;
+    let mut ingress = Vec::new();
+    for (j, r) in spec.ingress.into_iter().enumerate() {
+        ingress.push(IngressRuleConfig {
+            from: peers(r.from),
+            ports: policy_ports(r.ports, &format!("spec.ingress[{j}]"))?,
+        });
+    }
+    let mut egress = Vec::new();
+    for (j, r) in spec.egress.into_iter().enumerate() {
+        egress.push(EgressRuleConfig { to: peers(r.to), ports: policy_ports(r.ports, &format!("spec.egress[{j}]"))? });
+    }
+    Ok(PolicyConfig {
+        name: p.metadata.name,
+        namespace,
+        pod_selector: selector(spec.pod_selector),
+        policy_types: spec.policy_types,
+        ingress,
+        egress,
+    })
+}

@@ -1,0 +1,233 @@
+//! Manifests to objects: Kubernetes YAML (multi-document, `kind: List` too) or JSON as
+//! Kubernetes writes them, and podswitch TOML object sections, turned into the config model's
+//! objects ([`Object`]). Unknown fields of the parts podswitch implements (Service and
+//! NetworkPolicy specs, EndpointSlices) are ignored with a warning; metadata, status and the
+//! rest of a Pod's spec are read for what the switch needs and otherwise ignored silently.
+
+mod convert;
+#[cfg(test)]
+mod tests;
+pub mod types;
+
+use crate::config::{NamespaceConfig, PodConfig, PolicyConfig, RouteConfig, ServiceConfig};
+pub use convert::Slice;
+use serde::{Deserialize, Serialize};
+
+/// Annotation that names the switch port of a pod on this node (set by the CNI plugin).
+pub const PORT_ANNOTATION: &str = "podswitch.io/port";
+/// Annotation with the MAC address of a pod on this node.
+pub const MAC_ANNOTATION: &str = "podswitch.io/mac";
+
+/// The kinds of object the daemon holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Kind {
+    Namespace,
+    Pod,
+    Service,
+    EndpointSlice,
+    Endpoints,
+    NetworkPolicy,
+    Route,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Namespace,
+        Kind::Pod,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Endpoints,
+        Kind::NetworkPolicy,
+        Kind::Route,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Pod => "Pod",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Endpoints => "Endpoints",
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::Route => "Route",
+        }
+    }
+
+    /// A kind by its name, plural, or kubectl's short name, case-insensitive.
+    pub fn parse(s: &str) -> Option<Kind> {
+        let k = match s.to_ascii_lowercase().as_str() {
+            "namespace" | "namespaces" | "ns" => Kind::Namespace,
+            "pod" | "pods" | "po" => Kind::Pod,
+            "service" | "services" | "svc" => Kind::Service,
+            "endpointslice" | "endpointslices" | "eps" => Kind::EndpointSlice,
+            "endpoints" | "ep" => Kind::Endpoints,
+            "networkpolicy" | "networkpolicies" | "netpol" | "policy" | "policies" => Kind::NetworkPolicy,
+            "route" | "routes" => Kind::Route,
+            _ => return None,
+        };
+        Some(k)
+    }
+
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Kind::Namespace | Kind::Route)
+    }
+}
+
+/// Identifies an object: kind, namespace (empty when not namespaced) and name (a route's
+/// prefix).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind.name(), self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind.name(), self.namespace, self.name)
+        }
+    }
+}
+
+/// One object in the config model's terms.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    Namespace(NamespaceConfig),
+    Pod(PodConfig),
+    Service(ServiceConfig),
+    /// An EndpointSlice or an Endpoints object.
+    Slice(Slice),
+    NetworkPolicy(PolicyConfig),
+    Route(RouteConfig),
+}
+
+impl Object {
+    pub fn key(&self) -> Key {
+        let (kind, namespace, name) = match self {
+            Object::Namespace(n) => (Kind::Namespace, String::new(), n.name.clone()),
+            Object::Pod(p) => (Kind::Pod, p.namespace.clone(), p.name.clone()),
+            Object::Service(s) => (Kind::Service, s.namespace.clone(), s.name.clone()),
+            Object::Slice(s) => (s.kind, s.namespace.clone(), s.name.clone()),
+            Object::NetworkPolicy(p) => (Kind::NetworkPolicy, p.namespace.clone(), p.name.clone()),
+            Object::Route(r) => (Kind::Route, String::new(), r.prefix.clone()),
+        };
+        Key { kind, namespace, name }
+    }
+}
+
+/// A manifest's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+    Toml,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s.to_ascii_lowercase().as_str() {
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            "toml" => Some(Format::Toml),
+            _ => None,
+        }
+    }
+
+    /// From a file name's extension.
+    pub fn of_path(p: &std::path::Path) -> Option<Format> {
+        p.extension().and_then(|e| e.to_str()).and_then(Format::parse)
+    }
+}
+
+/// Objects read from a manifest, with warnings about what was ignored.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub objects: Vec<Object>,
+    pub warnings: Vec<String>,
+}
+
+/// Why a manifest was refused: where and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {location}{message}")]
+pub struct ManifestError {
+    pub source_name: String,
+    /// "document 2 (Service default/web): " or "line 4: ", or empty.
+    pub location: String,
+    pub message: String,
+}
+
+/// The object sections of a podswitch TOML file, as `podswitchctl apply` takes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlObjects {
+    #[serde(default)]
+    namespaces: Vec<NamespaceConfig>,
+    #[serde(default)]
+    pods: Vec<PodConfig>,
+    #[serde(default)]
+    services: Vec<ServiceConfig>,
+    #[serde(default)]
+    policies: Vec<PolicyConfig>,
+    #[serde(default)]
+    routes: Vec<RouteConfig>,
+}
+
+/// Reads every object of a manifest. `node` is this node's name: a Pod whose `spec.nodeName`
+/// is this node must carry the port and MAC annotations of its attachment.
+pub fn parse(format: Format, source: &str, content: &str, node: &str) -> Result<Parsed, ManifestError> {
+    let err = |location: String, message: String| ManifestError { source_name: source.to_string(), location, message };
+    match format {
+        Format::Toml => {
+            let t: TomlObjects = toml::from_str(content).map_err(|e| {
+                let loc = e
+                    .span()
+                    .map(|s| {
+                        let (l, c) = crate::error::line_col(content, s.start);
+                        format!("line {l}, column {c}: ")
+                    })
+                    .unwrap_or_default();
+                let mut m = e.message().trim().to_string();
+                if m.contains("unknown field `node`")
+                    || m.contains("unknown field `ports`")
+                    || m.contains("unknown field `datapath`")
+                    || m.contains("unknown field `nodes`")
+                {
+                    m.push_str(" (node, ports, nodes and datapath change only through the daemon's config file)");
+                }
+                err(loc, m)
+            })?;
+            let mut out = Parsed::default();
+            out.objects.extend(t.namespaces.into_iter().map(Object::Namespace));
+            out.objects.extend(t.pods.into_iter().map(Object::Pod));
+            out.objects.extend(t.services.into_iter().map(Object::Service));
+            out.objects.extend(t.policies.into_iter().map(Object::NetworkPolicy));
+            out.objects.extend(t.routes.into_iter().map(Object::Route));
+            Ok(out)
+        }
+        Format::Json => {
+            let v: serde_json::Value = serde_json::from_str(content)
+                .map_err(|e| err(format!("line {}, column {}: ", e.line(), e.column()), e.to_string()))?;
+            let mut out = Parsed::default();
+            convert::document(v, 1, node, &mut out).map_err(|(loc, m)| err(loc, m))?;
+            Ok(out)
+        }
+        Format::Yaml => {
+            let mut out = Parsed::default();
+            for (i, doc) in serde_yaml_ng::Deserializer::from_str(content).enumerate() {
+                let v = serde_json::Value::deserialize(doc).map_err(|e| {
+                    let loc = match e.location() {
+                        Some(l) => format!("document {}, line {}, column {}: ", i + 1, l.line(), l.column()),
+                        None => format!("document {}: ", i + 1),
+                    };
+                    err(loc, e.to_string())
+                })?;
+                convert::document(v, i + 1, node, &mut out).map_err(|(loc, m)| err(loc, m))?;
+            }
+            Ok(out)
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The desired state: the objects of the daemon's TOML file plus those applied through the
+//! API, merged into one [`Config`] for the table builder. API objects replace file objects of
+//! the same kind, namespace and name; EndpointSlices and Endpoints become their service's
+//! endpoints (a service with any of them uses only them, otherwise its selector picks pods).
+
+use crate::config::{Config, RouteConfig};
+use crate::error::FieldError;
+use crate::k8s::{Key, Kind, Object};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where an object came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Config,
+    Api,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Api => "api",
+        }
+    }
+}
+
+/// What a change did to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    Configured,
+    Unchanged,
+    Deleted,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Configured => "configured",
+            Action::Unchanged => "unchanged",
+            Action::Deleted => "deleted",
+        }
+    }
+}
+
+/// Why a change to the store was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(Key),
+    #[error("{0} is defined in the daemon's config file; change it there (and send SIGHUP)")]
+    FromConfig(Key),
+    #[error("{0}: {1}")]
+    Invalid(String, String),
+}
+
+/// File objects plus API objects.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    base: Config,
+    api: BTreeMap<Key, Object>,
+}
+
+/// For each top-level section index of a merged config, the object it came from.
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    by_section: BTreeMap<(&'static str, usize), (Key, Origin)>,
+}
+
+impl Origins {
+    /// Restates a build error in terms of the object that caused it.
+    pub fn describe(&self, e: &FieldError) -> (String, String) {
+        match e.section.and_then(|s| self.by_section.get(&s).map(|o| (s, o))) {
+            Some(((name, i), (key, origin))) => {
+                let prefix = format!("{name}[{i}].");
+                let field = e.field.strip_prefix(&prefix).unwrap_or(&e.field).to_string();
+                (format!("{key} (from {})", origin.name()), format!("{field}: {}", e.message))
+            }
+            None => ("config".into(), format!("{}: {}", e.field, e.message)),
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+impl Store {
+    pub fn new(base: Config) -> Store {
+        Store { base, api: BTreeMap::new() }
+    }
+
+    pub fn base(&self) -> &Config {
+        &self.base
+    }
+
+    /// Replaces the file's part (SIGHUP); API objects stay.
+    pub fn set_base(&mut self, base: Config) {
+        self.base = base;
+    }
+
+    /// Every object with where it came from, file objects hidden by API objects left out.
+    pub fn objects(&self) -> Vec<(Key, Object, Origin)> {
+        let mut out: BTreeMap<Key, (Object, Origin)> = BTreeMap::new();
+        let b = &self.base;
+        let base = b
+            .namespaces
+            .iter()
+            .cloned()
+            .map(Object::Namespace)
+            .chain(b.pods.iter().cloned().map(Object::Pod))
+            .chain(b.services.iter().cloned().map(Object::Service))
+            .chain(b.policies.iter().cloned().map(Object::NetworkPolicy))
+            .chain(b.routes.iter().cloned().map(Object::Route));
+        for o in base {
+            out.insert(o.key(), (o, Origin::Config));
+        }
+        for (k, o) in &self.api {
+            out.insert(k.clone(), (o.clone(), Origin::Api));
+        }
+        out.into_iter().map(|(k, (o, g))| (k, o, g)).collect()
+    }
+
+    fn base_has(&self, k: &Key) -> bool {
+        let b = &self.base;
+        match k.kind {
+            Kind::Namespace => b.namespaces.iter().any(|n| n.name == k.name),
+            Kind::Pod => b.pods.iter().any(|p| p.namespace == k.namespace && p.name == k.name),
+            Kind::Service => b.services.iter().any(|s| s.namespace == k.namespace && s.name == k.name),
+            Kind::NetworkPolicy => b.policies.iter().any(|p| p.namespace == k.namespace && p.name == k.name),
+            Kind::Route => b.routes.iter().any(|r| r.prefix == k.name),
+            Kind::EndpointSlice | Kind::Endpoints => false,
+        }
+    }
+
+    /// Creates or replaces objects; says what each did. Two objects with one key in a batch is
+    /// an error.
+    pub fn apply(&mut self, objects: Vec<Object>) -> Result<Vec<(Key, Action)>, StoreError> {
+        let mut seen = BTreeSet::new();
+        let mut changes = Vec::new();
+        for o in objects {
+            let o = match o {
+                Object::Route(r) => {
+                    Object::Route(normalize_route(&r).map_err(|m| StoreError::Invalid(format!("Route {}", r.prefix), m))?)
+                }
+                o => o,
+            };
+            let k = o.key();
+            if !seen.insert(k.clone()) {
+                return Err(StoreError::Invalid(k.to_string(), "appears twice in one request".into()));
+            }
+            let action = match self.api.get(&k) {
+                Some(old) if json(old) == json(&o) => Action::Unchanged,
+                Some(_) => Action::Configured,
+                None if self.base_has(&k) => Action::Configured,
+                None => Action::Created,
+            };
+            self.api.insert(k.clone(), o);
+            changes.push((k, action));
+        }
+        Ok(changes)
+    }
+
+    /// Deletes API objects by key.
+    pub fn delete(&mut self, keys: &[Key]) -> Result<Vec<(Key, Action)>, StoreError> {
+        let mut changes = Vec::new();
+        for k in keys {
+            let k = match k.kind {
+                Kind::Route => Key {
+                    name: normalize_prefix(&k.name).map_err(|m| StoreError::Invalid(k.to_string(), m))?,
+                    ..k.clone()
+                },
+                _ => k.clone(),
+            };
+            if self.api.remove(&k).is_some() {
+                changes.push((k, Action::Deleted));
+            } else if self.base_has(&k) {
+                return Err(StoreError::FromConfig(k));
+            } else {
+                return Err(StoreError::NotFound(k));
+            }
+        }
+        Ok(changes)
+    }
+
+    /// The merged config and which object each section came from.
+    pub fn config(&self) -> (Config, Origins) {
+        let mut cfg = Config { node: self.base.node.clone(), datapath: self.base.datapath.clone(), ..Config::default() };
+        cfg.ports = self.base.ports.clone();
+        cfg.nodes = self.base.nodes.clone();
+        let mut origins = Origins::default();
+        let mut slices: BTreeMap<(String, String), Vec<crate::k8s::Slice>> = BTreeMap::new();
+        let objects = self.objects();
+        for (_, o, _) in &objects {
+            if let Object::Slice(s) = o {
+                slices.entry((s.namespace.clone(), s.service.clone())).or_default().push(s.clone());
+            }
+        }
+        let pods: BTreeSet<(String, String)> = objects
+            .iter()
+            .filter_map(|(_, o, _)| match o {
+                Object::Pod(p) => Some((p.namespace.clone(), p.name.clone())),
+                _ => None,
+            })
+            .collect();
+        for (k, o, origin) in objects {
+            let mut at = |name: &'static str, i: usize| {
+                origins.by_section.insert((name, i), (k.clone(), origin));
+            };
+            match o {
+                Object::Namespace(n) => {
+                    at("namespaces", cfg.namespaces.len());
+                    cfg.namespaces.push(n);
+                }
+                Object::Pod(p) => {
+                    at("pods", cfg.pods.len());
+                    cfg.pods.push(p);
+                }
+                Object::Service(mut s) => {
+                    if let Some(list) = slices.get(&(s.namespace.clone(), s.name.clone())) {
+                        s.selector = None;
+                        s.endpoints.clear();
+                        let mut ips = BTreeSet::new();
+                        for e in list.iter().flat_map(|sl| &sl.endpoints) {
+                            if !ips.insert(e.ip.clone()) {
+                                continue;
+                            }
+                            let mut e = e.clone();
+                            // The pod gives locality and named ports when the switch knows it.
+                            if e.pod.as_ref().is_some_and(|p| !pods.contains(&(s.namespace.clone(), p.clone()))) {
+                                e.pod = None;
+                            }
+                            s.endpoints.push(e);
+                        }
+                    }
+                    at("services", cfg.services.len());
+                    cfg.services.push(s);
+                }
+                Object::NetworkPolicy(p) => {
+                    at("policies", cfg.policies.len());
+                    cfg.policies.push(p);
+                }
+                Object::Route(r) => {
+                    at("routes", cfg.routes.len());
+                    cfg.routes.push(r);
+                }
+                Object::Slice(_) => {}
+            }
+        }
+        (cfg, origins)
+    }
+}
+
+/// A prefix in canonical form (host bits must be zero), so that `10.1.0.0/16` and
+/// `10.1.0.0/16 ` name the same route.
+pub fn normalize_prefix(s: &str) -> Result<String, String> {
+    let p: switch_core::addr::Prefix = s.trim().parse().map_err(|e| format!("'{s}': {e}"))?;
+    Ok(p.to_string())
+}
+
+fn normalize_route(r: &RouteConfig) -> Result<RouteConfig, String> {
+    Ok(RouteConfig { prefix: normalize_prefix(&r.prefix)?, ..r.clone() })
+}
