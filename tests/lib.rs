@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: build and run the real `podswitchd` binary on captures,
 //! and read its output with tshark, a decoder that is not ours.
 
+pub mod model;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -1,0 +1,224 @@
+use super::*;
+use crate::config::PortRef;
+
+fn yaml(s: &str) -> Result<Parsed, ManifestError> {
+    parse(Format::Yaml, "test.yaml", s, "node-1")
+}
+
+const ALL_KINDS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: x, labels: {team: blue}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: a
+  namespace: x
+  labels: {pod: a}
+  annotations: {podswitch.io/port: pa, podswitch.io/mac: "02:00:00:00:00:0a"}
+  uid: 1234
+spec:
+  nodeName: node-1
+  restartPolicy: Always
+  containers:
+  - name: c
+    image: nginx
+    ports:
+    - {name: http, containerPort: 8080}
+    - {name: dns, containerPort: 53, protocol: UDP}
+status:
+  phase: Running
+  podIP: 10.244.1.5
+  podIPs: [{ip: 10.244.1.5}, {ip: "fd00:244:1::5"}]
+  conditions: [{type: Ready, status: "False"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: far, namespace: x}
+spec: {nodeName: node-2}
+status: {podIP: 10.244.2.9}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: x}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.10
+  clusterIPs: [10.96.0.10, "fd00:96::10"]
+  selector: {pod: a}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
+  externalTrafficPolicy: Local
+  loadBalancerSourceRanges: [192.0.2.0/24]
+  ports:
+  - {name: http, port: 80, targetPort: http, nodePort: 30080}
+  - {name: dns, port: 53, protocol: UDP, targetPort: 53, nodePort: 30053}
+  healthCheckNodePort: 32000
+  frobnicate: true
+status:
+  loadBalancer:
+    ingress: [{ip: 203.0.113.7}, {hostname: lb.example}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc
+  namespace: x
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- addresses: [10.244.1.5]
+  conditions: {ready: false, serving: true, terminating: true}
+  nodeName: node-1
+  targetRef: {kind: Pod, name: a, namespace: x}
+- addresses: [10.244.2.9]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from:
+    - namespaceSelector: {matchExpressions: [{key: team, operator: In, values: [blue]}]}
+      podSelector: {matchLabels: {pod: b}}
+    - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}
+    ports:
+    - {port: http}
+    - {protocol: UDP, port: 1000, endPort: 2000}
+  egress:
+  - to: [{podSelector: {}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: x}
+"#;
+
+#[test]
+fn reads_every_kind_with_kubernetes_defaults() {
+    let p = yaml(ALL_KINDS).expect("parses");
+    let keys: Vec<String> = p.objects.iter().map(|o| o.key().to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "Namespace x",
+            "Pod x/a",
+            "Pod x/far",
+            "Service x/web",
+            "EndpointSlice x/web-abc",
+            "NetworkPolicy x/allow"
+        ]
+    );
+    let Object::Pod(a) = &p.objects[1] else { panic!() };
+    assert_eq!(a.port.as_deref(), Some("pa"));
+    assert_eq!(a.ips, ["10.244.1.5", "fd00:244:1::5"]);
+    assert!(!a.ready, "the Ready condition is read");
+    assert_eq!(a.container_ports[1].protocol, "UDP");
+    let Object::Pod(far) = &p.objects[2] else { panic!() };
+    assert_eq!((far.node.as_deref(), far.port.as_deref()), (Some("node-2"), None));
+    let Object::Service(s) = &p.objects[3] else { panic!() };
+    assert_eq!(s.cluster_ips, ["10.96.0.10", "fd00:96::10"]);
+    assert_eq!(s.load_balancer_ips, ["203.0.113.7"]);
+    assert_eq!(s.affinity_timeout_seconds, Some(60));
+    assert_eq!(s.external_traffic_policy, "Local");
+    assert_eq!(s.ports[0].target_port, Some(PortRef::Name("http".into())));
+    assert_eq!(s.ports[1].target_port, Some(PortRef::Number(53)));
+    assert_eq!(s.ports[1].node_port, Some(30053));
+    let Object::Slice(sl) = &p.objects[4] else { panic!() };
+    assert_eq!(sl.service, "web");
+    assert!(!sl.endpoints[0].ready && sl.endpoints[0].serving && sl.endpoints[0].terminating);
+    assert!(sl.endpoints[1].ready && sl.endpoints[1].serving && !sl.endpoints[1].terminating, "nil conditions");
+    assert_eq!(sl.endpoints[0].ports.get("http"), Some(&8080));
+    assert_eq!(sl.endpoints[0].pod.as_deref(), Some("a"));
+    let Object::NetworkPolicy(np) = &p.objects[5] else { panic!() };
+    assert_eq!(np.ingress[0].from.len(), 2);
+    assert!(np.ingress[0].from[0].namespace_selector.is_some() && np.ingress[0].from[0].pod_selector.is_some());
+    assert_eq!(np.ingress[0].ports[1].end_port, Some(2000));
+    assert_eq!(np.ingress[0].ports[0].port, Some(PortRef::Name("http".into())));
+    // Unknown fields of the implemented specs and unknown kinds are reported, metadata is not.
+    let w = p.warnings.join("\n");
+    assert!(w.contains("spec.frobnicate"), "{w}");
+    assert!(w.contains("lb.example"), "{w}");
+    assert!(w.contains("kind Deployment ignored"), "{w}");
+    assert!(!w.contains("uid") && !w.contains("restartPolicy") && !w.contains("healthCheckNodePort"), "{w}");
+}
+
+#[test]
+fn a_list_is_read_item_by_item() {
+    let s = r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"y"}},
+        {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"z"}}]}"#;
+    let p = parse(Format::Json, "l.json", s, "n").expect("parses");
+    assert_eq!(p.objects.len(), 2);
+}
+
+#[test]
+fn endpoints_objects_carry_not_ready_addresses() {
+    let p = yaml(
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {name: web}\nsubsets:\n- addresses: [{ip: 10.0.0.1}]\n  notReadyAddresses: [{ip: 10.0.0.2}]\n  ports: [{port: 80}]\n",
+    )
+    .expect("parses");
+    let Object::Slice(s) = &p.objects[0] else { panic!() };
+    assert_eq!(s.service, "web");
+    assert_eq!(s.endpoints.len(), 2);
+    assert!(s.endpoints[0].ready && !s.endpoints[1].ready);
+    assert_eq!(s.endpoints[0].ports.get(""), Some(&80));
+}
+
+fn refused(s: &str) -> String {
+    yaml(s).expect_err("must be refused").to_string()
+}
+
+#[test]
+fn bad_manifests_say_where_and_why() {
+    let cases: &[(&str, &str)] = &[
+        ("kind: Service\nmetadata: {name: a}\n", "needs apiVersion and kind"),
+        ("apiVersion: v2\nkind: Service\nmetadata: {name: a}\n", "apiVersion 'v2' is not served for Service"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n", "does not allocate cluster IPs"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: Bad_Name}\nspec: {clusterIP: None}\n", "not a valid DNS label"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 80}, {port: 81}]}\n", "every port needs a name"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 99999}]}\n", "document 1 (Service default/a)"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 80, targetPort: 0}]}\n", "targetPort: 0 is outside 1-65535"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-1}\nstatus: {podIP: 10.0.0.1}\n", "not attached to the switch"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {}\nstatus: {podIP: 10.0.0.1}\n", "spec.nodeName is empty"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {podswitch.io/port: p1}}\nspec: {}\nstatus: {podIP: 10.0.0.1}\n", "needs podswitch.io/mac"),
+        ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\n", "kubernetes.io/service-name"),
+        ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, labels: {kubernetes.io/service-name: a}}\naddressType: IPv4\nendpoints: [{addresses: [\"fd00::1\"]}]\n", "is not an IPv4 address"),
+        ("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {ingress: [{ports: [{port: 80, endPort: 70000}]}]}\n", "endPort: 70000"),
+        ("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {podSelector: \"app\"}\n", "invalid type: string"),
+        ("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n- [unbalanced\n", "document 2"),
+        ("just a string\n", "is not a mapping"),
+    ];
+    for (input, want) in cases {
+        let e = refused(input);
+        assert!(e.contains(want), "{input:?}: got {e:?}, want {want:?}");
+        assert!(e.starts_with("test.yaml: "), "{e}");
+    }
+}
+
+#[test]
+fn toml_objects_and_their_errors() {
+    let p = parse(
+        Format::Toml,
+        "o.toml",
+        "[[services]]\nname = \"s\"\ncluster_ips = [\"10.96.0.1\"]\nports = [{ port = 80 }]\n\n[[routes]]\nprefix = \"10.9.0.0/16\"\nvia = \"blackhole\"\n",
+        "n",
+    )
+    .expect("parses");
+    assert_eq!(p.objects.len(), 2);
+    let e = parse(Format::Toml, "o.toml", "[node]\nname = \"x\"\n", "n").expect_err("node is file-only");
+    assert!(e.to_string().contains("only through the daemon's config file"), "{e}");
+    let e = parse(Format::Toml, "o.toml", "[[services]]\nname = 1\n", "n").expect_err("bad type");
+    assert!(e.to_string().contains("line 2"), "{e}");
+}
+
+#[test]
+fn kinds_parse_by_kubectl_names() {
+    for (s, k) in [("svc", Kind::Service), ("netpol", Kind::NetworkPolicy), ("eps", Kind::EndpointSlice), ("ns", Kind::Namespace)] {
+        assert_eq!(Kind::parse(s), Some(k));
+    }
+    assert_eq!(Kind::parse("deployments"), None);
+}

@@ -1,0 +1,211 @@
+//! Service semantics from real manifests (Service, EndpointSlice, Endpoints, Pod), applied
+//! through the controller and checked with packets through the pipeline: one test per
+//! Kubernetes behaviour kube-proxy users rely on.
+
+use podswitch_tests::model::{Model, ModelPod, UPLINK_MAC};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use switch_core::addr::Addr;
+use switch_core::drop::DropReason;
+use switch_core::parse::{parse, PacketMeta, ParseOptions};
+use switch_core::pipeline::Verdict;
+use switch_core::wire::build::IpFrame;
+use switch_core::wire::MacAddr;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+fn meta(frame: &[u8]) -> PacketMeta {
+    parse(frame, ParseOptions::default()).expect("output frame parses")
+}
+
+fn svc(name: &str, spec: &str) -> String {
+    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: x}}\nspec:\n{spec}")
+}
+
+/// Sends a new flow from a pod; returns the verdict and the frame as it left.
+fn from_pod(m: &Model, from: &str, dst: &str, port: u16, proto: &str, sport: u16) -> (Verdict, Vec<u8>) {
+    let p: ModelPod = m.pod(from).clone();
+    let mut w = m.worker();
+    m.send(&mut w, m.frame_from(&p, ip(dst), port, proto, sport), p.port)
+}
+
+/// Sends a new flow arriving on the uplink from an outside client.
+fn from_outside(m: &Model, src: &str, dst: &str, port: u16, proto: &str) -> (Verdict, Vec<u8>) {
+    let f = IpFrame::new(MacAddr([2, 0, 0, 0, 0x0f, 1]), UPLINK_MAC, ip(src), ip(dst), podswitch_tests::model::l4(proto, 50000, port))
+        .build();
+    let mut w = m.worker();
+    m.send(&mut w, f, m.uplink)
+}
+
+fn backends_seen(m: &Model, from: &str, dst: &str, port: u16, proto: &str) -> BTreeSet<(Addr, u16)> {
+    (0..64)
+        .map(|i| {
+            let (v, f) = from_pod(m, from, dst, port, proto, 20000 + i * 7);
+            assert!(matches!(v, Verdict::Tx(_)), "{dst}:{port} from {from}: {v:?}");
+            let mm = meta(&f);
+            (mm.dst, mm.dport)
+        })
+        .collect()
+}
+
+fn a(s: &str) -> Addr {
+    Addr::from(ip(s))
+}
+
+#[test]
+fn cluster_ip_dual_stack_with_selector() {
+    let m = Model::new();
+    m.apply(&svc("web", "  clusterIPs: [10.96.0.10, \"fd00:96::10\"]\n  ipFamilies: [IPv4, IPv6]\n  selector: {pod: a}\n  ports: [{port: 80, targetPort: serve-81-tcp}]\n"));
+    let got = backends_seen(&m, "y/b", "10.96.0.10", 80, "TCP");
+    assert_eq!(got, [(a("10.244.1.1"), 81)].into(), "x/a only, on its named port");
+    // IPv6: the same service through its second cluster IP.
+    let p = m.pod("y/b").clone();
+    let f = IpFrame::new(p.mac, podswitch_tests::model::ROUTER_MAC, ip("fd00:244:1::5"), ip("fd00:96::10"), podswitch_tests::model::l4("TCP", 4000, 80)).build();
+    let mut w = m.worker();
+    let (v, out) = m.send(&mut w, f, p.port);
+    assert_eq!(v, Verdict::Tx(m.pod("x/a").port));
+    assert_eq!((meta(&out).dst, meta(&out).dport), (a("fd00:244:1::1"), 81));
+}
+
+#[test]
+fn named_target_ports_resolve_per_endpoint_and_several_ports_and_protocols() {
+    let m = Model::new();
+    // x/b serves "web" on 8081, x/a on 8080: one service port, two target numbers.
+    let mut pods = String::new();
+    for (name, n, port) in [("a", 1, 8080), ("b", 2, 8081)] {
+        pods.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {{pod: {name}, app: web}}, annotations: {{podswitch.io/port: x-{name}, podswitch.io/mac: \"02:00:00:00:02:{n:02x}\"}}}}\nspec:\n  nodeName: node-1\n  containers: [{{name: c, ports: [{{name: web, containerPort: {port}}}, {{name: dns, containerPort: 5353, protocol: UDP}}]}}]\nstatus: {{podIP: 10.244.1.{n}}}\n"
+        ));
+    }
+    m.apply(&pods);
+    m.apply(&svc("web", "  clusterIP: 10.96.0.11\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: web}\n  - {name: dns, port: 53, protocol: UDP, targetPort: dns}\n"));
+    assert_eq!(backends_seen(&m, "z/c", "10.96.0.11", 80, "TCP"), [(a("10.244.1.1"), 8080), (a("10.244.1.2"), 8081)].into());
+    assert_eq!(backends_seen(&m, "z/c", "10.96.0.11", 53, "UDP"), [(a("10.244.1.1"), 5353), (a("10.244.1.2"), 5353)].into());
+    let (v, _) = from_pod(&m, "z/c", "10.96.0.11", 53, "TCP", 1);
+    assert_ne!(v, Verdict::Tx(m.pod("x/a").port), "TCP 53 is not a port of the service");
+}
+
+#[test]
+fn endpoint_slices_conditions_and_terminating_fallback() {
+    let m = Model::new();
+    m.apply(&svc("web", "  clusterIP: 10.96.0.12\n  ports: [{name: http, port: 80}]\n"));
+    let slice = |eps: &str| {
+        format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, namespace: x, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n{eps}")
+    };
+    m.apply(&slice("- {addresses: [10.244.1.1], conditions: {ready: true}, targetRef: {kind: Pod, name: a}}\n- {addresses: [10.244.1.2], conditions: {ready: false, serving: true, terminating: true}}\n"));
+    assert_eq!(backends_seen(&m, "y/a", "10.96.0.12", 80, "TCP"), [(a("10.244.1.1"), 8080)].into(), "ready ones only");
+    m.apply(&slice("- {addresses: [10.244.1.2], conditions: {ready: false, serving: true, terminating: true}}\n- {addresses: [10.244.1.3], conditions: {ready: false, serving: false}}\n"));
+    assert_eq!(backends_seen(&m, "y/a", "10.96.0.12", 80, "TCP"), [(a("10.244.1.2"), 8080)].into(), "serving terminating when none is ready");
+    m.apply(&slice("- {addresses: [10.244.1.3], conditions: {ready: false, serving: false}}\n"));
+    let (v, out) = from_pod(&m, "y/a", "10.96.0.12", 80, "TCP", 1);
+    assert_eq!(v, Verdict::Tx(m.pod("y/a").port), "refused at once: a reset back to the client");
+    assert_ne!(meta(&out).tcp_flags & switch_core::wire::l4::tcp_flags::RST, 0);
+    // A second slice adds endpoints; deleting it takes them away.
+    m.apply("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-2, namespace: x, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{name: http, port: 9090}]\nendpoints: [{addresses: [10.244.1.4]}]\n");
+    assert_eq!(backends_seen(&m, "y/a", "10.96.0.12", 80, "TCP"), [(a("10.244.1.4"), 9090)].into());
+    m.delete("endpointslice", "x", "web-2");
+    let (v, _) = from_pod(&m, "y/a", "10.96.0.12", 80, "TCP", 1);
+    assert_eq!(v, Verdict::Tx(m.pod("y/a").port), "refused again");
+}
+
+#[test]
+fn legacy_endpoints_object() {
+    let m = Model::new();
+    m.apply(&svc("old", "  clusterIP: 10.96.0.13\n  ports: [{port: 80, targetPort: 8080}]\n"));
+    m.apply("apiVersion: v1\nkind: Endpoints\nmetadata: {name: old, namespace: x}\nsubsets:\n- addresses: [{ip: 10.244.1.5}]\n  notReadyAddresses: [{ip: 10.244.1.6}]\n  ports: [{port: 8080}]\n");
+    assert_eq!(backends_seen(&m, "x/a", "10.96.0.13", 80, "TCP"), [(a("10.244.1.5"), 8080)].into());
+}
+
+#[test]
+fn node_port_with_external_traffic_policy_cluster_and_local() {
+    let m = Model::new();
+    m.apply(&svc("np", "  type: NodePort\n  clusterIP: 10.96.0.14\n  selector: {pod: b}\n  ports: [{port: 80, targetPort: 80, nodePort: 30080}]\n"));
+    let (v, out) = from_outside(&m, "203.0.113.5", podswitch_tests::model::NODE_IP, 30080, "TCP");
+    assert_eq!(v, Verdict::Tx(m.pod("x/b").port), "the selector picks pods of the service's namespace only");
+    assert_eq!(meta(&out).dport, 80);
+    assert_eq!(meta(&out).src, a(podswitch_tests::model::NODE_IP), "Cluster: source NAT to the node");
+    // Local: the client address is kept.
+    m.apply(&svc("np", "  type: NodePort\n  clusterIP: 10.96.0.14\n  externalTrafficPolicy: Local\n  selector: {pod: b}\n  ports: [{port: 80, targetPort: 80, nodePort: 30080}]\n"));
+    let (v, out) = from_outside(&m, "203.0.113.5", podswitch_tests::model::NODE_IP, 30080, "TCP");
+    assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    assert_eq!(meta(&out).src, a("203.0.113.5"), "Local keeps the client IP");
+    // Local with endpoints only on another node: dropped, as kube-proxy does.
+    m.apply(&svc("np", "  type: NodePort\n  clusterIP: 10.96.0.14\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80, nodePort: 30080}]\n"));
+    m.apply("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: np-1, namespace: x, labels: {kubernetes.io/service-name: np}}\naddressType: IPv4\nports: [{name: http, port: 80}]\nendpoints: [{addresses: [10.244.2.7], nodeName: node-2}]\n");
+    let (v, _) = from_outside(&m, "203.0.113.5", podswitch_tests::model::NODE_IP, 30080, "TCP");
+    assert_eq!(v, Verdict::Drop(DropReason::ServiceNoLocalBackend));
+    // ...while the ClusterIP still reaches the remote endpoint through the tunnel.
+    let (v, _) = from_pod(&m, "y/a", "10.96.0.14", 80, "TCP", 9);
+    assert_eq!(v, Verdict::Tx(m.uplink));
+    // A node port outside the range is refused with the range in the message.
+    let e = m.refuse(&svc("bad", "  type: NodePort\n  clusterIP: 10.96.0.15\n  ports: [{port: 80, nodePort: 8080}]\n"));
+    assert!(e.contains("30000-32767") && e.contains("Service x/bad"), "{e}");
+}
+
+#[test]
+fn load_balancer_ingress_ips_and_source_ranges() {
+    let m = Model::new();
+    m.apply(&format!(
+        "{}status:\n  loadBalancer:\n    ingress: [{{ip: 198.51.100.10}}]\n",
+        svc("lb", "  type: LoadBalancer\n  clusterIP: 10.96.0.16\n  selector: {pod: c}\n  loadBalancerSourceRanges: [203.0.113.0/24]\n  ports: [{port: 443, targetPort: 81, nodePort: 30443}]\n")
+    ));
+    let (v, out) = from_outside(&m, "203.0.113.9", "198.51.100.10", 443, "TCP");
+    assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    assert_eq!(meta(&out).dport, 81);
+    let (v, _) = from_outside(&m, "192.0.2.9", "198.51.100.10", 443, "TCP");
+    assert_eq!(v, Verdict::Drop(DropReason::LoadBalancerSourceDenied));
+}
+
+#[test]
+fn client_ip_affinity_keeps_a_client_on_one_backend() {
+    let m = Model::new();
+    let three = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: sticky-1, namespace: x, labels: {kubernetes.io/service-name: sticky}}\naddressType: IPv4\nports: [{port: 80}]\nendpoints: [{addresses: [10.244.1.1]}, {addresses: [10.244.1.2]}, {addresses: [10.244.1.3]}]\n";
+    m.apply(&svc("sticky", "  clusterIP: 10.96.0.17\n  ports: [{port: 80}]\n"));
+    m.apply(three);
+    assert_eq!(backends_seen(&m, "z/c", "10.96.0.17", 80, "TCP").len(), 3, "without affinity flows spread");
+    m.apply(&svc("sticky", "  clusterIP: 10.96.0.17\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 30}}\n  ports: [{port: 80}]\n"));
+    let p = m.pod("z/c").clone();
+    let mut w = m.worker();
+    let mut seen = BTreeSet::new();
+    for i in 0..32 {
+        let (v, out) = m.send(&mut w, m.frame_from(&p, ip("10.96.0.17"), 80, "TCP", 30000 + i), p.port);
+        assert!(matches!(v, Verdict::Tx(_)));
+        seen.insert(meta(&out).dst);
+    }
+    assert_eq!(seen.len(), 1, "one backend for one client: {seen:?}");
+}
+
+#[test]
+fn internal_traffic_policy_local() {
+    let m = Model::new();
+    m.apply(&svc("itp", "  clusterIP: 10.96.0.18\n  internalTrafficPolicy: Local\n  ports: [{name: p, port: 80}]\n"));
+    m.apply("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: itp-1, namespace: x, labels: {kubernetes.io/service-name: itp}}\naddressType: IPv4\nports: [{name: p, port: 80}]\nendpoints: [{addresses: [10.244.2.7], nodeName: node-2}, {addresses: [10.244.1.3], nodeName: node-1}]\n");
+    assert_eq!(backends_seen(&m, "y/a", "10.96.0.18", 80, "TCP"), [(a("10.244.1.3"), 80)].into(), "the local endpoint only");
+}
+
+#[test]
+fn external_name_and_headless_services_get_no_nat() {
+    let m = Model::new();
+    let before = m.c.cell().load().services.ports().len();
+    m.apply("apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: x}\nspec: {type: ExternalName, externalName: db.example.com}\n");
+    m.apply(&svc("headless", "  clusterIP: None\n  selector: {pod: a}\n  ports: [{port: 80}]\n"));
+    assert_eq!(m.c.cell().load().services.ports().len(), before, "no service ports for either");
+    let l = m.c.list("svc", "x", "ext").expect("listed");
+    assert!(l.objects[0].json.contains("db.example.com"));
+    // Headless: clients talk to the pods directly.
+    let (v, _) = from_pod(&m, "y/a", "10.244.1.1", 80, "TCP", 1);
+    assert_eq!(v, Verdict::Tx(m.pod("x/a").port));
+}
+
+#[test]
+fn deleting_a_service_removes_its_frontend() {
+    let m = Model::new();
+    m.apply(&svc("gone", "  clusterIP: 10.96.0.19\n  selector: {pod: a}\n  ports: [{port: 80}]\n"));
+    assert!(matches!(from_pod(&m, "y/a", "10.96.0.19", 80, "TCP", 1).0, Verdict::Tx(p) if p == m.pod("x/a").port));
+    m.delete("service", "x", "gone");
+    let (v, _) = from_pod(&m, "y/a", "10.96.0.19", 80, "TCP", 1);
+    assert_eq!(v, Verdict::Tx(m.uplink), "no longer a service: routed out by the default route");
+    assert!(m.c.list("svc", "x", "gone").is_err());
+}

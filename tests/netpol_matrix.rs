@@ -1,0 +1,247 @@
+//! NetworkPolicy semantics on the upstream model (namespaces x, y, z with label `ns`; pods a,
+//! b, c with label `pod`; ports 80 and 81 over TCP, UDP and SCTP): each policy is applied as
+//! a real manifest through the controller, then every one of the 72 pod pairs is probed
+//! through the pipeline and the whole 9x9 matrix is compared with the expected one, in the
+//! manner of the upstream Kubernetes network-policy end-to-end tests.
+
+use podswitch_tests::model::{Model, Reachability};
+
+const ALL: &[&str] = &["TCP", "UDP", "SCTP"];
+
+fn np(name: &str, ns: &str, spec: &str) -> String {
+    format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}")
+}
+
+#[test]
+fn no_policy_allows_everything() {
+    let m = Model::new();
+    let all = Reachability::all(true);
+    for port in [80, 81] {
+        m.expect("no policy", port, ALL, &all);
+    }
+}
+
+#[test]
+fn default_deny_ingress() {
+    let m = Model::new();
+    m.apply(&np("deny-ingress", "x", "  podSelector: {}\n  policyTypes: [Ingress]\n"));
+    let want = Reachability::all(true).set("*", "x/*", false);
+    m.expect("default-deny-ingress in x", 80, ALL, &want);
+    m.expect("default-deny-ingress in x", 81, ALL, &want);
+}
+
+#[test]
+fn default_deny_egress_and_all() {
+    let m = Model::new();
+    m.apply(&np("deny-egress", "x", "  podSelector: {}\n  policyTypes: [Egress]\n"));
+    m.expect("default-deny-egress in x", 80, ALL, &Reachability::all(true).set("x/*", "*", false));
+    m.delete("networkpolicy", "x", "deny-egress");
+    m.expect("deleted", 80, ALL, &Reachability::all(true));
+    m.apply(&np("deny-all", "x", "  podSelector: {}\n  policyTypes: [Ingress, Egress]\n"));
+    let want = Reachability::all(true).set("x/*", "*", false).set("*", "x/*", false);
+    m.expect("default-deny-all in x", 81, ALL, &want);
+}
+
+#[test]
+fn pod_selector_in_the_same_namespace() {
+    let m = Model::new();
+    m.apply(&np(
+        "a-from-b",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {pod: b}}}]\n",
+    ));
+    let want = Reachability::all(true).set("*", "x/a", false).set("x/b", "x/a", true);
+    m.expect("x/a only from x/b", 80, ALL, &want);
+}
+
+#[test]
+fn namespace_selector_and_match_expressions() {
+    let m = Model::new();
+    m.apply(&np(
+        "a-from-y",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchExpressions: [{key: ns, operator: In, values: [y]}]}}]\n",
+    ));
+    m.expect("x/a only from namespace y", 80, ALL, &Reachability::all(true).set("*", "x/a", false).set("y/*", "x/a", true));
+    // NotIn, and the automatic kubernetes.io/metadata.name label.
+    m.apply(&np(
+        "a-from-y",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: NotIn, values: [y, x]}]}}]\n",
+    ));
+    m.expect("x/a only from z", 80, ALL, &Reachability::all(true).set("*", "x/a", false).set("z/*", "x/a", true));
+}
+
+#[test]
+fn pod_and_namespace_selector_in_one_peer_is_and_in_two_peers_is_or() {
+    let m = Model::new();
+    m.apply(&np(
+        "and",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from:\n    - namespaceSelector: {matchExpressions: [{key: ns, operator: NotIn, values: [x]}]}\n      podSelector: {matchLabels: {pod: b}}\n",
+    ));
+    let and = Reachability::all(true).set("*", "x/a", false).set("y/b", "x/a", true).set("z/b", "x/a", true);
+    m.expect("AND", 80, ALL, &and);
+    m.apply(&np(
+        "and",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from:\n    - namespaceSelector: {matchLabels: {ns: y}}\n    - podSelector: {matchLabels: {pod: b}}\n",
+    ));
+    let or = Reachability::all(true).set("*", "x/a", false).set("y/*", "x/a", true).set("x/b", "x/a", true);
+    m.expect("OR", 80, ALL, &or);
+}
+
+#[test]
+fn exists_and_does_not_exist() {
+    let m = Model::new();
+    m.apply(&np(
+        "c-from-not-b",
+        "z",
+        "  podSelector: {matchExpressions: [{key: pod, operator: In, values: [c]}]}\n  ingress:\n  - from:\n    - namespaceSelector: {matchExpressions: [{key: ns, operator: Exists}]}\n      podSelector: {matchExpressions: [{key: pod, operator: NotIn, values: [b]}]}\n",
+    ));
+    m.expect(
+        "z/c from every a and c",
+        81,
+        ALL,
+        &Reachability::all(true).set("*", "z/c", false).set("*/a", "z/c", true).set("*/c", "z/c", true),
+    );
+    m.apply(&np(
+        "c-from-not-b",
+        "z",
+        "  podSelector: {matchLabels: {pod: c}}\n  ingress:\n  - from: [{namespaceSelector: {matchExpressions: [{key: ns, operator: DoesNotExist}]}}]\n",
+    ));
+    m.expect("z/c from nobody", 81, ALL, &Reachability::all(true).set("*", "z/c", false));
+}
+
+#[test]
+fn ports_by_number_name_and_range_per_protocol() {
+    let m = Model::new();
+    m.apply(&np("a-81", "x", "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - ports: [{port: 81}]\n"));
+    let closed = Reachability::all(true).set("*", "x/a", false);
+    m.expect("TCP 81 only: 80 closed", 80, ALL, &closed);
+    m.expect("TCP 81 only: 81", 81, &["TCP"], &Reachability::all(true));
+    m.expect("TCP 81 only: UDP and SCTP closed", 81, &["UDP", "SCTP"], &closed);
+
+    m.apply(&np(
+        "a-81",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - ports: [{port: serve-80-udp, protocol: UDP}, {port: serve-81-sctp, protocol: SCTP}]\n",
+    ));
+    m.expect("named UDP 80", 80, &["UDP"], &Reachability::all(true));
+    m.expect("named UDP 80: TCP/SCTP 80 closed", 80, &["TCP", "SCTP"], &closed);
+    m.expect("named SCTP 81", 81, &["SCTP"], &Reachability::all(true));
+    m.expect("named SCTP 81: TCP/UDP closed", 81, &["TCP", "UDP"], &closed);
+
+    m.apply(&np("a-81", "x", "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - ports: [{port: 79, endPort: 80, protocol: TCP}]\n"));
+    m.expect("endPort 79-80", 80, &["TCP"], &Reachability::all(true));
+    m.expect("endPort 79-80: 81 closed", 81, &["TCP"], &closed);
+}
+
+#[test]
+fn egress_to_a_namespace_and_ingress_combined() {
+    let m = Model::new();
+    m.apply(&np(
+        "a-to-y",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {ns: y}}}]\n",
+    ));
+    let egress = Reachability::all(true).set("x/a", "*", false).set("x/a", "y/*", true);
+    m.expect("x/a egress only to y", 80, ALL, &egress);
+    m.apply(&np("y-b-from-x-a", "y", "  podSelector: {matchLabels: {pod: b}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: x}}, podSelector: {matchLabels: {pod: a}}}]\n"));
+    let both = egress.set("*", "y/b", false).set("x/a", "y/b", true);
+    m.expect("and y/b only from x/a", 80, ALL, &both);
+}
+
+#[test]
+fn ip_block_with_except() {
+    let m = Model::new();
+    // x/b is 10.244.1.2.
+    m.apply(&np(
+        "a-from-cidr",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.244.1.0/24, except: [10.244.1.2/32]}}]\n",
+    ));
+    m.expect("x/a from the pod CIDR except x/b", 80, ALL, &Reachability::all(true).set("x/b", "x/a", false));
+    m.apply(&np(
+        "c-egress-cidr",
+        "y",
+        "  podSelector: {matchLabels: {pod: c}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{ipBlock: {cidr: 10.244.1.0/29}}]\n",
+    ));
+    // 10.244.1.0/29 holds .1-.7: x/a..z/a; y/c cannot reach z/b (.8) and z/c (.9).
+    m.expect(
+        "y/c egress to .0/29",
+        80,
+        ALL,
+        &Reachability::all(true).set("x/b", "x/a", false).set("y/c", "z/b", false).set("y/c", "z/c", false),
+    );
+}
+
+#[test]
+fn several_policies_are_a_union() {
+    let m = Model::new();
+    m.apply(&np("from-y", "x", "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: y}}}]\n"));
+    m.apply(&np("from-z-b", "x", "  podSelector: {}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: z}}, podSelector: {matchLabels: {pod: b}}}]\n"));
+    let want = Reachability::all(true)
+        .set("*", "x/*", false)
+        .set("z/b", "x/*", true)
+        .set("y/*", "x/a", true);
+    m.expect("union", 80, ALL, &want);
+}
+
+#[test]
+fn label_changes_of_pods_and_namespaces_are_re_evaluated() {
+    let m = Model::new();
+    m.apply(&np(
+        "a-from-blue",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {team: blue}}}, {namespaceSelector: {}, podSelector: {matchLabels: {role: friend}}}]\n",
+    ));
+    m.expect("nobody yet", 80, &["TCP"], &Reachability::all(true).set("*", "x/a", false));
+    m.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: z, labels: {ns: z, team: blue}}\n");
+    m.expect("namespace z labelled", 80, &["TCP"], &Reachability::all(true).set("*", "x/a", false).set("z/*", "x/a", true));
+    let yb = podswitch_tests::model::model_yaml()
+        .split("---\n")
+        .find(|d| d.contains("name: b\n  namespace: y"))
+        .expect("y/b manifest")
+        .replace("labels: {pod: b}", "labels: {pod: b, role: friend}");
+    m.apply(&yb);
+    m.expect(
+        "pod y/b labelled",
+        80,
+        &["TCP"],
+        &Reachability::all(true).set("*", "x/a", false).set("z/*", "x/a", true).set("y/b", "x/a", true),
+    );
+}
+
+#[test]
+fn policy_applies_after_service_dnat() {
+    let m = Model::new();
+    m.apply("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: x}\nspec:\n  clusterIP: 10.96.0.50\n  selector: {pod: a}\n  ports: [{port: 8080, targetPort: serve-80-tcp}]\n");
+    m.apply(&np("a-from-y-b", "x", "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: b}}}]\n    ports: [{port: 80}]\n"));
+    let vip: std::net::IpAddr = "10.96.0.50".parse().expect("ip");
+    for from in ["y/b", "y/c", "z/b"] {
+        let p = m.pod(from).clone();
+        let mut w = m.worker();
+        let (v, _) = m.send(&mut w, m.frame_from(&p, vip, 8080, "TCP", 40000), p.port);
+        let allowed = from == "y/b";
+        let want = if allowed {
+            switch_core::pipeline::Verdict::Tx(m.pod("x/a").port)
+        } else {
+            switch_core::pipeline::Verdict::Drop(switch_core::drop::DropReason::PolicyDeniedIngress)
+        };
+        assert_eq!(v, want, "{from} -> service x/web (port 8080 -> pod port 80)");
+    }
+}
+
+#[test]
+fn a_rejected_policy_changes_nothing() {
+    let m = Model::new();
+    m.apply(&np("deny", "x", "  podSelector: {}\n  policyTypes: [Ingress]\n"));
+    let before = m.c.cell().generation();
+    let e = m.refuse(&np("bad", "x", "  podSelector: {matchExpressions: [{key: pod, operator: Near, values: [a]}]}\n"));
+    assert!(e.contains("Near"), "{e}");
+    let e = m.refuse(&np("bad", "y", "  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.1/8}}]\n"));
+    assert!(e.contains("NetworkPolicy y/bad"), "{e}");
+    assert_eq!(m.c.cell().generation(), before);
+    m.expect("still deny in x", 80, &["TCP"], &Reachability::all(true).set("*", "x/*", false));
+}
