@@ -33,8 +33,14 @@ fn from_pod(m: &Model, from: &str, dst: &str, port: u16, proto: &str, sport: u16
 
 /// Sends a new flow arriving on the uplink from an outside client.
 fn from_outside(m: &Model, src: &str, dst: &str, port: u16, proto: &str) -> (Verdict, Vec<u8>) {
-    let f = IpFrame::new(MacAddr([2, 0, 0, 0, 0x0f, 1]), UPLINK_MAC, ip(src), ip(dst), podswitch_tests::model::l4(proto, 50000, port))
-        .build();
+    let f = IpFrame::new(
+        MacAddr([2, 0, 0, 0, 0x0f, 1]),
+        UPLINK_MAC,
+        ip(src),
+        ip(dst),
+        podswitch_tests::model::l4(proto, 50000, port),
+    )
+    .build();
     let mut w = m.worker();
     m.send(&mut w, f, m.uplink)
 }
@@ -62,7 +68,14 @@ fn cluster_ip_dual_stack_with_selector() {
     assert_eq!(got, [(a("10.244.1.1"), 81)].into(), "x/a only, on its named port");
     // IPv6: the same service through its second cluster IP.
     let p = m.pod("y/b").clone();
-    let f = IpFrame::new(p.mac, podswitch_tests::model::ROUTER_MAC, ip("fd00:244:1::5"), ip("fd00:96::10"), podswitch_tests::model::l4("TCP", 4000, 80)).build();
+    let f = IpFrame::new(
+        p.mac,
+        podswitch_tests::model::ROUTER_MAC,
+        ip("fd00:244:1::5"),
+        ip("fd00:96::10"),
+        podswitch_tests::model::l4("TCP", 4000, 80),
+    )
+    .build();
     let mut w = m.worker();
     let (v, out) = m.send(&mut w, f, p.port);
     assert_eq!(v, Verdict::Tx(m.pod("x/a").port));
@@ -81,8 +94,14 @@ fn named_target_ports_resolve_per_endpoint_and_several_ports_and_protocols() {
     }
     m.apply(&pods);
     m.apply(&svc("web", "  clusterIP: 10.96.0.11\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: web}\n  - {name: dns, port: 53, protocol: UDP, targetPort: dns}\n"));
-    assert_eq!(backends_seen(&m, "z/c", "10.96.0.11", 80, "TCP"), [(a("10.244.1.1"), 8080), (a("10.244.1.2"), 8081)].into());
-    assert_eq!(backends_seen(&m, "z/c", "10.96.0.11", 53, "UDP"), [(a("10.244.1.1"), 5353), (a("10.244.1.2"), 5353)].into());
+    assert_eq!(
+        backends_seen(&m, "z/c", "10.96.0.11", 80, "TCP"),
+        [(a("10.244.1.1"), 8080), (a("10.244.1.2"), 8081)].into()
+    );
+    assert_eq!(
+        backends_seen(&m, "z/c", "10.96.0.11", 53, "UDP"),
+        [(a("10.244.1.1"), 5353), (a("10.244.1.2"), 5353)].into()
+    );
     let (v, _) = from_pod(&m, "z/c", "10.96.0.11", 53, "TCP", 1);
     assert_ne!(v, Verdict::Tx(m.pod("x/a").port), "TCP 53 is not a port of the service");
 }
@@ -97,7 +116,11 @@ fn endpoint_slices_conditions_and_terminating_fallback() {
     m.apply(&slice("- {addresses: [10.244.1.1], conditions: {ready: true}, targetRef: {kind: Pod, name: a}}\n- {addresses: [10.244.1.2], conditions: {ready: false, serving: true, terminating: true}}\n"));
     assert_eq!(backends_seen(&m, "y/a", "10.96.0.12", 80, "TCP"), [(a("10.244.1.1"), 8080)].into(), "ready ones only");
     m.apply(&slice("- {addresses: [10.244.1.2], conditions: {ready: false, serving: true, terminating: true}}\n- {addresses: [10.244.1.3], conditions: {ready: false, serving: false}}\n"));
-    assert_eq!(backends_seen(&m, "y/a", "10.96.0.12", 80, "TCP"), [(a("10.244.1.2"), 8080)].into(), "serving terminating when none is ready");
+    assert_eq!(
+        backends_seen(&m, "y/a", "10.96.0.12", 80, "TCP"),
+        [(a("10.244.1.2"), 8080)].into(),
+        "serving terminating when none is ready"
+    );
     m.apply(&slice("- {addresses: [10.244.1.3], conditions: {ready: false, serving: false}}\n"));
     let (v, out) = from_pod(&m, "y/a", "10.96.0.12", 80, "TCP", 1);
     assert_eq!(v, Verdict::Tx(m.pod("y/a").port), "refused at once: a reset back to the client");
@@ -182,7 +205,11 @@ fn internal_traffic_policy_local() {
     let m = Model::new();
     m.apply(&svc("itp", "  clusterIP: 10.96.0.18\n  internalTrafficPolicy: Local\n  ports: [{name: p, port: 80}]\n"));
     m.apply("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: itp-1, namespace: x, labels: {kubernetes.io/service-name: itp}}\naddressType: IPv4\nports: [{name: p, port: 80}]\nendpoints: [{addresses: [10.244.2.7], nodeName: node-2}, {addresses: [10.244.1.3], nodeName: node-1}]\n");
-    assert_eq!(backends_seen(&m, "y/a", "10.96.0.18", 80, "TCP"), [(a("10.244.1.3"), 80)].into(), "the local endpoint only");
+    assert_eq!(
+        backends_seen(&m, "y/a", "10.96.0.18", 80, "TCP"),
+        [(a("10.244.1.3"), 80)].into(),
+        "the local endpoint only"
+    );
 }
 
 #[test]

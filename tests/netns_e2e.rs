@@ -107,6 +107,27 @@ impl Cluster {
         }
     }
 
+    /// Runs podswitchctl against this cluster's daemon; returns (exit code, stdout, stderr).
+    fn ctl(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        use std::io::Write;
+        let bin = podswitchd().with_file_name("podswitchctl");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--socket").arg(self.rundir.join("podswitch.sock")).args(args);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("run podswitchctl");
+        if let (Some(text), Some(mut i)) = (stdin, child.stdin.take()) {
+            i.write_all(text.as_bytes()).expect("stdin");
+        }
+        let o = child.wait_with_output().expect("podswitchctl");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.rundir.join("podswitchd.err")).unwrap_or_default()
     }
@@ -165,6 +186,92 @@ fn pods_talk_through_podswitch_on_af_packet() {
     let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_packet", "afpacket", 1) else { return };
     assert!(c.log().contains("afpacket (TPACKET_V2 rings)"), "{}", c.log());
     scenario(&c);
+}
+
+const API_SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata: {name: api-web, namespace: default}
+spec:
+  clusterIP: 10.96.0.30
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+";
+
+const API_DENY: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-monitoring, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: monitoring}}}]
+";
+
+/// podswitchctl programs the running daemon: a Service from YAML on stdin serves curl, its
+/// flows are listed and flushed, a NetworkPolicy blocks and its deletion restores, a trace
+/// names the deciding policy, and routes come and go.
+#[test]
+fn podswitchctl_drives_a_live_node() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(c) = Cluster::up("podswitchctl_drives_a_live_node", "afpacket", 1) else { return };
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "-q", "-p", "control", "--bin", "podswitchctl"])
+        .current_dir(root())
+        .status()
+        .expect("cargo");
+    assert!(st.success());
+    let (code, out, err) = c.ctl(&["apply", "-f", "-"], Some(API_SERVICE));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("service default/api-web created"), "{out}");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let (code, body) = c.curl("http://10.96.0.30/", 3);
+        assert_eq!(code, 0, "curl to the applied service: {}", c.log());
+        seen.insert(body);
+    }
+    assert!(seen.len() >= 2, "spread over the selected pods: {seen:?}");
+    let (code, out, _) = c.ctl(&["conntrack", "list", "--addr", "10.96.0.30"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("10.96.0.30:80") && out.contains("default/api-web:http"), "{out}");
+    let (code, out, _) = c.ctl(&["conntrack", "flush", "--addr", "10.96.0.30"], None);
+    assert_eq!(code, 0);
+    assert!(!out.starts_with("0 "), "{out}");
+
+    let (code, _, err) = c.ctl(&["apply", "-f", "-"], Some(API_DENY));
+    assert_eq!(code, 0, "{err}");
+    let denied_before = c.counter("drop policy_denied_ingress port=client count=");
+    let (code, _) = c.curl("http://10.96.0.30/", 1);
+    assert_ne!(code, 0, "the policy blocks the client");
+    let (_, out, _) = c.ctl(&["trace", "tcp", "10.244.1.10:40000", "to", "10.96.0.30:80"], None);
+    assert!(out.contains("DROPPED (policy_denied_ingress)") && out.contains("default/web-from-monitoring"), "{out}");
+    std::thread::sleep(Duration::from_millis(700));
+    let (_, stats, _) = c.ctl(&["stats"], None);
+    assert!(stats.contains("policy_denied_ingress"), "{stats}");
+    assert!(c.counter("drop policy_denied_ingress port=client count=") > denied_before, "{}", c.stats());
+    let (code, _, err) = c.ctl(&["delete", "-f", "-"], Some(API_DENY));
+    assert_eq!(code, 0, "{err}");
+    let (code, _) = c.curl("http://10.96.0.30/", 3);
+    assert_eq!(code, 0, "access restored");
+
+    let (code, _, err) = c.ctl(&["route", "add", "10.250.0.0/16", "via", "blackhole"], None);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = c.ctl(&["route", "list"], None);
+    assert!(out.contains("10.250.0.0/16") && out.contains("blackhole"), "{out}");
+    let (_, out, _) = c.ctl(&["trace", "udp", "10.244.1.10:5000", "to", "10.250.1.1:53"], None);
+    assert!(out.contains("route_blackhole"), "{out}");
+    let (code, _, _) = c.ctl(&["route", "del", "10.250.0.0/16"], None);
+    assert_eq!(code, 0);
+    // A bad request is refused and the node keeps working.
+    let (code, _, err) = c.ctl(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 1}]}\n"),
+    );
+    assert_eq!(code, 1, "{err}");
+    let (code, _) = c.curl("http://10.96.0.10/", 3);
+    assert_eq!(code, 0);
+    // SIGHUP keeps API objects: the file's objects are replaced, the applied service stays.
+    c.reload_with("");
+    let (code, _) = c.curl("http://10.96.0.30/", 3);
+    assert_eq!(code, 0, "API objects survive a reload: {}", c.log());
 }
 
 fn scenario(c: &Cluster) {

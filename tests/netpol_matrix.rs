@@ -62,7 +62,12 @@ fn namespace_selector_and_match_expressions() {
         "x",
         "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchExpressions: [{key: ns, operator: In, values: [y]}]}}]\n",
     ));
-    m.expect("x/a only from namespace y", 80, ALL, &Reachability::all(true).set("*", "x/a", false).set("y/*", "x/a", true));
+    m.expect(
+        "x/a only from namespace y",
+        80,
+        ALL,
+        &Reachability::all(true).set("*", "x/a", false).set("y/*", "x/a", true),
+    );
     // NotIn, and the automatic kubernetes.io/metadata.name label.
     m.apply(&np(
         "a-from-y",
@@ -132,7 +137,11 @@ fn ports_by_number_name_and_range_per_protocol() {
     m.expect("named SCTP 81", 81, &["SCTP"], &Reachability::all(true));
     m.expect("named SCTP 81: TCP/UDP closed", 81, &["TCP", "UDP"], &closed);
 
-    m.apply(&np("a-81", "x", "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - ports: [{port: 79, endPort: 80, protocol: TCP}]\n"));
+    m.apply(&np(
+        "a-81",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - ports: [{port: 79, endPort: 80, protocol: TCP}]\n",
+    ));
     m.expect("endPort 79-80", 80, &["TCP"], &Reachability::all(true));
     m.expect("endPort 79-80: 81 closed", 81, &["TCP"], &closed);
 }
@@ -179,12 +188,13 @@ fn ip_block_with_except() {
 #[test]
 fn several_policies_are_a_union() {
     let m = Model::new();
-    m.apply(&np("from-y", "x", "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: y}}}]\n"));
+    m.apply(&np(
+        "from-y",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: y}}}]\n",
+    ));
     m.apply(&np("from-z-b", "x", "  podSelector: {}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: z}}, podSelector: {matchLabels: {pod: b}}}]\n"));
-    let want = Reachability::all(true)
-        .set("*", "x/*", false)
-        .set("z/b", "x/*", true)
-        .set("y/*", "x/a", true);
+    let want = Reachability::all(true).set("*", "x/*", false).set("z/b", "x/*", true).set("y/*", "x/a", true);
     m.expect("union", 80, ALL, &want);
 }
 
@@ -198,7 +208,12 @@ fn label_changes_of_pods_and_namespaces_are_re_evaluated() {
     ));
     m.expect("nobody yet", 80, &["TCP"], &Reachability::all(true).set("*", "x/a", false));
     m.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: z, labels: {ns: z, team: blue}}\n");
-    m.expect("namespace z labelled", 80, &["TCP"], &Reachability::all(true).set("*", "x/a", false).set("z/*", "x/a", true));
+    m.expect(
+        "namespace z labelled",
+        80,
+        &["TCP"],
+        &Reachability::all(true).set("*", "x/a", false).set("z/*", "x/a", true),
+    );
     let yb = podswitch_tests::model::model_yaml()
         .split("---\n")
         .find(|d| d.contains("name: b\n  namespace: y"))

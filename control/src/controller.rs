@@ -293,8 +293,9 @@ impl Controller {
         let mut objects = Vec::new();
         let mut warnings = Vec::new();
         for m in manifests {
-            let format = Format::parse(&m.format)
-                .ok_or_else(|| Refusal::Invalid(format!("{}: format '{}' is not yaml, json or toml", m.source, m.format)))?;
+            let format = Format::parse(&m.format).ok_or_else(|| {
+                Refusal::Invalid(format!("{}: format '{}' is not yaml, json or toml", m.source, m.format))
+            })?;
             let p = k8s::parse(format, &m.source, &m.content, &node).map_err(|e| Refusal::Invalid(e.to_string()))?;
             objects.extend(p.objects);
             warnings.extend(p.warnings);
@@ -315,7 +316,12 @@ impl Controller {
     }
 
     /// Deletes the objects named by `keys` and by `manifests`, all or none.
-    pub fn delete(&self, keys: &[pb::ObjectRef], manifests: &[pb::Manifest], dry_run: bool) -> Result<Outcome, Refusal> {
+    pub fn delete(
+        &self,
+        keys: &[pb::ObjectRef],
+        manifests: &[pb::Manifest],
+        dry_run: bool,
+    ) -> Result<Outcome, Refusal> {
         let mut all = Vec::new();
         for r in keys {
             let kind = Kind::parse(&r.kind).ok_or_else(|| Refusal::Invalid(format!("unknown kind '{}'", r.kind)))?;
@@ -421,7 +427,11 @@ impl Controller {
         let mut ports: Vec<pb::PortCounters> = t
             .ports
             .iter()
-            .map(|p| pb::PortCounters { name: p.name.clone(), kind: format!("{:?}", p.kind).to_lowercase(), ..Default::default() })
+            .map(|p| pb::PortCounters {
+                name: p.name.clone(),
+                kind: format!("{:?}", p.kind).to_lowercase(),
+                ..Default::default()
+            })
             .collect();
         let mut drops = std::collections::HashMap::new();
         let mut events = std::collections::HashMap::new();

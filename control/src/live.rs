@@ -142,7 +142,14 @@ pub fn run(
                         worker_loop(
                             &mut be,
                             &mut w,
-                            &Loop { cell: &cell, stop: &stop, shared: &shared, opts: &opts, modes: &modes, cmds: &cmd_rx },
+                            &Loop {
+                                cell: &cell,
+                                stop: &stop,
+                                shared: &shared,
+                                opts: &opts,
+                                modes: &modes,
+                                cmds: &cmd_rx,
+                            },
                         );
                     }
                     None => match AfPacketBackend::open(&interfaces, nports, BATCH * 4) {

@@ -57,5 +57,4 @@ mod tests {
         assert_eq!(cell.load().services.ports().len(), 8);
         assert_eq!(cell.generation(), 2);
     }
-
 }

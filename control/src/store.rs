@@ -141,9 +141,9 @@ impl Store {
         let mut changes = Vec::new();
         for o in objects {
             let o = match o {
-                Object::Route(r) => {
-                    Object::Route(normalize_route(&r).map_err(|m| StoreError::Invalid(format!("Route {}", r.prefix), m))?)
-                }
+                Object::Route(r) => Object::Route(
+                    normalize_route(&r).map_err(|m| StoreError::Invalid(format!("Route {}", r.prefix), m))?,
+                ),
                 o => o,
             };
             let k = o.key();
@@ -186,7 +186,8 @@ impl Store {
 
     /// The merged config and which object each section came from.
     pub fn config(&self) -> (Config, Origins) {
-        let mut cfg = Config { node: self.base.node.clone(), datapath: self.base.datapath.clone(), ..Config::default() };
+        let mut cfg =
+            Config { node: self.base.node.clone(), datapath: self.base.datapath.clone(), ..Config::default() };
         cfg.ports = self.base.ports.clone();
         cfg.nodes = self.base.nodes.clone();
         let mut origins = Origins::default();

@@ -122,7 +122,9 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
     let port = port.ok_or("the node has no uplink port")?;
     let kind = t.ports[port.index()].kind;
     let src_mac = match kind {
-        PortKind::Pod => t.endpoints.on_port(port).map(|e| t.endpoints.get(e).mac).unwrap_or(MacAddr([2, 0, 0, 0, 0, 1])),
+        PortKind::Pod => {
+            t.endpoints.on_port(port).map(|e| t.endpoints.get(e).mac).unwrap_or(MacAddr([2, 0, 0, 0, 0, 1]))
+        }
         PortKind::Host => t.node.host_mac,
         PortKind::Uplink => MacAddr([2, 0, 0, 0, 0, 0xfe]),
     };

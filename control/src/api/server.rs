@@ -1,8 +1,8 @@
 //! The gRPC server on a Unix socket: tonic glue over [`Controller`], on its own thread with a
 //! single-threaded tokio runtime (the control plane is never on the packet path).
 
-use super::pb::control_server::{Control, ControlServer};
 use super::pb;
+use super::pb::control_server::{Control, ControlServer};
 use crate::controller::{Controller, Refusal};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

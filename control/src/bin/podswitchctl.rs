@@ -13,7 +13,9 @@ use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
 #[command(name = "podswitchctl", version, about = "Control a running podswitchd over its socket")]
-#[command(after_help = "Exit codes: 0 done, 1 refused by the daemon (nothing changed), 2 bad usage or input, 3 daemon unreachable.")]
+#[command(
+    after_help = "Exit codes: 0 done, 1 refused by the daemon (nothing changed), 2 bad usage or input, 3 daemon unreachable."
+)]
 struct Cli {
     /// The daemon's control socket.
     #[arg(long, global = true, env = "PODSWITCH_SOCKET", default_value = control::api::server::DEFAULT_SOCKET)]
@@ -281,7 +283,11 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             print_changes(&r, dry_run);
         }
         Cmd::Get { kind, name, namespace, output } => {
-            let req = pb::ListRequest { kind: kind.clone(), namespace: namespace.unwrap_or_default(), name: name.unwrap_or_default() };
+            let req = pb::ListRequest {
+                kind: kind.clone(),
+                namespace: namespace.unwrap_or_default(),
+                name: name.unwrap_or_default(),
+            };
             let r = c.list(req).await?.into_inner();
             print_objects(&kind, &r, output)?;
         }
@@ -317,7 +323,10 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             // `->` must be quoted in a shell ('->'); `to` needs no quoting.
             let p: Vec<&String> = packet.iter().filter(|s| !matches!(s.as_str(), "->" | "to" | "→")).collect();
             let [proto, src, dst] = p[..] else {
-                return Err(Fail(2, "trace PROTOCOL SRC -> DST, e.g. trace tcp 10.244.1.5:40000 -> 10.96.0.10:80".into()));
+                return Err(Fail(
+                    2,
+                    "trace PROTOCOL SRC -> DST, e.g. trace tcp 10.244.1.5:40000 -> 10.96.0.10:80".into(),
+                ));
             };
             let req = pb::TraceRequest {
                 protocol: proto.clone(),
@@ -360,7 +369,13 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         }
         Cmd::Version => {
             let r = c.version(pb::VersionRequest {}).await?.into_inner();
-            println!("podswitchctl {}\npodswitchd {} (node {}, generation {})", env!("CARGO_PKG_VERSION"), r.version, r.node, r.generation);
+            println!(
+                "podswitchctl {}\npodswitchd {} (node {}, generation {})",
+                env!("CARGO_PKG_VERSION"),
+                r.version,
+                r.node,
+                r.generation
+            );
         }
         Cmd::Completions { .. } => {}
     }
@@ -388,9 +403,15 @@ fn s(v: &Value, path: &[&str]) -> String {
         Value::String(s) => s.clone(),
         Value::Null => "<none>".into(),
         Value::Array(a) if a.is_empty() => "<none>".into(),
-        Value::Array(a) => a.iter().map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(","),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string()))
+            .collect::<Vec<_>>()
+            .join(","),
         Value::Object(m) if m.is_empty() => "<none>".into(),
-        Value::Object(m) => m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","),
+        Value::Object(m) => {
+            m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")
+        }
         x => x.to_string(),
     }
 }
@@ -408,7 +429,13 @@ fn print_objects(kind: &str, r: &pb::ListResponse, o: Output) -> Result<(), Fail
     let parsed: Vec<(pb::ObjectRef, Value, String)> = r
         .objects
         .iter()
-        .map(|x| (x.r#ref.clone().unwrap_or_default(), serde_json::from_str(&x.json).unwrap_or(Value::Null), x.origin.clone()))
+        .map(|x| {
+            (
+                x.r#ref.clone().unwrap_or_default(),
+                serde_json::from_str(&x.json).unwrap_or(Value::Null),
+                x.origin.clone(),
+            )
+        })
         .collect();
     if o == Output::Json || o == Output::Yaml {
         let items: Vec<Value> = parsed
@@ -433,10 +460,15 @@ fn print_objects(kind: &str, r: &pb::ListResponse, o: Output) -> Result<(), Fail
         rows.push(v);
     };
     match kind {
-        "Service" => head(&["NAMESPACE", "NAME", "TYPE", "CLUSTER-IPS", "PORTS"], &["SELECTOR", "AFFINITY", "EXTERNAL-POLICY", "ORIGIN"]),
+        "Service" => head(
+            &["NAMESPACE", "NAME", "TYPE", "CLUSTER-IPS", "PORTS"],
+            &["SELECTOR", "AFFINITY", "EXTERNAL-POLICY", "ORIGIN"],
+        ),
         "Pod" => head(&["NAMESPACE", "NAME", "IPS", "NODE/PORT", "READY"], &["LABELS", "MAC", "ORIGIN"]),
         "EndpointSlice" | "Endpoints" => head(&["NAMESPACE", "NAME", "SERVICE", "ENDPOINTS"], &["READY", "ORIGIN"]),
-        "NetworkPolicy" => head(&["NAMESPACE", "NAME", "POD-SELECTOR", "TYPES"], &["INGRESS-RULES", "EGRESS-RULES", "ORIGIN"]),
+        "NetworkPolicy" => {
+            head(&["NAMESPACE", "NAME", "POD-SELECTOR", "TYPES"], &["INGRESS-RULES", "EGRESS-RULES", "ORIGIN"])
+        }
         "Route" => head(&["PREFIX", "VIA", "MAC"], &["ORIGIN"]),
         _ => head(&["NAME", "LABELS"], &["ORIGIN"]),
     }
@@ -458,11 +490,18 @@ fn print_objects(kind: &str, r: &pb::ListResponse, o: Output) -> Result<(), Fail
                 vec![s(v, &["namespace"]), s(v, &["name"]), s(v, &["type"]), s(v, &["cluster_ips"]), ports]
             }
             "Pod" => {
-                let place = if v["port"].is_string() { format!("port {}", s(v, &["port"])) } else { format!("node {}", s(v, &["node"])) };
+                let place = if v["port"].is_string() {
+                    format!("port {}", s(v, &["port"]))
+                } else {
+                    format!("node {}", s(v, &["node"]))
+                };
                 vec![s(v, &["namespace"]), s(v, &["name"]), s(v, &["ips"]), place, s(v, &["ready"])]
             }
             "EndpointSlice" | "Endpoints" => {
-                let eps = v["endpoints"].as_array().map(|a| a.iter().map(|e| s(e, &["ip"])).collect::<Vec<_>>().join(",")).unwrap_or_default();
+                let eps = v["endpoints"]
+                    .as_array()
+                    .map(|a| a.iter().map(|e| s(e, &["ip"])).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default();
                 vec![s(v, &["namespace"]), s(v, &["name"]), s(v, &["service"]), eps]
             }
             "NetworkPolicy" => {
@@ -474,10 +513,15 @@ fn print_objects(kind: &str, r: &pb::ListResponse, o: Output) -> Result<(), Fail
         };
         if wide {
             match kind {
-                "Service" => row.extend([s(v, &["selector"]), s(v, &["session_affinity"]), s(v, &["external_traffic_policy"])]),
+                "Service" => {
+                    row.extend([s(v, &["selector"]), s(v, &["session_affinity"]), s(v, &["external_traffic_policy"])])
+                }
                 "Pod" => row.extend([s(v, &["labels"]), s(v, &["mac"])]),
                 "EndpointSlice" | "Endpoints" => {
-                    let ready = v["endpoints"].as_array().map(|a| a.iter().filter(|e| e["ready"] == Value::Bool(true)).count()).unwrap_or(0);
+                    let ready = v["endpoints"]
+                        .as_array()
+                        .map(|a| a.iter().filter(|e| e["ready"] == Value::Bool(true)).count())
+                        .unwrap_or(0);
                     row.push(ready.to_string());
                 }
                 "NetworkPolicy" => row.extend([
@@ -517,7 +561,8 @@ fn print_stats(r: &pb::CountersResponse, o: Output) -> Result<(), Fail> {
         print!("{}", render(&v, o)?);
         return Ok(());
     }
-    let mut rows = vec![["PORT", "KIND", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "DROPS", "IO"].map(String::from).to_vec()];
+    let mut rows =
+        vec![["PORT", "KIND", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "DROPS", "IO"].map(String::from).to_vec()];
     for p in &r.ports {
         rows.push(vec![
             p.name.clone(),
@@ -566,7 +611,9 @@ fn print_flows(r: &pb::ConntrackList, o: Output) -> Result<(), Fail> {
         print!("{}", render(&serde_json::json!({"flows": flows, "truncated": r.truncated}), o)?);
         return Ok(());
     }
-    let mut rows = vec![["PROTO", "SRC", "DST", "TO-SRC", "TO-DST", "STATE", "EXPIRES", "PKTS", "SERVICE"].map(String::from).to_vec()];
+    let mut rows = vec![["PROTO", "SRC", "DST", "TO-SRC", "TO-DST", "STATE", "EXPIRES", "PKTS", "SERVICE"]
+        .map(String::from)
+        .to_vec()];
     for f in &r.flows {
         rows.push(vec![
             f.protocol.clone(),

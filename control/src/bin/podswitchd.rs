@@ -128,10 +128,7 @@ fn main() -> ExitCode {
             bare_forward: args.bare_forward,
             metrics: args.metrics,
             socket: (!args.no_socket).then(|| args.socket.clone()),
-            base_dir: args
-                .pcap_dir
-                .clone()
-                .unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default()),
+            base_dir: args.pcap_dir.clone().unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default()),
         };
         let result = control::live::run(base, built, &opts);
         if let Some(p) = &args.pid_file {

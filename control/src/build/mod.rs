@@ -81,7 +81,8 @@ pub fn load(path: &Path, generation: u64) -> Result<Built, ConfigError> {
 /// Reads a config file into its model and the snapshot built from it.
 pub fn read(path: &Path, base_dir: Option<&Path>) -> Result<(Config, Built), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { file: path.to_path_buf(), source: e })?;
-    let dir = base_dir.map(Path::to_path_buf).unwrap_or_else(|| path.parent().map(Path::to_path_buf).unwrap_or_default());
+    let dir =
+        base_dir.map(Path::to_path_buf).unwrap_or_else(|| path.parent().map(Path::to_path_buf).unwrap_or_default());
     let built = build_text(&text, path, &dir, 1)?;
     let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
         file: path.to_path_buf(),

@@ -195,11 +195,9 @@ fn pod(p: types::Pod, node: &str, warnings: &mut Vec<String>, what: &str) -> Res
             (Some(port), Some(mac), None)
         }
         None => match p.spec.node_name.clone() {
-            Some(n) if n == node => {
-                return Err(format!(
-                    "runs on this node ({node}) but has no {PORT_ANNOTATION} annotation: it is not attached to the switch"
-                ))
-            }
+            Some(n) if n == node => return Err(format!(
+                "runs on this node ({node}) but has no {PORT_ANNOTATION} annotation: it is not attached to the switch"
+            )),
             Some(n) if !n.is_empty() => (None, None, Some(n)),
             _ => return Err("spec.nodeName is empty: the switch needs to know which node runs the pod".into()),
         },
@@ -286,7 +284,10 @@ fn service(s: types::Service, warnings: &mut Vec<String>, what: &str) -> Result<
         load_balancer_ips: lb,
         load_balancer_source_ranges: spec.load_balancer_source_ranges,
         session_affinity: spec.session_affinity.unwrap_or_else(|| "None".into()),
-        affinity_timeout_seconds: spec.session_affinity_config.and_then(|c| c.client_ip).and_then(|c| c.timeout_seconds),
+        affinity_timeout_seconds: spec
+            .session_affinity_config
+            .and_then(|c| c.client_ip)
+            .and_then(|c| c.timeout_seconds),
         external_traffic_policy: spec.external_traffic_policy.unwrap_or_else(|| "Cluster".into()),
         internal_traffic_policy: spec.internal_traffic_policy.unwrap_or_else(|| "Cluster".into()),
         external_name: spec.external_name,

@@ -103,14 +103,7 @@ fn reads_every_kind_with_kubernetes_defaults() {
     let keys: Vec<String> = p.objects.iter().map(|o| o.key().to_string()).collect();
     assert_eq!(
         keys,
-        [
-            "Namespace x",
-            "Pod x/a",
-            "Pod x/far",
-            "Service x/web",
-            "EndpointSlice x/web-abc",
-            "NetworkPolicy x/allow"
-        ]
+        ["Namespace x", "Pod x/a", "Pod x/far", "Service x/web", "EndpointSlice x/web-abc", "NetworkPolicy x/allow"]
     );
     let Object::Pod(a) = &p.objects[1] else { panic!() };
     assert_eq!(a.port.as_deref(), Some("pa"));
@@ -217,7 +210,9 @@ fn toml_objects_and_their_errors() {
 
 #[test]
 fn kinds_parse_by_kubectl_names() {
-    for (s, k) in [("svc", Kind::Service), ("netpol", Kind::NetworkPolicy), ("eps", Kind::EndpointSlice), ("ns", Kind::Namespace)] {
+    for (s, k) in
+        [("svc", Kind::Service), ("netpol", Kind::NetworkPolicy), ("eps", Kind::EndpointSlice), ("ns", Kind::Namespace)]
+    {
         assert_eq!(Kind::parse(s), Some(k));
     }
     assert_eq!(Kind::parse("deployments"), None);

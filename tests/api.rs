@@ -1,0 +1,317 @@
+//! The gRPC control API over its real Unix socket: every call, the atomic rule (a refused
+//! request changes nothing), status codes, watch events, conntrack served by a live worker
+//! thread, the socket's permissions, and podswitchctl's exit codes.
+
+use control::api::pb;
+use control::controller::{serve_worker_cmd, WorkerCmd};
+use podswitch_tests::model::{manifest, Model, ROUTER_MAC};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use switch_core::packet::OwnedBuf;
+use switch_core::pipeline::{Verdict, Worker, WorkerConfig};
+use switch_core::wire::build::IpFrame;
+use tonic::Code;
+
+struct Server {
+    _model: Model,
+    socket: PathBuf,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    _dir: podswitch_tests::Scratch,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The model node behind a real socket, with one worker thread that has carried a flow
+/// from y/b to a service and then answers conntrack requests.
+fn server(name: &str) -> Server {
+    let dir = podswitch_tests::Scratch::new(name);
+    let socket = dir.0.join("podswitch.sock");
+    let model = Model::new();
+    model.apply("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: x}\nspec:\n  clusterIP: 10.96.0.10\n  selector: {pod: a}\n  ports: [{port: 80}]\n");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel::<WorkerCmd>();
+    model.c.add_worker(tx);
+    let mut threads = Vec::new();
+    {
+        let cell = Arc::clone(model.c.cell());
+        let stop = Arc::clone(&stop);
+        let p = model.pod("y/b").clone();
+        threads.push(std::thread::spawn(move || {
+            let mut w = Worker::new(WorkerConfig { max_ports: 16, ..WorkerConfig::default() });
+            let f = IpFrame::new(
+                p.mac,
+                ROUTER_MAC,
+                p.ip,
+                "10.96.0.10".parse().expect("ip"),
+                podswitch_tests::model::l4("TCP", 41000, 80),
+            )
+            .build();
+            let mut pk = [OwnedBuf::from_frame(&f, p.port)];
+            let mut v = [Verdict::Drop(switch_core::drop::DropReason::NoRoute)];
+            w.process(&cell.load(), 1, &mut pk, &mut v);
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(cmd) = rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                    serve_worker_cmd(cmd, &mut w, &cell.load(), 2, 0);
+                }
+            }
+        }));
+    }
+    let l = control::api::server::bind(&socket).expect("bind");
+    threads
+        .push(control::api::server::spawn(Arc::clone(&model.c), l, socket.clone(), Arc::clone(&stop)).expect("serve"));
+    Server { _model: model, socket, stop, threads, _dir: dir }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+#[test]
+fn every_call_over_the_socket() {
+    let s = server("api-calls");
+    let mode = std::fs::metadata(&s.socket).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    rt().block_on(async {
+        let mut c = control::api::client::connect(s.socket.clone()).await.expect("connect");
+        let v = c.version(pb::VersionRequest {}).await.expect("version").into_inner();
+        assert_eq!(v.node, "node-1");
+        let g0 = v.generation;
+
+        let mut watch = c.watch(pb::WatchRequest {}).await.expect("watch").into_inner();
+
+        // Apply a batch of two manifests; dry run first.
+        let m = vec![
+            manifest("apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: y}\nspec: {clusterIP: 10.96.1.1, selector: {pod: b}, ports: [{port: 80}]}\n"),
+            pb::Manifest { format: "toml".into(), source: "r.toml".into(), content: "[[routes]]\nprefix = \"10.99.0.0/16\"\nvia = \"blackhole\"\n".into() },
+        ];
+        let dry = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: true }).await.expect("dry run").into_inner();
+        assert_eq!(dry.generation, g0);
+        assert_eq!(dry.changes.len(), 2);
+        assert!(c.list(pb::ListRequest { kind: "svc".into(), namespace: "y".into(), name: "api".into() }).await.is_err());
+        let r = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: false }).await.expect("apply").into_inner();
+        assert_eq!(r.generation, g0 + 1);
+        assert!(r.changes.iter().all(|ch| ch.action == "created"), "{:?}", r.changes);
+        let again = c.apply(pb::ApplyRequest { manifests: m, dry_run: false }).await.expect("apply").into_inner();
+        assert_eq!(again.generation, g0 + 1, "applying the same objects publishes nothing");
+        assert!(again.changes.iter().all(|ch| ch.action == "unchanged"));
+        let ev = watch.message().await.expect("event").expect("stream open");
+        assert_eq!((ev.action.as_str(), ev.generation, ev.changes.len()), ("applied", g0 + 1, 2));
+
+        // List and get.
+        let l = c.list(pb::ListRequest { kind: "services".into(), ..Default::default() }).await.expect("list").into_inner();
+        assert_eq!(l.objects.len(), 2);
+        let routes = c.list(pb::ListRequest { kind: "routes".into(), ..Default::default() }).await.expect("routes").into_inner();
+        assert!(routes.objects.iter().any(|o| o.json.contains("10.99.0.0/16")));
+        let e = c.list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "nope".into() }).await.expect_err("missing");
+        assert_eq!(e.code(), Code::NotFound);
+
+        // Routes through their own calls.
+        let r = c.add_route(pb::Route { prefix: "10.98.0.0/16".into(), via: "node:node-2".into(), mac: String::new() }).await.expect("route").into_inner();
+        assert_eq!(r.generation, g0 + 2);
+        c.delete_route(pb::Route { prefix: "10.98.0.0/16".into(), ..Default::default() }).await.expect("route del");
+        let e = c.delete_route(pb::Route { prefix: "10.98.0.0/16".into(), ..Default::default() }).await.expect_err("gone");
+        assert_eq!(e.code(), Code::NotFound);
+
+        // Trace over the API names the policy rule that decides.
+        c.apply(pb::ApplyRequest {
+            manifests: vec![manifest("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-y, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]\n")],
+            dry_run: false,
+        })
+        .await
+        .expect("policy");
+        let t = c
+            .trace(pb::TraceRequest { protocol: "tcp".into(), src: "10.244.1.5:40000".into(), dst: "10.96.0.10:80".into(), ..Default::default() })
+            .await
+            .expect("trace")
+            .into_inner();
+        assert_eq!((t.verdict.as_str(), t.detail.as_str(), t.rule.as_str()), ("forwarded", "x-a", "x/only-y ingress[0]"), "{t:?}");
+        assert!(t.steps.iter().any(|s| s.stage == "service" && s.result.contains("x/web")), "{t:?}");
+        let t = c
+            .trace(pb::TraceRequest { protocol: "tcp".into(), src: "10.244.1.8:40000".into(), dst: "10.96.0.10:80".into(), r#in: "z/b".into(), ..Default::default() })
+            .await
+            .expect("trace")
+            .into_inner();
+        assert_eq!((t.verdict.as_str(), t.detail.as_str()), ("dropped", "policy_denied_ingress"), "{t:?}");
+        assert!(t.rule.contains("x/only-y"), "{t:?}");
+
+        // Conntrack from the worker thread.
+        let l = c.list_conntrack(pb::ConntrackFilter::default()).await.expect("ct").into_inner();
+        assert_eq!(l.flows.len(), 1, "{l:?}");
+        assert_eq!(l.flows[0].dst, "10.96.0.10:80");
+        assert_eq!(l.flows[0].xlate_dst, "10.244.1.1:80");
+        assert_eq!(l.flows[0].service, "x/web:80");
+        let none = c.list_conntrack(pb::ConntrackFilter { protocol: "udp".into(), ..Default::default() }).await.expect("ct").into_inner();
+        assert!(none.flows.is_empty());
+        let f = c.flush_conntrack(pb::ConntrackFilter { address: "10.244.1.1".into(), ..Default::default() }).await.expect("flush").into_inner();
+        assert_eq!(f.flushed, 1);
+        assert!(c.list_conntrack(pb::ConntrackFilter::default()).await.expect("ct").into_inner().flows.is_empty());
+
+        let k = c.counters(pb::CountersRequest {}).await.expect("counters").into_inner();
+        assert_eq!(k.ports.len(), 10);
+        assert_eq!(k.tables.expect("tables").service_ports, 2);
+
+        // Delete by name and by manifest.
+        let d = c
+            .delete(pb::DeleteRequest {
+                objects: vec![pb::ObjectRef { kind: "service".into(), namespace: "y".into(), name: "api".into() }],
+                manifests: vec![pb::Manifest { format: "toml".into(), source: "r.toml".into(), content: "[[routes]]\nprefix = \"10.99.0.0/16\"\nvia = \"blackhole\"\n".into() }],
+                dry_run: false,
+            })
+            .await
+            .expect("delete")
+            .into_inner();
+        assert_eq!(d.changes.len(), 2);
+        assert!(d.changes.iter().all(|ch| ch.action == "deleted"));
+    });
+}
+
+/// Every malformed request is refused with a status that says why, and nothing changes.
+#[test]
+fn bad_requests_are_refused_and_change_nothing() {
+    let s = server("api-bad");
+    rt().block_on(async {
+        let mut c = control::api::client::connect(s.socket.clone()).await.expect("connect");
+        let g = c.version(pb::VersionRequest {}).await.expect("version").into_inner().generation;
+        let before = c.list(pb::ListRequest { kind: "services".into(), ..Default::default() }).await.expect("list").into_inner().objects;
+        let good = manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: w}\n");
+        let bad_apply: Vec<(Vec<pb::Manifest>, Code, &str)> = vec![
+            (vec![], Code::InvalidArgument, "no objects"),
+            (vec![pb::Manifest { format: "xml".into(), source: "a".into(), content: "<x/>".into() }], Code::InvalidArgument, "format 'xml'"),
+            (vec![good.clone(), manifest("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n")], Code::InvalidArgument, "Service default/s"),
+            (vec![good.clone(), manifest(": : :\n")], Code::InvalidArgument, "document 1"),
+            (vec![good.clone(), good.clone()], Code::InvalidArgument, "appears twice"),
+            (vec![manifest("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {podswitch.io/port: nope, podswitch.io/mac: \"02:00:00:00:00:01\"}}\nstatus: {podIP: 10.244.1.50}\n")], Code::InvalidArgument, "no port named 'nope'"),
+            (vec![manifest("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-9}\nstatus: {podIP: 10.244.9.5}\n")], Code::InvalidArgument, "node-9"),
+            (vec![pb::Manifest { format: "toml".into(), source: "n.toml".into(), content: "[node]\nname = \"other\"\n".into() }], Code::InvalidArgument, "daemon's config file"),
+            (vec![pb::Manifest { format: "toml".into(), source: "r.toml".into(), content: "[[routes]]\nprefix = \"10.1.2.3/8\"\nvia = \"host\"\n".into() }], Code::InvalidArgument, "bits set"),
+        ];
+        for (m, code, want) in bad_apply {
+            let e = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: false }).await.expect_err("refused");
+            assert_eq!(e.code(), code, "{m:?}: {}", e.message());
+            assert!(e.message().contains(want), "{m:?}: {} (want {want})", e.message());
+        }
+        let e = c.list(pb::ListRequest { kind: "deployments".into(), ..Default::default() }).await.expect_err("kind");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let e = c.delete(pb::DeleteRequest { objects: vec![pb::ObjectRef { kind: "pod".into(), namespace: "x".into(), name: "zz".into() }], ..Default::default() }).await.expect_err("missing");
+        assert_eq!(e.code(), Code::NotFound);
+        let e = c.delete(pb::DeleteRequest::default()).await.expect_err("empty");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let e = c.add_route(pb::Route { prefix: "10.0.0.0/8".into(), via: "moon".into(), mac: String::new() }).await.expect_err("via");
+        assert!(e.message().contains("'moon'"), "{}", e.message());
+        for (src, dst, proto) in [("10.244.1.5", "10.96.0.10:80", "tcp"), ("10.244.1.5:1", "[fd00::1]:80", "tcp"), ("10.244.1.5:1", "10.96.0.10:80", "gre")] {
+            let e = c.trace(pb::TraceRequest { protocol: proto.into(), src: src.into(), dst: dst.into(), ..Default::default() }).await.expect_err("trace");
+            assert_eq!(e.code(), Code::InvalidArgument, "{src} {dst} {proto}");
+        }
+        let e = c.list_conntrack(pb::ConntrackFilter { protocol: "ipx".into(), ..Default::default() }).await.expect_err("proto");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let e = c.flush_conntrack(pb::ConntrackFilter { port: 70000, ..Default::default() }).await.expect_err("port");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(c.version(pb::VersionRequest {}).await.expect("version").into_inner().generation, g, "nothing published");
+        let after = c.list(pb::ListRequest { kind: "services".into(), ..Default::default() }).await.expect("list").into_inner().objects;
+        assert_eq!(before, after);
+        assert!(c.list(pb::ListRequest { kind: "ns".into(), name: "w".into(), ..Default::default() }).await.is_err(), "batch was all or nothing");
+    });
+}
+
+fn ctl() -> PathBuf {
+    let bin = podswitch_tests::podswitchd().with_file_name("podswitchctl");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "-q", "-p", "control", "--bin", "podswitchctl"])
+        .current_dir(podswitch_tests::root())
+        .status()
+        .expect("cargo");
+    assert!(st.success());
+    bin
+}
+
+#[test]
+fn podswitchctl_exit_codes_and_output() {
+    let s = server("api-ctl");
+    let ctl = ctl();
+    let run = |args: &[&str]| {
+        let o = Command::new(&ctl).arg("--socket").arg(&s.socket).args(args).output().expect("run podswitchctl");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let dir = podswitch_tests::Scratch::new("api-ctl-files");
+    let good = dir.0.join("svc.yaml");
+    std::fs::write(&good, "apiVersion: v1\nkind: Service\nmetadata: {name: cli, namespace: z}\nspec: {clusterIP: 10.96.2.2, selector: {pod: c}, ports: [{port: 80}]}\n").expect("write");
+    let (code, out, err) = run(&["apply", "-f", good.to_str().expect("path")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("service z/cli created"), "{out}");
+    let (code, out, _) = run(&["get", "svc", "-n", "z", "-o", "wide"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("cli") && out.contains("10.96.2.2") && out.contains("pod=c") && out.contains("api"), "{out}");
+    let (code, out, _) = run(&["get", "svc", "cli", "-n", "z", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json output");
+    assert_eq!(v["items"][0]["spec"]["cluster_ips"][0], "10.96.2.2");
+    let bad = dir.0.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: cli2, namespace: z}\nspec: {ports: [{port: 80}]}\n",
+    )
+    .expect("write");
+    let (code, _, err) = run(&["apply", "-f", bad.to_str().expect("path")]);
+    assert_eq!(code, 1, "refused: {err}");
+    assert!(err.contains("InvalidArgument") && err.contains("bad.yaml"), "{err}");
+    let (code, _, err) = run(&["apply", "-f", "/nonexistent/file.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, _) = run(&["trace", "tcp", "10.244.1.5:40000", "->", "10.96.2.2:80"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("FORWARDED (z-c)"), "{out}");
+    let (code, out, _) = run(&["stats"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("PORT") && out.contains("x-a"), "{out}");
+    let (code, out, _) = run(&["delete", "service", "cli", "-n", "z"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("deleted"));
+    let (code, out, _) = run(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("podswitchctl"));
+    let o = Command::new(&ctl).args(["--socket", "/nonexistent/podswitch.sock", "version"]).output().expect("run");
+    assert_eq!(o.status.code(), Some(3), "unreachable daemon");
+    let o = Command::new(&ctl).args(["frobnicate"]).output().expect("run");
+    assert_eq!(o.status.code(), Some(2), "usage error");
+}
+
+/// Mode 0660: a caller that is neither the owner nor in the group is refused by the kernel.
+#[test]
+fn the_socket_refuses_callers_without_permission() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs as root and must run this test");
+        eprintln!("SKIPPED the_socket_refuses_callers_without_permission: needs root to switch to another user");
+        return;
+    }
+    let s = server("api-perm");
+    let ctl = ctl();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&ctl)
+        .arg("--socket")
+        .arg(&s.socket)
+        .arg("version")
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.to_lowercase().contains("permission denied"), "{err}");
+    let o = Command::new(&ctl).arg("--socket").arg(&s.socket).arg("version").output().expect("run");
+    assert_eq!(o.status.code(), Some(0), "root (the owner) is served");
+}
