@@ -12,6 +12,7 @@ use crate::k8s::{self, Format, Key, Kind};
 use crate::publish::SnapshotCell;
 use crate::report::Report;
 use crate::store::{Action, Store, StoreError};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -163,10 +164,36 @@ pub fn key_pb(k: &Key) -> pb::ObjectRef {
     pb::ObjectRef { kind: k.kind.name().into(), namespace: k.namespace.clone(), name: k.name.clone() }
 }
 
+/// The compiled services behind the live snapshot, for service-only rebuilds.
+#[derive(Debug)]
+struct LiveServices {
+    ctx: build::services::ServiceContext,
+    /// As published (a change edits it and puts back what it touched if refused).
+    compiled: build::services::Compiled,
+}
+
+impl From<build::ServicesState> for LiveServices {
+    fn from(s: build::ServicesState) -> LiveServices {
+        LiveServices { ctx: s.ctx, compiled: s.compiled }
+    }
+}
+
+/// Compiled services a change replaced, to put back if it is refused.
+type Undo = Vec<((String, String), Option<Arc<build::services::CompiledService>>)>;
+
+/// What changes are made on, under one lock.
+#[derive(Debug)]
+struct State {
+    store: Store,
+    /// Maglev tables of the live snapshot, reused by the next build.
+    cache: switch_core::service::MaglevCache,
+    services: Option<LiveServices>,
+}
+
 /// The control plane's state and its links to the workers.
 #[derive(Debug)]
 pub struct Controller {
-    store: Mutex<Store>,
+    state: Mutex<State>,
     cell: Arc<SnapshotCell>,
     ports: Vec<PortSpec>,
     base_dir: PathBuf,
@@ -190,7 +217,11 @@ impl Controller {
     ) -> Controller {
         let (events, _) = broadcast::channel(256);
         Controller {
-            store: Mutex::new(Store::new(base)),
+            state: Mutex::new(State {
+                store: Store::new(base),
+                cache: switch_core::service::MaglevCache::default(),
+                services: None,
+            }),
             cell,
             ports,
             base_dir,
@@ -200,6 +231,15 @@ impl Controller {
             workers: Mutex::new(Vec::new()),
             apply_ns: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Keeps the compiled services of the snapshot the daemon started with, so that the first
+    /// service change is already incremental.
+    pub fn with_services(self, s: build::ServicesState) -> Controller {
+        if let Ok(mut st) = self.state.lock() {
+            st.services = Some(LiveServices::from(s));
+        }
+        self
     }
 
     pub fn with_reports(mut self, reports: Vec<Arc<Mutex<Option<Report>>>>) -> Controller {
@@ -239,53 +279,167 @@ impl Controller {
         });
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Store>, Refusal> {
-        self.store.lock().map_err(|_| Refusal::Unavailable("control state poisoned by an earlier failure".into()))
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, Refusal> {
+        self.state.lock().map_err(|_| Refusal::Unavailable("control state poisoned by an earlier failure".into()))
     }
 
-    /// Builds `next`; publishes it unless `dry_run` or nothing changed; on success `store`
-    /// becomes `next`.
-    fn commit(
+    /// Makes a change: `f` edits the store (recorded), then the snapshot is rebuilt (only the
+    /// service table when only services and their endpoints changed), validated and
+    /// published unless `dry_run`; on any refusal, or a dry run, the store is rolled back.
+    fn change(
         &self,
-        store: &mut Store,
-        next: Store,
+        action: &str,
+        warnings: Vec<String>,
+        dry_run: bool,
+        f: impl FnOnce(&mut Store) -> Result<Vec<(Key, Action)>, StoreError>,
+    ) -> Result<Outcome, Refusal> {
+        let mut st = self.lock()?;
+        st.store.begin();
+        let r = match f(&mut st.store) {
+            Ok(changes) => self.rebuild(&mut st, changes, warnings, dry_run, action),
+            Err(e) => Err(e.into()),
+        };
+        if r.is_ok() && !dry_run {
+            st.store.commit();
+        } else {
+            st.store.rollback();
+        }
+        r
+    }
+
+    /// The services a service-only change touches, or `None` when it touches anything else.
+    fn touched_services(store: &Store, changes: &[(Key, Action)]) -> Option<BTreeSet<(String, String)>> {
+        let mut out = BTreeSet::new();
+        for (k, a) in changes {
+            if *a == Action::Unchanged {
+                continue;
+            }
+            match k.kind {
+                Kind::Service => {
+                    out.insert((k.namespace.clone(), k.name.clone()));
+                }
+                Kind::EndpointSlice | Kind::Endpoints => {
+                    for o in [store.get(k), store.before(k).flatten()].into_iter().flatten() {
+                        if let k8s::Object::Slice(sl) = o {
+                            out.insert((sl.namespace.clone(), sl.service.clone()));
+                        }
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    fn rebuild(
+        &self,
+        st: &mut State,
         changes: Vec<(Key, Action)>,
         warnings: Vec<String>,
         dry_run: bool,
         action: &str,
     ) -> Result<Outcome, Refusal> {
         let t0 = Instant::now();
-        let (cfg, origins) = next.config();
-        let built = match build::build(&cfg, &self.base_dir, self.cell.generation() + 1) {
-            Ok(b) => b,
-            Err(e) => {
-                let (what, msg) = origins.describe(&e);
-                let m = format!("{what}: {msg}");
-                if !dry_run {
-                    self.emit("rejected", &changes, m.clone());
+        let changed = changes.iter().any(|(_, a)| *a != Action::Unchanged) || action == "reloaded";
+        if !changed {
+            return Ok(Outcome { generation: self.cell.generation(), changes, warnings, build_micros: 0 });
+        }
+        let generation = self.cell.generation() + 1;
+        let touched = if action == "reloaded" { None } else { Controller::touched_services(&st.store, &changes) };
+        let result = match (touched, st.services.take()) {
+            (Some(touched), Some(mut services)) => {
+                let mut undo = Vec::new();
+                let r = self.rebuild_services(st, &mut services, &touched, generation, &mut undo);
+                if r.is_err() || dry_run {
+                    // Put the compiled entries of the live snapshot back.
+                    for (k, old) in undo.into_iter().rev() {
+                        match old {
+                            Some(c) => services.compiled.insert(k, c),
+                            None => services.compiled.remove(&k),
+                        };
+                    }
                 }
-                return Err(Refusal::Invalid(m));
+                st.services = Some(services);
+                r
+            }
+            (_, old) => {
+                st.services = old;
+                self.rebuild_all(st, generation, dry_run)
             }
         };
+        let tables = match result {
+            Ok(t) => t,
+            Err(m) => {
+                st.cache.abandon();
+                if !dry_run {
+                    self.emit("rejected", &changes, m.to_string());
+                }
+                return Err(m);
+            }
+        };
+        let build_micros = t0.elapsed().as_micros() as u64;
+        if dry_run {
+            st.cache.abandon();
+            return Ok(Outcome { generation: self.cell.generation(), changes, warnings, build_micros });
+        }
+        st.cache.finish();
+        let generation = self.cell.publish(tables);
+        self.apply_ns.store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let n = changes.iter().filter(|(_, a)| *a != Action::Unchanged).count();
+        tracing::info!(generation, objects = n, micros = t0.elapsed().as_micros() as u64, "{action}");
+        self.emit(action, &changes, format!("{n} object(s) {action}"));
+        Ok(Outcome { generation, changes, warnings, build_micros })
+    }
+
+    /// Everything from the merged config.
+    fn rebuild_all(&self, st: &mut State, generation: u64, dry_run: bool) -> Result<Tables, Refusal> {
+        let (cfg, origins) = st.store.config();
+        let built = build::build_cached(&cfg, &self.base_dir, generation, &mut st.cache).map_err(|e| {
+            let (what, msg) = origins.describe(&e);
+            Refusal::Invalid(format!("{what}: {msg}"))
+        })?;
         if built.ports != self.ports {
             return Err(Refusal::Precondition(
                 "ports differ from the running ones; ports change only with a restart".into(),
             ));
         }
-        let build_micros = t0.elapsed().as_micros() as u64;
-        if dry_run {
-            return Ok(Outcome { generation: self.cell.generation(), changes, warnings, build_micros });
+        if !dry_run {
+            st.services = Some(LiveServices::from(built.services));
         }
-        let changed = changes.iter().any(|(_, a)| *a != Action::Unchanged) || action == "reloaded";
-        let generation = if changed { self.cell.publish(built.tables) } else { self.cell.generation() };
-        self.apply_ns.store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        *store = next;
-        if changed {
-            let n = changes.iter().filter(|(_, a)| *a != Action::Unchanged).count();
-            tracing::info!(generation, objects = n, micros = t0.elapsed().as_micros() as u64, "{action}");
-            self.emit(action, &changes, format!("{n} object(s) {action}"));
+        Ok(built.tables)
+    }
+
+    /// Only the touched services, recompiled; the rest of the snapshot is shared.
+    fn rebuild_services(
+        &self,
+        st: &mut State,
+        services: &mut LiveServices,
+        touched: &BTreeSet<(String, String)>,
+        generation: u64,
+        undo: &mut Undo,
+    ) -> Result<Tables, Refusal> {
+        let ctx = &services.ctx;
+        let has_pod = |ns: &str, p: &str| ctx.pod_keys.contains(&(ns.to_string(), p.to_string()));
+        for (ns, name) in touched {
+            let key = (ns.clone(), name.clone());
+            match st.store.merged_service(ns, name, &has_pod) {
+                Some(s) => {
+                    let c = build::services::compile(0, &s, ctx, &mut st.cache).map_err(|e| {
+                        let field = e.field.strip_prefix("services[0].").unwrap_or(&e.field).to_string();
+                        Refusal::Invalid(format!("Service {ns}/{name}: {field}: {}", e.message))
+                    })?;
+                    let old = services.compiled.insert(key.clone(), Arc::new(c));
+                    undo.push((key, old));
+                }
+                None => {
+                    let old = services.compiled.remove(&key);
+                    undo.push((key, old));
+                }
+            }
         }
-        Ok(Outcome { generation, changes, warnings, build_micros })
+        let (table, _) =
+            build::services::assemble(&services.compiled).map_err(|e| Refusal::Invalid(format!("services: {e}")))?;
+        Ok(self.cell.load().with_services(table, generation))
     }
 
     fn parse_manifests(&self, manifests: &[pb::Manifest]) -> Result<(Vec<k8s::Object>, Vec<String>), Refusal> {
@@ -309,10 +463,7 @@ impl Controller {
         if objects.is_empty() {
             return Err(Refusal::Invalid("no objects in the request".into()));
         }
-        let mut store = self.lock()?;
-        let mut next = store.clone();
-        let changes = next.apply(objects)?;
-        self.commit(&mut store, next, changes, warnings, dry_run, "applied")
+        self.change("applied", warnings, dry_run, |s| s.apply(objects))
     }
 
     /// Deletes the objects named by `keys` and by `manifests`, all or none.
@@ -344,10 +495,7 @@ impl Controller {
         if all.is_empty() {
             return Err(Refusal::Invalid("nothing to delete".into()));
         }
-        let mut store = self.lock()?;
-        let mut next = store.clone();
-        let changes = next.delete(&all)?;
-        self.commit(&mut store, next, changes, warnings, dry_run, "deleted")
+        self.change("deleted", warnings, dry_run, |s| s.delete(&all))
     }
 
     pub fn add_route(&self, r: &pb::Route) -> Result<Outcome, Refusal> {
@@ -356,18 +504,12 @@ impl Controller {
             via: r.via.clone(),
             mac: Some(r.mac.clone()).filter(|m| !m.is_empty()),
         };
-        let mut store = self.lock()?;
-        let mut next = store.clone();
-        let changes = next.apply(vec![k8s::Object::Route(route)])?;
-        self.commit(&mut store, next, changes, Vec::new(), false, "applied")
+        self.change("applied", Vec::new(), false, |s| s.apply(vec![k8s::Object::Route(route)]))
     }
 
     pub fn delete_route(&self, r: &pb::Route) -> Result<Outcome, Refusal> {
         let key = Key { kind: Kind::Route, namespace: String::new(), name: r.prefix.clone() };
-        let mut store = self.lock()?;
-        let mut next = store.clone();
-        let changes = next.delete(&[key])?;
-        self.commit(&mut store, next, changes, Vec::new(), false, "deleted")
+        self.change("deleted", Vec::new(), false, |s| s.delete(&[key]))
     }
 
     /// SIGHUP: re-reads the config file; API objects stay.
@@ -381,15 +523,20 @@ impl Controller {
             // Validate the file on its own first, for errors with its own line numbers.
             build::build_text(&text, path, &self.base_dir, 0).map_err(|e| Refusal::Invalid(e.to_string()))?;
             let base: Config = toml::from_str(&text).map_err(|e| Refusal::Invalid(e.to_string()))?;
-            let mut store = self.lock()?;
-            let mut next = store.clone();
-            next.set_base(base);
-            self.commit(&mut store, next, Vec::new(), Vec::new(), false, "reloaded")
+            self.change("reloaded", Vec::new(), false, |s| {
+                s.set_base(base);
+                Ok(Vec::new())
+            })
         })();
         if let Err(e) = &result {
             self.emit("reload_rejected", &[], e.to_string());
         }
         result
+    }
+
+    /// The merged config the live snapshot is built from (file and API objects).
+    pub fn config(&self) -> Result<Config, Refusal> {
+        Ok(self.lock()?.store.config().0)
     }
 
     /// Objects of one kind.
@@ -399,9 +546,9 @@ impl Controller {
                 "unknown kind '{kind}' (namespaces, pods, services, endpointslices, endpoints, networkpolicies, routes)"
             ))
         })?;
-        let store = self.lock()?;
+        let st = self.lock()?;
         let mut objects = Vec::new();
-        for (k, o, origin) in store.objects() {
+        for (k, o, origin) in st.store.objects() {
             if k.kind != kind
                 || (!namespace.is_empty() && k.namespace != namespace)
                 || (!name.is_empty() && k.name != name)
@@ -532,7 +679,7 @@ impl Controller {
     /// Traces a synthesized packet through the live snapshot.
     pub fn trace(&self, req: &pb::TraceRequest) -> Result<pb::TraceResponse, Refusal> {
         let t = self.cell.load_full();
-        let cfg = self.lock()?.config().0;
+        let cfg = self.lock()?.store.config().0;
         let spec = crate::trace::TraceSpec {
             protocol: req.protocol.clone(),
             src: req.src.clone(),

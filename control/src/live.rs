@@ -84,7 +84,8 @@ pub fn run(
     let shared: Arc<Mutex<Option<Report>>> = Arc::new(Mutex::new(None));
     let controller = Arc::new(
         Controller::new(base, built.ports.clone(), Arc::clone(&cell), opts.base_dir.clone(), Some(opts.config.clone()))
-            .with_reports(vec![Arc::clone(&shared)]),
+            .with_reports(vec![Arc::clone(&shared)])
+            .with_services(built.services),
     );
     let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCmd>();
     controller.add_worker(cmd_tx);

@@ -55,11 +55,17 @@ pub enum StoreError {
     Invalid(String, String),
 }
 
+/// Previous values of the keys a change touched, and the previous file part.
+type Journal = (Vec<(Key, Option<Object>)>, Option<Config>);
+
 /// File objects plus API objects.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     base: Config,
     api: BTreeMap<Key, Object>,
+    /// While a change is being tried: the previous value of every key it touched, and the
+    /// previous file part if it replaced that.
+    journal: Option<Journal>,
 }
 
 /// For each top-level section index of a merged config, the object it came from.
@@ -88,7 +94,75 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 
 impl Store {
     pub fn new(base: Config) -> Store {
-        Store { base, api: BTreeMap::new() }
+        Store { base, api: BTreeMap::new(), journal: None }
+    }
+
+    /// Starts recording a change so that it can be rolled back.
+    pub fn begin(&mut self) {
+        self.journal = Some((Vec::new(), None));
+    }
+
+    /// Keeps the recorded change.
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes everything since `begin`.
+    pub fn rollback(&mut self) {
+        if let Some((entries, base)) = self.journal.take() {
+            for (k, old) in entries.into_iter().rev() {
+                match old {
+                    Some(o) => self.api.insert(k, o),
+                    None => self.api.remove(&k),
+                };
+            }
+            if let Some(b) = base {
+                self.base = b;
+            }
+        }
+    }
+
+    /// The value a key had before the change being recorded (for keys it touched).
+    pub fn before(&self, k: &Key) -> Option<Option<&Object>> {
+        self.journal.as_ref()?.0.iter().find(|(j, _)| j == k).map(|(_, o)| o.as_ref())
+    }
+
+    fn record(&mut self, k: &Key) {
+        let old = self.api.get(k).cloned();
+        if let Some((entries, _)) = &mut self.journal {
+            entries.push((k.clone(), old));
+        }
+    }
+
+    /// The API object of a key.
+    pub fn get(&self, k: &Key) -> Option<&Object> {
+        self.api.get(k)
+    }
+
+    /// Service `namespace/name` as the builder sees it: the API's or the file's, with the
+    /// endpoints of its EndpointSlices and Endpoints merged in; `has_pod` says which pods
+    /// the switch knows (they give locality and named ports).
+    pub fn merged_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        has_pod: &dyn Fn(&str, &str) -> bool,
+    ) -> Option<crate::config::ServiceConfig> {
+        let key = Key { kind: Kind::Service, namespace: namespace.into(), name: name.into() };
+        let mut s = match self.api.get(&key) {
+            Some(Object::Service(s)) => s.clone(),
+            _ => self.base.services.iter().find(|s| s.namespace == namespace && s.name == name)?.clone(),
+        };
+        let slices: Vec<&crate::k8s::Slice> = self
+            .api
+            .values()
+            .filter_map(|o| match o {
+                Object::Slice(sl) if sl.namespace == namespace && sl.service == name => Some(sl),
+                _ => None,
+            })
+            .collect();
+        merge_slices(&mut s, &slices, has_pod);
+        Some(s)
     }
 
     pub fn base(&self) -> &Config {
@@ -97,7 +171,10 @@ impl Store {
 
     /// Replaces the file's part (SIGHUP); API objects stay.
     pub fn set_base(&mut self, base: Config) {
-        self.base = base;
+        let old = std::mem::replace(&mut self.base, base);
+        if let Some((_, b)) = &mut self.journal {
+            b.get_or_insert(old);
+        }
     }
 
     /// Every object with where it came from, file objects hidden by API objects left out.
@@ -156,7 +233,10 @@ impl Store {
                 None if self.base_has(&k) => Action::Configured,
                 None => Action::Created,
             };
-            self.api.insert(k.clone(), o);
+            if action != Action::Unchanged {
+                self.record(&k);
+                self.api.insert(k.clone(), o);
+            }
             changes.push((k, action));
         }
         Ok(changes)
@@ -173,7 +253,9 @@ impl Store {
                 },
                 _ => k.clone(),
             };
-            if self.api.remove(&k).is_some() {
+            if self.api.contains_key(&k) {
+                self.record(&k);
+                self.api.remove(&k);
                 changes.push((k, Action::Deleted));
             } else if self.base_has(&k) {
                 return Err(StoreError::FromConfig(k));
@@ -220,20 +302,8 @@ impl Store {
                 }
                 Object::Service(mut s) => {
                     if let Some(list) = slices.get(&(s.namespace.clone(), s.name.clone())) {
-                        s.selector = None;
-                        s.endpoints.clear();
-                        let mut ips = BTreeSet::new();
-                        for e in list.iter().flat_map(|sl| &sl.endpoints) {
-                            if !ips.insert(e.ip.clone()) {
-                                continue;
-                            }
-                            let mut e = e.clone();
-                            // The pod gives locality and named ports when the switch knows it.
-                            if e.pod.as_ref().is_some_and(|p| !pods.contains(&(s.namespace.clone(), p.clone()))) {
-                                e.pod = None;
-                            }
-                            s.endpoints.push(e);
-                        }
+                        let list: Vec<&crate::k8s::Slice> = list.iter().collect();
+                        merge_slices(&mut s, &list, &|ns, p| pods.contains(&(ns.to_string(), p.to_string())));
                     }
                     at("services", cfg.services.len());
                     cfg.services.push(s);
@@ -250,6 +320,31 @@ impl Store {
             }
         }
         (cfg, origins)
+    }
+}
+
+/// Replaces a service's endpoints by those of its slices (when it has any): one endpoint per
+/// address, the pod kept only when the switch knows it.
+fn merge_slices(
+    s: &mut crate::config::ServiceConfig,
+    slices: &[&crate::k8s::Slice],
+    has_pod: &dyn Fn(&str, &str) -> bool,
+) {
+    if slices.is_empty() {
+        return;
+    }
+    s.selector = None;
+    s.endpoints.clear();
+    let mut ips = BTreeSet::new();
+    for e in slices.iter().flat_map(|sl| &sl.endpoints) {
+        if !ips.insert(e.ip.clone()) {
+            continue;
+        }
+        let mut e = e.clone();
+        if e.pod.as_ref().is_some_and(|p| !has_pod(&s.namespace, p)) {
+            e.pod = None;
+        }
+        s.endpoints.push(e);
     }
 }
 

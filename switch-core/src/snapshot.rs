@@ -11,6 +11,7 @@ use crate::service::ServiceTable;
 use crate::wire::build::TunnelKind;
 use crate::wire::MacAddr;
 use core::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// What a port connects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +72,14 @@ pub struct Tables {
     pub ports: Vec<PortInfo>,
     pub uplink: Option<PortId>,
     pub host: Option<PortId>,
-    pub endpoints: EndpointTable,
-    pub routes: RouteTable,
+    /// The large tables are shared: a snapshot that changes only services reuses the rest of
+    /// the previous one.
+    pub endpoints: Arc<EndpointTable>,
+    pub routes: Arc<RouteTable>,
     pub nodes: Vec<RemoteNode>,
     nodes_by_ip: FastMap<Addr, NodeId>,
-    pub services: ServiceTable,
-    pub policy: PolicyTable,
+    pub services: Arc<ServiceTable>,
+    pub policy: Arc<PolicyTable>,
     /// Seed for flow hashes (Maglev choice, tunnel source ports).
     pub hash_seed: u64,
     /// Verify transport checksums on receipt.
@@ -106,15 +109,21 @@ impl Tables {
             ports,
             uplink,
             host,
-            endpoints,
-            routes,
+            endpoints: Arc::new(endpoints),
+            routes: Arc::new(routes),
             nodes,
             nodes_by_ip,
-            services,
-            policy,
+            services: Arc::new(services),
+            policy: Arc::new(policy),
             hash_seed,
             verify_l4_checksum,
         }
+    }
+
+    /// This snapshot with another service table (and the given generation); everything else
+    /// is shared.
+    pub fn with_services(&self, services: ServiceTable, generation: u64) -> Tables {
+        Tables { services: Arc::new(services), generation, ..self.clone() }
     }
 
     #[inline]

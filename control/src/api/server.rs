@@ -163,19 +163,33 @@ pub fn spawn(
                 }
             };
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
-            let shutdown = async move {
-                while !stop.load(Ordering::Relaxed) {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let stopped = {
+                let stop = Arc::clone(&stop);
+                async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
                 }
             };
-            let r = tonic::transport::Server::builder()
+            let serve = tonic::transport::Server::builder()
                 .add_service(
                     ControlServer::new(Service { c })
                         .max_decoding_message_size(MAX_MESSAGE)
                         .max_encoding_message_size(MAX_MESSAGE),
                 )
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await;
+                .serve_with_incoming_shutdown(incoming, stopped);
+            // Graceful shutdown waits for open connections (a `watch`, say); give them a
+            // second, then drop them.
+            let grace = async move {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            };
+            let r = tokio::select! {
+                r = serve => r,
+                () = grace => Ok(()),
+            };
             if let Err(e) = r {
                 tracing::error!("api server: {e}");
             }

@@ -4,7 +4,7 @@
 mod parse;
 mod policy;
 pub(crate) mod selector;
-mod services;
+pub(crate) mod services;
 #[cfg(test)]
 mod tests;
 
@@ -18,6 +18,7 @@ use switch_core::addr::{Addr, Prefix};
 use switch_core::endpoint::{Endpoint, EndpointTable, Identity};
 use switch_core::packet::PortId;
 use switch_core::route::{NodeId, RemoteNode, RouteTable, RouteTarget};
+use switch_core::service::MaglevCache;
 use switch_core::snapshot::{NodeInfo, PortInfo, PortKind, Tables};
 use switch_core::wire::build::TunnelKind;
 use switch_core::wire::MacAddr;
@@ -44,6 +45,8 @@ pub struct Built {
     pub conntrack_flows: usize,
     pub workers: u16,
     pub max_ports: usize,
+    /// Kept by the daemon for service-only changes.
+    pub services: ServicesState,
 }
 
 /// A pod after validation.
@@ -113,6 +116,19 @@ fn node_section() -> Sec {
 
 /// Builds a snapshot from a parsed config.
 pub fn build(cfg: &Config, base_dir: &Path, generation: u64) -> Result<Built, FieldError> {
+    let mut cache = MaglevCache::default();
+    build_cached(cfg, base_dir, generation, &mut cache)
+}
+
+/// Builds a snapshot, reusing the Maglev tables of an earlier build whose backends did not
+/// change (the daemon keeps `cache` from one change to the next). The caller ends the build
+/// with `cache.finish()` when it publishes, `cache.abandon()` otherwise.
+pub fn build_cached(
+    cfg: &Config,
+    base_dir: &Path,
+    generation: u64,
+    cache: &mut MaglevCache,
+) -> Result<Built, FieldError> {
     let n = &cfg.node;
     let ns = node_section();
     if n.name.is_empty() {
@@ -458,7 +474,15 @@ pub fn build(cfg: &Config, base_dir: &Path, generation: u64) -> Result<Built, Fi
     let endpoint_table = EndpointTable::build(endpoints, node_ips.clone(), remote_ips)
         .map_err(|e| FieldError::new(Some(("pods", 0)), "pods", e.to_string()))?;
 
-    let (services, external_names) = services::build(cfg, &pods, &node, &node_ips, nodeport_range)?;
+    let ctx = services::ServiceContext {
+        pod_keys: pods.iter().map(|p| (p.namespace.clone(), p.name.clone())).collect(),
+        pods,
+        node: node.clone(),
+        node_ips: node_ips.clone(),
+        nodeport_range,
+        maglev: dp.maglev_table_size,
+    };
+    let (services, external_names, compiled) = services::build(cfg, &ctx, cache)?;
 
     let tables = Tables::new(
         generation,
@@ -479,5 +503,13 @@ pub fn build(cfg: &Config, base_dir: &Path, generation: u64) -> Result<Built, Fi
         conntrack_flows: dp.conntrack_flows,
         workers: dp.workers,
         max_ports: dp.max_ports,
+        services: ServicesState { ctx, compiled },
     })
+}
+
+/// What an incremental rebuild of the service table needs from the last full build.
+#[derive(Debug, Clone)]
+pub struct ServicesState {
+    pub(crate) ctx: services::ServiceContext,
+    pub(crate) compiled: services::Compiled,
 }

@@ -8,6 +8,7 @@ use super::Pod;
 use crate::config::{Config, PortRef, ServiceConfig};
 use crate::error::FieldError;
 use std::net::IpAddr;
+use std::sync::Arc;
 use switch_core::addr::{Addr, Prefix};
 use switch_core::service::{
     Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec, ServiceTable,
@@ -94,29 +95,96 @@ fn endpoints<'a>(
     Ok(out)
 }
 
-/// Builds the service table; returns it with the ExternalName services.
+/// One service compiled on its own: its ports (shared with later snapshots while the
+/// service does not change), their frontends (`target` indexes `ports`), its ExternalName.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompiledService {
+    pub ports: Vec<Arc<ServicePort>>,
+    pub frontends: Vec<Frontend>,
+    pub external_name: Option<(String, String)>,
+}
+
+/// What compiling one service needs besides the service.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceContext {
+    pub pods: Vec<Pod>,
+    /// (namespace, name) of every pod.
+    pub pod_keys: std::collections::HashSet<(String, String)>,
+    pub node: NodeInfo,
+    pub node_ips: Vec<Addr>,
+    pub nodeport_range: (u16, u16),
+    pub maglev: usize,
+}
+
+/// A stable affinity group per service (ClientIP entries survive snapshot changes).
+fn affinity_group(namespace: &str, name: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&(namespace, name), &mut h);
+    std::hash::Hasher::finish(&h)
+}
+
+/// Builds the service table from every service of `cfg`; returns it with the ExternalName
+/// services and each service's compiled form (kept for incremental rebuilds).
 pub(crate) fn build(
     cfg: &Config,
-    pods: &[Pod],
-    node: &NodeInfo,
-    node_ips: &[Addr],
-    nodeport_range: (u16, u16),
-) -> Result<(ServiceTable, Vec<(String, String)>), FieldError> {
-    let maglev = cfg.datapath.maglev_table_size;
-    let mut ports: Vec<ServicePort> = Vec::new();
-    let mut frontends: Vec<Frontend> = Vec::new();
-    let mut external_names = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    ctx: &ServiceContext,
+    cache: &mut switch_core::service::MaglevCache,
+) -> Result<BuiltServices, FieldError> {
+    let mut compiled = Compiled::new();
     for (i, s) in cfg.services.iter().enumerate() {
-        let sec = Some(("services", i));
-        let f = |x: &str| format!("services[{i}].{x}");
-        if !seen.insert((s.namespace.as_str(), s.name.as_str())) {
+        let key = (s.namespace.clone(), s.name.clone());
+        if compiled.contains_key(&key) {
             return Err(FieldError::new(
-                sec,
-                f("name"),
+                Some(("services", i)),
+                format!("services[{i}].name"),
                 format!("service {}/{} is declared twice", s.namespace, s.name),
             ));
         }
+        compiled.insert(key, Arc::new(compile(i, s, ctx, cache)?));
+    }
+    let (table, names) =
+        assemble(&compiled).map_err(|e| FieldError::new(Some(("services", 0)), "services", e.to_string()))?;
+    Ok((table, names, compiled))
+}
+
+/// The service table, the ExternalName services, and every service compiled.
+pub(crate) type BuiltServices = (ServiceTable, Vec<(String, String)>, Compiled);
+
+/// Compiled services by (namespace, name).
+pub(crate) type Compiled = std::collections::BTreeMap<(String, String), Arc<CompiledService>>;
+
+/// Puts compiled services together into one table (in key order); two services may not
+/// share a frontend.
+pub(crate) fn assemble(
+    compiled: &Compiled,
+) -> Result<(ServiceTable, Vec<(String, String)>), switch_core::service::FrontendClash> {
+    let mut ports = Vec::with_capacity(compiled.len());
+    let mut frontends = Vec::with_capacity(compiled.len() * 2);
+    let mut names = Vec::new();
+    for c in compiled.values() {
+        let base = ports.len() as u32;
+        ports.extend(c.ports.iter().cloned());
+        frontends.extend(c.frontends.iter().map(|f| Frontend { target: ServicePortId(base + f.target.0), ..*f }));
+        names.extend(c.external_name.clone());
+    }
+    Ok((ServiceTable::build_shared(ports, frontends)?, names))
+}
+
+/// Compiles service `s` (index `i` in its config, for error locations).
+pub(crate) fn compile(
+    i: usize,
+    s: &ServiceConfig,
+    ctx: &ServiceContext,
+    cache: &mut switch_core::service::MaglevCache,
+) -> Result<CompiledService, FieldError> {
+    let (pods, node, node_ips, nodeport_range, maglev) =
+        (&ctx.pods[..], &ctx.node, &ctx.node_ips[..], ctx.nodeport_range, ctx.maglev);
+    let mut ports: Vec<Arc<ServicePort>> = Vec::new();
+    let mut frontends: Vec<Frontend> = Vec::new();
+    let mut external_name = None;
+    {
+        let sec = Some(("services", i));
+        let f = |x: &str| format!("services[{i}].{x}");
         let (node_port_kind, lb) = match s.service_type.as_str() {
             "ClusterIP" => (false, false),
             "NodePort" => (true, false),
@@ -125,8 +193,8 @@ pub(crate) fn build(
                 let name = s.external_name.clone().ok_or_else(|| {
                     FieldError::new(sec, f("external_name"), "an ExternalName service needs external_name")
                 })?;
-                external_names.push((format!("{}/{}", s.namespace, s.name), name));
-                continue;
+                external_name = Some((format!("{}/{}", s.namespace, s.name), name));
+                return Ok(CompiledService { ports, frontends, external_name });
             }
             t => {
                 return Err(FieldError::new(
@@ -287,19 +355,20 @@ pub(crate) fn build(
                 }
                 let id = ServicePortId(ports.len() as u32);
                 let fam_name = if v4 { "" } else { "/v6" };
-                ports.push(ServicePort::new(
+                ports.push(Arc::new(ServicePort::cached(
                     ServicePortSpec {
                         name: format!("{}/{}:{}{}", s.namespace, s.name, pname, fam_name),
                         proto,
                         backends,
                         affinity_timeout_s: affinity,
-                        affinity_group: i as u32,
+                        affinity_group: affinity_group(&s.namespace, &s.name),
                         external_local,
                         internal_local,
                         source_ranges: source_ranges.clone(),
                     },
                     maglev,
-                ));
+                    cache,
+                )));
                 let mut fe =
                     |a: Addr, port: u16, kind| frontends.push(Frontend { addr: a, port, proto, kind, target: id });
                 for a in cluster_ips.iter().filter(|a| fam(a)) {
@@ -319,7 +388,5 @@ pub(crate) fn build(
             }
         }
     }
-    let table = ServiceTable::build(ports, frontends)
-        .map_err(|e| FieldError::new(Some(("services", 0)), "services", e.to_string()))?;
-    Ok((table, external_names))
+    Ok(CompiledService { ports, frontends, external_name })
 }

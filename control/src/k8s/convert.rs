@@ -195,9 +195,11 @@ fn pod(p: types::Pod, node: &str, warnings: &mut Vec<String>, what: &str) -> Res
             (Some(port), Some(mac), None)
         }
         None => match p.spec.node_name.clone() {
-            Some(n) if n == node => return Err(format!(
+            Some(n) if n == node => {
+                return Err(format!(
                 "runs on this node ({node}) but has no {PORT_ANNOTATION} annotation: it is not attached to the switch"
-            )),
+            ))
+            }
             Some(n) if !n.is_empty() => (None, None, Some(n)),
             _ => return Err("spec.nodeName is empty: the switch needs to know which node runs the pod".into()),
         },

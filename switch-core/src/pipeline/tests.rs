@@ -513,7 +513,7 @@ fn session_affinity_pins_client_to_backend() {
         kind: crate::service::FrontendKind::ClusterIp,
         target: crate::service::ServicePortId(0),
     };
-    t.services = crate::service::ServiceTable::build(vec![sp], vec![fe]).unwrap();
+    t.services = std::sync::Arc::new(crate::service::ServiceTable::build(vec![sp], vec![fe]).unwrap());
     let mut b = Bed { t, w: Worker::new(WorkerConfig::default()), now: 1 };
     let first = meta(&b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 30000, tb::WEB_VIP, 80, SYN)).1).dst;
     for sport in 30001..30040 {
@@ -611,11 +611,11 @@ fn ipv6_underlay_encapsulation_carries_a_udp_checksum() {
         t.generation,
         t.node.clone(),
         t.ports.clone(),
-        t.endpoints.clone(),
-        t.routes.clone(),
+        (*t.endpoints).clone(),
+        (*t.routes).clone(),
         nodes,
-        t.services.clone(),
-        t.policy.clone(),
+        (*t.services).clone(),
+        (*t.policy).clone(),
         t.hash_seed,
         true,
     );
@@ -679,11 +679,11 @@ fn tables_for_rare_drops() -> Tables {
         2,
         t.node.clone(),
         ports,
-        t.endpoints.clone(),
+        (*t.endpoints).clone(),
         crate::route::RouteTable::build(routes),
         t.nodes.clone(),
         services,
-        t.policy.clone(),
+        (*t.policy).clone(),
         t.hash_seed,
         true,
     )
@@ -835,11 +835,11 @@ fn udp_flows_to_a_removed_backend_move_and_tcp_flows_stay() {
         t.generation + 1,
         t.node.clone(),
         t.ports.clone(),
-        t.endpoints.clone(),
-        t.routes.clone(),
+        (*t.endpoints).clone(),
+        (*t.routes).clone(),
         t.nodes.clone(),
         services,
-        t.policy.clone(),
+        (*t.policy).clone(),
         t.hash_seed,
         true,
     );

@@ -10,7 +10,7 @@ use crate::hash::hash_words;
 /// the same pod on every port, as Kubernetes describes ClientIP affinity) and the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct AffinityKey {
-    pub group: u32,
+    pub group: u64,
     pub client: Addr,
 }
 
@@ -39,7 +39,7 @@ pub struct AffinityTable {
 }
 
 fn hash(k: &AffinityKey) -> u64 {
-    hash_words(0x0061_6666, &[u64::from(k.group), k.client.hi(), k.client.lo()])
+    hash_words(0x0061_6666, &[k.group, k.client.hi(), k.client.lo()])
 }
 
 impl AffinityTable {

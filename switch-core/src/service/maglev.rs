@@ -2,14 +2,81 @@
 //! weight w takes w turns per round while filling the lookup table.
 
 use crate::hash::{hash_words, mix64};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Default lookup table size (prime), as in Cilium.
 pub const DEFAULT_TABLE_SIZE: usize = 16381;
 
-/// A Maglev lookup table: slot -> backend index.
+/// A Maglev lookup table: slot -> backend index. Shared (reference counted) so that a new
+/// snapshot reuses the tables of every service whose backends did not change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Maglev {
-    table: Box<[u16]>,
+    table: Arc<[u16]>,
+}
+
+/// Table sizes used below the configured maximum: primes near powers of two.
+const SIZES: [usize; 10] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071];
+
+/// The table size for `backends` usable backends: the smallest listed prime with at least 100
+/// slots per backend (Maglev's balance stays within about 1%), at most `max` (the configured
+/// size). Small services get small tables: 10,000 services of 5 backends take 10 MB, not 330.
+/// Every node computes the same size from the same backends, so the choice stays consistent
+/// across nodes; a service crossing a size step reshuffles its new flows once (tracked flows
+/// keep their backend through conntrack).
+pub fn table_size_for(backends: usize, max: usize) -> usize {
+    let want = backends.saturating_mul(100);
+    SIZES.iter().copied().find(|&s| s >= want).unwrap_or(max).min(max)
+}
+
+/// Backends as a Maglev table sees them: (stable key, weight), weight 0 for unused ones.
+pub type MaglevInput = Vec<(u64, u32)>;
+
+/// Tables built for the previous snapshot, reused by the next when their input is the same
+/// (a control-plane structure; it holds what the last build used and nothing else).
+#[derive(Debug, Default)]
+pub struct MaglevCache {
+    prev: HashMap<(MaglevInput, usize), Option<Maglev>>,
+    next: HashMap<(MaglevInput, usize), Option<Maglev>>,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl MaglevCache {
+    /// The table for `backends`, from the cache or newly built.
+    pub fn get(&mut self, backends: MaglevInput, max_size: usize) -> Option<Maglev> {
+        let size = table_size_for(backends.iter().filter(|b| b.1 > 0).count(), max_size);
+        let key = (backends, size);
+        if let Some(m) = self.next.get(&key) {
+            self.hits += 1;
+            return m.clone();
+        }
+        let m = match self.prev.remove(&key) {
+            Some(m) => {
+                self.hits += 1;
+                m
+            }
+            None => {
+                self.misses += 1;
+                Maglev::build(&key.0, size)
+            }
+        };
+        self.next.insert(key, m.clone());
+        m
+    }
+
+    /// Ends a build: what it used is kept for the next one, the rest is freed.
+    pub fn finish(&mut self) {
+        self.prev = std::mem::take(&mut self.next);
+    }
+
+    /// Forgets what the current build used (it was rejected), keeping the previous build's.
+    pub fn abandon(&mut self) {
+        let next = std::mem::take(&mut self.next);
+        for (k, v) in next {
+            self.prev.entry(k).or_insert(v);
+        }
+    }
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -64,7 +131,7 @@ impl Maglev {
             }
             round = round.wrapping_add(1);
         }
-        Some(Maglev { table: table.into_boxed_slice() })
+        Some(Maglev { table: table.into() })
     }
 
     /// The backend index for a flow hash.
@@ -94,6 +161,33 @@ impl Maglev {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn table_sizes_keep_a_hundred_slots_per_backend_up_to_the_configured_size() {
+        assert_eq!(table_size_for(1, DEFAULT_TABLE_SIZE), 251);
+        assert_eq!(table_size_for(5, DEFAULT_TABLE_SIZE), 509);
+        assert_eq!(table_size_for(100, DEFAULT_TABLE_SIZE), 16381);
+        assert_eq!(table_size_for(1000, DEFAULT_TABLE_SIZE), 16381, "capped at the configured size");
+        assert_eq!(table_size_for(1000, 65521), 65521, "capped at a larger configured size too");
+        assert_eq!(table_size_for(3, 7), 7);
+    }
+
+    #[test]
+    fn the_cache_reuses_tables_of_unchanged_backends_and_frees_the_rest() {
+        let mut c = MaglevCache::default();
+        let a = vec![(1, 1), (2, 1)];
+        let b = vec![(1, 1), (3, 1)];
+        let t1 = c.get(a.clone(), 251).expect("table");
+        c.get(b.clone(), 251);
+        c.finish();
+        let t2 = c.get(a.clone(), 251).expect("table");
+        assert!(Arc::ptr_eq(&t1.table, &t2.table), "same backends: the same table");
+        assert_eq!((c.hits, c.misses), (1, 2));
+        c.finish();
+        c.get(b, 251);
+        assert_eq!(c.misses, 3, "b was not used by the last build and was freed");
+        assert_eq!(Maglev::build(&a, 251), Some(t2));
+    }
+
     use super::*;
     use proptest::prelude::*;
 

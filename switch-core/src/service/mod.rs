@@ -9,8 +9,9 @@ pub(crate) mod stage;
 mod table;
 
 pub use affinity::{AffinityKey, AffinityTable};
-pub use maglev::{Maglev, DEFAULT_TABLE_SIZE};
+pub use maglev::{table_size_for, Maglev, MaglevCache, MaglevInput, DEFAULT_TABLE_SIZE};
 pub use stage::Shard;
 pub use table::{
-    Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec, ServiceTable,
+    Backend, BackendState, Frontend, FrontendClash, FrontendKind, ServicePort, ServicePortId, ServicePortSpec,
+    ServiceTable,
 };

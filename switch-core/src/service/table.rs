@@ -4,6 +4,7 @@ use super::maglev::Maglev;
 use crate::addr::{Addr, Prefix};
 use crate::drop::DropReason;
 use crate::hash::{hash_words, FastMap};
+use std::sync::Arc;
 
 /// Index of a service port in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -102,7 +103,7 @@ pub struct ServicePortSpec {
     /// ClientIP affinity timeout in seconds.
     pub affinity_timeout_s: Option<u32>,
     /// Ports of one service share an affinity group (the builder uses the service's index).
-    pub affinity_group: u32,
+    pub affinity_group: u64,
     /// externalTrafficPolicy: Local.
     pub external_local: bool,
     /// internalTrafficPolicy: Local.
@@ -119,11 +120,17 @@ impl ServicePortSpec {
 }
 
 impl ServicePort {
-    /// Builds the Maglev tables (of `maglev_size` slots, a prime) for the spec's backends.
+    /// Builds the Maglev tables for the spec's backends: at most `maglev_size` slots (a
+    /// prime), fewer for services with few backends (see `maglev::table_size_for`).
     pub fn new(spec: ServicePortSpec, maglev_size: usize) -> ServicePort {
-        let all = Maglev::build(&usable(&spec.backends, false), maglev_size);
+        ServicePort::cached(spec, maglev_size, &mut super::MaglevCache::default())
+    }
+
+    /// As [`ServicePort::new`], reusing tables of an earlier build with the same backends.
+    pub fn cached(spec: ServicePortSpec, maglev_size: usize, cache: &mut super::MaglevCache) -> ServicePort {
+        let all = cache.get(usable(&spec.backends, false), maglev_size);
         let local = if spec.external_local || spec.internal_local {
-            Maglev::build(&usable(&spec.backends, true), maglev_size)
+            cache.get(usable(&spec.backends, true), maglev_size)
         } else {
             None
         };
@@ -194,7 +201,7 @@ impl ServicePort {
 #[derive(Debug, Clone, Default)]
 pub struct ServiceTable {
     frontends: FastMap<(Addr, u16, u8), Frontend>,
-    ports: Vec<ServicePort>,
+    ports: Vec<Arc<ServicePort>>,
 }
 
 /// Why a frontend set was rejected.
@@ -214,6 +221,11 @@ impl core::fmt::Display for FrontendClash {
 impl ServiceTable {
     /// Builds the table; two service ports may not share a frontend.
     pub fn build(ports: Vec<ServicePort>, frontends: Vec<Frontend>) -> Result<ServiceTable, FrontendClash> {
+        ServiceTable::build_shared(ports.into_iter().map(Arc::new).collect(), frontends)
+    }
+
+    /// As [`ServiceTable::build`], from ports shared with other snapshots.
+    pub fn build_shared(ports: Vec<Arc<ServicePort>>, frontends: Vec<Frontend>) -> Result<ServiceTable, FrontendClash> {
         let mut map = FastMap::default();
         for f in frontends {
             if let Some(prev) = map.insert((f.addr, f.port, f.proto), f) {
@@ -239,7 +251,7 @@ impl ServiceTable {
         &self.ports[id.0 as usize]
     }
 
-    pub fn ports(&self) -> &[ServicePort] {
+    pub fn ports(&self) -> &[Arc<ServicePort>] {
         &self.ports
     }
 
