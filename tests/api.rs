@@ -315,3 +315,52 @@ fn the_socket_refuses_callers_without_permission() {
     let o = Command::new(&ctl).arg("--socket").arg(&s.socket).arg("version").output().expect("run");
     assert_eq!(o.status.code(), Some(0), "root (the owner) is served");
 }
+
+/// Any gRPC client can use the API from the .proto alone: Python's grpcio, stubs generated
+/// by grpc_tools.protoc (installed from PyPI into target/ on first use).
+#[test]
+fn a_python_grpc_client_works_from_the_proto() {
+    let target = podswitch_tests::podswitchd().parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
+    let site = target.join("pygrpc");
+    if !site.join("grpc_tools").exists() {
+        let o = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .arg(&site)
+            .args(["grpcio==1.85.3", "grpcio-tools==1.85.1"])
+            .output();
+        let ok = o.as_ref().is_ok_and(|o| o.status.success());
+        if !ok {
+            let why = o.map(|o| String::from_utf8_lossy(&o.stderr).to_string()).unwrap_or_else(|e| e.to_string());
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "pip install grpcio failed under CI: {why}");
+            eprintln!("SKIPPED a_python_grpc_client_works_from_the_proto: cannot install grpcio: {why}");
+            return;
+        }
+    }
+    let stubs = podswitch_tests::Scratch::new("pystubs");
+    let root = podswitch_tests::root();
+    let o = Command::new("python3")
+        .env("PYTHONPATH", &site)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(root.join("control/proto"))
+        .arg(format!("--python_out={}", stubs.0.display()))
+        .arg(format!("--grpc_python_out={}", stubs.0.display()))
+        .arg("podswitch/v1/control.proto")
+        .output()
+        .expect("protoc");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = server("api-python");
+    let o = Command::new("python3")
+        .env("PYTHONPATH", &site)
+        .arg(root.join("tests/clients/python_client.py"))
+        .arg(&s.socket)
+        .arg(&stubs.0)
+        .output()
+        .expect("python client");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("version 0.1.0 node-1"), "{out}");
+    assert!(out.contains("applied") && out.contains("['created']"), "{out}");
+    assert!(out.contains("listed ['py']"), "{out}");
+    assert!(out.contains("trace forwarded y-a"), "the selector picks y/a: {out}");
+    assert!(out.contains("refused INVALID_ARGUMENT"), "{out}");
+}
