@@ -37,3 +37,19 @@ fn example_configs_are_valid() {
         assert!(r.stdout.contains("valid"));
     }
 }
+
+/// The example manifests in `configs/k8s/` are read without errors or warnings.
+#[test]
+fn example_manifests_parse_cleanly() {
+    let dir = podswitch_tests::root().join("configs/k8s");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("configs/k8s") {
+        let p = e.expect("entry").path();
+        let text = std::fs::read_to_string(&p).expect("read");
+        let parsed = control::k8s::parse(control::k8s::Format::Yaml, &p.display().to_string(), &text, "node-1")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!parsed.objects.is_empty() && parsed.warnings.is_empty(), "{}: {:?}", p.display(), parsed.warnings);
+        n += 1;
+    }
+    assert!(n >= 2);
+}

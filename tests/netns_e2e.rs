@@ -188,25 +188,7 @@ fn pods_talk_through_podswitch_on_af_packet() {
     scenario(&c);
 }
 
-const API_SERVICE: &str = "apiVersion: v1
-kind: Service
-metadata: {name: api-web, namespace: default}
-spec:
-  clusterIP: 10.96.0.30
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http}]
-";
-
-const API_DENY: &str = "apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web-from-monitoring, namespace: default}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: monitoring}}}]
-";
-
-/// podswitchctl programs the running daemon: a Service from YAML on stdin serves curl, its
+/// podswitchctl programs the running daemon: a Service from `configs/k8s/` serves curl, its
 /// flows are listed and flushed, a NetworkPolicy blocks and its deletion restores, a trace
 /// names the deciding policy, and routes come and go.
 #[test]
@@ -219,7 +201,10 @@ fn podswitchctl_drives_a_live_node() {
         .status()
         .expect("cargo");
     assert!(st.success());
-    let (code, out, err) = c.ctl(&["apply", "-f", "-"], Some(API_SERVICE));
+    let svc = root().join("configs/k8s/web-service.yaml");
+    let deny = root().join("configs/k8s/web-deny.yaml");
+    let (svc, deny) = (svc.to_str().expect("path"), deny.to_str().expect("path"));
+    let (code, out, err) = c.ctl(&["apply", "-f", svc], None);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("service default/api-web created"), "{out}");
     let mut seen = std::collections::BTreeSet::new();
@@ -236,7 +221,7 @@ fn podswitchctl_drives_a_live_node() {
     assert_eq!(code, 0);
     assert!(!out.starts_with("0 "), "{out}");
 
-    let (code, _, err) = c.ctl(&["apply", "-f", "-"], Some(API_DENY));
+    let (code, _, err) = c.ctl(&["apply", "-f", deny], None);
     assert_eq!(code, 0, "{err}");
     let denied_before = c.counter("drop policy_denied_ingress port=client count=");
     let (code, _) = c.curl("http://10.96.0.30/", 1);
@@ -247,7 +232,7 @@ fn podswitchctl_drives_a_live_node() {
     let (_, stats, _) = c.ctl(&["stats"], None);
     assert!(stats.contains("policy_denied_ingress"), "{stats}");
     assert!(c.counter("drop policy_denied_ingress port=client count=") > denied_before, "{}", c.stats());
-    let (code, _, err) = c.ctl(&["delete", "-f", "-"], Some(API_DENY));
+    let (code, _, err) = c.ctl(&["delete", "-f", "-"], Some(&std::fs::read_to_string(deny).expect("read")));
     assert_eq!(code, 0, "{err}");
     let (code, _) = c.curl("http://10.96.0.30/", 3);
     assert_eq!(code, 0, "access restored");
