@@ -109,6 +109,7 @@ pub fn run(
                     }
                 }
                 let mut w = Worker::new(wcfg);
+                let shared_loop = Loop { cell: &cell, stop: &stop, shared: &shared, opts: &opts, cmds: &cmd_rx };
                 let xdp = if kind == "afxdp" || kind == "auto" {
                     match AfXdpBackend::open(&interfaces, nports) {
                         Ok(b) => Some(b),
@@ -140,18 +141,7 @@ pub fn run(
                             }
                         }
                         let _ = ready_tx.send(Ok(()));
-                        worker_loop(
-                            &mut be,
-                            &mut w,
-                            &Loop {
-                                cell: &cell,
-                                stop: &stop,
-                                shared: &shared,
-                                opts: &opts,
-                                modes: &modes,
-                                cmds: &cmd_rx,
-                            },
-                        );
+                        worker_loop(&mut be, &mut w, &shared_loop, &modes);
                     }
                     None => match AfPacketBackend::open(&interfaces, nports, BATCH * 4) {
                         Ok(mut be) => {
@@ -160,18 +150,7 @@ pub fn run(
                             }
                             let modes = vec!["afpacket tpacket_v2".to_string(); nports];
                             let _ = ready_tx.send(Ok(()));
-                            worker_loop(
-                                &mut be,
-                                &mut w,
-                                &Loop {
-                                    cell: &cell,
-                                    stop: &stop,
-                                    shared: &shared,
-                                    opts: &opts,
-                                    modes: &modes,
-                                    cmds: &cmd_rx,
-                                },
-                            );
+                            worker_loop(&mut be, &mut w, &shared_loop, &modes);
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -264,12 +243,11 @@ struct Loop<'a> {
     stop: &'a AtomicBool,
     shared: &'a Mutex<Option<Report>>,
     opts: &'a LiveOptions,
-    modes: &'a [String],
     cmds: &'a std::sync::mpsc::Receiver<WorkerCmd>,
 }
 
-fn worker_loop<B: Backend>(be: &mut B, w: &mut Worker, l: &Loop<'_>) {
-    let Loop { cell, stop, shared, opts, modes, cmds } = *l;
+fn worker_loop<B: Backend>(be: &mut B, w: &mut Worker, l: &Loop<'_>, modes: &[String]) {
+    let Loop { cell, stop, shared, opts, cmds } = *l;
     let mut batch: Batch<B::Buf> = Batch::with_capacity(BATCH);
     let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BATCH];
     let start = Instant::now();
