@@ -63,6 +63,8 @@ type Journal = (Vec<(Key, Option<Object>)>, Option<Config>);
 pub struct Store {
     base: Config,
     api: BTreeMap<Key, Object>,
+    /// EndpointSlices and Endpoints by the (namespace, service) they belong to.
+    slices: BTreeMap<(String, String), BTreeSet<Key>>,
     /// While a change is being tried: the previous value of every key it touched, and the
     /// previous file part if it replaced that.
     journal: Option<Journal>,
@@ -94,7 +96,7 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 
 impl Store {
     pub fn new(base: Config) -> Store {
-        Store { base, api: BTreeMap::new(), journal: None }
+        Store { base, api: BTreeMap::new(), slices: BTreeMap::new(), journal: None }
     }
 
     /// Starts recording a change so that it can be rolled back.
@@ -112,8 +114,8 @@ impl Store {
         if let Some((entries, base)) = self.journal.take() {
             for (k, old) in entries.into_iter().rev() {
                 match old {
-                    Some(o) => self.api.insert(k, o),
-                    None => self.api.remove(&k),
+                    Some(o) => self.put(k, Some(o)),
+                    None => self.put(k, None),
                 };
             }
             if let Some(b) = base {
@@ -132,6 +134,30 @@ impl Store {
         if let Some((entries, _)) = &mut self.journal {
             entries.push((k.clone(), old));
         }
+    }
+
+    /// Sets or removes an API object, keeping the slice index.
+    fn put(&mut self, k: Key, v: Option<Object>) -> Option<Object> {
+        if let Some(Object::Slice(sl)) = &v {
+            self.slices.entry((sl.namespace.clone(), sl.service.clone())).or_default().insert(k.clone());
+        }
+        let old = match v {
+            Some(o) => self.api.insert(k.clone(), o),
+            None => self.api.remove(&k),
+        };
+        if let Some(Object::Slice(sl)) = &old {
+            let still = matches!(self.api.get(&k), Some(Object::Slice(n)) if n.namespace == sl.namespace && n.service == sl.service);
+            if !still {
+                let ix = (sl.namespace.clone(), sl.service.clone());
+                if let Some(set) = self.slices.get_mut(&ix) {
+                    set.remove(&k);
+                    if set.is_empty() {
+                        self.slices.remove(&ix);
+                    }
+                }
+            }
+        }
+        old
     }
 
     /// The API object of a key.
@@ -154,10 +180,12 @@ impl Store {
             _ => self.base.services.iter().find(|s| s.namespace == namespace && s.name == name)?.clone(),
         };
         let slices: Vec<&crate::k8s::Slice> = self
-            .api
-            .values()
-            .filter_map(|o| match o {
-                Object::Slice(sl) if sl.namespace == namespace && sl.service == name => Some(sl),
+            .slices
+            .get(&(namespace.to_string(), name.to_string()))
+            .into_iter()
+            .flatten()
+            .filter_map(|k| match self.api.get(k) {
+                Some(Object::Slice(sl)) => Some(sl),
                 _ => None,
             })
             .collect();
@@ -235,7 +263,7 @@ impl Store {
             };
             if action != Action::Unchanged {
                 self.record(&k);
-                self.api.insert(k.clone(), o);
+                self.put(k.clone(), Some(o));
             }
             changes.push((k, action));
         }
@@ -255,7 +283,7 @@ impl Store {
             };
             if self.api.contains_key(&k) {
                 self.record(&k);
-                self.api.remove(&k);
+                self.put(k.clone(), None);
                 changes.push((k, Action::Deleted));
             } else if self.base_has(&k) {
                 return Err(StoreError::FromConfig(k));
@@ -357,4 +385,79 @@ pub fn normalize_prefix(s: &str) -> Result<String, String> {
 
 fn normalize_route(r: &RouteConfig) -> Result<RouteConfig, String> {
     Ok(RouteConfig { prefix: normalize_prefix(&r.prefix)?, ..r.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::{parse, Format};
+
+    fn objects(yaml: &str) -> Vec<Object> {
+        parse(Format::Yaml, "t", yaml, "node-1").expect("parses").objects
+    }
+
+    fn base() -> Config {
+        toml::from_str(
+            "[node]\nname = \"node-1\"\nipv4 = \"192.168.1.1\"\nrouter_mac = \"02:00:00:00:00:01\"\nuplink_mac = \"02:00:00:00:00:02\"\n\n[[services]]\nname = \"file\"\ncluster_ips = [\"10.96.0.1\"]\nports = [{ port = 80 }]\n",
+        )
+        .expect("base")
+    }
+
+    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {clusterIP: 10.96.0.2, ports: [{name: http, port: 80}]}\n";
+
+    fn slice(service: &str, ip: &str) -> String {
+        format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s1, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints: [{{addresses: [{ip}]}}]\n")
+    }
+
+    fn ips(s: &Store, name: &str) -> Vec<String> {
+        s.merged_service("default", name, &|_, _| false)
+            .map(|s| s.endpoints.iter().filter_map(|e| e.ip.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn actions_journal_and_rollback() {
+        let mut s = Store::new(base());
+        s.begin();
+        let c = s.apply(objects(SVC)).expect("apply");
+        assert_eq!(c[0].1, Action::Created);
+        s.commit();
+        s.begin();
+        assert_eq!(s.apply(objects(SVC)).expect("apply")[0].1, Action::Unchanged);
+        assert_eq!(s.apply(objects(&slice("web", "10.0.0.1"))).expect("apply")[0].1, Action::Created);
+        assert_eq!(ips(&s, "web"), ["10.0.0.1"]);
+        s.rollback();
+        assert!(ips(&s, "web").is_empty(), "the slice is gone with the rollback");
+        assert!(s.get(&objects(SVC)[0].key()).is_some(), "the committed service stays");
+    }
+
+    #[test]
+    fn the_slice_index_follows_moves_deletes_and_rollbacks() {
+        let mut s = Store::new(base());
+        s.apply(objects(SVC)).expect("apply");
+        s.apply(objects(&slice("web", "10.0.0.1"))).expect("apply");
+        s.begin();
+        s.apply(objects(&slice("file", "10.0.0.9"))).expect("move the slice to another service");
+        assert!(ips(&s, "web").is_empty());
+        assert_eq!(ips(&s, "file"), ["10.0.0.9"], "a file service takes API slices too");
+        s.rollback();
+        assert_eq!(ips(&s, "web"), ["10.0.0.1"]);
+        assert!(ips(&s, "file").is_empty());
+        let k = objects(&slice("web", "10.0.0.1"))[0].key();
+        s.delete(std::slice::from_ref(&k)).expect("delete");
+        assert!(ips(&s, "web").is_empty());
+        assert!(matches!(s.delete(&[k]), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn file_objects_cannot_be_deleted_through_the_api_but_can_be_replaced() {
+        let mut s = Store::new(base());
+        let k = Key { kind: Kind::Service, namespace: "default".into(), name: "file".into() };
+        assert!(matches!(s.delete(std::slice::from_ref(&k)), Err(StoreError::FromConfig(_))));
+        let o = objects("apiVersion: v1\nkind: Service\nmetadata: {name: file}\nspec: {clusterIP: 10.96.0.9, ports: [{port: 81}]}\n");
+        assert_eq!(s.apply(o).expect("apply")[0].1, Action::Configured);
+        let (cfg, _) = s.config();
+        assert_eq!(cfg.services.len(), 1);
+        assert_eq!(cfg.services[0].cluster_ips, ["10.96.0.9"], "the API's version wins");
+    }
 }
