@@ -272,6 +272,20 @@ fn podswitchctl_exit_codes_and_output() {
     assert!(err.contains("InvalidArgument") && err.contains("bad.yaml"), "{err}");
     let (code, _, err) = run(&["apply", "-f", "/nonexistent/file.yaml"]);
     assert_eq!(code, 2, "{err}");
+    let many = dir.0.join("many");
+    std::fs::create_dir_all(&many).expect("mkdir");
+    std::fs::write(many.join("a.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: w1}\n").expect("write");
+    std::fs::write(many.join("b.toml"), "[[routes]]\nprefix = \"10.97.0.0/16\"\nvia = \"blackhole\"\n").expect("write");
+    std::fs::write(many.join("notes.txt"), "not a manifest").expect("write");
+    let (code, out, err) = run(&["apply", "-f", many.to_str().expect("path")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("namespace w1 created") && out.contains("route 10.97.0.0/16 created"), "{out}");
+    let (code, out, _) = run(&["get", "ns", "-o", "yaml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("name: w1") && out.contains("origin: api"), "{out}");
+    let (code, out, _) = run(&["get", "pods", "-n", "x"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().count() == 4 && out.contains("10.244.1.1"), "{out}");
     let (code, out, _) = run(&["trace", "tcp", "10.244.1.5:40000", "->", "10.96.2.2:80"]);
     assert_eq!(code, 0);
     assert!(out.contains("FORWARDED (z-c)"), "{out}");
@@ -363,4 +377,28 @@ fn a_python_grpc_client_works_from_the_proto() {
     assert!(out.contains("listed ['py']"), "{out}");
     assert!(out.contains("trace forwarded y-a"), "the selector picks y/a: {out}");
     assert!(out.contains("refused INVALID_ARGUMENT"), "{out}");
+}
+
+/// A daemon stopping with a client still watching stops anyway (the connection is dropped
+/// after a second's grace) and removes its socket.
+#[test]
+fn the_server_stops_with_a_watch_open() {
+    let mut s = server("api-stop");
+    let socket = s.socket.clone();
+    let rt = rt();
+    let _stream = rt.block_on(async {
+        let mut c = control::api::client::connect(socket.clone()).await.expect("connect");
+        c.watch(pb::WatchRequest {}).await.expect("watch").into_inner()
+    });
+    s.stop.store(true, Ordering::Relaxed);
+    let threads: Vec<_> = s.threads.drain(..).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+        let _ = tx.send(());
+    });
+    assert!(rx.recv_timeout(std::time::Duration::from_secs(5)).is_ok(), "server still running 5 s after stop");
+    assert!(!socket.exists(), "socket removed");
 }

@@ -260,3 +260,23 @@ fn a_rejected_policy_changes_nothing() {
     assert_eq!(m.c.cell().generation(), before);
     m.expect("still deny in x", 80, &["TCP"], &Reachability::all(true).set("*", "x/*", false));
 }
+
+#[test]
+fn policy_types_default_as_kubernetes_says() {
+    let m = Model::new();
+    // No policyTypes and egress rules: both Ingress (with no rule: deny all) and Egress apply.
+    m.apply(&np(
+        "a-out-to-y",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {ns: y}}}]\n",
+    ));
+    let want = Reachability::all(true).set("*", "x/a", false).set("x/a", "*", false).set("x/a", "y/*", true);
+    m.expect("defaulted Ingress+Egress", 80, ALL, &want);
+    // No policyTypes and only ingress rules: Ingress only.
+    m.apply(&np(
+        "a-out-to-y",
+        "x",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: z}}}]\n",
+    ));
+    m.expect("defaulted Ingress", 80, ALL, &Reachability::all(true).set("*", "x/a", false).set("z/*", "x/a", true));
+}
