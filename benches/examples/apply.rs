@@ -174,7 +174,72 @@ fn main() {
         policies * 5,
         yaml.len() as f64 / 1e6
     );
+    // Where a bulk apply's time goes, phase by phase, outside the server.
+    {
+        let t0 = Instant::now();
+        let parsed = control::k8s::parse(control::k8s::Format::Yaml, "bench", &yaml, "node-1").expect("parse");
+        let t_parse = t0.elapsed();
+        let mut store = control::store::Store::new(toml::from_str(&text).expect("base"));
+        store.apply(parsed.objects).expect("store");
+        let t_store = t0.elapsed() - t_parse;
+        let (cfg, _) = store.config();
+        let t_merge = t0.elapsed() - t_parse - t_store;
+        let t1 = Instant::now();
+        control::build::build(&cfg, &dir, 2).expect("build");
+        println!(
+            "bulk phases, in-process, YAML: parse {:.0} ms, store {:.0} ms, merge {:.0} ms, build {:.0} ms",
+            t_parse.as_secs_f64() * 1e3,
+            t_store.as_secs_f64() * 1e3,
+            t_merge.as_secs_f64() * 1e3,
+            t1.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // The same objects as one JSON List (what `kubectl get -o json` writes, and what the
+    // Kubernetes API serves), applied to a fresh controller behind its own socket.
+    {
+        let items: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
+            .map(|d| serde::Deserialize::deserialize(d).expect("yaml document"))
+            .collect();
+        let json = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+        let t0 = Instant::now();
+        let n = control::k8s::parse(control::k8s::Format::Json, "bench", &json, "node-1").expect("parse").objects.len();
+        println!("bulk phases, in-process, JSON: parse {:.0} ms ({n} objects)", t0.elapsed().as_secs_f64() * 1e3);
+        let jdir = dir.join("json");
+        std::fs::create_dir_all(&jdir).expect("dir");
+        let built = control::build::build_text(&text, std::path::Path::new("bench.toml"), &jdir, 1).expect("base");
+        let cfg: control::config::Config = toml::from_str(&text).expect("base");
+        let jcell = Arc::new(control::publish::SnapshotCell::new(built.tables));
+        let jc = Arc::new(Controller::new(cfg, built.ports, Arc::clone(&jcell), jdir.clone(), None));
+        let jsock = jdir.join("podswitch.sock");
+        let jstop = Arc::new(AtomicBool::new(false));
+        let l = control::api::server::bind(&jsock).expect("bind");
+        let js = control::api::server::spawn(jc, l, jsock.clone(), Arc::clone(&jstop)).expect("serve");
+        rt.block_on(async {
+            let mut client = control::api::client::connect(jsock.clone()).await.expect("connect");
+            let t0 = Instant::now();
+            let r = client
+                .apply(pb::ApplyRequest {
+                    manifests: vec![pb::Manifest {
+                        format: "json".into(),
+                        source: "bench".into(),
+                        content: json.clone(),
+                    }],
+                    dry_run: false,
+                })
+                .await
+                .expect("bulk apply")
+                .into_inner();
+            println!(
+                "bulk apply as JSON ({:.1} MB) through the socket: {:.0} ms to a live snapshot (build {:.0} ms)",
+                json.len() as f64 / 1e6,
+                t0.elapsed().as_secs_f64() * 1e3,
+                r.build_micros as f64 / 1e3
+            );
+        });
+        jstop.store(true, Ordering::Relaxed);
+        let _ = js.join();
+    }
     rt.block_on(async {
         let mut client = control::api::client::connect(socket.clone()).await.expect("connect");
         let t0 = Instant::now();

@@ -73,14 +73,25 @@ pub struct Store {
 /// For each top-level section index of a merged config, the object it came from.
 #[derive(Debug, Clone, Default)]
 pub struct Origins {
-    by_section: BTreeMap<(&'static str, usize), (Key, Origin)>,
+    by_section: Vec<(&'static str, Vec<(Key, Origin)>)>,
 }
 
 impl Origins {
+    fn push(&mut self, section: &'static str, k: &Key, origin: Origin) {
+        match self.by_section.iter_mut().find(|(s, _)| *s == section) {
+            Some((_, v)) => v.push((k.clone(), origin)),
+            None => self.by_section.push((section, vec![(k.clone(), origin)])),
+        }
+    }
+
     /// Restates a build error in terms of the object that caused it.
     pub fn describe(&self, e: &FieldError) -> (String, String) {
-        match e.section.and_then(|s| self.by_section.get(&s).map(|o| (s, o))) {
-            Some(((name, i), (key, origin))) => {
+        let found = e.section.and_then(|(name, i)| {
+            let list = self.by_section.iter().find(|(s, _)| *s == name)?;
+            list.1.get(i).map(|(k, o)| (name, i, k, o))
+        });
+        match found {
+            Some((name, i, key, origin)) => {
                 let prefix = format!("{name}[{i}].");
                 let field = e.field.strip_prefix(&prefix).unwrap_or(&e.field).to_string();
                 (format!("{key} (from {})", origin.name()), format!("{field}: {}", e.message))
@@ -301,48 +312,88 @@ impl Store {
         cfg.ports = self.base.ports.clone();
         cfg.nodes = self.base.nodes.clone();
         let mut origins = Origins::default();
-        let mut slices: BTreeMap<(String, String), Vec<crate::k8s::Slice>> = BTreeMap::new();
-        let objects = self.objects();
-        for (_, o, _) in &objects {
-            if let Object::Slice(s) = o {
-                slices.entry((s.namespace.clone(), s.service.clone())).or_default().push(s.clone());
-            }
-        }
-        let pods: BTreeSet<(String, String)> = objects
+        // Every object once, by reference: API objects hide file objects of the same key.
+        let b = &self.base;
+        let keyed =
+            |kind: Kind, namespace: &str, name: &str| Key { kind, namespace: namespace.into(), name: name.into() };
+        let mut order: BTreeMap<&Key, (&Object, Origin)> = BTreeMap::new();
+        let base_objects: Vec<(Key, Object)> = b
+            .namespaces
             .iter()
-            .filter_map(|(_, o, _)| match o {
-                Object::Pod(p) => Some((p.namespace.clone(), p.name.clone())),
+            .filter(|n| !self.api.contains_key(&keyed(Kind::Namespace, "", &n.name)))
+            .map(|n| Object::Namespace(n.clone()))
+            .chain(
+                b.pods
+                    .iter()
+                    .filter(|p| !self.api.contains_key(&keyed(Kind::Pod, &p.namespace, &p.name)))
+                    .map(|p| Object::Pod(p.clone())),
+            )
+            .chain(
+                b.services
+                    .iter()
+                    .filter(|x| !self.api.contains_key(&keyed(Kind::Service, &x.namespace, &x.name)))
+                    .map(|x| Object::Service(x.clone())),
+            )
+            .chain(
+                b.policies
+                    .iter()
+                    .filter(|p| !self.api.contains_key(&keyed(Kind::NetworkPolicy, &p.namespace, &p.name)))
+                    .map(|p| Object::NetworkPolicy(p.clone())),
+            )
+            .chain(
+                b.routes
+                    .iter()
+                    .filter(|r| !self.api.contains_key(&keyed(Kind::Route, "", &r.prefix)))
+                    .map(|r| Object::Route(r.clone())),
+            )
+            .map(|o| (o.key(), o))
+            .collect();
+        for (k, o) in &base_objects {
+            order.insert(k, (o, Origin::Config));
+        }
+        for (k, o) in &self.api {
+            order.insert(k, (o, Origin::Api));
+        }
+        let pods: std::collections::HashSet<(&str, &str)> = order
+            .values()
+            .filter_map(|(o, _)| match o {
+                Object::Pod(p) => Some((p.namespace.as_str(), p.name.as_str())),
                 _ => None,
             })
             .collect();
-        for (k, o, origin) in objects {
-            let mut at = |name: &'static str, i: usize| {
-                origins.by_section.insert((name, i), (k.clone(), origin));
-            };
+        for (k, (o, origin)) in order {
             match o {
                 Object::Namespace(n) => {
-                    at("namespaces", cfg.namespaces.len());
-                    cfg.namespaces.push(n);
+                    origins.push("namespaces", k, origin);
+                    cfg.namespaces.push(n.clone());
                 }
                 Object::Pod(p) => {
-                    at("pods", cfg.pods.len());
-                    cfg.pods.push(p);
+                    origins.push("pods", k, origin);
+                    cfg.pods.push(p.clone());
                 }
-                Object::Service(mut s) => {
-                    if let Some(list) = slices.get(&(s.namespace.clone(), s.name.clone())) {
-                        let list: Vec<&crate::k8s::Slice> = list.iter().collect();
-                        merge_slices(&mut s, &list, &|ns, p| pods.contains(&(ns.to_string(), p.to_string())));
-                    }
-                    at("services", cfg.services.len());
-                    cfg.services.push(s);
+                Object::Service(svc) => {
+                    let mut svc = svc.clone();
+                    let slices: Vec<&crate::k8s::Slice> = self
+                        .slices
+                        .get(&(svc.namespace.clone(), svc.name.clone()))
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| match self.api.get(k) {
+                            Some(Object::Slice(sl)) => Some(sl),
+                            _ => None,
+                        })
+                        .collect();
+                    merge_slices(&mut svc, &slices, &|ns, p| pods.contains(&(ns, p)));
+                    origins.push("services", k, origin);
+                    cfg.services.push(svc);
                 }
                 Object::NetworkPolicy(p) => {
-                    at("policies", cfg.policies.len());
-                    cfg.policies.push(p);
+                    origins.push("policies", k, origin);
+                    cfg.policies.push(p.clone());
                 }
                 Object::Route(r) => {
-                    at("routes", cfg.routes.len());
-                    cfg.routes.push(r);
+                    origins.push("routes", k, origin);
+                    cfg.routes.push(r.clone());
                 }
                 Object::Slice(_) => {}
             }

@@ -43,8 +43,12 @@ pub(super) fn document(v: Value, index: usize, node: &str, out: &mut Parsed) -> 
         return Err((format!("{doc}: "), "needs apiVersion and kind".into()));
     }
     if kind == "List" || kind.ends_with("List") && api == "v1" {
-        let items = match obj.get("items") {
-            Some(Value::Array(a)) => a.clone(),
+        let items = match v {
+            Value::Object(mut m) => m.remove("items"),
+            _ => None,
+        };
+        let items = match items {
+            Some(Value::Array(a)) => a,
             None | Some(Value::Null) => Vec::new(),
             Some(_) => return Err((format!("{doc}: "), "items of a List must be a sequence".into())),
         };
