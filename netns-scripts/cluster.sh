@@ -69,6 +69,8 @@ uplink_mac = "02:00:00:00:01:10"
 
 [datapath]
 conntrack_flows = 65536
+# Answer policy denials (TCP reset, ICMP prohibited) so that a denied client fails at once.
+policy_denied = "reject"
 
 TOML
     for p in "${PODS[@]}"; do

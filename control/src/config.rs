@@ -81,6 +81,14 @@ pub struct DatapathConfig {
     pub hash_seed: u64,
     #[serde(default = "default_max_ports")]
     pub max_ports: usize,
+    /// What a NetworkPolicy denial does: `drop` (silently, as most CNIs) or `reject` (a TCP
+    /// reset or ICMP administratively prohibited back to the sender, so clients fail fast).
+    #[serde(default = "default_policy_denied")]
+    pub policy_denied: String,
+}
+
+fn default_policy_denied() -> String {
+    "drop".into()
 }
 
 fn default_maglev() -> usize {
@@ -112,6 +120,7 @@ impl Default for DatapathConfig {
             verify_l4_checksum: false,
             hash_seed: default_seed(),
             max_ports: default_max_ports(),
+            policy_denied: default_policy_denied(),
         }
     }
 }

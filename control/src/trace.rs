@@ -81,6 +81,7 @@ fn selecting(cfg: &Config, ns: &str, name: &str, egress: bool) -> Vec<String> {
 
 /// Runs `spec` through the pipeline on `t`; `cfg` names the policies behind a denial.
 pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, String> {
+    let reject_mode = t.policy_reject;
     let proto = spec.protocol.to_ascii_lowercase();
     let icmp = proto == "icmp" || proto == "icmpv6";
     let (src, sport) = endpoint(&spec.src, icmp)?;
@@ -154,6 +155,10 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
         seed: t.hash_seed,
         ..WorkerConfig::default()
     });
+    // Policy denials are traced as the drop they decide; reject mode's answer is added after.
+    let mut quiet = t.clone();
+    quiet.policy_reject = false;
+    let t = &quiet;
     let mut pkts = [OwnedBuf::from_frame(&frame, port)];
     let mut v = [Verdict::Drop(DropReason::NoRoute)];
     w.process(t, 1, &mut pkts, &mut v);
@@ -318,6 +323,11 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
         Verdict::Drop(reason) => {
             step_push(&mut r, "drop", reason.name().into());
             r.detail = reason.name().into();
+            if reject_mode && matches!(reason, DropReason::PolicyDeniedEgress | DropReason::PolicyDeniedIngress) {
+                let how = if c.meta.proto == 6 { "a TCP reset" } else { "ICMP administratively prohibited" };
+                step_push(&mut r, "reject", format!("policy reject mode: {how} goes back to the sender"));
+                r.refused = true;
+            }
         }
     }
     Ok(r)

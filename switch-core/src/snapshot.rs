@@ -84,6 +84,9 @@ pub struct Tables {
     pub hash_seed: u64,
     /// Verify transport checksums on receipt.
     pub verify_l4_checksum: bool,
+    /// Answer a packet a NetworkPolicy denies (TCP reset, ICMP administratively prohibited)
+    /// instead of dropping it silently; either way it is counted under its policy reason.
+    pub policy_reject: bool,
 }
 
 impl Tables {
@@ -117,6 +120,7 @@ impl Tables {
             policy: Arc::new(policy),
             hash_seed,
             verify_l4_checksum,
+            policy_reject: false,
         }
     }
 

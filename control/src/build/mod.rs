@@ -201,6 +201,11 @@ pub fn build_cached(
         ));
     }
     let nodeport_range = parse::port_range(dsec, "datapath.nodeport_range", &dp.nodeport_range)?;
+    let policy_reject = match dp.policy_denied.as_str() {
+        "drop" => false,
+        "reject" => true,
+        v => return Err(FieldError::new(dsec, "datapath.policy_denied", format!("'{v}' is not one of drop, reject"))),
+    };
 
     // Ports.
     let mut ports = Vec::new();
@@ -484,7 +489,7 @@ pub fn build_cached(
     };
     let (services, external_names, compiled) = services::build(cfg, &ctx, cache)?;
 
-    let tables = Tables::new(
+    let mut tables = Tables::new(
         generation,
         node,
         ports.iter().map(|p| PortInfo { name: p.name.clone(), kind: p.kind }).collect(),
@@ -496,6 +501,7 @@ pub fn build_cached(
         dp.hash_seed,
         dp.verify_l4_checksum,
     );
+    tables.policy_reject = policy_reject;
     Ok(Built {
         tables,
         ports,

@@ -175,11 +175,28 @@ impl Worker {
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::policy::stage::egress(t, c);
         }
+        if t.policy_reject {
+            for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
+                crate::policy::stage::reject(t, p, c, stats, DropReason::PolicyDeniedEgress);
+            }
+        }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::route::stage::route(t, c);
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::policy::stage::ingress(t, c);
+        }
+        if t.policy_reject {
+            for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
+                if c.done == Some(Verdict::Drop(DropReason::PolicyDeniedIngress)) {
+                    crate::policy::stage::reject(t, p, c, stats, DropReason::PolicyDeniedIngress);
+                    if !c.is_done() {
+                        // The answer goes back towards the sender: route it again.
+                        c.out = Out::Unrouted;
+                        crate::route::stage::route(t, c);
+                    }
+                }
+            }
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::conntrack::stage::commit(&mut self.ct, t, c, now);

@@ -850,3 +850,55 @@ fn udp_flows_to_a_removed_backend_move_and_tcp_flows_stay() {
     let (v, _) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, tcp_sport, tb::WEB_VIP, 80, ACK));
     assert_eq!(v, Verdict::Tx(tb::POD_B), "an established TCP flow ends on its own backend");
 }
+
+#[test]
+fn reject_mode_answers_policy_denials_and_still_counts_them() {
+    let mut b = Bed::new();
+    b.t.policy_reject = true;
+    // b to c on TCP: c's ingress policy denies; b gets a reset from c.
+    let (v, out) = b.run(tb::POD_B, &tcp(tb::POD_B_MAC, tb::POD_B_IP, 1234, tb::POD_C_IP, 8080, SYN));
+    assert_eq!(v, Verdict::Tx(tb::POD_B), "the answer goes back to the sender");
+    let m = meta(&out);
+    assert_eq!((m.src, m.dst, m.sport, m.dport), (addr(tb::POD_C_IP), addr(tb::POD_B_IP), 8080, 1234));
+    assert_ne!(m.tcp_flags & RST, 0);
+    assert_eq!(b.drops(DropReason::PolicyDeniedIngress), 1);
+    // UDP: ICMP destination unreachable, administratively prohibited (type 3, code 13).
+    let (v, out) = b.run(tb::POD_B, &udp(tb::POD_B_MAC, tb::POD_B_IP, 1234, tb::POD_C_IP, 8080));
+    assert_eq!(v, Verdict::Tx(tb::POD_B));
+    let m = meta(&out);
+    assert_eq!(m.icmp, IcmpKind::Error);
+    assert_eq!((out[34], out[35]), (3, 13));
+    assert_eq!(b.drops(DropReason::PolicyDeniedIngress), 2);
+    assert_eq!(b.w.stats().events.tcp_resets_sent, 1);
+    // Allowed traffic is untouched.
+    assert_eq!(
+        b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 1234, tb::POD_C_IP, 8080, SYN)).0,
+        Verdict::Tx(tb::POD_C)
+    );
+    // Egress denial (a, under 2,000 egress rules, to the outside on 443): answered from the
+    // destination address.
+    let mut b = Bed::with(Scale { policy_rules: 2000, ..Scale::default() });
+    b.t.policy_reject = true;
+    let (v, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 1, "8.8.8.8", 443, SYN));
+    assert_eq!(v, Verdict::Tx(tb::POD_A));
+    assert_eq!(meta(&out).src, addr("8.8.8.8"));
+    assert_eq!(b.drops(DropReason::PolicyDeniedEgress), 1);
+}
+
+#[test]
+fn reject_mode_answers_a_denied_service_flow_from_the_service_address() {
+    let mut b = Bed::new();
+    b.t.policy_reject = true;
+    let mut refused = 0;
+    for sport in 1000..1064 {
+        let (v, out) = b.run(tb::POD_B, &tcp(tb::POD_B_MAC, tb::POD_B_IP, sport, tb::WEB_VIP, 80, SYN));
+        if v == Verdict::Tx(tb::POD_B) {
+            let m = meta(&out);
+            if m.tcp_flags & RST != 0 {
+                assert_eq!((m.src, m.sport), (addr(tb::WEB_VIP), 80), "the client sees the VIP refuse");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0 && refused == b.drops(DropReason::PolicyDeniedIngress) as i32);
+}

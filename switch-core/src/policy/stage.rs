@@ -46,3 +46,19 @@ pub(crate) fn ingress(t: &Tables, c: &mut PacketCtx) {
         None => c.drop(DropReason::PolicyDeniedIngress),
     }
 }
+
+/// Reject mode: a packet `reason` denied is answered instead of dropped (counted under
+/// `reason` all the same). ICMP errors are never answered, they are dropped.
+pub(crate) fn reject<B: crate::packet::PacketBuf>(
+    t: &Tables,
+    p: &mut B,
+    c: &mut PacketCtx,
+    stats: &mut crate::pipeline::Stats,
+    reason: DropReason,
+) {
+    if c.done != Some(crate::pipeline::Verdict::Drop(reason)) || c.meta.icmp == crate::parse::IcmpKind::Error {
+        return;
+    }
+    c.done = None;
+    crate::service::stage::answer(p, c, t, stats, reason, crate::service::reject::Unreachable::AdminProhibited);
+}

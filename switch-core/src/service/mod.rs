@@ -4,7 +4,7 @@
 
 mod affinity;
 mod maglev;
-mod reject;
+pub(crate) mod reject;
 pub(crate) mod stage;
 mod table;
 

@@ -1,5 +1,7 @@
-//! Replies for a service with no backends, as kube-proxy gives them: TCP gets a reset, UDP and
-//! SCTP an ICMP port unreachable from the service address. Written in place of the packet.
+//! Replies written in place of a refused packet: for a service with no backends, as
+//! kube-proxy gives them (TCP gets a reset, UDP and SCTP an ICMP port unreachable from the
+//! service address), and for a policy denial in reject mode (a reset, or ICMP
+//! administratively prohibited).
 
 use crate::drop::DropReason;
 use crate::packet::PacketBuf;
@@ -63,8 +65,15 @@ pub(crate) fn tcp_reset<B: PacketBuf>(pkt: &mut B, m: &PacketMeta) -> Result<(),
     Ok(())
 }
 
-/// Replaces a datagram with an ICMP port unreachable that quotes it.
-pub(crate) fn port_unreachable<B: PacketBuf>(pkt: &mut B, m: &PacketMeta) -> Result<(), DropReason> {
+/// Which ICMP destination-unreachable to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreachable {
+    Port,
+    AdminProhibited,
+}
+
+/// Replaces a datagram with an ICMP destination unreachable of `kind` that quotes it.
+pub(crate) fn unreachable<B: PacketBuf>(pkt: &mut B, m: &PacketMeta, kind: Unreachable) -> Result<(), DropReason> {
     let l3 = usize::from(m.l3_off);
     if l3 != ethernet::HEADER_LEN {
         return Err(DropReason::VlanNotAllowed);
@@ -97,11 +106,19 @@ pub(crate) fn port_unreachable<B: PacketBuf>(pkt: &mut B, m: &PacketMeta) -> Res
     write_ip(&mut b[l3..], m, protocol, icmp_len);
     let body = &mut b[l3 + ip_len..l3 + ip_len + icmp_len];
     if v4 {
-        icmp::write_header(body, icmp::v4::DEST_UNREACHABLE, icmp::v4::CODE_PORT_UNREACHABLE, [0; 4]);
+        let code = match kind {
+            Unreachable::Port => icmp::v4::CODE_PORT_UNREACHABLE,
+            Unreachable::AdminProhibited => icmp::v4::CODE_ADMIN_PROHIBITED,
+        };
+        icmp::write_header(body, icmp::v4::DEST_UNREACHABLE, code, [0; 4]);
         let c = transport_checksum(0, body);
         icmp::set_checksum(body, c);
     } else {
-        icmp::write_header(body, icmp::v6::DEST_UNREACHABLE, icmp::v6::CODE_PORT_UNREACHABLE, [0; 4]);
+        let code = match kind {
+            Unreachable::Port => icmp::v6::CODE_PORT_UNREACHABLE,
+            Unreachable::AdminProhibited => icmp::v6::CODE_ADMIN_PROHIBITED,
+        };
+        icmp::write_header(body, icmp::v6::DEST_UNREACHABLE, code, [0; 4]);
         let c = transport_checksum(pseudo(m, proto::ICMPV6, icmp_len), body);
         icmp::set_checksum(body, c);
     }

@@ -129,12 +129,26 @@ pub(crate) fn select<B: PacketBuf>(
 /// Refuses a flow to a service without backends: the drop is counted and a reply replaces
 /// the packet, routed back to the sender.
 fn refuse<B: PacketBuf>(pkt: &mut B, c: &mut PacketCtx, t: &Tables, stats: &mut Stats) {
-    stats.port(c.in_port).drops[DropReason::ServiceNoBackends.index()] += 1;
+    answer(pkt, c, t, stats, DropReason::ServiceNoBackends, reject::Unreachable::Port);
+}
+
+/// Writes the refusal of a packet in its place (counted under `reason`): a TCP reset, or an
+/// ICMP unreachable of `kind`; the reply then goes through the rest of the pipeline back to
+/// the sender.
+pub(crate) fn answer<B: PacketBuf>(
+    pkt: &mut B,
+    c: &mut PacketCtx,
+    t: &Tables,
+    stats: &mut Stats,
+    reason: DropReason,
+    kind: reject::Unreachable,
+) {
+    stats.port(c.in_port).drops[reason.index()] += 1;
     let m = c.meta;
     let made = if m.proto == proto::TCP {
         reject::tcp_reset(pkt, &m).map(|_| stats.events.tcp_resets_sent += 1)
     } else {
-        reject::port_unreachable(pkt, &m).map(|_| stats.events.icmp_unreachables_sent += 1)
+        reject::unreachable(pkt, &m, kind).map(|_| stats.events.icmp_unreachables_sent += 1)
     };
     if let Err(r) = made {
         return c.drop(r);

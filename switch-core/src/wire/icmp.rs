@@ -13,6 +13,8 @@ pub mod v4 {
     pub const ECHO_REQUEST: u8 = 8;
     pub const TIME_EXCEEDED: u8 = 11;
     pub const CODE_PORT_UNREACHABLE: u8 = 3;
+    /// Communication administratively prohibited (RFC 1812, 5.2.7.1).
+    pub const CODE_ADMIN_PROHIBITED: u8 = 13;
 }
 
 /// ICMPv6 types.
@@ -25,6 +27,8 @@ pub mod v6 {
     pub const NEIGHBOR_SOLICIT: u8 = 135;
     pub const NEIGHBOR_ADVERT: u8 = 136;
     pub const CODE_PORT_UNREACHABLE: u8 = 4;
+    /// Communication with the destination administratively prohibited (RFC 4443).
+    pub const CODE_ADMIN_PROHIBITED: u8 = 1;
 }
 
 /// Length of a neighbour solicitation or advertisement body with one link-layer option.
