@@ -11,14 +11,22 @@ use switch_core::pipeline::{Verdict, Worker, WorkerConfig};
 use switch_core::snapshot::Tables;
 use switch_core::testbed::{tables, Scale};
 
-fn t() -> &'static Tables {
-    static T: OnceLock<Tables> = OnceLock::new();
-    T.get_or_init(|| tables(Scale { services: 4, backends: 3, policy_rules: 8, ..Scale::default() }))
+fn t(reject: bool) -> &'static Tables {
+    static T: OnceLock<[Tables; 2]> = OnceLock::new();
+    let both = T.get_or_init(|| {
+        let drop = tables(Scale { services: 4, backends: 3, policy_rules: 8, ..Scale::default() });
+        let mut reject = drop.clone();
+        reject.policy_reject = true;
+        [drop, reject]
+    });
+    &both[usize::from(reject)]
 }
 
 fuzz_target!(|data: &[u8]| {
+    // The first byte's low bit: policy denials dropped or answered (reject mode).
+    let Some((&mode, mut rest)) = data.split_first() else { return };
+    let t = t(mode & 1 == 1);
     let mut bufs = Vec::new();
-    let mut rest = data;
     while rest.len() >= 2 {
         let port = PortId(u16::from(rest[0] % 6));
         let len = usize::from(rest[1]) * 8 + usize::from(rest[1] & 7);
@@ -28,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut w = Worker::new(WorkerConfig { conntrack_flows: 256, affinity_entries: 64, max_ports: 8, ..WorkerConfig::default() });
     let mut v = vec![Verdict::Drop(DropReason::NoRoute); bufs.len()];
-    w.process(t(), 1, &mut bufs, &mut v);
+    w.process(t, 1, &mut bufs, &mut v);
     // Run the same frames again: now some hit conntrack.
-    w.process(t(), 2, &mut bufs, &mut v);
+    w.process(t, 2, &mut bufs, &mut v);
 });
