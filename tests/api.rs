@@ -328,6 +328,24 @@ fn the_socket_refuses_callers_without_permission() {
     assert!(err.to_lowercase().contains("permission denied"), "{err}");
     let o = Command::new(&ctl).arg("--socket").arg(&s.socket).arg("version").output().expect("run");
     assert_eq!(o.status.code(), Some(0), "root (the owner) is served");
+    // Given to group 65534, the socket serves a member of that group.
+    control::api::server::set_group(&s.socket, "65534").expect("chown");
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&ctl)
+        .arg("--socket")
+        .arg(&s.socket)
+        .arg("version")
+        .output()
+        .expect("setpriv");
+    assert_eq!(o.status.code(), Some(0), "a group member is served: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn socket_groups_resolve_by_name_or_number() {
+    assert_eq!(control::api::server::group_id("0").expect("number"), 0);
+    assert_eq!(control::api::server::group_id("root").expect("root is in /etc/group"), 0);
+    assert!(control::api::server::group_id("no-such-group-podswitch").is_err());
 }
 
 /// Any gRPC client can use the API from the .proto alone: Python's grpcio, stubs generated

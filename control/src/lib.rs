@@ -1,8 +1,10 @@
 //! # podswitch control
 //!
-//! The control plane: the TOML config model ([`config`]), its validation and compilation into
-//! a table snapshot ([`build`]), snapshot publication to workers ([`publish`]), and the
-//! daemon's run loop ([`daemon`]).
+//! The control plane: the TOML config model ([`config`]) and Kubernetes manifests ([`k8s`]),
+//! the desired state they make ([`store`]), its validation and compilation into a table
+//! snapshot ([`build`]), the one writer that changes it ([`controller`]), snapshot publication
+//! to workers ([`publish`]), the gRPC API ([`api`]), packet traces ([`trace`]), and the
+//! daemon's run loops ([`daemon`] on captures, [`live`] on interfaces).
 
 pub mod api;
 pub mod build;

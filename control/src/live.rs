@@ -39,6 +39,8 @@ pub struct LiveOptions {
     pub bare_forward: bool,
     /// Serve the gRPC control API on this Unix socket.
     pub socket: Option<PathBuf>,
+    /// Group that owns the socket (its members may call the API).
+    pub socket_group: Option<String>,
     /// Directory relative pcap paths in the config are taken from.
     pub base_dir: PathBuf,
 }
@@ -91,7 +93,13 @@ pub fn run(
     controller.add_worker(cmd_tx);
     // Bind before the worker starts, so a second daemon fails before touching any interface.
     let listener = match &opts.socket {
-        Some(p) => Some(crate::api::server::bind(p).map_err(LiveError::Socket)?),
+        Some(p) => {
+            let l = crate::api::server::bind(p).map_err(LiveError::Socket)?;
+            if let Some(g) = &opts.socket_group {
+                crate::api::server::set_group(p, g).map_err(LiveError::Socket)?;
+            }
+            Some(l)
+        }
         None => None,
     };
     // The worker opens its own backend, so rings and UMEM are allocated by the thread that

@@ -139,6 +139,28 @@ pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
     Ok(l)
 }
 
+/// The numeric id of group `name` (or `name` itself if it is a number), from /etc/group.
+pub fn group_id(name: &str) -> std::io::Result<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    let text = std::fs::read_to_string("/etc/group")?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let n = f.next()?;
+            let gid = f.nth(1)?.parse::<u32>().ok()?;
+            (n == name).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("no group '{name}' in /etc/group")))
+}
+
+/// Gives the socket to `group` (its members may then call the API; mode 0660).
+pub fn set_group(path: &Path, group: &str) -> std::io::Result<()> {
+    std::os::unix::fs::chown(path, None, Some(group_id(group)?))
+}
+
 /// Serves the API on `listener` until `stop` is set; removes the socket file at the end.
 pub fn spawn(
     c: Arc<Controller>,

@@ -38,6 +38,10 @@ struct Args {
     /// With live ports: serve the gRPC control API on this Unix socket (mode 0660).
     #[arg(long, value_name = "PATH", default_value = control::api::server::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// With live ports: the group that owns the control socket (its members may use
+    /// podswitchctl), by name or number.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// With live ports: no control socket.
     #[arg(long)]
     no_socket: bool,
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
             bare_forward: args.bare_forward,
             metrics: args.metrics,
             socket: (!args.no_socket).then(|| args.socket.clone()),
+            socket_group: args.socket_group.clone(),
             base_dir: args.pcap_dir.clone().unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default()),
         };
         let result = control::live::run(base, built, &opts);
