@@ -315,14 +315,18 @@ fn the_socket_refuses_callers_without_permission() {
     }
     let s = server("api-perm");
     let ctl = ctl();
-    let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&ctl)
-        .arg("--socket")
-        .arg(&s.socket)
-        .arg("version")
-        .output()
-        .expect("setpriv (util-linux)");
+    // podswitchctl version as user and group 65534 (nobody, nogroup), with no other group.
+    let as_nobody = || {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&ctl)
+            .arg("--socket")
+            .arg(&s.socket)
+            .arg("version")
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let o = as_nobody();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.to_lowercase().contains("permission denied"), "{err}");
@@ -330,14 +334,7 @@ fn the_socket_refuses_callers_without_permission() {
     assert_eq!(o.status.code(), Some(0), "root (the owner) is served");
     // Given to group 65534, the socket serves a member of that group.
     control::api::server::set_group(&s.socket, "65534").expect("chown");
-    let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&ctl)
-        .arg("--socket")
-        .arg(&s.socket)
-        .arg("version")
-        .output()
-        .expect("setpriv");
+    let o = as_nobody();
     assert_eq!(o.status.code(), Some(0), "a group member is served: {}", String::from_utf8_lossy(&o.stderr));
 }
 

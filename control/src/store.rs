@@ -219,16 +219,7 @@ impl Store {
     /// Every object with where it came from, file objects hidden by API objects left out.
     pub fn objects(&self) -> Vec<(Key, Object, Origin)> {
         let mut out: BTreeMap<Key, (Object, Origin)> = BTreeMap::new();
-        let b = &self.base;
-        let base = b
-            .namespaces
-            .iter()
-            .cloned()
-            .map(Object::Namespace)
-            .chain(b.pods.iter().cloned().map(Object::Pod))
-            .chain(b.services.iter().cloned().map(Object::Service))
-            .chain(b.policies.iter().cloned().map(Object::NetworkPolicy))
-            .chain(b.routes.iter().cloned().map(Object::Route));
+        let base = self.file_objects();
         for o in base {
             out.insert(o.key(), (o, Origin::Config));
         }
@@ -236,6 +227,19 @@ impl Store {
             out.insert(k.clone(), (o.clone(), Origin::Api));
         }
         out.into_iter().map(|(k, (o, g))| (k, o, g)).collect()
+    }
+
+    /// The config file's objects (copies).
+    fn file_objects(&self) -> impl Iterator<Item = Object> + '_ {
+        let b = &self.base;
+        b.namespaces
+            .iter()
+            .cloned()
+            .map(Object::Namespace)
+            .chain(b.pods.iter().cloned().map(Object::Pod))
+            .chain(b.services.iter().cloned().map(Object::Service))
+            .chain(b.policies.iter().cloned().map(Object::NetworkPolicy))
+            .chain(b.routes.iter().cloned().map(Object::Route))
     }
 
     fn base_has(&self, k: &Key) -> bool {
@@ -313,41 +317,9 @@ impl Store {
         cfg.nodes = self.base.nodes.clone();
         let mut origins = Origins::default();
         // Every object once, by reference: API objects hide file objects of the same key.
-        let b = &self.base;
-        let keyed =
-            |kind: Kind, namespace: &str, name: &str| Key { kind, namespace: namespace.into(), name: name.into() };
         let mut order: BTreeMap<&Key, (&Object, Origin)> = BTreeMap::new();
-        let base_objects: Vec<(Key, Object)> = b
-            .namespaces
-            .iter()
-            .filter(|n| !self.api.contains_key(&keyed(Kind::Namespace, "", &n.name)))
-            .map(|n| Object::Namespace(n.clone()))
-            .chain(
-                b.pods
-                    .iter()
-                    .filter(|p| !self.api.contains_key(&keyed(Kind::Pod, &p.namespace, &p.name)))
-                    .map(|p| Object::Pod(p.clone())),
-            )
-            .chain(
-                b.services
-                    .iter()
-                    .filter(|x| !self.api.contains_key(&keyed(Kind::Service, &x.namespace, &x.name)))
-                    .map(|x| Object::Service(x.clone())),
-            )
-            .chain(
-                b.policies
-                    .iter()
-                    .filter(|p| !self.api.contains_key(&keyed(Kind::NetworkPolicy, &p.namespace, &p.name)))
-                    .map(|p| Object::NetworkPolicy(p.clone())),
-            )
-            .chain(
-                b.routes
-                    .iter()
-                    .filter(|r| !self.api.contains_key(&keyed(Kind::Route, "", &r.prefix)))
-                    .map(|r| Object::Route(r.clone())),
-            )
-            .map(|o| (o.key(), o))
-            .collect();
+        let base_objects: Vec<(Key, Object)> =
+            self.file_objects().map(|o| (o.key(), o)).filter(|(k, _)| !self.api.contains_key(k)).collect();
         for (k, o) in &base_objects {
             order.insert(k, (o, Origin::Config));
         }
