@@ -679,7 +679,10 @@ impl Controller {
     /// Traces a synthesized packet through the live snapshot.
     pub fn trace(&self, req: &pb::TraceRequest) -> Result<pb::TraceResponse, Refusal> {
         let t = self.cell.load_full();
-        let cfg = self.lock()?.store.config().0;
+        let st = self.lock()?;
+        // The merged config is made only if a denial has to name its policies.
+        let selecting =
+            |ns: &str, name: &str, egress: bool| crate::trace::selecting(&st.store.config().0, ns, name, egress);
         let spec = crate::trace::TraceSpec {
             protocol: req.protocol.clone(),
             src: req.src.clone(),
@@ -687,7 +690,7 @@ impl Controller {
             input: req.r#in.clone(),
             tcp_flags: req.tcp_flags.clone(),
         };
-        let r = crate::trace::run(&t, &cfg, &spec).map_err(Refusal::Invalid)?;
+        let r = crate::trace::run(&t, &selecting, &spec).map_err(Refusal::Invalid)?;
         Ok(pb::TraceResponse {
             generation: t.generation,
             steps: r.steps.into_iter().map(|(stage, result)| pb::TraceStep { stage, result }).collect(),

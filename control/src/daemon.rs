@@ -67,14 +67,6 @@ pub fn run_pcap(built: Built) -> Result<(Report, switch_core::snapshot::Tables),
     if let Some(e) = &be.error {
         return Err(DaemonError::Capture(e.clone()));
     }
-    let ct = worker.conntrack();
-    let report = Report {
-        stats: worker.stats().clone(),
-        conntrack_entries: ct.entries(),
-        conntrack_capacity: ct.capacity(),
-        conntrack_evicted: ct.stats.evicted,
-        generation: cell.generation(),
-        port_modes: vec!["pcap".to_string(); built_ports],
-    };
+    let report = Report::of_worker(&worker, cell.generation(), vec!["pcap".to_string(); built_ports]);
     Ok((report, built.tables))
 }

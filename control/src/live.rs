@@ -296,15 +296,7 @@ fn worker_loop<B: Backend>(be: &mut B, w: &mut Worker, l: &Loop<'_>, modes: &[St
 }
 
 fn publish(w: &Worker, shared: &Mutex<Option<Report>>, cell: &SnapshotCell, modes: &[String]) {
-    let ct = w.conntrack();
-    let r = Report {
-        stats: w.stats().clone(),
-        conntrack_entries: ct.entries(),
-        conntrack_capacity: ct.capacity(),
-        conntrack_evicted: ct.stats.evicted,
-        generation: cell.generation(),
-        port_modes: modes.to_vec(),
-    };
+    let r = Report::of_worker(w, cell.generation(), modes.to_vec());
     if let Ok(mut g) = shared.lock() {
         *g = Some(r);
     }

@@ -19,6 +19,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// A worker's counters as they stand, with the snapshot generation and the ports' I/O modes.
+    pub fn of_worker(w: &switch_core::pipeline::Worker, generation: u64, port_modes: Vec<String>) -> Report {
+        let ct = w.conntrack();
+        Report {
+            stats: w.stats().clone(),
+            conntrack_entries: ct.entries(),
+            conntrack_capacity: ct.capacity(),
+            conntrack_evicted: ct.stats.evicted,
+            generation,
+            port_modes,
+        }
+    }
+
     /// The event counters by name.
     pub fn events(&self) -> [(&'static str, u64); 12] {
         let e = &self.stats.events;

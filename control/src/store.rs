@@ -190,8 +190,13 @@ impl Store {
             Some(Object::Service(s)) => s.clone(),
             _ => self.base.services.iter().find(|s| s.namespace == namespace && s.name == name)?.clone(),
         };
-        let slices: Vec<&crate::k8s::Slice> = self
-            .slices
+        merge_slices(&mut s, &self.slices_of(namespace, name), has_pod);
+        Some(s)
+    }
+
+    /// The EndpointSlices and Endpoints of service `namespace/name`.
+    fn slices_of(&self, namespace: &str, name: &str) -> Vec<&crate::k8s::Slice> {
+        self.slices
             .get(&(namespace.to_string(), name.to_string()))
             .into_iter()
             .flatten()
@@ -199,13 +204,7 @@ impl Store {
                 Some(Object::Slice(sl)) => Some(sl),
                 _ => None,
             })
-            .collect();
-        merge_slices(&mut s, &slices, has_pod);
-        Some(s)
-    }
-
-    pub fn base(&self) -> &Config {
-        &self.base
+            .collect()
     }
 
     /// Replaces the file's part (SIGHUP); API objects stay.
@@ -345,16 +344,7 @@ impl Store {
                 }
                 Object::Service(svc) => {
                     let mut svc = svc.clone();
-                    let slices: Vec<&crate::k8s::Slice> = self
-                        .slices
-                        .get(&(svc.namespace.clone(), svc.name.clone()))
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|k| match self.api.get(k) {
-                            Some(Object::Slice(sl)) => Some(sl),
-                            _ => None,
-                        })
-                        .collect();
+                    let slices = self.slices_of(&svc.namespace, &svc.name);
                     merge_slices(&mut svc, &slices, &|ns, p| pods.contains(&(ns, p)));
                     origins.push("services", k, origin);
                     cfg.services.push(svc);

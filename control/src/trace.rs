@@ -65,8 +65,8 @@ fn flags(s: &str) -> Result<u8, String> {
     Ok(f)
 }
 
-/// The policies that select pod `ns/name` in one direction, by name.
-fn selecting(cfg: &Config, ns: &str, name: &str, egress: bool) -> Vec<String> {
+/// The policies of `cfg` that select pod `ns/name` in one direction, by name.
+pub fn selecting(cfg: &Config, ns: &str, name: &str, egress: bool) -> Vec<String> {
     let Some(pod) = cfg.pods.iter().find(|p| p.namespace == ns && p.name == name) else { return Vec::new() };
     cfg.policies
         .iter()
@@ -79,8 +79,12 @@ fn selecting(cfg: &Config, ns: &str, name: &str, egress: bool) -> Vec<String> {
         .collect()
 }
 
-/// Runs `spec` through the pipeline on `t`; `cfg` names the policies behind a denial.
-pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, String> {
+/// The names of the policies selecting a pod in one direction (`namespace`, `name`, egress),
+/// asked only when a denial needs them.
+pub type Selecting<'a> = &'a dyn Fn(&str, &str, bool) -> Vec<String>;
+
+/// Runs `spec` through the pipeline on `t`; `selecting` names the policies behind a denial.
+pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec) -> Result<TraceResult, String> {
     let reject_mode = t.policy_reject;
     let proto = spec.protocol.to_ascii_lowercase();
     let icmp = proto == "icmp" || proto == "icmpv6";
@@ -165,10 +169,9 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
     let c = *w.ctx(0).ok_or("no pipeline state")?;
 
     let mut r = TraceResult::default();
-    let mut step = |s: &str, m: String| r.steps.push((s.to_string(), m));
-    step("receive", format!("{in_len} bytes on {what}, port {} ({:?})", t.ports[port.index()].name, kind));
+    step(&mut r, "receive", format!("{in_len} bytes on {what}, port {} ({:?})", t.ports[port.index()].name, kind));
     if let Some(n) = c.from_tunnel {
-        step("decapsulate", format!("{:?} from node {}", t.node.tunnel, t.remote(n).name));
+        step(&mut r, "decapsulate", format!("{:?} from node {}", t.node.tunnel, t.remote(n).name));
     }
     let ep_name = |a: Addr| match t.endpoints.by_ip(a) {
         Some(id) => {
@@ -188,6 +191,7 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
         // From the request: a refusal rewrites the packet (and its parsed tuple) in place.
         let (a, b) = (Addr::from(src), Addr::from(dst));
         step(
+            &mut r,
             "parse",
             format!(
                 "{} {} -> {} ({} -> {})",
@@ -200,6 +204,7 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
         );
     }
     step(
+        &mut r,
         "conntrack",
         match c.ct {
             CtHit::Miss => "miss: a new flow (traces start from an empty conntrack)".into(),
@@ -210,6 +215,7 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
         let proto_num = c.meta.proto;
         let svc = t.services.lookup(Addr::from(dst), dport, proto_num).map(|f| t.services.port(f.target).name());
         step(
+            &mut r,
             "service",
             format!(
                 "{} has no usable endpoints: refused at once ({})",
@@ -228,6 +234,7 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
         };
         if c.tuple.dst != c.orig.dst || c.tuple.dport != c.orig.dport {
             step(
+                &mut r,
                 "service",
                 format!(
                     "{kind} frontend of {} -> backend {} ({}), chosen by Maglev among {} backends",
@@ -238,15 +245,15 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
                 ),
             );
         } else {
-            step("service", format!("{kind} frontend of {}", sp.name()));
+            step(&mut r, "service", format!("{kind} frontend of {}", sp.name()));
         }
         if c.tuple.src != c.orig.src {
-            step("snat", format!("source rewritten to {}", sockaddr(c.tuple.src, c.tuple.sport, icmp)));
+            step(&mut r, "snat", format!("source rewritten to {}", sockaddr(c.tuple.src, c.tuple.sport, icmp)));
         }
     } else if !c.generated
         && (c.done.is_none() || !matches!(c.done, Some(Verdict::Drop(r)) if r.name().starts_with("service")))
     {
-        step("service", "not a service address".into());
+        step(&mut r, "service", "not a service address".into());
     }
     let pod_of = |id: Option<switch_core::endpoint::EndpointId>| id.map(|i| t.endpoints.get(i));
     let dir_step = |egress: bool, r: &mut TraceResult| {
@@ -263,7 +270,7 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
             r.rule = name.clone();
             format!("{who}: allowed by {name}")
         } else if stopped(&c, deny) {
-            let pols = selecting(cfg, &ep.namespace, &ep.name, egress);
+            let pols = selecting(&ep.namespace, &ep.name, egress);
             r.rule = format!("default deny of {}", pols.join(", "));
             format!("{who}: denied: no rule of the policies selecting it ({}) admits the packet", pols.join(", "))
         } else if cls.is_none() {
@@ -273,7 +280,7 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
         } else {
             return;
         };
-        r.steps.push((stage.into(), msg));
+        step(r, stage, msg);
     };
     dir_step(true, &mut r);
     if c.out != Out::Unrouted || stopped(&c, DropReason::NoRoute) || stopped(&c, DropReason::RouteBlackhole) {
@@ -296,7 +303,7 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
             }
             None => "no route".into(),
         };
-        step_push(&mut r, "route", m);
+        step(&mut r, "route", m);
     }
     dir_step(false, &mut r);
     match v[0] {
@@ -307,7 +314,7 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
                 _ if c.generated => ", a reply the switch wrote".into(),
                 _ => String::new(),
             };
-            step_push(
+            step(
                 &mut r,
                 "transmit",
                 format!("port {} ({out_len} bytes{how})", t.ports.get(p.index()).map_or("?", |x| x.name.as_str())),
@@ -321,11 +328,11 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
             }
         }
         Verdict::Drop(reason) => {
-            step_push(&mut r, "drop", reason.name().into());
+            step(&mut r, "drop", reason.name().into());
             r.detail = reason.name().into();
             if reject_mode && matches!(reason, DropReason::PolicyDeniedEgress | DropReason::PolicyDeniedIngress) {
                 let how = if c.meta.proto == 6 { "a TCP reset" } else { "ICMP administratively prohibited" };
-                step_push(&mut r, "reject", format!("policy reject mode: {how} goes back to the sender"));
+                step(&mut r, "reject", format!("policy reject mode: {how} goes back to the sender"));
                 r.refused = true;
             }
         }
@@ -333,7 +340,7 @@ pub fn run(t: &Tables, cfg: &Config, spec: &TraceSpec) -> Result<TraceResult, St
     Ok(r)
 }
 
-fn step_push(r: &mut TraceResult, s: &str, m: String) {
+fn step(r: &mut TraceResult, s: &str, m: String) {
     r.steps.push((s.into(), m));
 }
 

@@ -31,16 +31,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
-        Kind::Namespace,
-        Kind::Pod,
-        Kind::Service,
-        Kind::EndpointSlice,
-        Kind::Endpoints,
-        Kind::NetworkPolicy,
-        Kind::Route,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Kind::Namespace => "Namespace",
