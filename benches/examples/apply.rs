@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switch_core::packet::{OwnedBuf, PacketBuf, PortId};
+use switch_core::packet::{OwnedBuf, PortId};
 use switch_core::pipeline::{Verdict, Worker, WorkerConfig};
 use switch_core::wire::build::{IpFrame, L4Repr};
 use switch_core::wire::MacAddr;
@@ -300,7 +300,6 @@ fn main() {
                         }
                     }
                     lost.fetch_add(v.iter().filter(|v| !matches!(v, Verdict::Tx(_))).count() as u64, Ordering::Relaxed);
-                    let _ = pkts.iter().map(|p| p.data().len()).sum::<usize>();
                 }
             })
         };
