@@ -5,7 +5,10 @@
 # and `down` removes exactly what `up` made, by name and PID.
 #
 #   cluster.sh up    [-p PREFIX] [-d RUNDIR] [-b BIN] [-m afpacket|afxdp|auto] [-q QUEUES]
-#                                                       build, configure, start
+#                    [-w WORKERS]                       build, configure, start
+#
+# QUEUES: receive and transmit queues of every veth; WORKERS: podswitchd's workers (AF_XDP
+# needs at least as many queues as workers).
 #   cluster.sh down  [-p PREFIX] [-d RUNDIR]            stop and delete (safe to repeat)
 #   cluster.sh check [-p PREFIX] [-d RUNDIR]            curl the ClusterIP from the client
 #   cluster.sh exec  POD CMD...                         run CMD in a pod namespace
@@ -21,10 +24,12 @@ RUNDIR=
 BIN=
 MODE=afpacket
 QUEUES=1
+WORKERS=1
 cmd=${1:-}
 shift || true
-while getopts "p:d:b:m:q:" o; do
+while getopts "p:d:b:m:q:w:" o; do
   case $o in
+    w) WORKERS=$OPTARG ;;
     q) QUEUES=$OPTARG ;;
     m) MODE=$OPTARG ;;
     p) PREFIX=$OPTARG ;;
@@ -164,7 +169,7 @@ NGINX
   echo "$MODE" > "$RUNDIR/mode"
   write_config
   in_ns "$NODE" "$BIN" --config "$RUNDIR/node.toml" --stats-file "$RUNDIR/stats.txt" \
-    --pid-file "$RUNDIR/podswitchd.pid" --socket "$RUNDIR/podswitch.sock" --metrics 127.0.0.1:9464 --busy-polls 200 > "$RUNDIR/podswitchd.out" 2> "$RUNDIR/podswitchd.err" &
+    --pid-file "$RUNDIR/podswitchd.pid" --socket "$RUNDIR/podswitch.sock" --metrics 127.0.0.1:9464 --busy-polls 200 --workers "$WORKERS" > "$RUNDIR/podswitchd.out" 2> "$RUNDIR/podswitchd.err" &
   for _ in $(seq 50); do
     [ -s "$RUNDIR/stats.txt" ] && [ -s "$RUNDIR/podswitchd.pid" ] && break
     sleep 0.1

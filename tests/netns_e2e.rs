@@ -22,7 +22,7 @@ fn script() -> PathBuf {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cluster {
-    fn up(name: &str, mode: &str, queues: u32) -> Option<Cluster> {
+    fn up(name: &str, mode: &str, queues: u32, workers: u32) -> Option<Cluster> {
         let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
         let tools = ["ip", "ethtool", "nginx", "curl", "iperf3", "ping"].iter().all(|t| {
             Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
@@ -38,8 +38,8 @@ impl Cluster {
         let prefix = format!("pswt{}{}", std::process::id(), &mode[2..4]);
         let rundir = std::env::temp_dir().join(format!("{prefix}-run"));
         let c = Cluster { prefix, rundir };
-        let q = queues.to_string();
-        let o = c.script(&["up", "-m", mode, "-q", &q]);
+        let (q, w) = (queues.to_string(), workers.to_string());
+        let o = c.script(&["up", "-m", mode, "-q", &q, "-w", &w]);
         assert!(
             o.status.success(),
             "cluster up failed: {}\n{}",
@@ -151,18 +151,26 @@ policy_types = ["Ingress"]
 from = [{ pod_selector = { match_labels = { app = "monitoring" } } }]
 "#;
 
+/// Two workers, each serving one queue of every port: a flow's frames reach the worker that
+/// owns it whichever queue they arrive on (the handoff counter shows it happened), and every
+/// scenario works as with one worker.
 #[test]
 fn pods_talk_through_podswitch_on_af_xdp() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    // Two-queue veths: native XDP spreads frames by the sender's CPU, so both queues carry
-    // traffic, each with its own socket.
-    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_xdp", "afxdp", 2) else { return };
+    // Two-queue veths: the pods' stacks pick a transmit queue per connection, so both queues
+    // carry traffic, each with its own socket and worker.
+    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_xdp", "afxdp", 2, 2) else { return };
     assert!(
         c.log().contains("native XDP, copy mode, 2 queue(s)"),
         "veth: native XDP, copy mode after zero-copy is refused: {}",
         c.log()
     );
-    assert!(c.stats().contains("io client afxdp native copy queues=2"), "the mode is in the counters: {}", c.stats());
+    assert!(c.log().contains("2 worker(s)"), "{}", c.log());
+    assert!(
+        c.stats().contains("io client afxdp native copy queues=2 workers=2"),
+        "the mode is in the counters: {}",
+        c.stats()
+    );
     for cpu in ["0", "1"] {
         let o = c.exec("client", &["taskset", "-c", cpu, "curl", "-sS", "--max-time", "3", "http://10.96.0.10/"]);
         assert!(o.status.success(), "curl from CPU {cpu}: {}", String::from_utf8_lossy(&o.stderr));
@@ -170,6 +178,8 @@ fn pods_talk_through_podswitch_on_af_xdp() {
     assert!(c.log().contains("zero-copy refused"), "the fallback is logged: {}", c.log());
     assert_eq!(c.xdp_attached(), 4, "one program per port");
     scenario(&c);
+    assert!(c.counter("event handed_off=") > 0, "frames changed worker: {}", c.stats());
+    assert!(!c.stats().contains("drop handoff_queue_full"), "no handoff ring overflowed: {}", c.stats());
     // Clean shutdown: programs detached, nothing left on the interfaces.
     let pid = std::fs::read_to_string(c.rundir.join("podswitchd.pid")).unwrap_or_default();
     let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
@@ -180,12 +190,15 @@ fn pods_talk_through_podswitch_on_af_xdp() {
     assert_eq!(c.xdp_attached(), 0, "XDP programs detached on SIGTERM");
 }
 
+/// Two workers on AF_PACKET: each port's sockets form a fanout group, and frames the kernel
+/// gives to the wrong worker are handed to the flow's owner.
 #[test]
 fn pods_talk_through_podswitch_on_af_packet() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_packet", "afpacket", 1) else { return };
-    assert!(c.log().contains("afpacket (TPACKET_V2 rings)"), "{}", c.log());
+    let Some(c) = Cluster::up("pods_talk_through_podswitch_on_af_packet", "afpacket", 1, 2) else { return };
+    assert!(c.log().contains("afpacket (TPACKET_V2 rings, fanout over 2 workers)"), "{}", c.log());
     scenario(&c);
+    assert!(c.counter("event handed_off=") > 0, "frames changed worker: {}", c.stats());
 }
 
 /// podswitchctl programs the running daemon: a Service from `configs/k8s/` serves curl, its
@@ -194,7 +207,7 @@ fn pods_talk_through_podswitch_on_af_packet() {
 #[test]
 fn podswitchctl_drives_a_live_node() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(c) = Cluster::up("podswitchctl_drives_a_live_node", "afpacket", 1) else { return };
+    let Some(c) = Cluster::up("podswitchctl_drives_a_live_node", "afpacket", 1, 1) else { return };
     let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "-q", "-p", "control", "--bin", "podswitchctl"])
         .current_dir(root())

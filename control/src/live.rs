@@ -12,13 +12,14 @@ use crate::publish::SnapshotCell;
 use crate::report::Report;
 use io_backends::afpacket::AfPacketBackend;
 use io_backends::afxdp::AfXdpBackend;
+use io_backends::handoff::{Dispatch, Links};
 use io_backends::{Backend, Batch};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switch_core::drop::DropReason;
-use switch_core::packet::PacketBuf;
+use switch_core::packet::{PacketBuf, PortId};
 use switch_core::pipeline::{Verdict, Worker, BATCH};
 
 /// Options of a live run.
@@ -30,8 +31,8 @@ pub struct LiveOptions {
     pub busy_polls: u32,
     /// How long a blocked worker waits before polling again.
     pub idle_wait_ms: i32,
-    /// Pin the worker to this CPU.
-    pub cpu: Option<usize>,
+    /// Pin worker `i` to `cpu[i % cpu.len()]` (none: not pinned).
+    pub cpu: Vec<usize>,
     /// Serve Prometheus metrics on this loopback address.
     pub metrics: Option<std::net::SocketAddr>,
     /// Benchmark baseline: send every frame out of the paired port (0<->1, 2<->3, ...) with no
@@ -62,6 +63,58 @@ fn log(msg: &str) {
     tracing::info!("{msg}");
 }
 
+/// The opened backends, one per worker.
+enum Opened {
+    Xdp(Vec<AfXdpBackend>),
+    Packet(Vec<AfPacketBackend>),
+}
+
+/// Opens the ports for `workers` workers with the configured backend kind; AF_XDP serves at
+/// most as many workers as the ports have receive queues. Returns the backends and each
+/// port's I/O mode for the counters.
+fn open_backends(
+    kind: &str,
+    interfaces: &[(PortId, String)],
+    nports: usize,
+    workers: usize,
+) -> std::io::Result<(Opened, Vec<String>)> {
+    if kind == "afxdp" || kind == "auto" {
+        let queues = interfaces.iter().map(|(_, i)| io_backends::afxdp::rx_queues(i)).min().unwrap_or(1);
+        let n = workers.min(queues);
+        if n < workers {
+            tracing::warn!("afxdp: {workers} workers asked for, but a port has {queues} receive queue(s); running {n}");
+        }
+        match AfXdpBackend::open_workers(interfaces, nports, n) {
+            Ok(bes) => {
+                let mut modes = vec![String::new(); nports];
+                if let Some(be) = bes.first() {
+                    for (m, (p, _)) in be.modes.iter().zip(interfaces) {
+                        let copy = if m.zero_copy { "zero-copy" } else { "copy" };
+                        log(&format!(
+                            "{}: afxdp, {} XDP, {copy} mode, {} queue(s)",
+                            m.interface,
+                            m.xdp.name(),
+                            m.queues
+                        ));
+                        if let Some(slot) = modes.get_mut(p.index()) {
+                            *slot = format!("afxdp {} {copy} queues={} workers={n}", m.xdp.name(), m.queues);
+                        }
+                    }
+                }
+                return Ok((Opened::Xdp(bes), modes));
+            }
+            Err(e) if kind == "auto" => log(&format!("afxdp unavailable ({e}); falling back to afpacket")),
+            Err(e) => return Err(e),
+        }
+    }
+    let bes = AfPacketBackend::open_workers(interfaces, nports, BATCH * 8, workers)?;
+    let fanout = if workers > 1 { format!(", fanout over {workers} workers") } else { String::new() };
+    for (_, i) in interfaces {
+        log(&format!("{i}: afpacket (TPACKET_V2 rings{fanout})"));
+    }
+    Ok((Opened::Packet(bes), vec![format!("afpacket tpacket_v2 workers={workers}"); nports]))
+}
+
 /// Runs until SIGINT or SIGTERM. Returns the final counters.
 pub fn run(
     base: Config,
@@ -78,20 +131,7 @@ pub fn run(
     let interfaces: Vec<_> = built.ports.iter().map(|p| (p.id, p.interface.clone().unwrap_or_default())).collect();
     let kind = built.ports.first().map(|p| p.backend.clone()).unwrap_or_default();
     let nports = built.ports.len();
-    if built.workers > 1 {
-        log("one worker for now: conntrack is per worker and needs symmetric flow steering first");
-    }
-    let wcfg = worker_config(&built, 0);
-    let cell = Arc::new(SnapshotCell::new(built.tables));
-    let shared: Arc<Mutex<Option<Report>>> = Arc::new(Mutex::new(None));
-    let controller = Arc::new(
-        Controller::new(base, built.ports.clone(), Arc::clone(&cell), opts.base_dir.clone(), Some(opts.config.clone()))
-            .with_reports(vec![Arc::clone(&shared)])
-            .with_services(built.services),
-    );
-    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCmd>();
-    controller.add_worker(cmd_tx);
-    // Bind before the worker starts, so a second daemon fails before touching any interface.
+    // Bind before opening any port, so a second daemon fails before touching an interface.
     let listener = match &opts.socket {
         Some(p) => {
             let l = crate::api::server::bind(p).map_err(LiveError::Socket)?;
@@ -102,82 +142,67 @@ pub fn run(
         }
         None => None,
     };
-    // The worker opens its own backend, so rings and UMEM are allocated by the thread that
-    // uses them; it reports back whether that worked.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), std::io::Error>>();
-    let worker = {
-        let (cell, shared, stop) = (Arc::clone(&cell), Arc::clone(&shared), Arc::clone(&stop));
-        let opts = opts.clone();
-        std::thread::Builder::new()
-            .name("psw-worker-0".into())
-            .spawn(move || {
-                if let Some(cpu) = opts.cpu {
-                    if let Err(e) = io_backends::sys::pin_to_cpu(cpu) {
-                        log(&format!("cannot pin worker to CPU {cpu}: {e}"));
-                    }
-                }
-                let mut w = Worker::new(wcfg);
-                let shared_loop = Loop { cell: &cell, stop: &stop, shared: &shared, opts: &opts, cmds: &cmd_rx };
-                let xdp = if kind == "afxdp" || kind == "auto" {
-                    match AfXdpBackend::open(&interfaces, nports) {
-                        Ok(b) => Some(b),
-                        Err(e) if kind == "auto" => {
-                            log(&format!("afxdp unavailable ({e}); falling back to afpacket"));
-                            None
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    }
-                } else {
-                    None
-                };
-                match xdp {
-                    Some(mut be) => {
-                        let mut modes = vec![String::new(); nports];
-                        for (m, (p, _)) in be.modes.iter().zip(&interfaces) {
-                            let copy = if m.zero_copy { "zero-copy" } else { "copy" };
-                            log(&format!(
-                                "{}: afxdp, {} XDP, {copy} mode, {} queue(s)",
-                                m.interface,
-                                m.xdp.name(),
-                                m.queues
-                            ));
-                            if let Some(slot) = modes.get_mut(p.index()) {
-                                *slot = format!("afxdp {} {copy} queues={}", m.xdp.name(), m.queues);
-                            }
-                        }
-                        let _ = ready_tx.send(Ok(()));
-                        worker_loop(&mut be, &mut w, &shared_loop, &modes);
-                    }
-                    None => match AfPacketBackend::open(&interfaces, nports, BATCH * 4) {
-                        Ok(mut be) => {
-                            for (_, i) in &interfaces {
-                                log(&format!("{i}: afpacket (TPACKET_V2 rings)"));
-                            }
-                            let modes = vec!["afpacket tpacket_v2".to_string(); nports];
-                            let _ = ready_tx.send(Ok(()));
-                            worker_loop(&mut be, &mut w, &shared_loop, &modes);
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                        }
-                    },
-                }
-            })
-            .map_err(|_| LiveError::Worker)?
+    let (opened, modes) =
+        open_backends(&kind, &interfaces, nports, usize::from(built.workers.max(1))).map_err(LiveError::Ports)?;
+    let workers = match &opened {
+        Opened::Xdp(v) => v.len(),
+        Opened::Packet(v) => v.len(),
     };
-    match ready_rx.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            let _ = worker.join();
-            return Err(LiveError::Ports(e));
-        }
-        Err(_) => {
-            let _ = worker.join();
-            return Err(LiveError::Worker);
-        }
+    log(&format!("{workers} worker(s)"));
+    let mut built = built;
+    built.workers = workers as u16;
+    let wcfgs: Vec<_> = (0..workers).map(|i| worker_config(&built, i as u16)).collect();
+    let cell = Arc::new(SnapshotCell::new(built.tables));
+    let reports: Vec<Arc<Mutex<Option<Report>>>> = (0..workers).map(|_| Arc::new(Mutex::new(None))).collect();
+    let controller = Arc::new(
+        Controller::new(base, built.ports.clone(), Arc::clone(&cell), opts.base_dir.clone(), Some(opts.config.clone()))
+            .with_reports(reports.clone())
+            .with_services(built.services),
+    );
+    let mut threads = Vec::with_capacity(workers);
+    let spawn = |i: usize, cmd_rx, start: Box<dyn FnOnce(Loop<'_>) + Send>| {
+        let l = (Arc::clone(&cell), Arc::clone(&reports[i]), Arc::clone(&stop), opts.clone(), modes.clone());
+        let cpu = (!opts.cpu.is_empty()).then(|| opts.cpu[i % opts.cpu.len()]);
+        std::thread::Builder::new().name(format!("psw-worker-{i}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                if let Err(e) = io_backends::sys::pin_to_cpu(cpu) {
+                    log(&format!("cannot pin worker {i} to CPU {cpu}: {e}"));
+                }
+            }
+            let (cell, shared, stop, opts, modes) = l;
+            start(Loop {
+                cell: &cell,
+                stop: &stop,
+                shared: &shared,
+                opts: &opts,
+                cmds: &cmd_rx,
+                modes: &modes,
+                index: i as u16,
+            });
+        })
+    };
+    macro_rules! start_workers {
+        ($bes:expr) => {{
+            let links = if workers > 1 {
+                io_backends::handoff::mesh(workers, HANDOFF_DEPTH)
+                    .map(|v| v.into_iter().map(Some).collect())
+                    .map_err(LiveError::Ports)?
+            } else {
+                vec![None]
+            };
+            for (i, (be, links)) in $bes.into_iter().zip(links).enumerate() {
+                let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCmd>();
+                controller.add_worker(cmd_tx);
+                let wcfg = wcfgs[i];
+                let t = spawn(i, cmd_rx, Box::new(move |l: Loop<'_>| worker_loop(be, links, Worker::new(wcfg), &l)))
+                    .map_err(|_| LiveError::Worker)?;
+                threads.push(t);
+            }
+        }};
+    }
+    match opened {
+        Opened::Xdp(bes) => start_workers!(bes),
+        Opened::Packet(bes) => start_workers!(bes),
     }
 
     let apply_ns = Arc::clone(&controller.apply_ns);
@@ -194,7 +219,7 @@ pub fn run(
     let metrics = match opts.metrics {
         Some(addr) => {
             let src = crate::metrics::Sources {
-                report: Arc::clone(&shared),
+                reports: reports.clone(),
                 cell: Arc::clone(&cell),
                 apply_ns: Arc::clone(&apply_ns),
                 stop: Arc::clone(&stop),
@@ -228,22 +253,31 @@ pub fn run(
         }
         if last_stats.elapsed() >= Duration::from_millis(500) {
             last_stats = Instant::now();
-            write_stats(opts.stats_file.as_deref(), &shared, &cell);
+            write_stats(opts.stats_file.as_deref(), &reports, &cell);
         }
     }
-    worker.join().map_err(|_| LiveError::Worker)?;
+    let mut failed = false;
+    for t in threads {
+        failed |= t.join().is_err();
+    }
+    if failed {
+        return Err(LiveError::Worker);
+    }
     if let Some(m) = metrics {
         let _ = m.join();
     }
     if let Some(a) = api {
         let _ = a.join();
     }
-    write_stats(opts.stats_file.as_deref(), &shared, &cell);
-    let report = shared.lock().map_err(|_| LiveError::Worker)?.clone().ok_or(LiveError::Worker)?;
+    write_stats(opts.stats_file.as_deref(), &reports, &cell);
+    let report = Report::sum(&reports).ok_or(LiveError::Worker)?;
     let tables = (**cell.load()).clone();
     log("stopped; sockets closed");
     Ok((report, tables))
 }
+
+/// Frames a handoff ring holds between two workers.
+const HANDOFF_DEPTH: usize = 512;
 
 /// What a worker loop shares with the main thread.
 struct Loop<'a> {
@@ -252,47 +286,56 @@ struct Loop<'a> {
     shared: &'a Mutex<Option<Report>>,
     opts: &'a LiveOptions,
     cmds: &'a std::sync::mpsc::Receiver<WorkerCmd>,
+    modes: &'a [String],
+    index: u16,
 }
 
-fn worker_loop<B: Backend>(be: &mut B, w: &mut Worker, l: &Loop<'_>, modes: &[String]) {
-    let Loop { cell, stop, shared, opts, cmds } = *l;
+fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worker, l: &Loop<'_>) {
+    let Loop { cell, stop, shared, opts, cmds, modes, index } = *l;
+    let mut d = Dispatch::new(&mut be, links);
     let mut batch: Batch<B::Buf> = Batch::with_capacity(BATCH);
-    let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BATCH];
     let start = Instant::now();
     let mut idle = 0u32;
     let mut last_publish = Instant::now();
-    let mut unused = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let n = be.rx_burst(&mut batch, &mut unused);
+        let n = if opts.bare_forward {
+            bare_forward(&mut be, &mut w, &mut batch)
+        } else {
+            let now = start.elapsed().as_nanos() as u64;
+            d.step(&mut be, &mut w, &cell.load(), now, &mut batch)
+        };
         if n == 0 {
             idle += 1;
-            if idle >= opts.busy_polls {
+            if idle >= opts.busy_polls && d.may_sleep() {
                 be.wait(opts.idle_wait_ms);
+                d.woke();
             }
         } else {
             idle = 0;
-            if opts.bare_forward {
-                for (v, b) in verdicts.iter_mut().zip(batch.as_slice()) {
-                    *v = Verdict::Tx(switch_core::packet::PortId(b.in_port().0 ^ 1));
-                }
-            } else {
-                let now = start.elapsed().as_nanos() as u64;
-                let tables = cell.load();
-                w.process(&tables, now, batch.as_mut_slice(), &mut verdicts[..n]);
-            }
-            be.tx_burst(&mut batch, &verdicts[..n], &mut |port, len| w.count_tx_drop(port, len));
         }
         // Control requests (conntrack list/flush) between batches: one non-blocking check.
         if let Ok(cmd) = cmds.try_recv() {
             let now = start.elapsed().as_nanos() as u64;
-            serve_worker_cmd(cmd, w, &cell.load(), now, 0);
+            serve_worker_cmd(cmd, &mut w, &cell.load(), now, index);
         }
         if last_publish.elapsed() >= Duration::from_millis(200) {
             last_publish = Instant::now();
-            publish(w, shared, cell, modes);
+            publish(&w, shared, cell, modes);
         }
     }
-    publish(w, shared, cell, modes);
+    publish(&w, shared, cell, modes);
+}
+
+/// The benchmark baseline: every frame out of the paired port (0<->1, 2<->3, ...), no
+/// pipeline.
+fn bare_forward<B: Backend>(be: &mut B, w: &mut Worker, batch: &mut Batch<B::Buf>) -> usize {
+    let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BATCH];
+    let n = be.rx_burst(batch, &mut 0);
+    for (v, b) in verdicts.iter_mut().zip(batch.as_slice()) {
+        *v = Verdict::Tx(PortId(b.in_port().0 ^ 1));
+    }
+    be.tx_burst(batch, &verdicts[..n], &mut |port, len| w.count_tx_drop(port, len));
+    n
 }
 
 fn publish(w: &Worker, shared: &Mutex<Option<Report>>, cell: &SnapshotCell, modes: &[String]) {
@@ -302,15 +345,9 @@ fn publish(w: &Worker, shared: &Mutex<Option<Report>>, cell: &SnapshotCell, mode
     }
 }
 
-fn write_stats(path: Option<&Path>, shared: &Mutex<Option<Report>>, cell: &SnapshotCell) {
+fn write_stats(path: Option<&Path>, reports: &[Arc<Mutex<Option<Report>>>], cell: &SnapshotCell) {
     let Some(path) = path else { return };
-    let text = match shared.lock() {
-        Ok(g) => match g.as_ref() {
-            Some(r) => r.render(&cell.load()),
-            None => return,
-        },
-        Err(_) => return,
-    };
+    let Some(text) = Report::sum(reports).map(|r| r.render(&cell.load())) else { return };
     let tmp = path.with_extension("tmp");
     if std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)).is_err() {
         log(&format!("cannot write stats to {}", path.display()));

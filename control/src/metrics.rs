@@ -71,7 +71,8 @@ pub fn render(r: &Report, t: &Tables, apply_ns: u64) -> String {
 /// What the metrics thread reads.
 #[derive(Debug, Clone)]
 pub struct Sources {
-    pub report: Arc<Mutex<Option<Report>>>,
+    /// Each worker's published counters.
+    pub reports: Vec<Arc<Mutex<Option<Report>>>>,
     pub cell: Arc<SnapshotCell>,
     pub apply_ns: Arc<AtomicU64>,
     pub stop: Arc<AtomicBool>,
@@ -107,10 +108,8 @@ fn answer(mut c: TcpStream, src: &Sources) -> io::Result<()> {
     let n = c.read(&mut buf)?;
     let req = String::from_utf8_lossy(&buf[..n]);
     let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET /metrics?") {
-        let body = match src.report.lock() {
-            Ok(g) => g.as_ref().map(|r| render(r, &src.cell.load(), src.apply_ns.load(Ordering::Relaxed))),
-            Err(_) => None,
-        };
+        let body =
+            Report::sum(&src.reports).map(|r| render(&r, &src.cell.load(), src.apply_ns.load(Ordering::Relaxed)));
         ("200 OK", body.unwrap_or_default())
     } else {
         ("404 Not Found", "try /metrics\n".to_string())
@@ -154,7 +153,7 @@ mod tests {
     #[test]
     fn refuses_non_loopback() {
         let src = Sources {
-            report: Arc::new(Mutex::new(None)),
+            reports: vec![Arc::new(Mutex::new(None))],
             cell: Arc::new(SnapshotCell::new(tables(Scale::default()))),
             apply_ns: Arc::new(AtomicU64::new(0)),
             stop: Arc::new(AtomicBool::new(true)),

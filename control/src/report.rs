@@ -32,8 +32,29 @@ impl Report {
         }
     }
 
+    /// The workers' published reports added up (ports' I/O modes from the first); `None`
+    /// until some worker has published.
+    pub fn sum(reports: &[std::sync::Arc<std::sync::Mutex<Option<Report>>>]) -> Option<Report> {
+        let mut total: Option<Report> = None;
+        for r in reports {
+            let Ok(g) = r.lock() else { continue };
+            let Some(r) = g.as_ref() else { continue };
+            match total.as_mut() {
+                None => total = Some(r.clone()),
+                Some(t) => {
+                    t.stats.add(&r.stats);
+                    t.conntrack_entries += r.conntrack_entries;
+                    t.conntrack_capacity += r.conntrack_capacity;
+                    t.conntrack_evicted += r.conntrack_evicted;
+                    t.generation = t.generation.min(r.generation);
+                }
+            }
+        }
+        total
+    }
+
     /// The event counters by name.
-    pub fn events(&self) -> [(&'static str, u64); 12] {
+    pub fn events(&self) -> [(&'static str, u64); 13] {
         let e = &self.stats.events;
         [
             ("arp_replies", e.arp_replies),
@@ -48,6 +69,7 @@ impl Report {
             ("conntrack_hits", e.ct_hits),
             ("conntrack_misses", e.ct_misses),
             ("batches", e.batches),
+            ("handed_off", e.handed_off),
         ]
     }
 

@@ -6,15 +6,18 @@
 //!
 //! Implementations: [`memory`] (tests and benchmarks), [`pcap_backend`] (files in, files out)
 //! and [`afpacket`] (TPACKET_V2 rings on live interfaces). AF_XDP implements the same trait.
-//! All `unsafe` code of podswitch is in this crate, in `sys.rs` and `afpacket/ring.rs`.
+//! All `unsafe` code of podswitch is in this crate: `sys.rs`, `spsc.rs`, `afpacket/ring.rs`
+//! and `afxdp/`. Several workers on a node hand frames to each other through [`handoff`].
 
 pub mod afpacket;
 pub mod afxdp;
 pub mod batch;
 pub mod bpf;
+pub mod handoff;
 pub mod memory;
 pub mod pcap;
 pub mod pcap_backend;
+pub mod spsc;
 pub mod sys;
 
 pub use batch::Batch;
@@ -57,5 +60,22 @@ pub trait Backend {
     /// Blocks until a frame may be waiting or `timeout_ms` passes (idle back-off).
     fn wait(&mut self, timeout_ms: i32) {
         let _ = timeout_ms;
+    }
+
+    /// Makes [`Backend::wait`] also return when `fd` becomes readable (a worker's doorbell).
+    fn watch_fd(&mut self, fd: std::os::fd::RawFd) {
+        let _ = fd;
+    }
+
+    /// Takes a free buffer out of the backend's pool, or `None` when it has none to spare. A
+    /// worker pays with one for each frame another worker hands it (see [`handoff`]), so
+    /// every pool keeps its size. Backends that never serve several workers keep the default.
+    fn take_free(&mut self) -> Option<Self::Buf> {
+        None
+    }
+
+    /// Puts a buffer back into the pool without sending it.
+    fn put_free(&mut self, buf: Self::Buf) {
+        drop(buf);
     }
 }

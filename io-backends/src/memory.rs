@@ -40,6 +40,11 @@ impl MemoryBackend {
     pub fn pending(&self) -> usize {
         self.rx.len()
     }
+
+    /// Free buffers in the pool.
+    pub fn free_buffers(&self) -> usize {
+        self.pool.len()
+    }
 }
 
 impl Backend for MemoryBackend {
@@ -95,6 +100,14 @@ impl Backend for MemoryBackend {
 
     fn exhausted(&self) -> bool {
         self.rx.is_empty()
+    }
+
+    fn take_free(&mut self) -> Option<OwnedBuf> {
+        self.pool.pop()
+    }
+
+    fn put_free(&mut self, buf: OwnedBuf) {
+        self.pool.push(buf);
     }
 }
 

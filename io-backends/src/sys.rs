@@ -108,3 +108,42 @@ pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// A non-blocking eventfd, for waking a worker that sleeps in poll(2).
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain system call; the result is checked before it is wrapped.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by eventfd(2) and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes an eventfd readable (adds one to its counter).
+pub fn eventfd_signal(fd: &OwnedFd) {
+    let one = 1u64;
+    // SAFETY: writes the 8 bytes of `one`, which lives across the call, to our own eventfd.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+/// Resets an eventfd's counter (non-blocking).
+pub fn eventfd_clear(fd: &OwnedFd) {
+    let mut v = 0u64;
+    // SAFETY: reads at most 8 bytes into `v`, which lives across the call.
+    unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+}
+
+/// A checked `getsockopt` of an integer option.
+pub fn getsockopt_int(fd: &OwnedFd, level: i32, name: i32) -> io::Result<i32> {
+    let mut v = 0i32;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writes for the duration of the call and `len` says
+    // how big `v` is.
+    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&mut v as *mut i32).cast(), &mut len) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(v)
+    }
+}

@@ -66,6 +66,7 @@ drop_reasons! {
     SnatPortsExhausted => "snat_ports_exhausted",
     ConntrackInvalid => "conntrack_invalid",
     TxQueueFull => "tx_queue_full",
+    HandoffQueueFull => "handoff_queue_full",
 }
 
 impl DropReason {

@@ -22,9 +22,12 @@ struct Args {
     /// With live ports: write the daemon's PID here (removed on exit).
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
-    /// With live ports: pin the worker to this CPU.
-    #[arg(long, value_name = "N")]
-    cpu: Option<usize>,
+    /// With live ports: pin the workers to these CPUs (worker i to the i-th, round robin).
+    #[arg(long, value_name = "CPU[,CPU...]", value_delimiter = ',')]
+    cpu: Vec<usize>,
+    /// With live ports: run this many workers (overrides datapath.workers; 1-64).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: Option<u16>,
     /// With live ports: empty polls before the worker blocks.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     busy_polls: u32,
@@ -109,13 +112,16 @@ fn main() -> ExitCode {
         eprintln!("podswitchd: give --config FILE, --check-config FILE or --demo (see --help)");
         return ExitCode::from(2);
     };
-    let (base, built) = match control::build::read(path, args.pcap_dir.as_deref()) {
+    let (base, mut built) = match control::build::read(path, args.pcap_dir.as_deref()) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(n) = args.workers {
+        built.workers = n;
+    }
     if built.ports.iter().any(|p| p.backend != "pcap") {
         if let Some(p) = &args.pid_file {
             if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
@@ -128,7 +134,7 @@ fn main() -> ExitCode {
             stats_file: args.stats_file.clone(),
             busy_polls: args.busy_polls,
             idle_wait_ms: 10,
-            cpu: args.cpu,
+            cpu: args.cpu.clone(),
             bare_forward: args.bare_forward,
             metrics: args.metrics,
             socket: (!args.no_socket).then(|| args.socket.clone()),

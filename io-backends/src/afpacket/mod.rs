@@ -19,6 +19,9 @@ const PACKET_VERSION: i32 = 10;
 const PACKET_TX_RING: i32 = 13;
 const PACKET_QDISC_BYPASS: i32 = 20;
 const PACKET_IGNORE_OUTGOING: i32 = 23;
+const PACKET_FANOUT: i32 = 18;
+const PACKET_FANOUT_HASH: i32 = 0;
+const PACKET_FANOUT_FLAG_UNIQUEID: i32 = 0x2000;
 const TPACKET_V2: i32 = 1;
 const ETH_P_ALL: u16 = 0x0003;
 
@@ -140,23 +143,62 @@ pub struct AfPacketBackend {
 impl AfPacketBackend {
     /// Opens every `(port, interface)`; `ports` is the number of switch ports.
     pub fn open(interfaces: &[(PortId, String)], ports: usize, buffers: usize) -> io::Result<AfPacketBackend> {
-        let mut v: Vec<Option<AfPacketPort>> = (0..ports).map(|_| None).collect();
+        let mut all = Self::open_workers(interfaces, ports, buffers, 1)?;
+        all.pop().ok_or_else(|| io::Error::other("no backend opened"))
+    }
+
+    /// One backend per worker, each with its own socket and rings on every port. With several
+    /// workers the sockets of a port form a fanout group (PACKET_FANOUT_HASH), so the kernel
+    /// gives each frame to one of them by flow hash instead of a copy to every socket.
+    pub fn open_workers(
+        interfaces: &[(PortId, String)],
+        ports: usize,
+        buffers: usize,
+        workers: usize,
+    ) -> io::Result<Vec<AfPacketBackend>> {
+        let mut per_worker: Vec<Vec<Option<AfPacketPort>>> =
+            (0..workers.max(1)).map(|_| (0..ports).map(|_| None).collect()).collect();
         for (p, name) in interfaces {
-            let port = AfPacketPort::open(*p, name).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
-            if let Some(slot) = v.get_mut(p.index()) {
-                *slot = Some(port);
+            let mut group = None;
+            for v in per_worker.iter_mut() {
+                let ctx = |e: io::Error| io::Error::new(e.kind(), format!("{name}: {e}"));
+                let port = AfPacketPort::open(*p, name).map_err(ctx)?;
+                if workers > 1 {
+                    group = Some(join_fanout(&port.fd, group).map_err(ctx)?);
+                }
+                if let Some(slot) = v.get_mut(p.index()) {
+                    *slot = Some(port);
+                }
             }
         }
+        Ok(per_worker.into_iter().map(|v| AfPacketBackend::of_ports(v, ports, buffers)).collect())
+    }
+
+    fn of_ports(v: Vec<Option<AfPacketPort>>, ports: usize, buffers: usize) -> AfPacketBackend {
         let order = (0..ports).filter(|i| v[*i].is_some()).collect();
         let fds = v.iter().flatten().map(|p| p.fd.as_raw_fd()).collect();
-        Ok(AfPacketBackend {
+        AfPacketBackend {
             fds,
             ports: v,
             order,
             pool: (0..buffers).map(|_| OwnedBuf::new(DEFAULT_BUF_SIZE, DEFAULT_HEADROOM)).collect(),
             next: 0,
             rx_errors: 0,
-        })
+        }
+    }
+}
+
+/// Joins `fd` to the hash fanout group `group`, or creates a group with an id the kernel picks
+/// (unique in the namespace) when `group` is `None`; returns the group's id.
+fn join_fanout(fd: &OwnedFd, group: Option<u16>) -> io::Result<u16> {
+    let arg = match group {
+        Some(id) => i32::from(id) | PACKET_FANOUT_HASH << 16,
+        None => (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+    };
+    sys::setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg)?;
+    match group {
+        Some(id) => Ok(id),
+        None => Ok((sys::getsockopt_int(fd, SOL_PACKET, PACKET_FANOUT)? & 0xffff) as u16),
     }
 }
 
@@ -243,5 +285,17 @@ impl Backend for AfPacketBackend {
 
     fn wait(&mut self, timeout_ms: i32) {
         let _ = sys::poll_readable(&self.fds, timeout_ms);
+    }
+
+    fn watch_fd(&mut self, fd: RawFd) {
+        self.fds.push(fd);
+    }
+
+    fn take_free(&mut self) -> Option<OwnedBuf> {
+        self.pool.pop()
+    }
+
+    fn put_free(&mut self, buf: OwnedBuf) {
+        self.pool.push(buf);
     }
 }

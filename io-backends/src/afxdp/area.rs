@@ -19,6 +19,9 @@ pub struct Area {
 // SAFETY: the mapping is plain memory owned by this value; frames are handed between the
 // worker and the kernel through the rings, never aliased by two owners in user space.
 unsafe impl Send for Area {}
+// SAFETY: `&Area` only computes frame pointers; which frame a thread may touch is decided by
+// who holds its handle, and handles are unique (see `Area::frame`).
+unsafe impl Sync for Area {}
 
 impl Area {
     pub fn new(frames: usize) -> io::Result<Area> {
@@ -44,10 +47,6 @@ impl Area {
     /// The whole area, for registering it as a UMEM.
     pub fn as_slice_ptr(&self) -> NonNull<[u8]> {
         NonNull::slice_from_raw_parts(self.base, self.len)
-    }
-
-    pub fn frames(&self) -> usize {
-        self.len / FRAME_SIZE
     }
 
     /// A handle for the frame at UMEM offset `addr` holding `len` bytes from `addr`.

@@ -1,6 +1,7 @@
-//! The AF_XDP backend (kernel bypass): one UMEM shared by every port of the worker, so a frame
-//! received on one port is transmitted on another without a copy in user space. Per port: an
-//! AF_XDP socket on queue 0 with RX and TX rings, its own fill and completion rings, and the
+//! The AF_XDP backend (kernel bypass): one UMEM shared by every port and every worker, so a
+//! frame received on one port is transmitted on another, or handed to another worker, without
+//! a copy in user space. Per port: an AF_XDP socket per receive queue with RX and TX rings and
+//! its own fill and completion rings (each worker serves its share of the queues), and the
 //! redirect program of `bpf.rs` attached natively (falling back to generic mode). Zero-copy
 //! binding is tried first and falls back to copy mode (veth refuses zero-copy); the modes
 //! chosen are logged and reported. Rings are refilled and reaped in batches, and the kernel is
@@ -15,12 +16,13 @@ use crate::{sys, Backend, Batch, TxReport};
 use area::Area;
 use std::io;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use switch_core::packet::PortId;
 use switch_core::pipeline::Verdict;
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
-/// UMEM frames per worker (64 MiB).
+/// UMEM frames per worker (64 MiB each).
 const FRAMES: usize = 16384;
 const RING: u32 = 2048;
 /// Frames each port's fill rings are kept stocked with (shared among its queues); the rest of
@@ -33,7 +35,7 @@ const FILL_MIN: usize = 256;
 const MAX_QUEUES: usize = 64;
 
 /// Receive queues of `ifname`, from sysfs (1 when it cannot be read).
-fn rx_queues(ifname: &str) -> usize {
+pub fn rx_queues(ifname: &str) -> usize {
     std::fs::read_dir(format!("/sys/class/net/{ifname}/queues"))
         .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
         .unwrap_or(1)
@@ -60,28 +62,44 @@ struct XdpQueue {
     in_fill: usize,
 }
 
-/// A port: one socket per receive queue (the XDP program redirects each queue's frames to its
-/// own socket); transmission uses the first.
+/// A port as one worker sees it: the sockets of the receive queues it serves (the XDP program
+/// redirects each queue's frames to that queue's socket); transmission uses the first.
 struct XdpPort {
     port: PortId,
     queues: Vec<XdpQueue>,
-    _prog: XdpProgram,
     pending: Vec<XdpDesc>,
     zero_copy: bool,
     fill_target: usize,
 }
 
+/// Keeps the UMEM registration alive.
+struct UmemHold(#[allow(dead_code)] Umem);
+
+// SAFETY: the UMEM handle is only held, never used after setup: no method is called on it
+// from any thread once the sockets are bound, and dropping it just closes descriptors.
+unsafe impl Send for UmemHold {}
+// SAFETY: as above; no `&self` method is ever called through a shared reference.
+unsafe impl Sync for UmemHold {}
+
+/// What the workers of a node share: the XDP programs, the UMEM registration and its memory.
+/// Dropped when the last worker's backend is, in this order: programs detached, UMEM
+/// unregistered, memory unmapped.
+struct XdpShared {
+    _progs: Vec<XdpProgram>,
+    _umem: UmemHold,
+    area: Area,
+}
+
 /// The AF_XDP backend of one worker.
 pub struct AfXdpBackend {
-    // Drop order: rings and sockets, then the UMEM registration, then the memory.
+    // Drop order: this worker's rings and sockets, then (with the last worker) what is shared.
     ports: Vec<Option<XdpPort>>,
     order: Vec<usize>,
     free: Vec<u64>,
-    _umem: Umem,
-    area: Area,
+    shared: Arc<XdpShared>,
     pub modes: Vec<PortMode>,
     next: usize,
-    /// Every socket, for blocking when idle.
+    /// Every socket (and doorbell), for blocking when idle.
     fds: Vec<i32>,
 }
 
@@ -96,9 +114,23 @@ fn errno(e: xdpilone::Errno) -> io::Error {
 }
 
 impl AfXdpBackend {
-    /// Opens every `(port, interface)`, trying zero-copy first and copy mode after.
+    /// Opens every `(port, interface)` for one worker, trying zero-copy first and copy mode
+    /// after.
     pub fn open(interfaces: &[(PortId, String)], ports: usize) -> io::Result<AfXdpBackend> {
-        match Self::open_mode(interfaces, ports, true) {
+        let mut all = Self::open_workers(interfaces, ports, 1)?;
+        all.pop().ok_or_else(|| io::Error::other("no backend opened"))
+    }
+
+    /// One backend per worker. Worker `w` serves receive queues `q` with `q % workers == w` of
+    /// every port, so every port needs at least `workers` queues; all sockets share one UMEM,
+    /// so frames move between workers without a copy, and each worker starts with its own
+    /// share of the frames.
+    pub fn open_workers(
+        interfaces: &[(PortId, String)],
+        ports: usize,
+        workers: usize,
+    ) -> io::Result<Vec<AfXdpBackend>> {
+        match Self::open_mode(interfaces, ports, workers, true) {
             Ok(b) => Ok(b),
             Err(e)
                 if matches!(
@@ -107,26 +139,44 @@ impl AfXdpBackend {
                 ) =>
             {
                 eprintln!("podswitchd: afxdp: zero-copy refused ({e}); using copy mode");
-                Self::open_mode(interfaces, ports, false)
+                Self::open_mode(interfaces, ports, workers, false)
             }
             Err(e) => Err(e),
         }
     }
 
-    fn open_mode(interfaces: &[(PortId, String)], ports: usize, zero_copy: bool) -> io::Result<AfXdpBackend> {
-        let area = Area::new(FRAMES)?;
+    fn open_mode(
+        interfaces: &[(PortId, String)],
+        ports: usize,
+        workers: usize,
+        zero_copy: bool,
+    ) -> io::Result<Vec<AfXdpBackend>> {
+        let workers = workers.max(1);
+        for (_, name) in interfaces {
+            let nq = rx_queues(name);
+            if nq < workers {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{name} has {nq} receive queue(s); {workers} workers need one each"),
+                ));
+            }
+        }
+        let area = Area::new(FRAMES * workers)?;
         let cfg =
             UmemConfig { fill_size: RING, complete_size: RING, frame_size: FRAME_SIZE as u32, headroom: 0, flags: 0 };
-        // SAFETY: the area is page-aligned, FRAMES * FRAME_SIZE long, and outlives the UMEM:
-        // both are fields of the backend, the UMEM declared (and so dropped) first.
+        // SAFETY: the area is page-aligned and as long as it says, and outlives the UMEM: both
+        // end up in `XdpShared`, the UMEM declared (and so dropped) first.
         let umem = unsafe { Umem::new(cfg, area.as_slice_ptr()) }.map_err(errno)?;
-        let mut v: Vec<Option<XdpPort>> = (0..ports).map(|_| None).collect();
-        let mut modes = Vec::new();
+        let mut per_worker: Vec<Vec<Option<XdpPort>>> =
+            (0..workers).map(|_| (0..ports).map(|_| None).collect()).collect();
+        let mut modes: Vec<Vec<PortMode>> = vec![Vec::new(); workers];
+        let mut progs = Vec::new();
         let mut first = true;
         for (port, name) in interfaces {
             let ifindex = sys::ifindex(name)?;
             let nq = rx_queues(name);
-            let mut queues = Vec::with_capacity(nq);
+            let mut queues: Vec<Vec<XdpQueue>> = (0..workers).map(|_| Vec::new()).collect();
+            let mut fds = Vec::with_capacity(nq);
             for q in 0..nq {
                 let mut info = IfInfo::invalid();
                 info.from_ifindex(ifindex).map_err(errno)?;
@@ -147,7 +197,8 @@ impl AfXdpBackend {
                 let rx = user.map_rx().map_err(errno)?;
                 let tx = user.map_tx().map_err(errno)?;
                 umem.bind(&user).map_err(errno)?;
-                queues.push(XdpQueue { rx, tx, fq, user, in_fill: 0 });
+                fds.push(user.as_raw_fd());
+                queues[q % workers].push(XdpQueue { rx, tx, fq, user, in_fill: 0 });
             }
             let prog = match XdpProgram::attach(ifindex, nq as u32, XdpMode::Native) {
                 Ok(p) => p,
@@ -156,32 +207,41 @@ impl AfXdpBackend {
                     XdpProgram::attach(ifindex, nq as u32, XdpMode::Generic)?
                 }
             };
-            for (q, xq) in queues.iter().enumerate() {
-                prog.set_socket(q as u32, xq.user.as_raw_fd())?;
+            for (q, fd) in fds.iter().enumerate() {
+                prog.set_socket(q as u32, *fd)?;
             }
-            modes.push(PortMode { interface: name.clone(), xdp: prog.mode, zero_copy, queues: nq });
-            if let Some(slot) = v.get_mut(port.index()) {
-                *slot = Some(XdpPort {
-                    port: *port,
-                    queues,
-                    _prog: prog,
-                    pending: Vec::with_capacity(switch_core::pipeline::BATCH),
-                    zero_copy,
-                    fill_target: (FILL_TARGET / nq).max(FILL_MIN),
-                });
-            }
-        }
-        let order: Vec<usize> = (0..ports).filter(|i| v[*i].is_some()).collect();
-        let mut free: Vec<u64> = (0..area.frames() as u64).map(|f| f * FRAME_SIZE as u64).collect();
-        for &i in &order {
-            if let Some(p) = v[i].as_mut() {
-                for q in &mut p.queues {
-                    q.in_fill += fill(&mut q.fq, &mut free, p.fill_target);
+            for (w, qs) in queues.into_iter().enumerate() {
+                modes[w].push(PortMode { interface: name.clone(), xdp: prog.mode, zero_copy, queues: nq });
+                let fill_target = (FILL_TARGET / qs.len().max(1)).max(FILL_MIN);
+                if let Some(slot) = per_worker[w].get_mut(port.index()) {
+                    *slot = Some(XdpPort {
+                        port: *port,
+                        queues: qs,
+                        pending: Vec::with_capacity(switch_core::pipeline::BATCH),
+                        zero_copy,
+                        fill_target,
+                    });
                 }
             }
+            progs.push(prog);
         }
-        let fds = v.iter().flatten().flat_map(|p| p.queues.iter().map(|q| q.user.as_raw_fd())).collect();
-        Ok(AfXdpBackend { ports: v, order, free, _umem: umem, area, modes, next: 0, fds })
+        let shared = Arc::new(XdpShared { _progs: progs, _umem: UmemHold(umem), area });
+        let mut out = Vec::with_capacity(workers);
+        for (w, (mut v, modes)) in per_worker.into_iter().zip(modes).enumerate() {
+            let order: Vec<usize> = (0..ports).filter(|i| v[*i].is_some()).collect();
+            let frames = (w * FRAMES) as u64..((w + 1) * FRAMES) as u64;
+            let mut free: Vec<u64> = frames.map(|f| f * FRAME_SIZE as u64).collect();
+            for &i in &order {
+                if let Some(p) = v[i].as_mut() {
+                    for q in &mut p.queues {
+                        q.in_fill += fill(&mut q.fq, &mut free, p.fill_target);
+                    }
+                }
+            }
+            let fds = v.iter().flatten().flat_map(|p| p.queues.iter().map(|q| q.user.as_raw_fd())).collect();
+            out.push(AfXdpBackend { ports: v, order, free, shared: Arc::clone(&shared), modes, next: 0, fds });
+        }
+        Ok(out)
     }
 
     fn reap_completions(&mut self) {
@@ -239,7 +299,7 @@ impl Backend for AfXdpBackend {
                     // SAFETY: the kernel handed this frame to us through the RX ring; it is in
                     // no other ring until we put it on a TX or fill ring, and RX data never
                     // crosses its frame.
-                    let buf = unsafe { self.area.frame(d.addr, d.len, p.port) };
+                    let buf = unsafe { self.shared.area.frame(d.addr, d.len, p.port) };
                     if let Err(b) = batch.push(buf) {
                         self.free.push(b.frame_addr());
                     } else {
@@ -310,6 +370,21 @@ impl Backend for AfXdpBackend {
 
     fn wait(&mut self, timeout_ms: i32) {
         let _ = sys::poll_readable(&self.fds, timeout_ms);
+    }
+
+    fn watch_fd(&mut self, fd: i32) {
+        self.fds.push(fd);
+    }
+
+    fn take_free(&mut self) -> Option<XdpBuf> {
+        let addr = self.free.pop()?;
+        // SAFETY: a frame on the free list is in no ring and no handle; the handle made here
+        // becomes its only owner.
+        Some(unsafe { self.shared.area.frame(addr, 0, PortId(0)) })
+    }
+
+    fn put_free(&mut self, buf: XdpBuf) {
+        self.free.push(buf.frame_addr());
     }
 }
 

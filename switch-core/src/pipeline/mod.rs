@@ -20,6 +20,7 @@ mod antispoof;
 mod ctx;
 mod egress;
 mod l2;
+pub mod owner;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -118,6 +119,21 @@ impl Worker {
         p.drops[DropReason::TxQueueFull.index()] += 1;
     }
 
+    /// Counts a frame handed to the worker that owns its flow, or (`delivered` false) dropped
+    /// because that worker's handoff queue was full.
+    pub fn count_handoff(&mut self, port: crate::packet::PortId, delivered: bool) {
+        if delivered {
+            self.stats.events.handed_off += 1;
+        } else {
+            self.stats.port(port).drops[DropReason::HandoffQueueFull.index()] += 1;
+        }
+    }
+
+    /// Which worker this is, of how many.
+    pub fn shard(&self) -> Shard {
+        self.shard
+    }
+
     /// Runs the pipeline over `pkts` at time `now` (nanoseconds, any epoch, monotonic);
     /// `verdicts[i]` says what to do with `pkts[i]`. `verdicts` must be at least as long.
     pub fn process<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], verdicts: &mut [Verdict]) {
@@ -127,13 +143,39 @@ impl Worker {
     }
 
     fn process_batch<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], verdicts: &mut [Verdict]) {
-        let n = pkts.len();
+        self.receive(t, pkts, 0);
+        self.process_received(t, now, pkts, verdicts);
+    }
+
+    /// Stage 1 alone (count, parse, decapsulate) for `pkts`, into the packet contexts from
+    /// `at` on (`at + pkts.len()` is at most [`BATCH`]). With several workers, the caller then
+    /// asks [`Worker::owner`] which worker each frame's flow belongs to, hands the others'
+    /// frames over with their contexts, and runs [`Worker::process_received`].
+    pub fn receive<B: PacketBuf>(&mut self, t: &Tables, pkts: &mut [B], at: usize) {
+        let end = (at + pkts.len()).min(BATCH);
+        for (p, c) in pkts.iter_mut().zip(self.ctx[at..end].iter_mut()) {
+            receive(t, p, c, &mut self.stats);
+        }
+    }
+
+    /// The worker that owns the flow of packet `i` of the batch (see `pipeline/owner.rs`).
+    pub fn owner(&self, t: &Tables, frame: &[u8], i: usize) -> u16 {
+        self.ctx.get(i).map_or(self.shard.index, |c| owner::flow_owner(t, frame, c, self.shard))
+    }
+
+    /// The context of packet `i` of the batch being assembled, to move it with its frame.
+    pub fn ctx_mut(&mut self, i: usize) -> Option<&mut PacketCtx> {
+        self.ctx.get_mut(i)
+    }
+
+    /// Stages 2 to 10 for `pkts` (at most [`BATCH`]), whose contexts stage 1 filled, on this
+    /// worker or on the one that received them.
+    pub fn process_received<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], verdicts: &mut [Verdict]) {
+        let n = pkts.len().min(BATCH);
+        let pkts = &mut pkts[..n];
         let ctx = &mut self.ctx[..n];
         let stats = &mut self.stats;
         stats.events.batches += 1;
-        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
-            receive(t, p, c, stats);
-        }
         for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
             if !c.is_done() {
                 l2::answer(t, p, c, &mut stats.events);

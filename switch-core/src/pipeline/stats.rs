@@ -49,6 +49,8 @@ pub struct EventStats {
     pub ct_hits: u64,
     pub ct_misses: u64,
     pub batches: u64,
+    /// Frames handed to the worker that owns their flow.
+    pub handed_off: u64,
 }
 
 impl EventStats {
@@ -65,6 +67,7 @@ impl EventStats {
         self.ct_hits += o.ct_hits;
         self.ct_misses += o.ct_misses;
         self.batches += o.batches;
+        self.handed_off += o.handed_off;
     }
 }
 

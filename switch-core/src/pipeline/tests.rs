@@ -536,7 +536,7 @@ fn session_affinity_pins_client_to_backend() {
 }
 
 /// An ICMPv4 port unreachable from `src` to `dst` quoting `quoted` (IP header and 8 bytes).
-fn icmp_error(src_mac: MacAddr, dst_mac: MacAddr, src: &str, dst: &str, quoted: &[u8]) -> Vec<u8> {
+pub(super) fn icmp_error(src_mac: MacAddr, dst_mac: MacAddr, src: &str, dst: &str, quoted: &[u8]) -> Vec<u8> {
     let mut body = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
     body.extend_from_slice(&quoted[..28.min(quoted.len())]);
     let c = crate::wire::checksum::checksum(&body);

@@ -27,6 +27,18 @@ pub struct Shard {
     pub count: u16,
 }
 
+/// The worker whose share of SNAT ports `port` belongs to (`None` outside the SNAT range, or
+/// in its remainder that no worker allocates from).
+pub fn snat_port_owner(port: u16, count: u16) -> Option<u16> {
+    let count = u32::from(count.max(1));
+    let slots = (SNAT_HI - SNAT_LO + 1) / count;
+    let p = u32::from(port);
+    if p < SNAT_LO || p >= SNAT_LO + slots * count {
+        return None;
+    }
+    Some(((p - SNAT_LO) % count) as u16)
+}
+
 fn alloc_snat_port(ct: &Conntrack, proto: u8, mut x: Tuple, hash: u64, shard: Shard, now: u64) -> Option<u16> {
     let count = u32::from(shard.count.max(1));
     let slots = (SNAT_HI - SNAT_LO + 1) / count;

@@ -3,7 +3,7 @@
 use super::maglev::Maglev;
 use crate::addr::{Addr, Prefix};
 use crate::drop::DropReason;
-use crate::hash::{hash_words, FastMap};
+use crate::hash::{hash_words, FastMap, FastSet};
 use std::sync::Arc;
 
 /// Index of a service port in the table.
@@ -202,6 +202,11 @@ impl ServicePort {
 pub struct ServiceTable {
     frontends: FastMap<(Addr, u16, u8), Frontend>,
     ports: Vec<Arc<ServicePort>>,
+    /// Every backend's (address, port, protocol): the server end of service flows, which the
+    /// worker handoff uses to tell a flow's client from its server.
+    servers: FastSet<(Addr, u16, u8)>,
+    /// Every frontend's address (hairpin flows are source-NAT'd to it).
+    frontend_addrs: FastSet<Addr>,
 }
 
 /// Why a frontend set was rejected.
@@ -238,12 +243,29 @@ impl ServiceTable {
                 }
             }
         }
-        Ok(ServiceTable { frontends: map, ports })
+        let mut servers = FastSet::default();
+        for p in &ports {
+            servers.extend(p.spec.backends.iter().map(|b| (b.addr, b.port, p.spec.proto)));
+        }
+        let frontend_addrs = map.keys().map(|k| k.0).collect();
+        Ok(ServiceTable { frontends: map, ports, servers, frontend_addrs })
     }
 
     #[inline]
     pub fn lookup(&self, dst: Addr, port: u16, proto: u8) -> Option<&Frontend> {
         self.frontends.get(&(dst, port, proto))
+    }
+
+    /// Whether `(addr, port)` is a backend of some service port of `proto`.
+    #[inline]
+    pub fn is_backend(&self, addr: Addr, port: u16, proto: u8) -> bool {
+        self.servers.contains(&(addr, port, proto))
+    }
+
+    /// Whether `addr` is the address of some frontend.
+    #[inline]
+    pub fn is_frontend_addr(&self, addr: Addr) -> bool {
+        self.frontend_addrs.contains(&addr)
     }
 
     #[inline]

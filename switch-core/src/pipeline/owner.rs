@@ -1,0 +1,215 @@
+//! Which worker owns a flow. Conntrack, session affinity and SNAT ports are per worker, but a
+//! multi-queue NIC or veth spreads frames by the sender's queue or by a hash that is not
+//! symmetric, and with NAT the two directions of a flow do not even share a tuple. So the
+//! worker that receives a frame computes the owner of its flow, the same worker for both
+//! directions, and hands the frame over when the owner is another worker (VPP's handoff).
+//!
+//! The owner follows the client end of the flow. In order, a packet
+//! 1. from a SNAT address (a node address or a frontend address) with a port in the SNAT
+//!    range, which is the node's own connection: the worker whose share that port is in;
+//! 2. to a frontend: its source address (the client);
+//! 3. to a SNAT address with a port in the SNAT range (a reply to a source-NAT'd flow, or to
+//!    the node's own connection): that port's worker, which is the worker that chose it;
+//! 4. to a service backend's address and port: its source address;
+//! 5. from a service backend (a reply of a service flow, DNAT'd or direct): its destination
+//!    address;
+//! 6. anything else: a hash symmetric in the two ends.
+//!
+//! Service flows go by the client's address alone, so all of a client's connections are on
+//! one worker and ClientIP affinity (a per-worker table) holds across them. An ICMP error is
+//! owned by the flow whose packet it quotes. Frames without a flow (ARP, neighbour discovery,
+//! frames already dropped by the receive stage) stay where they arrived.
+//!
+//! What this cannot tell apart, documented rather than hidden: a client whose own source port
+//! is also a backend's port on its address (rule 4 and 5 both match; in practice a listening
+//! socket keeps the kernel from picking that port), and a frontend port inside the SNAT range
+//! on an address that also source-NATs (the allocator's range starts above the NodePort range).
+
+use super::PacketCtx;
+use crate::addr::Addr;
+use crate::conntrack::Tuple;
+use crate::hash::hash_words;
+use crate::parse::{IcmpKind, L3};
+use crate::service::stage::snat_port_owner;
+use crate::service::Shard;
+use crate::snapshot::Tables;
+
+/// The worker (of `shard.count`) that owns the flow of the received packet `c` (whose frame,
+/// after decapsulation, is `frame`); `shard.index` for frames without a flow.
+pub fn flow_owner(t: &Tables, frame: &[u8], c: &PacketCtx, shard: Shard) -> u16 {
+    if shard.count <= 1 || c.is_done() || !matches!(c.meta.l3, L3::V4 | L3::V6) {
+        return shard.index;
+    }
+    let m = &c.meta;
+    let (tuple, proto) = match m.icmp {
+        IcmpKind::NotIcmp | IcmpKind::EchoRequest | IcmpKind::EchoReply => (c.orig, m.proto),
+        IcmpKind::Error => match crate::nat::related::quoted(frame, m) {
+            // The quoted packet went the other way: its reverse is a packet of the flow.
+            Some(q) => (q.tuple.reversed(), q.proto),
+            None => return shard.index,
+        },
+        IcmpKind::NeighborSolicit | IcmpKind::NeighborOther => return shard.index,
+    };
+    owner_of(t, tuple, proto, shard.count)
+}
+
+/// The owner of the flow a packet with `tuple` belongs to (see the module's rules).
+pub fn owner_of(t: &Tables, x: Tuple, proto: u8, count: u16) -> u16 {
+    let svc = &t.services;
+    let snat_addr = |a: Addr| t.node.addr_like(a) == Some(a) || svc.is_frontend_addr(a);
+    let by_client = |a: Addr| (hash_words(t.hash_seed, &[a.hi(), a.lo()]) % u64::from(count)) as u16;
+    if let Some(w) = snat_port_owner(x.sport, count).filter(|_| snat_addr(x.src)) {
+        return w;
+    }
+    if svc.lookup(x.dst, x.dport, proto).is_some() {
+        return by_client(x.src);
+    }
+    if let Some(w) = snat_port_owner(x.dport, count).filter(|_| snat_addr(x.dst)) {
+        return w;
+    }
+    if svc.is_backend(x.dst, x.dport, proto) {
+        return by_client(x.src);
+    }
+    if svc.is_backend(x.src, x.sport, proto) {
+        return by_client(x.dst);
+    }
+    let a = (x.src.hi(), x.src.lo(), x.sport);
+    let b = (x.dst.hi(), x.dst.lo(), x.dport);
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let ports = u64::from(lo.2) << 16 | u64::from(hi.2) | u64::from(proto) << 32;
+    (hash_words(t.hash_seed, &[lo.0, lo.1, hi.0, hi.1, ports]) % u64::from(count)) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drop::DropReason;
+    use crate::packet::{OwnedBuf, PacketBuf, PortId};
+    use crate::pipeline::{Verdict, Worker, WorkerConfig};
+    use crate::testbed::{self as tb, Scale};
+    use crate::wire::build::{IpFrame, L4Repr};
+    use crate::wire::l4::tcp_flags::SYN;
+    use crate::wire::MacAddr;
+    use core::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn frame(src_mac: MacAddr, dst_mac: MacAddr, src: &str, dst: &str, l4: L4Repr) -> Vec<u8> {
+        IpFrame::new(src_mac, dst_mac, ip(src), ip(dst), l4).build()
+    }
+
+    fn syn(sport: u16, dport: u16) -> L4Repr {
+        L4Repr::Tcp { sport, dport, seq: 1, ack: 0, flags: SYN }
+    }
+
+    /// One packet of each kind of flow the node sees, from client port `p`.
+    fn forward_packets(p: u16) -> Vec<(&'static str, PortId, Vec<u8>)> {
+        use tb::*;
+        let external = format!("192.168.50.{}", 100 + p % 100);
+        let ext = external.as_str();
+        vec![
+            ("clusterip tcp", POD_A, frame(POD_A_MAC, ROUTER_MAC, POD_A_IP, WEB_VIP, syn(p, 80))),
+            (
+                "clusterip udp",
+                POD_A,
+                frame(POD_A_MAC, ROUTER_MAC, POD_A_IP, WEB_VIP, L4Repr::Udp { sport: p, dport: 53 }),
+            ),
+            ("clusterip v6", POD_A, frame(POD_A_MAC, ROUTER_MAC, POD_A_IP6, WEB_VIP6, syn(p, 80))),
+            ("nodeport snat", UPLINK, frame(GATEWAY_MAC, UPLINK_MAC, ext, NODE_IP, syn(p, NODE_PORT))),
+            ("hairpin", POD_B, frame(POD_B_MAC, ROUTER_MAC, POD_B_IP, WEB_VIP, syn(p, 80))),
+            ("node to pod", HOST, frame(HOST_MAC, ROUTER_MAC, NODE_IP, POD_B_IP, syn(p, 8080))),
+            ("node to clusterip", HOST, frame(HOST_MAC, ROUTER_MAC, NODE_IP, WEB_VIP, syn(p, 80))),
+            ("pod to backend port", POD_A, frame(POD_A_MAC, ROUTER_MAC, POD_A_IP, POD_B_IP, syn(p, 8080))),
+            ("pod to pod", POD_A, frame(POD_A_MAC, ROUTER_MAC, POD_A_IP, POD_B_IP, syn(p, 9999))),
+            (
+                "ping",
+                POD_A,
+                frame(POD_A_MAC, ROUTER_MAC, POD_A_IP, POD_B_IP, L4Repr::IcmpEcho { request: true, ident: p, seq: 1 }),
+            ),
+        ]
+    }
+
+    /// Every flow, whichever of `count` workers it lands on first, is processed by its owner,
+    /// and the reply the owner's translation implies is owned by the same worker.
+    #[test]
+    fn both_directions_of_every_flow_have_one_owner() {
+        let t = tb::tables(Scale::default());
+        for count in [2u16, 3, 4] {
+            let mut workers: Vec<Worker> =
+                (0..count).map(|index| Worker::new(WorkerConfig { index, count, ..WorkerConfig::default() })).collect();
+            let mut seen = vec![vec![0usize; usize::from(count)]; forward_packets(0).len()];
+            let mut hairpins = 0;
+            for (n, p) in (32768u16..61000).step_by(97).enumerate() {
+                for (k, (what, port, f)) in forward_packets(p).into_iter().enumerate() {
+                    let mut bufs = [OwnedBuf::from_frame(&f, port)];
+                    let rx = usize::from(p) % usize::from(count);
+                    workers[rx].receive(&t, &mut bufs, 0);
+                    let owner = workers[rx].owner(&t, &f, 0);
+                    assert!(owner < count);
+                    seen[k][usize::from(owner)] += 1;
+                    // The owner runs the pipeline (its SNAT ports come from its own share).
+                    let w = &mut workers[usize::from(owner)];
+                    let mut v = [Verdict::Drop(DropReason::NoRoute)];
+                    w.process(&t, 1_000_000 + n as u64, &mut bufs, &mut v);
+                    if what == "hairpin" && v[0] == Verdict::Drop(DropReason::PolicyDeniedIngress) {
+                        continue; // pod c, the other backend, takes clients only
+                    }
+                    assert!(matches!(v[0], Verdict::Tx(_)), "{what}: forwarded, got {:?}", v[0]);
+                    let c = *w.ctx(0).unwrap();
+                    if what == "hairpin" {
+                        hairpins += usize::from(c.tuple.src == c.orig.dst);
+                    }
+                    let proto = c.meta.proto;
+                    let reply = c.tuple.reversed();
+                    assert_eq!(owner_of(&t, reply, proto, count), owner, "{what} ({count} workers): reply {reply:?}");
+                    // An ICMP error about the packet as it left, from where it went.
+                    if proto != crate::wire::proto::ICMP && c.tuple.dst.is_v4() {
+                        let out = bufs[0].data();
+                        let ipq = &out[14..];
+                        let err = super::super::tests::icmp_error(
+                            tb::POD_B_MAC,
+                            tb::ROUTER_MAC,
+                            &c.tuple.dst.to_ip().to_string(),
+                            &c.tuple.src.to_ip().to_string(),
+                            ipq,
+                        );
+                        let mut eb = [OwnedBuf::from_frame(&err, tb::POD_B)];
+                        workers[rx].receive(&t, &mut eb, 0);
+                        assert_eq!(workers[rx].owner(&t, &err, 0), owner, "{what}: ICMP error owner");
+                    }
+                }
+            }
+            // Flows spread over every worker: by client address (the external clients), by
+            // port (the node's own connections), by both ends (pod to pod, ping).
+            let spread = ["nodeport snat", "node to pod", "node to clusterip", "pod to pod", "ping"];
+            for (k, (what, _, _)) in forward_packets(0).iter().enumerate() {
+                if spread.contains(what) {
+                    assert!(seen[k].iter().all(|&s| s > 0), "{what} with {count} workers: {:?}", seen[k]);
+                } else if !what.starts_with("pod to backend") {
+                    // One client address: all its flows on one worker (ClientIP affinity).
+                    assert_eq!(seen[k].iter().filter(|&&s| s > 0).count(), 1, "{what}: {:?}", seen[k]);
+                }
+            }
+            assert!(hairpins > 10, "hairpin flows source-NAT'd to the VIP: {hairpins}");
+        }
+    }
+
+    #[test]
+    fn frames_without_a_flow_stay_where_they_arrived() {
+        let t = tb::tables(Scale::default());
+        let mut w = Worker::new(WorkerConfig { index: 1, count: 4, ..WorkerConfig::default() });
+        let arp = crate::wire::build::arp_request(
+            tb::POD_A_MAC,
+            "10.244.1.2".parse().unwrap(),
+            "10.244.1.1".parse().unwrap(),
+        );
+        let bad = vec![0u8; 20];
+        for f in [arp, bad] {
+            let mut b = [OwnedBuf::from_frame(&f, tb::POD_A)];
+            w.receive(&t, &mut b, 0);
+            assert_eq!(w.owner(&t, &f, 0), 1);
+        }
+    }
+}
