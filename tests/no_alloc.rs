@@ -1,6 +1,6 @@
 //! The packet path allocates nothing after start-up: a counting global allocator watches
 //! `Worker::process` over new flows, established flows, service NAT, policy, encapsulation,
-//! decapsulation, ARP and refusals.
+//! decapsulation, ARP and refusals, and two workers handing frames to each other.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -113,4 +113,63 @@ fn pipeline_does_not_allocate_per_packet() {
         COUNTING.store(false, Ordering::SeqCst);
     }
     assert_eq!(ALLOCS.load(Ordering::SeqCst), 0, "allocations on the packet path");
+}
+
+/// Two workers handing frames to each other (the handoff rings, the buffer exchange, the
+/// context copy) allocate nothing either.
+#[test]
+fn handoff_between_workers_does_not_allocate() {
+    use io_backends::handoff::{mesh, Dispatch};
+    use io_backends::memory::MemoryBackend;
+    use io_backends::Batch;
+    use switch_core::pipeline::BATCH;
+    let t = tb::tables(Scale::default());
+    let mut be: Vec<MemoryBackend> = (0..2).map(|_| MemoryBackend::new(5, 256)).collect();
+    for b in &mut be {
+        b.record_tx = false;
+    }
+    let links = mesh(2, 128).unwrap();
+    let mut d: Vec<Dispatch<MemoryBackend>> =
+        be.iter_mut().zip(links).map(|(b, l)| Dispatch::new(b, Some(l))).collect();
+    let mut w: Vec<Worker> =
+        (0..2).map(|index| Worker::new(WorkerConfig { index, count: 2, ..WorkerConfig::default() })).collect();
+    let mut batches: Vec<Batch<OwnedBuf>> = (0..2).map(|_| Batch::with_capacity(BATCH)).collect();
+    // Flows from pod a to pod b (owned by a hash of both ends) and to the ClusterIP (owned by
+    // pod a's address), arriving at both workers.
+    let frames: Vec<Vec<u8>> = (0..64u16)
+        .map(|i| {
+            let dst = if i % 2 == 0 { tb::POD_B_IP } else { tb::WEB_VIP };
+            let dport = if i % 2 == 0 { 9000 } else { 80 };
+            IpFrame::new(
+                tb::POD_A_MAC,
+                tb::ROUTER_MAC,
+                ip(tb::POD_A_IP),
+                ip(dst),
+                L4Repr::Tcp { sport: 3000 + i, dport, seq: 1, ack: 0, flags: 2 },
+            )
+            .build()
+        })
+        .collect();
+    let mut round = |count: bool, now: u64| {
+        for (i, f) in frames.iter().enumerate() {
+            be[i % 2].inject(tb::POD_A, f);
+        }
+        COUNTING.store(count, Ordering::SeqCst);
+        for _ in 0..8 {
+            for k in 0..2 {
+                d[k].step(&mut be[k], &mut w[k], &t, now, &mut batches[k]);
+            }
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+    };
+    round(false, 1);
+    ALLOCS.store(0, Ordering::SeqCst);
+    for r in 0..20 {
+        round(true, 2 + r);
+    }
+    assert_eq!(ALLOCS.load(Ordering::SeqCst), 0, "allocations while handing frames over");
+    let handed: u64 = w.iter().map(|w| w.stats().events.handed_off).sum();
+    assert!(handed >= 20 * 16, "frames changed worker: {handed}");
+    let sent: u64 = be.iter().map(|b| b.sent(tb::POD_B) + b.sent(tb::POD_C)).sum();
+    assert_eq!(sent, 21 * 64, "every frame was forwarded");
 }

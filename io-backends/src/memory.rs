@@ -12,8 +12,15 @@ pub struct MemoryBackend {
     pool: Vec<OwnedBuf>,
     rx: VecDeque<(PortId, Vec<u8>)>,
     tx: Vec<Vec<Vec<u8>>>,
+    /// Frames sent per port.
+    sent: Vec<u64>,
+    /// Scratch: frames queued per port in the current burst.
+    burst: Vec<usize>,
     /// Frames accepted per port per burst before the "ring" is full (None: unlimited).
     pub tx_ring: Option<usize>,
+    /// Keep a copy of every transmitted frame for `take_tx` (on by default); off, frames are
+    /// only counted and transmitting allocates nothing.
+    pub record_tx: bool,
 }
 
 impl MemoryBackend {
@@ -23,7 +30,10 @@ impl MemoryBackend {
             pool: (0..buffers).map(|_| OwnedBuf::new(DEFAULT_BUF_SIZE, DEFAULT_HEADROOM)).collect(),
             rx: VecDeque::new(),
             tx: vec![Vec::new(); ports],
+            sent: vec![0; ports],
+            burst: vec![0; ports],
             tx_ring: None,
+            record_tx: true,
         }
     }
 
@@ -39,6 +49,11 @@ impl MemoryBackend {
 
     pub fn pending(&self) -> usize {
         self.rx.len()
+    }
+
+    /// Frames sent on `port` so far.
+    pub fn sent(&self, port: PortId) -> u64 {
+        self.sent.get(port.index()).copied().unwrap_or(0)
     }
 
     /// Free buffers in the pool.
@@ -79,14 +94,18 @@ impl Backend for MemoryBackend {
         on_fail: &mut dyn FnMut(PortId, usize),
     ) -> TxReport {
         let mut rep = TxReport::default();
-        let mut per_port = vec![0usize; self.tx.len()];
-        let (tx, pool, ring) = (&mut self.tx, &mut self.pool, self.tx_ring);
+        self.burst.fill(0);
+        let (tx, pool, ring, record) = (&mut self.tx, &mut self.pool, self.tx_ring, self.record_tx);
+        let (burst, sent) = (&mut self.burst, &mut self.sent);
         batch.drain_into(|i, buf| {
             if let Some(Verdict::Tx(p)) = verdicts.get(i) {
                 let q = p.index();
-                if q < tx.len() && ring.is_none_or(|r| per_port[q] < r) {
-                    per_port[q] += 1;
-                    tx[q].push(buf.data().to_vec());
+                if q < tx.len() && ring.is_none_or(|r| burst[q] < r) {
+                    burst[q] += 1;
+                    sent[q] += 1;
+                    if record {
+                        tx[q].push(buf.data().to_vec());
+                    }
                     rep.sent += 1;
                 } else {
                     on_fail(*p, buf.data().len());
