@@ -7,16 +7,18 @@
 //! The owner follows the client end of the flow. In order, a packet
 //! 1. from a SNAT address (a node address or a frontend address) with a port in the SNAT
 //!    range, which is the node's own connection: the worker whose share that port is in;
-//! 2. to a frontend: its source address (the client);
+//! 2. to a frontend: its source (the client's address and port);
 //! 3. to a SNAT address with a port in the SNAT range (a reply to a source-NAT'd flow, or to
 //!    the node's own connection): that port's worker, which is the worker that chose it;
-//! 4. to a service backend's address and port: its source address;
-//! 5. from a service backend (a reply of a service flow, DNAT'd or direct): its destination
-//!    address;
+//! 4. to a service backend's address and port: its source;
+//! 5. from a service backend (a reply of a service flow, DNAT'd or direct): its destination;
 //! 6. anything else: a hash symmetric in the two ends.
 //!
-//! Service flows go by the client's address alone, so all of a client's connections are on
-//! one worker and ClientIP affinity (a per-worker table) holds across them. An ICMP error is
+//! Connections of one client spread over the workers (one busy client, such as an ingress
+//! proxy, is not stuck on one core), except for services with ClientIP affinity: their flows
+//! go by the client's address alone, so all of a client's connections meet its affinity entry
+//! (a per-worker table) on one worker. Every service sharing a backend with such a service
+//! does the same, so a backend's replies follow one rule (`ServiceTable::sticky`). An ICMP error is
 //! owned by the flow whose packet it quotes. Frames without a flow (ARP, neighbour discovery,
 //! frames already dropped by the receive stage) stay where they arrived.
 //!
@@ -57,21 +59,24 @@ pub fn flow_owner(t: &Tables, frame: &[u8], c: &PacketCtx, shard: Shard) -> u16 
 pub fn owner_of(t: &Tables, x: Tuple, proto: u8, count: u16) -> u16 {
     let svc = &t.services;
     let snat_addr = |a: Addr| t.node.addr_like(a) == Some(a) || svc.is_frontend_addr(a);
-    let by_client = |a: Addr| (hash_words(t.hash_seed, &[a.hi(), a.lo()]) % u64::from(count)) as u16;
+    let by_client = |a: Addr, port: u16, sticky: bool| {
+        let port = if sticky { 0 } else { u64::from(port) };
+        (hash_words(t.hash_seed, &[a.hi(), a.lo(), port]) % u64::from(count)) as u16
+    };
     if let Some(w) = snat_port_owner(x.sport, count).filter(|_| snat_addr(x.src)) {
         return w;
     }
-    if svc.lookup(x.dst, x.dport, proto).is_some() {
-        return by_client(x.src);
+    if let Some(fe) = svc.lookup(x.dst, x.dport, proto) {
+        return by_client(x.src, x.sport, svc.sticky(fe.target));
     }
     if let Some(w) = snat_port_owner(x.dport, count).filter(|_| snat_addr(x.dst)) {
         return w;
     }
-    if svc.is_backend(x.dst, x.dport, proto) {
-        return by_client(x.src);
+    if let Some(sticky) = svc.backend_sticky(x.dst, x.dport, proto) {
+        return by_client(x.src, x.sport, sticky);
     }
-    if svc.is_backend(x.src, x.sport, proto) {
-        return by_client(x.dst);
+    if let Some(sticky) = svc.backend_sticky(x.src, x.sport, proto) {
+        return by_client(x.dst, x.dport, sticky);
     }
     let a = (x.src.hi(), x.src.lo(), x.sport);
     let b = (x.dst.hi(), x.dst.lo(), x.dport);
@@ -131,68 +136,92 @@ mod tests {
         ]
     }
 
+    /// The reference tables with ClientIP affinity on `default/web:http` (pods b and c, port
+    /// 8080), which makes that port's flows, and flows to its backends, sticky.
+    fn sticky_tables() -> crate::snapshot::Tables {
+        let t = tb::tables(Scale::default());
+        let ports = t
+            .services
+            .ports()
+            .iter()
+            .map(|p| {
+                let mut spec = p.spec.clone();
+                if spec.name == "default/web:http" {
+                    spec.affinity_timeout_s = Some(10800);
+                }
+                crate::service::ServicePort::new(spec, 251)
+            })
+            .collect();
+        let fes = t.services.frontends().copied().collect();
+        t.with_services(crate::service::ServiceTable::build(ports, fes).unwrap(), 2)
+    }
+
     /// Every flow, whichever of `count` workers it lands on first, is processed by its owner,
-    /// and the reply the owner's translation implies is owned by the same worker.
+    /// and the reply the owner's translation implies, and an ICMP error about it, are owned by
+    /// the same worker; flows spread over the workers, except a sticky client's.
     #[test]
     fn both_directions_of_every_flow_have_one_owner() {
-        let t = tb::tables(Scale::default());
-        for count in [2u16, 3, 4] {
-            let mut workers: Vec<Worker> =
-                (0..count).map(|index| Worker::new(WorkerConfig { index, count, ..WorkerConfig::default() })).collect();
-            let mut seen = vec![vec![0usize; usize::from(count)]; forward_packets(0).len()];
-            let mut hairpins = 0;
-            for (n, p) in (32768u16..61000).step_by(97).enumerate() {
-                for (k, (what, port, f)) in forward_packets(p).into_iter().enumerate() {
-                    let mut bufs = [OwnedBuf::from_frame(&f, port)];
-                    let rx = usize::from(p) % usize::from(count);
-                    workers[rx].receive(&t, &mut bufs, 0);
-                    let owner = workers[rx].owner(&t, &f, 0);
-                    assert!(owner < count);
-                    seen[k][usize::from(owner)] += 1;
-                    // The owner runs the pipeline (its SNAT ports come from its own share).
-                    let w = &mut workers[usize::from(owner)];
-                    let mut v = [Verdict::Drop(DropReason::NoRoute)];
-                    w.process(&t, 1_000_000 + n as u64, &mut bufs, &mut v);
-                    if what == "hairpin" && v[0] == Verdict::Drop(DropReason::PolicyDeniedIngress) {
-                        continue; // pod c, the other backend, takes clients only
-                    }
-                    assert!(matches!(v[0], Verdict::Tx(_)), "{what}: forwarded, got {:?}", v[0]);
-                    let c = *w.ctx(0).unwrap();
-                    if what == "hairpin" {
-                        hairpins += usize::from(c.tuple.src == c.orig.dst);
-                    }
-                    let proto = c.meta.proto;
-                    let reply = c.tuple.reversed();
-                    assert_eq!(owner_of(&t, reply, proto, count), owner, "{what} ({count} workers): reply {reply:?}");
-                    // An ICMP error about the packet as it left, from where it went.
-                    if proto != crate::wire::proto::ICMP && c.tuple.dst.is_v4() {
-                        let out = bufs[0].data();
-                        let ipq = &out[14..];
-                        let err = super::super::tests::icmp_error(
-                            tb::POD_B_MAC,
-                            tb::ROUTER_MAC,
-                            &c.tuple.dst.to_ip().to_string(),
-                            &c.tuple.src.to_ip().to_string(),
-                            ipq,
-                        );
-                        let mut eb = [OwnedBuf::from_frame(&err, tb::POD_B)];
-                        workers[rx].receive(&t, &mut eb, 0);
-                        assert_eq!(workers[rx].owner(&t, &err, 0), owner, "{what}: ICMP error owner");
-                    }
+        for (t, single) in [
+            (tb::tables(Scale::default()), &[][..]),
+            (sticky_tables(), &["clusterip tcp", "hairpin", "pod to backend port"][..]),
+        ] {
+            for count in [2u16, 3, 4] {
+                check_owners(&t, count, single);
+            }
+        }
+    }
+
+    fn check_owners(t: &crate::snapshot::Tables, count: u16, single: &[&str]) {
+        let mut workers: Vec<Worker> =
+            (0..count).map(|index| Worker::new(WorkerConfig { index, count, ..WorkerConfig::default() })).collect();
+        let mut seen = vec![vec![0usize; usize::from(count)]; forward_packets(0).len()];
+        let mut hairpins = 0;
+        for (n, p) in (32768u16..61000).step_by(97).enumerate() {
+            for (k, (what, port, f)) in forward_packets(p).into_iter().enumerate() {
+                let mut bufs = [OwnedBuf::from_frame(&f, port)];
+                let rx = usize::from(p) % usize::from(count);
+                workers[rx].receive(t, &mut bufs, 0);
+                let owner = workers[rx].owner(t, &f, 0);
+                assert!(owner < count);
+                seen[k][usize::from(owner)] += 1;
+                // The owner runs the pipeline (its SNAT ports come from its own share).
+                let w = &mut workers[usize::from(owner)];
+                let mut v = [Verdict::Drop(DropReason::NoRoute)];
+                w.process(t, 1_000_000 + n as u64, &mut bufs, &mut v);
+                if what == "hairpin" && v[0] == Verdict::Drop(DropReason::PolicyDeniedIngress) {
+                    continue; // pod c, the other backend, takes clients only
+                }
+                assert!(matches!(v[0], Verdict::Tx(_)), "{what}: forwarded, got {:?}", v[0]);
+                let c = *w.ctx(0).unwrap();
+                if what == "hairpin" {
+                    hairpins += usize::from(c.tuple.src == c.orig.dst);
+                }
+                let proto = c.meta.proto;
+                let reply = c.tuple.reversed();
+                assert_eq!(owner_of(t, reply, proto, count), owner, "{what} ({count} workers): reply {reply:?}");
+                // An ICMP error about the packet as it left, from where it went.
+                if proto != crate::wire::proto::ICMP && c.tuple.dst.is_v4() {
+                    let err = super::super::tests::icmp_error(
+                        tb::POD_B_MAC,
+                        tb::ROUTER_MAC,
+                        &c.tuple.dst.to_ip().to_string(),
+                        &c.tuple.src.to_ip().to_string(),
+                        &bufs[0].data()[14..],
+                    );
+                    let mut eb = [OwnedBuf::from_frame(&err, tb::POD_B)];
+                    workers[rx].receive(t, &mut eb, 0);
+                    assert_eq!(workers[rx].owner(t, &err, 0), owner, "{what}: ICMP error owner");
                 }
             }
-            // Flows spread over every worker: by client address (the external clients), by
-            // port (the node's own connections), by both ends (pod to pod, ping).
-            let spread = ["nodeport snat", "node to pod", "node to clusterip", "pod to pod", "ping"];
-            for (k, (what, _, _)) in forward_packets(0).iter().enumerate() {
-                if spread.contains(what) {
-                    assert!(seen[k].iter().all(|&s| s > 0), "{what} with {count} workers: {:?}", seen[k]);
-                } else if !what.starts_with("pod to backend") {
-                    // One client address: all its flows on one worker (ClientIP affinity).
-                    assert_eq!(seen[k].iter().filter(|&&s| s > 0).count(), 1, "{what}: {:?}", seen[k]);
-                }
+        }
+        assert!(hairpins > 10, "hairpin flows source-NAT'd to the VIP: {hairpins}");
+        for (k, (what, _, _)) in forward_packets(0).iter().enumerate() {
+            let used = seen[k].iter().filter(|&&s| s > 0).count();
+            if single.contains(what) {
+                assert_eq!(used, 1, "{what}: one client address, one worker: {:?}", seen[k]);
+            } else {
+                assert_eq!(used, usize::from(count), "{what} spreads over {count} workers: {:?}", seen[k]);
             }
-            assert!(hairpins > 10, "hairpin flows source-NAT'd to the VIP: {hairpins}");
         }
     }
 

@@ -197,14 +197,48 @@ impl ServicePort {
     }
 }
 
+/// Which service ports are sticky: those with ClientIP affinity, and every port reachable from
+/// one through shared backends.
+fn sticky_ports(ports: &[Arc<ServicePort>]) -> Vec<bool> {
+    let mut sticky: Vec<bool> = ports.iter().map(|p| p.spec.affinity_timeout_s.is_some()).collect();
+    let mut todo: Vec<usize> = (0..ports.len()).filter(|i| sticky[*i]).collect();
+    if todo.is_empty() {
+        return sticky;
+    }
+    let mut by_backend: FastMap<(Addr, u16, u8), Vec<usize>> = FastMap::default();
+    for (i, p) in ports.iter().enumerate() {
+        for b in &p.spec.backends {
+            by_backend.entry((b.addr, b.port, p.spec.proto)).or_default().push(i);
+        }
+    }
+    while let Some(i) = todo.pop() {
+        for b in &ports[i].spec.backends {
+            for &j in by_backend.get(&(b.addr, b.port, ports[i].spec.proto)).into_iter().flatten() {
+                if !sticky[j] {
+                    sticky[j] = true;
+                    todo.push(j);
+                }
+            }
+        }
+    }
+    sticky
+}
+
 /// All services of a snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceTable {
     frontends: FastMap<(Addr, u16, u8), Frontend>,
     ports: Vec<Arc<ServicePort>>,
     /// Every backend's (address, port, protocol): the server end of service flows, which the
-    /// worker handoff uses to tell a flow's client from its server.
-    servers: FastSet<(Addr, u16, u8)>,
+    /// worker handoff uses to tell a flow's client from its server; true when the flows it
+    /// serves are owned by client address alone (see `sticky`).
+    servers: FastMap<(Addr, u16, u8), bool>,
+    /// By service port: its flows are owned by client address alone, not address and port,
+    /// because ClientIP affinity (a per-worker table) needs all of a client's connections on
+    /// one worker. True for ports with affinity and for every port that shares a backend with
+    /// one, transitively, so that a backend's replies have one rule whichever service they
+    /// came through.
+    sticky: Vec<bool>,
     /// Every frontend's address (hairpin flows are source-NAT'd to it).
     frontend_addrs: FastSet<Addr>,
 }
@@ -243,12 +277,15 @@ impl ServiceTable {
                 }
             }
         }
-        let mut servers = FastSet::default();
-        for p in &ports {
-            servers.extend(p.spec.backends.iter().map(|b| (b.addr, b.port, p.spec.proto)));
+        let sticky = sticky_ports(&ports);
+        let mut servers = FastMap::default();
+        for (p, &st) in ports.iter().zip(&sticky) {
+            for b in &p.spec.backends {
+                *servers.entry((b.addr, b.port, p.spec.proto)).or_insert(false) |= st;
+            }
         }
         let frontend_addrs = map.keys().map(|k| k.0).collect();
-        Ok(ServiceTable { frontends: map, ports, servers, frontend_addrs })
+        Ok(ServiceTable { frontends: map, ports, servers, sticky, frontend_addrs })
     }
 
     #[inline]
@@ -256,10 +293,17 @@ impl ServiceTable {
         self.frontends.get(&(dst, port, proto))
     }
 
-    /// Whether `(addr, port)` is a backend of some service port of `proto`.
+    /// Whether `(addr, port)` is a backend of some service port of `proto`, and if so whether
+    /// its flows are owned by client address alone.
     #[inline]
-    pub fn is_backend(&self, addr: Addr, port: u16, proto: u8) -> bool {
-        self.servers.contains(&(addr, port, proto))
+    pub fn backend_sticky(&self, addr: Addr, port: u16, proto: u8) -> Option<bool> {
+        self.servers.get(&(addr, port, proto)).copied()
+    }
+
+    /// Whether flows of service port `id` are owned by client address alone.
+    #[inline]
+    pub fn sticky(&self, id: ServicePortId) -> bool {
+        self.sticky.get(id.0 as usize).copied().unwrap_or(false)
     }
 
     /// Whether `addr` is the address of some frontend.
@@ -292,6 +336,29 @@ mod tests {
 
     fn b(last: u8, state: BackendState, local: bool) -> Backend {
         Backend { addr: Addr::from(core::net::Ipv4Addr::new(10, 0, 0, last)), port: 8080, weight: 1, state, local }
+    }
+
+    #[test]
+    fn affinity_makes_every_port_sharing_a_backend_sticky() {
+        let ready = |last| b(last, BackendState::Ready, true);
+        let spec = |name: &str, backends, affinity: bool| {
+            let mut s = ServicePortSpec::simple(name, 6, backends);
+            s.affinity_timeout_s = affinity.then_some(10800);
+            ServicePort::new(s, 251)
+        };
+        let ports = vec![
+            spec("a", vec![ready(1)], true),
+            spec("b", vec![ready(1), ready(2)], false),
+            spec("c", vec![ready(2), ready(3)], false),
+            spec("d", vec![ready(4)], false),
+        ];
+        let t = ServiceTable::build(ports, vec![]).unwrap();
+        let sticky: Vec<bool> = (0..4).map(|i| t.sticky(ServicePortId(i))).collect();
+        assert_eq!(sticky, vec![true, true, true, false]);
+        let at = |last| Addr::from(core::net::Ipv4Addr::new(10, 0, 0, last));
+        assert_eq!(t.backend_sticky(at(3), 8080, 6), Some(true));
+        assert_eq!(t.backend_sticky(at(4), 8080, 6), Some(false));
+        assert_eq!(t.backend_sticky(at(4), 8080, 17), None);
     }
 
     #[test]
