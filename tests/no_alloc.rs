@@ -41,12 +41,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The count is process-wide: one test at a time.
+static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn ip(s: &str) -> std::net::IpAddr {
     s.parse().unwrap()
 }
 
 #[test]
 fn pipeline_does_not_allocate_per_packet() {
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let t = tb::tables(Scale { services: 100, backends: 4, policy_rules: 200, ..Scale::default() });
     let mut w = Worker::new(WorkerConfig::default());
     let mut frames: Vec<(PortId, Vec<u8>)> = Vec::new();
@@ -119,6 +123,7 @@ fn pipeline_does_not_allocate_per_packet() {
 /// context copy) allocate nothing either.
 #[test]
 fn handoff_between_workers_does_not_allocate() {
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     use io_backends::handoff::{mesh, Dispatch};
     use io_backends::memory::MemoryBackend;
     use io_backends::Batch;
