@@ -2,7 +2,9 @@
 # podswitch against the kernel paths kube-proxy and flannel use, measured in one run on this
 # machine: 64-byte UDP frames from trafgen in a generator namespace, through a node namespace
 # (podswitch on AF_XDP or AF_PACKET, or the kernel forwarding with iptables / nftables), to a
-# sink namespace that counts them. Generator on CPU 0, forwarder on CPU 1.
+# sink namespace that counts them. Generator on CPU 0, forwarder on CPU 1; the two-worker runs
+# put the second worker on CPU 0 beside the generator (this machine has two cores). Veths have
+# two queues, so each AF_XDP worker serves one of every port.
 #
 #   benches/netns-bench.sh [-r RUNS] [-s SECONDS] [-n SERVICES_LIST] [-o all|pps|conn]   (root)
 #
@@ -60,8 +62,9 @@ vip() { # the VIP of service $1 (1-based): 10.96.x.y
 
 topology() {
   for ns in $GEN $NODE $SINK; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-  ip -n "$NODE" link add in0 type veth peer name eth0 netns "$GEN"
-  ip -n "$NODE" link add out0 type veth peer name eth0 netns "$SINK"
+  local q=${QUEUES:-2}
+  ip -n "$NODE" link add in0 numrxqueues "$q" numtxqueues "$q" type veth peer name eth0 numrxqueues "$q" numtxqueues "$q" netns "$GEN"
+  ip -n "$NODE" link add out0 numrxqueues "$q" numtxqueues "$q" type veth peer name eth0 numrxqueues "$q" numtxqueues "$q" netns "$SINK"
   for i in in0 out0; do
     ip -n "$NODE" link set "$i" address $ROUTER_MAC up
     ip netns exec "$NODE" sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1"
@@ -212,8 +215,10 @@ TOML
   } > "$f"
 }
 
-psw_start() { # $@ extra args
-  ip netns exec "$NODE" taskset -c 1 "$BIN" --config "$WORK/node.toml" --cpu 1 --pid-file "$WORK/psw.pid" \
+psw_start() { # $@ extra args; WORKERS=2 runs two workers, on CPUs 1 and 0
+  local cpus=1
+  [ "${WORKERS:-1}" = 2 ] && cpus=1,0
+  ip netns exec "$NODE" taskset -c "$cpus" "$BIN" --config "$WORK/node.toml" --cpu "$cpus" --workers "${WORKERS:-1}" --pid-file "$WORK/psw.pid" \
     --stats-file "$WORK/stats.txt" --busy-polls "${BUSY:-100000}" "$@" > "$WORK/psw.out" 2> "$WORK/psw.err" &
   for _ in $(seq 300); do [ -s "$WORK/stats.txt" ] && break; sleep 0.1; done
   [ -s "$WORK/stats.txt" ] || { echo "podswitchd did not start:" >&2; cat "$WORK/psw.err" >&2; exit 1; }
@@ -300,6 +305,13 @@ for backend in afxdp afpacket; do
   psw_start
   runs "podswitch $backend pipeline, $MAX_SERVICES policy rules" "$(vip 1)"
   psw_stop
+  [ "${QUEUES:-2}" -ge 2 ] || continue
+  psw_config "$backend" "$MAX_SERVICES" 0
+  WORKERS=2 psw_start
+  runs "podswitch $backend pipeline, $MAX_SERVICES svcs, 2 workers" "$(vip "$MAX_SERVICES")"
+  handed=$(sed -n 's/^event handed_off=//p' "$WORK/stats.txt")
+  psw_stop
+  echo "  (2 workers: $handed frames handed to the flow's owner)"
 done
 fi
 if [ "$ONLY" != pps ]; then
@@ -309,6 +321,11 @@ psw_config afxdp "$MAX_SERVICES" 0
 BUSY=${CONN_BUSY:-1000} psw_start
 runs "conn/s: podswitch afxdp, $MAX_SERVICES services" "$(vip "$MAX_SERVICES")" conns
 psw_stop
+if [ "${QUEUES:-2}" -ge 2 ]; then
+WORKERS=2 BUSY=${CONN_BUSY:-1000} psw_start
+runs "conn/s: podswitch afxdp, $MAX_SERVICES svcs, 2 workers" "$(vip "$MAX_SERVICES")" conns
+psw_stop
+fi
 fi
 
 kernel_mode
@@ -351,5 +368,9 @@ ratio "podswitch afpacket pipeline, $MAX_SERVICES services" "kernel + iptables D
 ratio "conn/s: podswitch afxdp, $MAX_SERVICES services" "conn/s: kernel + iptables DNAT, $MAX_SERVICES services"
 ratio "conn/s: podswitch afxdp, $MAX_SERVICES services" "conn/s: kernel + nftables verdict map, $MAX_SERVICES services"
 ratio "conn/s: podswitch afxdp, $MAX_SERVICES services" "conn/s: kernel forwarding, no DNAT"
+ratio "podswitch afxdp pipeline, $MAX_SERVICES svcs, 2 workers" "podswitch afxdp pipeline, $MAX_SERVICES services"
+ratio "podswitch afpacket pipeline, $MAX_SERVICES svcs, 2 workers" "podswitch afpacket pipeline, $MAX_SERVICES services"
+ratio "conn/s: podswitch afxdp, $MAX_SERVICES svcs, 2 workers" "conn/s: podswitch afxdp, $MAX_SERVICES services"
+ratio "conn/s: podswitch afxdp, $MAX_SERVICES svcs, 2 workers" "conn/s: kernel + nftables verdict map, $MAX_SERVICES services"
 first=$(echo "$SERVICES" | awk '{print $1}')
 ratio "podswitch afxdp pipeline, $MAX_SERVICES services" "podswitch afxdp pipeline, $first services"

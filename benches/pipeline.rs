@@ -4,6 +4,7 @@
 //! (b) new flows: Maglev choice, egress policy over 10,000 rules, conntrack insert, encap.
 //! Each includes reloading the 64 frames into their buffers (a memcpy a NIC would do), which
 //! is measured alone as the in-run floor. Targets (issue): (a) 20 Mpps, (b) 5 Mpps per core.
+//! Also: what deciding each frame's flow owner adds when a node runs two workers.
 
 use criterion::{criterion_group, Criterion, Throughput};
 use podswitch_benches::*;
@@ -53,8 +54,35 @@ fn bench(c: &mut Criterion) {
         })
     });
     assert_forwarded(&newf);
+
+    // The handoff decision of a node with two workers: stage 1 alone, then stage 1 and the
+    // flow owner; the difference is what several workers add per packet before handing over.
+    let mut w2 = switch_core::pipeline::Worker::new(switch_core::pipeline::WorkerConfig {
+        count: 2,
+        ..switch_core::pipeline::WorkerConfig::default()
+    });
+    let mut rx = established_ring();
+    g.bench_function("receive_only_64", |b| {
+        b.iter(|| {
+            rx.load();
+            w2.receive(&t, &mut rx.bufs[..BATCH], 0);
+        })
+    });
+    g.bench_function("receive_and_flow_owner_64", |b| {
+        b.iter(|| {
+            rx.load();
+            w2.receive(&t, &mut rx.bufs[..BATCH], 0);
+            owners(&t, &w2, &rx)
+        })
+    });
     g.finish();
     summary(&t, &mut w, now);
+}
+
+/// The owner of each frame of the batch, folded so the work is not optimised away.
+fn owners(t: &switch_core::snapshot::Tables, w: &switch_core::pipeline::Worker, r: &Ring) -> u32 {
+    use switch_core::packet::PacketBuf;
+    r.bufs[..BATCH].iter().enumerate().map(|(i, b)| u32::from(w.owner(t, b.data(), i))).sum()
 }
 
 /// The figures the README quotes, timed directly: median of 5 runs of 20,000 batches.
@@ -107,6 +135,31 @@ fn summary(t: &switch_core::snapshot::Tables, w: &mut switch_core::pipeline::Wor
             })
             .collect(),
     );
+    let mut w2 = switch_core::pipeline::Worker::new(switch_core::pipeline::WorkerConfig {
+        count: 2,
+        ..switch_core::pipeline::WorkerConfig::default()
+    });
+    let mut rx = established_ring();
+    let mut spread = 0u32;
+    let mut time_rx = |with_owner: bool| {
+        median(
+            (0..runs)
+                .map(|_| {
+                    let s = Instant::now();
+                    for _ in 0..batches {
+                        rx.load();
+                        w2.receive(t, &mut rx.bufs[..BATCH], 0);
+                        if with_owner {
+                            spread += owners(t, &w2, &rx);
+                        }
+                    }
+                    s.elapsed().as_nanos() as f64 / (batches * BATCH) as f64
+                })
+                .collect(),
+        )
+    };
+    let recv = time_rx(false);
+    let owner = time_rx(true) - recv;
     println!("\n== podswitch pipeline, one core, {SERVICES} services x {BACKENDS} backends, {RULES} rules, {} tracked flows ==", w.conntrack().entries() / 2);
     println!("{:<44} {:>9} {:>10} {:>12}", "case", "ns/pkt", "Mpps", "vs target");
     println!("{:<44} {:>9.1} {:>10.2} {:>12}", "frame reload alone (floor)", floor, 1e3 / floor, "-");
@@ -124,6 +177,9 @@ fn summary(t: &switch_core::snapshot::Tables, w: &mut switch_core::pipeline::Wor
         1e3 / b,
         (1e3 / b) / 5.0
     );
+    println!("{:<44} {:>9.1} {:>10} {:>12}", "flow owner for a 2-worker handoff (added)", owner, "-", "-");
+    let share = f64::from(spread) / (runs * batches * BATCH) as f64;
+    println!("  ({:.0}% of these flows belong to the second worker)", share * 100.0);
     println!(
         "targets: (a) 20 Mpps, (b) 5 Mpps per core; published: Katran ~5 Mpps/core, VPP LB >3 Mpps/core at 1M flows"
     );

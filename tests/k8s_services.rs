@@ -252,9 +252,22 @@ fn describe(t: &switch_core::service::ServiceTable) -> Vec<String> {
                 .collect();
             let mut spec = sp.spec.clone();
             spec.backends.sort_by_key(|b| (b.addr, b.port));
-            format!("{}:{}/{} {:?} -> {spec:?} {}", f.addr, f.port, f.proto, f.kind, picks.join(","))
+            // What several workers decide flow owners with (nothing when there is one).
+            let steering: Vec<String> =
+                spec.backends.iter().map(|b| format!("{:?}", t.backend_sticky(b.addr, b.port, spec.proto))).collect();
+            format!(
+                "{}:{}/{} {:?} -> {spec:?} {} sticky={} {steering:?} fe_addr={}",
+                f.addr,
+                f.port,
+                f.proto,
+                f.kind,
+                picks.join(","),
+                t.sticky(f.target),
+                t.is_frontend_addr(f.addr)
+            )
         })
         .collect();
+    out.push(format!("steered={}", t.steered()));
     out.sort();
     out
 }
@@ -263,11 +276,24 @@ fn describe(t: &switch_core::service::ServiceTable) -> Vec<String> {
 /// must equal a full rebuild of the same objects, and a refused step must leave it as it was.
 #[test]
 fn incremental_service_rebuilds_match_a_full_rebuild() {
-    let m = Model::new();
+    incremental_matches_full(Model::new(), 1);
+}
+
+/// The same with two workers: every snapshot, incremental or full, carries the data the flow
+/// owners are decided with, equal to a full rebuild's.
+#[test]
+fn incremental_service_rebuilds_keep_the_steering_data_of_two_workers() {
+    incremental_matches_full(Model::with_workers(2), 2);
+}
+
+fn incremental_matches_full(m: Model, workers: u16) {
     let check = |step: &str| {
-        let cfg = m.c.config().expect("config");
+        let mut cfg = m.c.config().expect("config");
+        cfg.datapath.workers = workers;
         let full = control::build::build(&cfg, &std::env::temp_dir(), 0).expect("full build");
-        assert_eq!(describe(&m.c.cell().load().services), describe(&full.tables.services), "after {step}");
+        let live = &m.c.cell().load().services;
+        assert_eq!(live.steered(), workers > 1, "after {step}");
+        assert_eq!(describe(live), describe(&full.tables.services), "after {step}");
     };
     let slice = |name: &str, svc: &str, ips: &[&str]| {
         let eps: Vec<String> = ips.iter().map(|i| format!("{{addresses: [{i}]}}")).collect();

@@ -91,12 +91,26 @@ pub fn manifest(yaml: &str) -> pb::Manifest {
 impl Model {
     /// The node with the nine pods applied through the controller.
     pub fn new() -> Model {
+        Model::build(None)
+    }
+
+    /// As [`Model::new`] for a daemon running `n` workers, whose first service change is
+    /// already incremental (as the daemon's is).
+    pub fn with_workers(n: u16) -> Model {
+        Model::build(Some(n))
+    }
+
+    fn build(workers: Option<u16>) -> Model {
         let text = base_toml();
         let dir = std::env::temp_dir();
         let built = control::build::build_text(&text, std::path::Path::new("model.toml"), &dir, 1).expect("base");
         let cfg: control::config::Config = toml::from_str(&text).expect("base parses");
         let cell = Arc::new(control::publish::SnapshotCell::new(built.tables));
-        let c = Arc::new(Controller::new(cfg, built.ports, cell, dir, None));
+        let c = Controller::new(cfg, built.ports, cell, dir, None);
+        let c = Arc::new(match workers {
+            Some(n) => c.with_workers(n).with_services(built.services),
+            None => c,
+        });
         let m = Model { c, pods: Vec::new(), uplink: PortId(9) };
         m.apply(&model_yaml());
         let mut pods = Vec::new();

@@ -179,7 +179,6 @@ fn pods_talk_through_podswitch_on_af_xdp() {
     assert_eq!(c.xdp_attached(), 4, "one program per port");
     scenario(&c);
     assert!(c.counter("event handed_off=") > 0, "frames changed worker: {}", c.stats());
-    assert!(!c.stats().contains("drop handoff_queue_full"), "no handoff ring overflowed: {}", c.stats());
     // Clean shutdown: programs detached, nothing left on the interfaces.
     let pid = std::fs::read_to_string(c.rundir.join("podswitchd.pid")).unwrap_or_default();
     let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();

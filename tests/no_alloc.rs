@@ -162,7 +162,7 @@ fn handoff_between_workers_does_not_allocate() {
         COUNTING.store(count, Ordering::SeqCst);
         for _ in 0..8 {
             for k in 0..2 {
-                d[k].step(&mut be[k], &mut w[k], &t, now, &mut batches[k]);
+                d[k].step(&mut be[k], &mut w[k], &mut batches[k], || (&t, now));
             }
         }
         COUNTING.store(false, Ordering::SeqCst);

@@ -204,6 +204,8 @@ pub struct Controller {
     workers: Mutex<Vec<mpsc::Sender<WorkerCmd>>>,
     /// Nanoseconds the last build-and-publish took.
     pub apply_ns: Arc<AtomicU64>,
+    /// Workers the daemon runs, when it overrides the config's `datapath.workers`.
+    workers_running: Option<u16>,
 }
 
 impl Controller {
@@ -230,14 +232,26 @@ impl Controller {
             reports: Vec::new(),
             workers: Mutex::new(Vec::new()),
             apply_ns: Arc::new(AtomicU64::new(0)),
+            workers_running: None,
         }
+    }
+
+    /// Builds every snapshot for `n` workers, whatever the config file says (the daemon's
+    /// `--workers`, or fewer when a port has fewer queues).
+    pub fn with_workers(mut self, n: u16) -> Controller {
+        self.workers_running = Some(n);
+        self
     }
 
     /// Keeps the compiled services of the snapshot the daemon started with, so that the first
     /// service change is already incremental.
     pub fn with_services(self, s: build::ServicesState) -> Controller {
         if let Ok(mut st) = self.state.lock() {
-            st.services = Some(LiveServices::from(s));
+            let mut live = LiveServices::from(s);
+            if let Some(n) = self.workers_running {
+                live.ctx.steering = n > 1;
+            }
+            st.services = Some(live);
         }
         self
     }
@@ -393,7 +407,12 @@ impl Controller {
 
     /// Everything from the merged config.
     fn rebuild_all(&self, st: &mut State, generation: u64, dry_run: bool) -> Result<Tables, Refusal> {
-        let (cfg, origins) = st.store.config();
+        let (mut cfg, origins) = st.store.config();
+        if let Some(n) = self.workers_running {
+            // The workers that run, not the file's figure: tables must carry the steering data
+            // exactly when several workers hand frames over.
+            cfg.datapath.workers = n;
+        }
         let built = build::build_cached(&cfg, &self.base_dir, generation, &mut st.cache).map_err(|e| {
             let (what, msg) = origins.describe(&e);
             Refusal::Invalid(format!("{what}: {msg}"))
@@ -437,8 +456,8 @@ impl Controller {
                 }
             }
         }
-        let (table, _) =
-            build::services::assemble(&services.compiled).map_err(|e| Refusal::Invalid(format!("services: {e}")))?;
+        let (table, _) = build::services::assemble(&services.compiled, services.ctx.steering)
+            .map_err(|e| Refusal::Invalid(format!("services: {e}")))?;
         Ok(self.cell.load().with_services(table, generation))
     }
 

@@ -151,12 +151,18 @@ pub fn run(
     log(&format!("{workers} worker(s)"));
     let mut built = built;
     built.workers = workers as u16;
+    if workers > 1 && !built.tables.services.steered() {
+        // Built for fewer workers than run: add what the flow owners are decided with.
+        let services = (*built.tables.services).clone().with_steering();
+        built.tables = built.tables.with_services(services, built.tables.generation);
+    }
     let wcfgs: Vec<_> = (0..workers).map(|i| worker_config(&built, i as u16)).collect();
     let cell = Arc::new(SnapshotCell::new(built.tables));
     let reports: Vec<Arc<Mutex<Option<Report>>>> = (0..workers).map(|_| Arc::new(Mutex::new(None))).collect();
     let controller = Arc::new(
         Controller::new(base, built.ports.clone(), Arc::clone(&cell), opts.base_dir.clone(), Some(opts.config.clone()))
             .with_reports(reports.clone())
+            .with_workers(workers as u16)
             .with_services(built.services),
     );
     let mut threads = Vec::with_capacity(workers);
@@ -297,12 +303,12 @@ fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worke
     let start = Instant::now();
     let mut idle = 0u32;
     let mut last_publish = Instant::now();
+    let mut round = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let n = if opts.bare_forward {
             bare_forward(&mut be, &mut w, &mut batch)
         } else {
-            let now = start.elapsed().as_nanos() as u64;
-            d.step(&mut be, &mut w, &cell.load(), now, &mut batch)
+            d.step(&mut be, &mut w, &mut batch, || (cell.snapshot(), start.elapsed().as_nanos() as u64))
         };
         if n == 0 {
             idle += 1;
@@ -313,7 +319,12 @@ fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worke
         } else {
             idle = 0;
         }
-        // Control requests (conntrack list/flush) between batches: one non-blocking check.
+        // Control requests (conntrack list/flush) and counters every 64 rounds (a round is a
+        // batch, or one empty poll), so idle polling reads no clock.
+        round = round.wrapping_add(1);
+        if !round.is_multiple_of(64) && n > 0 || !round.is_multiple_of(1024) && n == 0 && idle < opts.busy_polls {
+            continue;
+        }
         if let Ok(cmd) = cmds.try_recv() {
             let now = start.elapsed().as_nanos() as u64;
             serve_worker_cmd(cmd, &mut w, &cell.load(), now, index);

@@ -24,6 +24,11 @@ impl SnapshotCell {
         self.inner.load()
     }
 
+    /// The current snapshot as a handle that dereferences to the tables.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.inner.load())
+    }
+
     /// Publishes `t` with the next generation number; returns that number.
     pub fn publish(&self, mut t: Tables) -> u64 {
         let generation = self.inner.load().generation + 1;
@@ -56,5 +61,16 @@ mod tests {
         assert_eq!(old.services.ports().len(), 5);
         assert_eq!(cell.load().services.ports().len(), 8);
         assert_eq!(cell.generation(), 2);
+    }
+}
+
+/// A loaded snapshot (a cheap guard, held for one batch).
+#[derive(Debug)]
+pub struct Snapshot(arc_swap::Guard<Arc<Tables>>);
+
+impl std::ops::Deref for Snapshot {
+    type Target = Tables;
+    fn deref(&self) -> &Tables {
+        &self.0
     }
 }

@@ -1,7 +1,9 @@
 //! A bounded single-producer single-consumer ring, for handing frames between two workers:
-//! allocated once, then push and pop are a slot write or read plus one release store, with no
-//! lock and no system call. Each side caches the other's index and reloads it only when the
-//! ring looks full (or empty), so the two cores share a cache line only then.
+//! allocated once, then push and pop are a slot write or read, with no lock and no system
+//! call. Indices are published in batches (`publish` after pushes, `release` after pops: one
+//! release store per batch, not per frame), and each side caches the other's index and
+//! reloads it only when the ring looks full (or empty), so the two cores share the index
+//! cache lines once per batch.
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
@@ -88,17 +90,28 @@ impl<T> Producer<T> {
         self.tail - self.head_seen >= self.cap()
     }
 
-    /// Adds `v`; gives it back when the ring is full.
+    /// Adds `v`; gives it back when the ring is full. The consumer sees it after `publish`.
     pub fn push(&mut self, v: T) -> Result<(), T> {
         if self.is_full() {
             return Err(v);
         }
         // SAFETY: the slot at `tail` is outside [head, tail) (the ring is not full), so the
-        // consumer does not touch it until the store below publishes it.
+        // consumer does not touch it until `publish` stores a tail past it.
         unsafe { (*self.ring.slots[self.tail & self.ring.mask].get()).write(v) };
         self.tail += 1;
-        self.ring.tail.0.store(self.tail, Ordering::Release);
         Ok(())
+    }
+
+    /// Makes every value pushed so far visible to the consumer.
+    pub fn publish(&mut self) {
+        self.ring.tail.0.store(self.tail, Ordering::Release);
+    }
+}
+
+impl<T> Drop for Producer<T> {
+    fn drop(&mut self) {
+        // Values pushed and never published are still the ring's to drop.
+        self.publish();
     }
 }
 
@@ -112,18 +125,29 @@ impl<T> Consumer<T> {
         self.head == self.tail_seen
     }
 
-    /// Takes the oldest value.
+    /// Takes the oldest value. Its slot goes back to the producer after `release`.
     pub fn pop(&mut self) -> Option<T> {
         if self.is_empty() {
             return None;
         }
         // SAFETY: the slot at `head` is inside [head, tail): the producer wrote it before its
         // release store of `tail`, which the acquire load in `is_empty` saw; it will not write
-        // it again until the store below hands the slot back.
+        // it again until `release` hands the slot back.
         let v = unsafe { (*self.ring.slots[self.head & self.ring.mask].get()).assume_init_read() };
         self.head += 1;
-        self.ring.head.0.store(self.head, Ordering::Release);
         Some(v)
+    }
+
+    /// Gives the slots of every value popped so far back to the producer.
+    pub fn release(&mut self) {
+        self.ring.head.0.store(self.head, Ordering::Release);
+    }
+}
+
+impl<T> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        // Values popped are gone: the ring must not drop them again.
+        self.release();
     }
 }
 
@@ -138,8 +162,13 @@ mod tests {
             assert!(p.push(i).is_ok());
         }
         assert_eq!(p.push(9), Err(9));
+        assert_eq!(c.pop(), None, "nothing published yet");
+        p.publish();
         assert_eq!(c.pop(), Some(0));
+        assert_eq!(p.push(4), Err(4), "the slot is not released yet");
+        c.release();
         assert!(p.push(4).is_ok());
+        p.publish();
         let got: Vec<u32> = std::iter::from_fn(|| c.pop()).collect();
         assert_eq!(got, vec![1, 2, 3, 4]);
         assert!(c.is_empty());
@@ -148,10 +177,14 @@ mod tests {
     #[test]
     fn values_left_in_the_ring_are_dropped() {
         let v = Arc::new(());
-        let (mut p, c) = ring(4);
-        p.push(Arc::clone(&v)).unwrap();
-        p.push(Arc::clone(&v)).unwrap();
-        assert_eq!(Arc::strong_count(&v), 3);
+        let (mut p, mut c) = ring(4);
+        for _ in 0..3 {
+            p.push(Arc::clone(&v)).unwrap();
+        }
+        p.publish();
+        drop(c.pop());
+        p.push(Arc::clone(&v)).unwrap(); // never published
+        assert_eq!(Arc::strong_count(&v), 4);
         drop((p, c));
         assert_eq!(Arc::strong_count(&v), 1);
     }
@@ -165,10 +198,15 @@ mod tests {
             while i < N {
                 if p.push(i).is_ok() {
                     i += 1;
+                    if i % 7 == 0 {
+                        p.publish();
+                    }
                 } else {
+                    p.publish();
                     std::hint::spin_loop();
                 }
             }
+            p.publish();
         });
         let mut want = 0;
         while want < N {
@@ -176,8 +214,14 @@ mod tests {
                 Some(v) => {
                     assert_eq!(v, want);
                     want += 1;
+                    if want % 5 == 0 {
+                        c.release();
+                    }
                 }
-                None => std::hint::spin_loop(),
+                None => {
+                    c.release();
+                    std::hint::spin_loop();
+                }
             }
         }
         t.join().unwrap();

@@ -486,6 +486,7 @@ pub fn build_cached(
         node_ips: node_ips.clone(),
         nodeport_range,
         maglev: dp.maglev_table_size,
+        steering: dp.workers > 1,
     };
     let (services, external_names, compiled) = services::build(cfg, &ctx, cache)?;
 

@@ -114,6 +114,8 @@ pub(crate) struct ServiceContext {
     pub node_ips: Vec<Addr>,
     pub nodeport_range: (u16, u16),
     pub maglev: usize,
+    /// Several workers: tables carry what the flow-owner rules look up.
+    pub steering: bool,
 }
 
 /// A stable affinity group per service (ClientIP entries survive snapshot changes).
@@ -142,8 +144,8 @@ pub(crate) fn build(
         }
         compiled.insert(key, Arc::new(compile(i, s, ctx, cache)?));
     }
-    let (table, names) =
-        assemble(&compiled).map_err(|e| FieldError::new(Some(("services", 0)), "services", e.to_string()))?;
+    let (table, names) = assemble(&compiled, ctx.steering)
+        .map_err(|e| FieldError::new(Some(("services", 0)), "services", e.to_string()))?;
     Ok((table, names, compiled))
 }
 
@@ -153,10 +155,11 @@ pub(crate) type BuiltServices = (ServiceTable, Vec<(String, String)>, Compiled);
 /// Compiled services by (namespace, name).
 pub(crate) type Compiled = std::collections::BTreeMap<(String, String), Arc<CompiledService>>;
 
-/// Puts compiled services together into one table (in key order); two services may not
-/// share a frontend.
+/// Puts compiled services together into one table (in key order), with the steering data of
+/// several workers when `steering`; two services may not share a frontend.
 pub(crate) fn assemble(
     compiled: &Compiled,
+    steering: bool,
 ) -> Result<(ServiceTable, Vec<(String, String)>), switch_core::service::FrontendClash> {
     let mut ports = Vec::with_capacity(compiled.len());
     let mut frontends = Vec::with_capacity(compiled.len() * 2);
@@ -167,7 +170,8 @@ pub(crate) fn assemble(
         frontends.extend(c.frontends.iter().map(|f| Frontend { target: ServicePortId(base + f.target.0), ..*f }));
         names.extend(c.external_name.clone());
     }
-    Ok((ServiceTable::build_shared(ports, frontends)?, names))
+    let table = ServiceTable::build_shared(ports, frontends)?;
+    Ok((if steering { table.with_steering() } else { table }, names))
 }
 
 /// Compiles service `s` (index `i` in its config, for error locations).

@@ -25,7 +25,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use ctx::{CtHit, Out, PacketCtx, Verdict};
+pub use ctx::{CtHit, Out, PacketCtx, Received, Verdict};
 pub use stats::{EventStats, PortStats, Stats};
 
 use crate::conntrack::{Conntrack, CtTimeouts, FlowKey, Tuple};
@@ -163,9 +163,24 @@ impl Worker {
         self.ctx.get(i).map_or(self.shard.index, |c| owner::flow_owner(t, frame, c, self.shard))
     }
 
-    /// The context of packet `i` of the batch being assembled, to move it with its frame.
-    pub fn ctx_mut(&mut self, i: usize) -> Option<&mut PacketCtx> {
-        self.ctx.get_mut(i)
+    /// What stage 1 learned about packet `i` of the batch, to move it with its frame.
+    pub fn received(&self, i: usize) -> Option<Received> {
+        self.ctx.get(i).map(PacketCtx::received)
+    }
+
+    /// Makes packet `i` of the batch being assembled one that arrived on `in_port` and that
+    /// stage 1 (here or on another worker) described as `r`.
+    pub fn take_over(&mut self, i: usize, r: &Received, in_port: crate::packet::PortId) {
+        if let Some(c) = self.ctx.get_mut(i) {
+            *c = PacketCtx::from_received(r, in_port);
+        }
+    }
+
+    /// Moves the context of packet `from` to position `to` (compacting a batch).
+    pub fn move_ctx(&mut self, from: usize, to: usize) {
+        if from != to && from < BATCH && to < BATCH {
+            self.ctx[to] = self.ctx[from];
+        }
     }
 
     /// Stages 2 to 10 for `pkts` (at most [`BATCH`]), whose contexts stage 1 filled, on this

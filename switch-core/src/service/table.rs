@@ -241,6 +241,7 @@ pub struct ServiceTable {
     sticky: Vec<bool>,
     /// Every frontend's address (hairpin flows are source-NAT'd to it).
     frontend_addrs: FastSet<Addr>,
+    steered: bool,
 }
 
 /// Why a frontend set was rejected.
@@ -258,9 +259,10 @@ impl core::fmt::Display for FrontendClash {
 }
 
 impl ServiceTable {
-    /// Builds the table; two service ports may not share a frontend.
+    /// Builds the table, with what several workers need to steer flows; two service ports may
+    /// not share a frontend.
     pub fn build(ports: Vec<ServicePort>, frontends: Vec<Frontend>) -> Result<ServiceTable, FrontendClash> {
-        ServiceTable::build_shared(ports.into_iter().map(Arc::new).collect(), frontends)
+        Ok(ServiceTable::build_shared(ports.into_iter().map(Arc::new).collect(), frontends)?.with_steering())
     }
 
     /// As [`ServiceTable::build`], from ports shared with other snapshots.
@@ -277,15 +279,29 @@ impl ServiceTable {
                 }
             }
         }
-        let sticky = sticky_ports(&ports);
+        Ok(ServiceTable { frontends: map, ports, ..ServiceTable::default() })
+    }
+
+    /// Adds what the flow-owner rules of several workers look up (`pipeline/owner.rs`): the
+    /// backends, the sticky ports and the frontend addresses. It touches every backend, so a
+    /// node with one worker does without it.
+    pub fn with_steering(mut self) -> ServiceTable {
+        self.sticky = sticky_ports(&self.ports);
         let mut servers = FastMap::default();
-        for (p, &st) in ports.iter().zip(&sticky) {
+        for (p, &st) in self.ports.iter().zip(&self.sticky) {
             for b in &p.spec.backends {
                 *servers.entry((b.addr, b.port, p.spec.proto)).or_insert(false) |= st;
             }
         }
-        let frontend_addrs = map.keys().map(|k| k.0).collect();
-        Ok(ServiceTable { frontends: map, ports, servers, sticky, frontend_addrs })
+        self.servers = servers;
+        self.frontend_addrs = self.frontends.keys().map(|k| k.0).collect();
+        self.steered = true;
+        self
+    }
+
+    /// Whether [`ServiceTable::with_steering`] made this table.
+    pub fn steered(&self) -> bool {
+        self.steered
     }
 
     #[inline]
