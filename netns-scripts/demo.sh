@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # podswitch demo on network namespaces: builds podswitchd, starts one node (AF_XDP, falling
-# back to AF_PACKET) with a client pod and three nginx pods, then shows a ClusterIP spreading
-# requests, a service without endpoints refusing at once, ping and iperf3 through the switch,
+# back to AF_PACKET) with two workers on two-queue veths (frames reaching the wrong worker are
+# handed to the one owning their flow), a client pod and three nginx pods, then shows a
+# ClusterIP spreading requests, a service without endpoints refusing at once, ping and iperf3 through the switch,
 # then podswitchctl on the control socket: a Kubernetes Service and NetworkPolicy applied from
 # YAML, a trace naming the deciding rule, conntrack and counters. Everything runs in
 # namespaces named pswdemo-*, deleted at the end. Needs root (installs missing tools with
@@ -25,8 +26,8 @@ cargo build --release -q -p control --bins
 ctl() { target/release/podswitchctl --socket $RUN/podswitch.sock "$@"; }
 trap 'cluster down >/dev/null 2>&1 || true' EXIT
 
-say "starting node $P-node ($MODE) with pods client, web1, web2, web3"
-cluster up -m "$MODE"
+say "starting node $P-node ($MODE, two workers) with pods client, web1, web2, web3"
+cluster up -m "$MODE" -q 2 -w 2
 cat $RUN/podswitchd.err
 
 say "client -> ClusterIP 10.96.0.10:80, twelve requests"
@@ -61,7 +62,7 @@ say "policy deleted"
 ctl delete networkpolicy web-from-monitoring
 cluster exec client curl -s --max-time 3 http://10.96.0.30/
 
-say "podswitchctl stats"
+say "podswitchctl stats (summed over the workers; handed_off: frames that changed worker)"
 sleep 0.6
 ctl stats
 

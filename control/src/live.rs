@@ -107,7 +107,7 @@ fn open_backends(
             Err(e) => return Err(e),
         }
     }
-    let bes = AfPacketBackend::open_workers(interfaces, nports, BATCH * 8, workers)?;
+    let bes = AfPacketBackend::open_workers(interfaces, nports, BATCH * 16, workers)?;
     let fanout = if workers > 1 { format!(", fanout over {workers} workers") } else { String::new() };
     for (_, i) in interfaces {
         log(&format!("{i}: afpacket (TPACKET_V2 rings{fanout})"));
@@ -283,7 +283,7 @@ pub fn run(
 }
 
 /// Frames a handoff ring holds between two workers.
-const HANDOFF_DEPTH: usize = 512;
+const HANDOFF_DEPTH: usize = 1024;
 
 /// What a worker loop shares with the main thread.
 struct Loop<'a> {
