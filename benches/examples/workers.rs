@@ -9,14 +9,16 @@
 //!   cargo run --release -p podswitch-benches --example workers [-- SECONDS]
 
 use io_backends::handoff::{mesh, Dispatch};
-use io_backends::{Backend, Batch, TxReport};
+use io_backends::memory::MemoryBackend;
+use io_backends::Batch;
 use podswitch_benches::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switch_core::packet::{OwnedBuf, PacketBuf, PortId, DEFAULT_HEADROOM};
+use switch_core::packet::{OwnedBuf, PacketBuf};
 use switch_core::pipeline::{Verdict, Worker, WorkerConfig, BATCH};
 use switch_core::snapshot::Tables;
+use switch_core::testbed::UPLINK;
 use switch_core::wire::build::{IpFrame, L4Repr};
 use switch_core::wire::l4::tcp_flags::ACK;
 
@@ -40,59 +42,6 @@ fn owner(t: &Tables, i: usize, n: usize) -> usize {
     usize::from(switch_core::pipeline::owner::owner_of(t, x, m.proto, n as u16))
 }
 
-/// A receive queue that replays its frames forever and a transmit side that counts.
-struct Replay {
-    frames: Vec<Vec<u8>>,
-    at: usize,
-    pool: Vec<OwnedBuf>,
-    sent: u64,
-}
-
-impl Backend for Replay {
-    type Buf = OwnedBuf;
-
-    fn rx_burst(&mut self, batch: &mut Batch<OwnedBuf>, _now: &mut u64) -> usize {
-        let mut n = 0;
-        while !batch.is_full() {
-            let Some(mut b) = self.pool.pop() else { break };
-            b.load(&self.frames[self.at], IN_PORT, DEFAULT_HEADROOM);
-            self.at = (self.at + 1) % self.frames.len();
-            if let Err(b) = batch.push(b) {
-                self.pool.push(b);
-                break;
-            }
-            n += 1;
-        }
-        n
-    }
-
-    fn tx_burst(
-        &mut self,
-        batch: &mut Batch<OwnedBuf>,
-        verdicts: &[Verdict],
-        _on_fail: &mut dyn FnMut(PortId, usize),
-    ) -> TxReport {
-        let mut rep = TxReport::default();
-        let (pool, sent) = (&mut self.pool, &mut self.sent);
-        batch.drain_into(|i, b| {
-            if matches!(verdicts.get(i), Some(Verdict::Tx(_))) {
-                *sent += 1;
-                rep.sent += 1;
-            }
-            pool.push(b);
-        });
-        rep
-    }
-
-    fn take_free(&mut self) -> Option<OwnedBuf> {
-        self.pool.pop()
-    }
-
-    fn put_free(&mut self, b: OwnedBuf) {
-        self.pool.push(b);
-    }
-}
-
 /// Frames out per second with `n` workers over `secs` (after one pass that creates every
 /// flow's conntrack entry at its owner), and the share of frames handed over.
 fn run(t: &Arc<Tables>, n: usize, secs: f64, presteered: bool) -> (f64, f64) {
@@ -109,9 +58,12 @@ fn run(t: &Arc<Tables>, n: usize, secs: f64, presteered: bool) -> (f64, f64) {
                 // Flows dealt round robin, or (presteered) each to its owner's queue, as a NIC
                 // with symmetric RSS matching the owner function would: the scaling ceiling.
                 let mine = |i: &usize| if presteered { owner(&t, *i, n) == k } else { i % n == k };
-                let frames = (0..REPLAYED).filter(mine).map(replayed_frame).collect();
-                let pool = (0..1024).map(|_| OwnedBuf::new(2048, DEFAULT_HEADROOM)).collect();
-                let mut be = Replay { frames, at: 0, pool, sent: 0 };
+                let mut be = MemoryBackend::new(8, 1024);
+                be.replay = true;
+                be.record_tx = false;
+                for i in (0..REPLAYED).filter(mine) {
+                    be.inject(IN_PORT, &replayed_frame(i));
+                }
                 let cfg = WorkerConfig {
                     index: k as u16,
                     count: n as u16,
@@ -127,7 +79,7 @@ fn run(t: &Arc<Tables>, n: usize, secs: f64, presteered: bool) -> (f64, f64) {
                     d.step(&mut be, &mut w, &mut batch, || (&*t, 10 * SEC));
                 }
                 go.wait();
-                let (sent0, handed0) = (be.sent, w.stats().events.handed_off);
+                let (sent0, handed0) = (be.sent(UPLINK), w.stats().events.handed_off);
                 let rx0 = w.stats().ports.iter().map(|p| p.rx_packets).sum::<u64>();
                 while !stop.load(Ordering::Relaxed) {
                     d.step(&mut be, &mut w, &mut batch, || (&*t, 10 * SEC));
@@ -137,7 +89,7 @@ fn run(t: &Arc<Tables>, n: usize, secs: f64, presteered: bool) -> (f64, f64) {
                 for _ in 0..64 {
                     d.step(&mut be, &mut w, &mut batch, || (&*t, 10 * SEC));
                 }
-                (be.sent - sent0, w.stats().events.handed_off - handed0, rx)
+                (be.sent(UPLINK) - sent0, w.stats().events.handed_off - handed0, rx)
             })
         })
         .collect();
@@ -165,7 +117,7 @@ fn main() {
         let mut bufs = [OwnedBuf::from_frame(&replayed_frame(7), IN_PORT)];
         let mut v = [Verdict::Drop(switch_core::drop::DropReason::NoRoute)];
         w.process(&t, 10 * SEC, &mut bufs, &mut v);
-        assert_eq!(v[0], Verdict::Tx(switch_core::testbed::UPLINK), "{:?}", bufs[0].data().len());
+        assert_eq!(v[0], Verdict::Tx(UPLINK), "{:?}", bufs[0].data().len());
     }
     let cpus = io_backends::sys::cpus();
     println!(

@@ -461,4 +461,58 @@ mod tests {
             assert_eq!(b.free_buffers(), BUFS);
         }
     }
+
+    /// A worker asleep in poll(2) wakes when another hands it a frame (the doorbell), long
+    /// before its poll would time out.
+    #[test]
+    fn a_sleeping_owner_is_woken_by_the_doorbell() {
+        let t = std::sync::Arc::new(tb::tables(Scale::default()));
+        let mut links = mesh::<switch_core::packet::OwnedBuf>(2, 64).unwrap();
+        let (l1, l0) = (links.pop(), links.pop());
+        // A flow worker 1 owns, to arrive at worker 0.
+        let sport = (40000u16..)
+            .find(|p| {
+                let x = Tuple {
+                    src: tb::POD_A_IP.parse::<std::net::IpAddr>().unwrap().into(),
+                    dst: tb::POD_B_IP.parse::<std::net::IpAddr>().unwrap().into(),
+                    sport: *p,
+                    dport: 9999,
+                };
+                owner_of(&t, x, proto::TCP, 2) == 1
+            })
+            .unwrap();
+        let (asleep_tx, asleep_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let t1 = std::sync::Arc::clone(&t);
+        let owner = std::thread::spawn(move || {
+            let mut be = MemoryBackend::new(5, BUFS);
+            let mut d = Dispatch::new(&mut be, l1);
+            let mut w = Worker::new(WorkerConfig { index: 1, count: 2, ..WorkerConfig::default() });
+            let mut batch = Batch::with_capacity(BATCH);
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_secs(30) {
+                if d.step(&mut be, &mut w, &mut batch, || (&*t1, 1_000)) == 0 && d.may_sleep() {
+                    let _ = asleep_tx.send(());
+                    be.wait(60_000);
+                    d.woke();
+                }
+                if be.sent(tb::POD_B) > 0 {
+                    let _ = done_tx.send(start.elapsed());
+                    return;
+                }
+            }
+        });
+        asleep_rx.recv().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut be = MemoryBackend::new(5, BUFS);
+        let mut d = Dispatch::new(&mut be, l0);
+        let mut w = Worker::new(WorkerConfig { index: 0, count: 2, ..WorkerConfig::default() });
+        let mut batch = Batch::with_capacity(BATCH);
+        be.inject(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::POD_B_IP, 9999, SYN));
+        assert_eq!(d.step(&mut be, &mut w, &mut batch, || (&*t, 1_000)), 1);
+        assert_eq!(w.stats().events.handed_off, 1);
+        let woke = done_rx.recv_timeout(std::time::Duration::from_secs(20));
+        assert!(woke.is_ok(), "the owner was not woken (its poll waits 60 s)");
+        owner.join().unwrap();
+    }
 }

@@ -21,6 +21,11 @@ pub struct MemoryBackend {
     /// Keep a copy of every transmitted frame for `take_tx` (on by default); off, frames are
     /// only counted and transmitting allocates nothing.
     pub record_tx: bool,
+    /// Put every received frame back at the end of the queue, so the injected frames are
+    /// received again and again (a load generator for benchmarks).
+    pub replay: bool,
+    /// Descriptors `wait` blocks on (a worker's doorbell); without any it returns at once.
+    fds: Vec<std::os::fd::RawFd>,
 }
 
 impl MemoryBackend {
@@ -34,6 +39,8 @@ impl MemoryBackend {
             burst: vec![0; ports],
             tx_ring: None,
             record_tx: true,
+            replay: false,
+            fds: Vec::new(),
         }
     }
 
@@ -73,9 +80,16 @@ impl Backend for MemoryBackend {
                 self.pool.push(buf);
                 break;
             };
-            if !buf.load(&frame, port, DEFAULT_HEADROOM) {
+            let loaded = buf.load(&frame, port, DEFAULT_HEADROOM);
+            if self.replay {
+                self.rx.push_back((port, frame));
+            }
+            if !loaded {
                 // Longer than a buffer: a real NIC would not have delivered it either.
                 self.pool.push(buf);
+                if self.replay {
+                    break;
+                }
                 continue;
             }
             if let Err(b) = batch.push(buf) {
@@ -121,6 +135,16 @@ impl Backend for MemoryBackend {
         self.rx.is_empty()
     }
 
+    fn wait(&mut self, timeout_ms: i32) {
+        if !self.fds.is_empty() && self.rx.is_empty() {
+            let _ = crate::sys::poll_readable(&self.fds, timeout_ms);
+        }
+    }
+
+    fn watch_fd(&mut self, fd: std::os::fd::RawFd) {
+        self.fds.push(fd);
+    }
+
     fn take_free(&mut self) -> Option<OwnedBuf> {
         self.pool.pop()
     }
@@ -158,6 +182,23 @@ mod tests {
         assert_eq!(m.take_tx(PortId(2)).len(), 2);
         assert_eq!(m.rx_burst(&mut b, &mut now), 1);
         assert!(m.exhausted());
+    }
+
+    #[test]
+    fn replay_receives_the_frames_again() {
+        let mut m = MemoryBackend::new(2, 8);
+        m.replay = true;
+        m.record_tx = false;
+        m.inject(PortId(0), &[1; 60]);
+        m.inject(PortId(0), &[2; 60]);
+        let mut b = Batch::with_capacity(5);
+        assert_eq!(m.rx_burst(&mut b, &mut 0), 5);
+        let firsts: Vec<u8> = b.as_slice().iter().map(|f| f.data()[0]).collect();
+        assert_eq!(firsts, vec![1, 2, 1, 2, 1]);
+        let v = [Verdict::Tx(PortId(1)); 5];
+        m.tx_burst(&mut b, &v, &mut |_, _| {});
+        assert_eq!((m.sent(PortId(1)), m.take_tx(PortId(1)).len()), (5, 0));
+        assert!(!m.exhausted());
     }
 
     #[test]
