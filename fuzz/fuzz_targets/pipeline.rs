@@ -1,13 +1,16 @@
 //! The whole pipeline on arbitrary frames arriving on any port of the reference node. Input:
-//! a sequence of [port byte, length byte, frame bytes...]; every frame must get a verdict and
-//! nothing may panic (NAT, encapsulation, refusals and ARP/ND replies included).
+//! a mode byte, then a sequence of [port byte, length byte, frame bytes...]; every frame must
+//! get a verdict and nothing may panic (NAT, encapsulation, refusals and ARP/ND replies
+//! included). Mode bit 0: policy reject mode; bit 1: a worker of two, which also decides each
+//! frame's flow owner between stage 1 and the rest (the handoff path).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use switch_core::drop::DropReason;
+use switch_core::packet::PacketBuf;
 use switch_core::packet::{OwnedBuf, PortId};
-use switch_core::pipeline::{Verdict, Worker, WorkerConfig};
+use switch_core::pipeline::{Verdict, Worker, WorkerConfig, BATCH};
 use switch_core::snapshot::Tables;
 use switch_core::testbed::{tables, Scale};
 
@@ -34,7 +37,20 @@ fuzz_target!(|data: &[u8]| {
         bufs.push(OwnedBuf::from_frame(&rest[2..end], port));
         rest = &rest[end..];
     }
-    let mut w = Worker::new(WorkerConfig { conntrack_flows: 256, affinity_entries: 64, max_ports: 8, ..WorkerConfig::default() });
+    let small = WorkerConfig { conntrack_flows: 256, affinity_entries: 64, max_ports: 8, ..WorkerConfig::default() };
+    if mode & 2 != 0 {
+        let mut w = Worker::new(WorkerConfig { count: 2, ..small });
+        let mut v = [Verdict::Drop(DropReason::NoRoute); BATCH];
+        for chunk in bufs.chunks_mut(BATCH) {
+            w.receive(t, chunk, 0);
+            for (i, b) in chunk.iter().enumerate() {
+                assert!(w.owner(t, b.data(), i) < 2);
+            }
+            w.process_received(t, 1, chunk, &mut v[..chunk.len()]);
+        }
+        return;
+    }
+    let mut w = Worker::new(small);
     let mut v = vec![Verdict::Drop(DropReason::NoRoute); bufs.len()];
     w.process(t, 1, &mut bufs, &mut v);
     // Run the same frames again: now some hit conntrack.
