@@ -267,7 +267,7 @@ fn describe(t: &switch_core::service::ServiceTable) -> Vec<String> {
             )
         })
         .collect();
-    out.push(format!("steered={}", t.steered()));
+    out.push(format!("steered={} index sizes={:?}", t.steered(), t.steering_sizes()));
     out.sort();
     out
 }

@@ -6,6 +6,9 @@
 //! for the same services and endpoints loaded with iptables-restore in a scratch namespace.
 //!
 //!   cargo run --release -p benches --example apply [-- SERVICES ENDPOINTS_PER_SERVICE POLICIES]
+//!
+//! `PODSWITCH_APPLY_WORKERS=2` measures a node with two workers, whose snapshots also carry
+//! the flow-owner index.
 
 use control::api::pb;
 use control::controller::Controller;
@@ -162,14 +165,17 @@ fn main() {
     let built = control::build::build_text(&text, std::path::Path::new("bench.toml"), &dir, 1).expect("base");
     let cfg: control::config::Config = toml::from_str(&text).expect("base");
     let cell = Arc::new(control::publish::SnapshotCell::new(built.tables));
-    let c = Arc::new(Controller::new(cfg, built.ports, Arc::clone(&cell), dir.clone(), None));
+    // PODSWITCH_APPLY_WORKERS=N: a node with N workers, whose snapshots also carry the
+    // flow-owner index (built whole in bulk, patched on single changes).
+    let workers: u16 = std::env::var("PODSWITCH_APPLY_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let c = Arc::new(Controller::new(cfg, built.ports, Arc::clone(&cell), dir.clone(), None).with_workers(workers));
     let socket = dir.join("podswitch.sock");
     let stop = Arc::new(AtomicBool::new(false));
     let l = control::api::server::bind(&socket).expect("bind");
     let server = control::api::server::spawn(Arc::clone(&c), l, socket.clone(), Arc::clone(&stop)).expect("serve");
     let yaml = manifests(services, per, policies);
     println!(
-        "podswitch apply benchmark: {services} services x {per} endpoints ({} endpoints), {policies} policies x 5 rules ({} rules), {:.1} MB of YAML",
+        "podswitch apply benchmark: {services} services x {per} endpoints ({} endpoints), {policies} policies x 5 rules ({} rules), {:.1} MB of YAML, {workers} worker(s)",
         services * per,
         policies * 5,
         yaml.len() as f64 / 1e6

@@ -6,6 +6,7 @@
 //! workers (which own their tables), answered between batches.
 
 use crate::api::pb;
+use crate::build::services::Steer;
 use crate::build::{self, PortSpec};
 use crate::config::{Config, RouteConfig};
 use crate::k8s::{self, Format, Key, Kind};
@@ -456,9 +457,22 @@ impl Controller {
                 }
             }
         }
-        let (table, _) = build::services::assemble(&services.compiled, services.ctx.steering)
+        let live = self.cell.load();
+        let steer = if !services.ctx.steering {
+            Steer::Off
+        } else {
+            // The live table's index with this change's services swapped: the undo list holds
+            // them as they were, the compiled map as they are now.
+            let changed = &undo[undo.len() - touched.len()..];
+            Steer::Patch {
+                prev: &live.services,
+                removed: changed.iter().filter_map(|(_, old)| old.as_deref()).collect(),
+                added: changed.iter().filter_map(|(k, _)| services.compiled.get(k).map(|c| &**c)).collect(),
+            }
+        };
+        let (table, _) = build::services::assemble(&services.compiled, steer)
             .map_err(|e| Refusal::Invalid(format!("services: {e}")))?;
-        Ok(self.cell.load().with_services(table, generation))
+        Ok(live.with_services(table, generation))
     }
 
     fn parse_manifests(&self, manifests: &[pb::Manifest]) -> Result<(Vec<k8s::Object>, Vec<String>), Refusal> {

@@ -104,6 +104,13 @@ pub(crate) struct CompiledService {
     pub external_name: Option<(String, String)>,
 }
 
+impl CompiledService {
+    /// Its ports and frontends, for patching a flow-owner index.
+    fn parts(&self) -> (&[Arc<ServicePort>], &[Frontend]) {
+        (&self.ports, &self.frontends)
+    }
+}
+
 /// What compiling one service needs besides the service.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceContext {
@@ -144,7 +151,7 @@ pub(crate) fn build(
         }
         compiled.insert(key, Arc::new(compile(i, s, ctx, cache)?));
     }
-    let (table, names) = assemble(&compiled, ctx.steering)
+    let (table, names) = assemble(&compiled, if ctx.steering { Steer::Full } else { Steer::Off })
         .map_err(|e| FieldError::new(Some(("services", 0)), "services", e.to_string()))?;
     Ok((table, names, compiled))
 }
@@ -155,11 +162,23 @@ pub(crate) type BuiltServices = (ServiceTable, Vec<(String, String)>, Compiled);
 /// Compiled services by (namespace, name).
 pub(crate) type Compiled = std::collections::BTreeMap<(String, String), Arc<CompiledService>>;
 
-/// Puts compiled services together into one table (in key order), with the steering data of
-/// several workers when `steering`; two services may not share a frontend.
+/// Whether and how a service table gets the flow-owner index of several workers.
+#[derive(Debug)]
+pub(crate) enum Steer<'a> {
+    /// One worker: no index.
+    Off,
+    /// Several workers: the index, built whole.
+    Full,
+    /// Several workers, some services changed: the previous table's index with the changed
+    /// services' ports and frontends swapped (`removed` as they were, `added` as they are).
+    Patch { prev: &'a ServiceTable, removed: Vec<&'a CompiledService>, added: Vec<&'a CompiledService> },
+}
+
+/// Puts compiled services together into one table (in key order), with the flow-owner index
+/// `steer` asks for; two services may not share a frontend.
 pub(crate) fn assemble(
     compiled: &Compiled,
-    steering: bool,
+    steer: Steer<'_>,
 ) -> Result<(ServiceTable, Vec<(String, String)>), switch_core::service::FrontendClash> {
     let mut ports = Vec::with_capacity(compiled.len());
     let mut frontends = Vec::with_capacity(compiled.len() * 2);
@@ -171,7 +190,16 @@ pub(crate) fn assemble(
         names.extend(c.external_name.clone());
     }
     let table = ServiceTable::build_shared(ports, frontends)?;
-    Ok((if steering { table.with_steering() } else { table }, names))
+    let table = match steer {
+        Steer::Off => table,
+        Steer::Full => table.with_steering(),
+        Steer::Patch { prev, removed, added } => table.with_steering_patched(
+            prev,
+            removed.into_iter().map(CompiledService::parts),
+            added.into_iter().map(CompiledService::parts),
+        ),
+    };
+    Ok((table, names))
 }
 
 /// Compiles service `s` (index `i` in its config, for error locations).

@@ -6,6 +6,7 @@ mod affinity;
 mod maglev;
 pub(crate) mod reject;
 pub(crate) mod stage;
+mod steering;
 mod table;
 
 pub use affinity::{AffinityKey, AffinityTable};

@@ -3,7 +3,7 @@
 use super::maglev::Maglev;
 use crate::addr::{Addr, Prefix};
 use crate::drop::DropReason;
-use crate::hash::{hash_words, FastMap, FastSet};
+use crate::hash::{hash_words, FastMap};
 use std::sync::Arc;
 
 /// Index of a service port in the table.
@@ -229,19 +229,9 @@ fn sticky_ports(ports: &[Arc<ServicePort>]) -> Vec<bool> {
 pub struct ServiceTable {
     frontends: FastMap<(Addr, u16, u8), Frontend>,
     ports: Vec<Arc<ServicePort>>,
-    /// Every backend's (address, port, protocol): the server end of service flows, which the
-    /// worker handoff uses to tell a flow's client from its server; true when the flows it
-    /// serves are owned by client address alone (see `sticky`).
-    servers: FastMap<(Addr, u16, u8), bool>,
-    /// By service port: its flows are owned by client address alone, not address and port,
-    /// because ClientIP affinity (a per-worker table) needs all of a client's connections on
-    /// one worker. True for ports with affinity and for every port that shares a backend with
-    /// one, transitively, so that a backend's replies have one rule whichever service they
-    /// came through.
-    sticky: Vec<bool>,
-    /// Every frontend's address (hairpin flows are source-NAT'd to it).
-    frontend_addrs: FastSet<Addr>,
-    steered: bool,
+    /// What the flow-owner rules of several workers look up (`service/steering.rs`); `None`
+    /// on a node with one worker.
+    steering: Option<Arc<super::steering::Steering>>,
 }
 
 /// Why a frontend set was rejected.
@@ -284,48 +274,73 @@ impl ServiceTable {
 
     /// Adds what the flow-owner rules of several workers look up (`pipeline/owner.rs`): the
     /// backends, the sticky ports and the frontend addresses. It touches every backend, so a
-    /// node with one worker does without it.
+    /// node with one worker does without it, and a change of a few services patches the
+    /// previous snapshot's index instead ([`ServiceTable::with_steering_patched`]).
     pub fn with_steering(mut self) -> ServiceTable {
-        self.sticky = sticky_ports(&self.ports);
-        let mut servers = FastMap::default();
-        for (p, &st) in self.ports.iter().zip(&self.sticky) {
-            for b in &p.spec.backends {
-                *servers.entry((b.addr, b.port, p.spec.proto)).or_insert(false) |= st;
-            }
-        }
-        self.servers = servers;
-        self.frontend_addrs = self.frontends.keys().map(|k| k.0).collect();
-        self.steered = true;
+        let sticky = sticky_ports(&self.ports);
+        let addrs = self.frontends.keys().map(|k| k.0);
+        self.steering = Some(Arc::new(super::steering::Steering::build(&self.ports, sticky, addrs)));
         self
     }
 
-    /// Whether [`ServiceTable::with_steering`] made this table.
-    pub fn steered(&self) -> bool {
-        self.steered
+    /// As [`ServiceTable::with_steering`], from the index of `prev` with the ports and
+    /// frontends of the changed services swapped (built whole when it cannot be patched).
+    pub fn with_steering_patched<'a>(
+        mut self,
+        prev: &ServiceTable,
+        removed: impl Iterator<Item = (&'a [Arc<ServicePort>], &'a [Frontend])>,
+        added: impl Iterator<Item = (&'a [Arc<ServicePort>], &'a [Frontend])>,
+    ) -> ServiceTable {
+        let (removed, added): (Vec<_>, Vec<_>) = (removed.collect(), added.collect());
+        let patched = prev.steering.as_ref().and_then(|st| {
+            st.patched(
+                removed.iter().flat_map(|(p, _)| p.iter().map(|p| &**p)),
+                added.iter().flat_map(|(p, _)| p.iter().map(|p| &**p)),
+                removed.iter().flat_map(|(_, f)| f.iter().map(|f| f.addr)),
+                added.iter().flat_map(|(_, f)| f.iter().map(|f| f.addr)),
+            )
+        });
+        match patched {
+            Some(st) => {
+                self.steering = Some(Arc::new(st));
+                self
+            }
+            None => self.with_steering(),
+        }
     }
 
-    #[inline]
-    pub fn lookup(&self, dst: Addr, port: u16, proto: u8) -> Option<&Frontend> {
-        self.frontends.get(&(dst, port, proto))
+    /// Whether the table carries the flow-owner index.
+    pub fn steered(&self) -> bool {
+        self.steering.is_some()
+    }
+
+    /// Distinct backends and frontend addresses in the flow-owner index.
+    pub fn steering_sizes(&self) -> Option<(usize, usize)> {
+        self.steering.as_ref().map(|s| s.sizes())
     }
 
     /// Whether `(addr, port)` is a backend of some service port of `proto`, and if so whether
     /// its flows are owned by client address alone.
     #[inline]
     pub fn backend_sticky(&self, addr: Addr, port: u16, proto: u8) -> Option<bool> {
-        self.servers.get(&(addr, port, proto)).copied()
+        self.steering.as_ref()?.backend_sticky(&(addr, port, proto))
     }
 
     /// Whether flows of service port `id` are owned by client address alone.
     #[inline]
     pub fn sticky(&self, id: ServicePortId) -> bool {
-        self.sticky.get(id.0 as usize).copied().unwrap_or(false)
+        self.steering.as_ref().is_some_and(|s| s.sticky(id.0 as usize))
     }
 
     /// Whether `addr` is the address of some frontend.
     #[inline]
     pub fn is_frontend_addr(&self, addr: Addr) -> bool {
-        self.frontend_addrs.contains(&addr)
+        self.steering.as_ref().is_some_and(|s| s.is_frontend_addr(&addr))
+    }
+
+    #[inline]
+    pub fn lookup(&self, dst: Addr, port: u16, proto: u8) -> Option<&Frontend> {
+        self.frontends.get(&(dst, port, proto))
     }
 
     #[inline]
