@@ -165,51 +165,19 @@ pub fn run(
             .with_workers(workers as u16)
             .with_services(built.services),
     );
-    let mut threads = Vec::with_capacity(workers);
-    let spawn = |i: usize, cmd_rx, start: Box<dyn FnOnce(Loop<'_>) + Send>| {
-        let l = (Arc::clone(&cell), Arc::clone(&reports[i]), Arc::clone(&stop), opts.clone(), modes.clone());
-        let cpu = (!opts.cpu.is_empty()).then(|| opts.cpu[i % opts.cpu.len()]);
-        std::thread::Builder::new().name(format!("psw-worker-{i}")).spawn(move || {
-            if let Some(cpu) = cpu {
-                if let Err(e) = io_backends::sys::pin_to_cpu(cpu) {
-                    log(&format!("cannot pin worker {i} to CPU {cpu}: {e}"));
-                }
-            }
-            let (cell, shared, stop, opts, modes) = l;
-            start(Loop {
-                cell: &cell,
-                stop: &stop,
-                shared: &shared,
-                opts: &opts,
-                cmds: &cmd_rx,
-                modes: &modes,
-                index: i as u16,
-            });
-        })
+    let start = Start {
+        cell: Arc::clone(&cell),
+        reports: reports.clone(),
+        stop: Arc::clone(&stop),
+        opts: opts.clone(),
+        modes,
+        configs: wcfgs,
+        controller: Arc::clone(&controller),
     };
-    macro_rules! start_workers {
-        ($bes:expr) => {{
-            let links = if workers > 1 {
-                io_backends::handoff::mesh(workers, HANDOFF_DEPTH)
-                    .map(|v| v.into_iter().map(Some).collect())
-                    .map_err(LiveError::Ports)?
-            } else {
-                vec![None]
-            };
-            for (i, (be, links)) in $bes.into_iter().zip(links).enumerate() {
-                let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCmd>();
-                controller.add_worker(cmd_tx);
-                let wcfg = wcfgs[i];
-                let t = spawn(i, cmd_rx, Box::new(move |l: Loop<'_>| worker_loop(be, links, Worker::new(wcfg), &l)))
-                    .map_err(|_| LiveError::Worker)?;
-                threads.push(t);
-            }
-        }};
-    }
-    match opened {
-        Opened::Xdp(bes) => start_workers!(bes),
-        Opened::Packet(bes) => start_workers!(bes),
-    }
+    let threads = match opened {
+        Opened::Xdp(bes) => start_workers(bes, &start)?,
+        Opened::Packet(bes) => start_workers(bes, &start)?,
+    };
 
     let apply_ns = Arc::clone(&controller.apply_ns);
     let api = match (listener, &opts.socket) {
@@ -280,6 +248,68 @@ pub fn run(
     let tables = (**cell.load()).clone();
     log("stopped; sockets closed");
     Ok((report, tables))
+}
+
+/// What every worker thread is started with.
+struct Start {
+    cell: Arc<SnapshotCell>,
+    reports: Vec<Arc<Mutex<Option<Report>>>>,
+    stop: Arc<AtomicBool>,
+    opts: LiveOptions,
+    modes: Vec<String>,
+    configs: Vec<switch_core::pipeline::WorkerConfig>,
+    controller: Arc<Controller>,
+}
+
+/// One pinned thread per backend, linked by handoff rings when there are several; if one
+/// cannot be started, the others are stopped before the error is returned.
+fn start_workers<B>(bes: Vec<B>, s: &Start) -> Result<Vec<std::thread::JoinHandle<()>>, LiveError>
+where
+    B: Backend + Send + 'static,
+    B::Buf: Send + 'static,
+{
+    let n = bes.len();
+    let links: Vec<Option<Links<B::Buf>>> = if n > 1 {
+        io_backends::handoff::mesh(n, HANDOFF_DEPTH).map_err(LiveError::Ports)?.into_iter().map(Some).collect()
+    } else {
+        vec![None]
+    };
+    let mut threads = Vec::with_capacity(n);
+    for (i, (be, links)) in bes.into_iter().zip(links).enumerate() {
+        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCmd>();
+        s.controller.add_worker(cmd_tx);
+        let (cell, shared, stop) = (Arc::clone(&s.cell), Arc::clone(&s.reports[i]), Arc::clone(&s.stop));
+        let (opts, modes, wcfg) = (s.opts.clone(), s.modes.clone(), s.configs[i]);
+        let cpu = (!opts.cpu.is_empty()).then(|| opts.cpu[i % opts.cpu.len()]);
+        let spawned = std::thread::Builder::new().name(format!("psw-worker-{i}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                if let Err(e) = io_backends::sys::pin_to_cpu(cpu) {
+                    log(&format!("cannot pin worker {i} to CPU {cpu}: {e}"));
+                }
+            }
+            let l = Loop {
+                cell: &cell,
+                stop: &stop,
+                shared: &shared,
+                opts: &opts,
+                cmds: &cmd_rx,
+                modes: &modes,
+                index: i as u16,
+            };
+            worker_loop(be, links, Worker::new(wcfg), &l);
+        });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(_) => {
+                s.stop.store(true, Ordering::Relaxed);
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(LiveError::Worker);
+            }
+        }
+    }
+    Ok(threads)
 }
 
 /// Frames a handoff ring holds between two workers.
