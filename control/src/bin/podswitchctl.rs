@@ -611,7 +611,7 @@ fn print_flows(r: &pb::ConntrackList, o: Output) -> Result<(), Fail> {
         print!("{}", render(&serde_json::json!({"flows": flows, "truncated": r.truncated}), o)?);
         return Ok(());
     }
-    let mut rows = vec![["PROTO", "SRC", "DST", "TO-SRC", "TO-DST", "STATE", "EXPIRES", "PKTS", "SERVICE"]
+    let mut rows = vec![["PROTO", "SRC", "DST", "TO-SRC", "TO-DST", "STATE", "EXPIRES", "PKTS", "SERVICE", "WORKER"]
         .map(String::from)
         .to_vec()];
     for f in &r.flows {
@@ -625,6 +625,7 @@ fn print_flows(r: &pb::ConntrackList, o: Output) -> Result<(), Fail> {
             format!("{}s", f.expires_in_ms / 1000),
             f.packets.to_string(),
             if f.service.is_empty() { "-".into() } else { f.service.clone() },
+            f.worker.to_string(),
         ]);
     }
     table(rows);
