@@ -289,6 +289,15 @@ fn podswitchctl_exit_codes_and_output() {
     let (code, out, _) = run(&["trace", "tcp", "10.244.1.5:40000", "->", "10.96.2.2:80"]);
     assert_eq!(code, 0);
     assert!(out.contains("FORWARDED (z-c)"), "{out}");
+    // Options after the packet, with `->` or `to` or neither between its ends.
+    for arrow in [&["->"][..], &["to"], &[]] {
+        let mut args = vec!["trace", "tcp", "10.244.1.5:40000"];
+        args.extend_from_slice(arrow);
+        args.extend_from_slice(&["10.96.2.2:80", "--in", "x/b", "-o", "json"]);
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains("\"verdict\"") && out.contains("x-b"), "{args:?}: {out}");
+    }
     let (code, out, _) = run(&["stats"]);
     assert_eq!(code, 0);
     assert!(out.contains("PORT") && out.contains("x-a"), "{out}");

@@ -191,6 +191,10 @@ fn pods_talk_through_podswitch_on_af_xdp() {
     let workers: std::collections::BTreeSet<u64> =
         v["flows"].as_array().expect("flows").iter().filter_map(|f| f["worker"].as_u64()).collect();
     assert_eq!(workers.into_iter().collect::<Vec<_>>(), vec![0, 1], "{out}");
+    // A trace says which worker owns a flow and why.
+    let (code, out, err) = c.ctl(&["trace", "tcp", "10.244.1.10:40000", "to", "10.96.0.10:80", "--in", "client"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("of 2 owns the flow (to a frontend: by the client's address and port)"), "{out}");
     // Clean shutdown: programs detached, nothing left on the interfaces.
     let pid = std::fs::read_to_string(c.rundir.join("podswitchd.pid")).unwrap_or_default();
     let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();

@@ -723,7 +723,8 @@ impl Controller {
             input: req.r#in.clone(),
             tcp_flags: req.tcp_flags.clone(),
         };
-        let r = crate::trace::run(&t, &selecting, &spec).map_err(Refusal::Invalid)?;
+        let workers = self.workers_running.unwrap_or(1);
+        let r = crate::trace::run(&t, &selecting, &spec, workers).map_err(Refusal::Invalid)?;
         Ok(pb::TraceResponse {
             generation: t.generation,
             steps: r.steps.into_iter().map(|(stage, result)| pb::TraceStep { stage, result }).collect(),

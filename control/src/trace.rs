@@ -83,8 +83,9 @@ pub fn selecting(cfg: &Config, ns: &str, name: &str, egress: bool) -> Vec<String
 /// asked only when a denial needs them.
 pub type Selecting<'a> = &'a dyn Fn(&str, &str, bool) -> Vec<String>;
 
-/// Runs `spec` through the pipeline on `t`; `selecting` names the policies behind a denial.
-pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec) -> Result<TraceResult, String> {
+/// Runs `spec` through the pipeline on `t`; `selecting` names the policies behind a denial;
+/// with several `workers`, the trace says which one owns the flow and by which rule.
+pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16) -> Result<TraceResult, String> {
     let reject_mode = t.policy_reject;
     let proto = spec.protocol.to_ascii_lowercase();
     let icmp = proto == "icmp" || proto == "icmpv6";
@@ -202,6 +203,10 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec) -> Result<Tra
                 ep_name(b)
             ),
         );
+    }
+    if workers > 1 && c.meta.proto != 0 {
+        let (owner, rule) = switch_core::pipeline::owner::decide(t, c.orig, c.meta.proto, workers);
+        step(&mut r, "worker", format!("worker {owner} of {workers} owns the flow ({rule}); others hand it over"));
     }
     step(
         &mut r,

@@ -84,7 +84,7 @@ enum Cmd {
     /// `trace tcp 10.244.1.5:40000 to 10.96.0.10:80 --in client` (or a quoted '->').
     Trace {
         /// PROTOCOL SRC [->] DST
-        #[arg(num_args = 3..=4, value_name = "PROTOCOL SRC -> DST", allow_hyphen_values = true)]
+        #[arg(num_args = 3..=4, value_name = "PROTOCOL SRC -> DST", action = clap::ArgAction::Set)]
         packet: Vec<String>,
         /// Port, pod (`name` or `ns/name`) or `node:<name>` the packet enters by.
         #[arg(long = "in", default_value = "")]
@@ -166,7 +166,10 @@ impl From<tonic::Status> for Fail {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A quoted '->' between a trace's source and destination reads as `to`: clap would take
+    // it for an option (it starts with a hyphen), and letting the packet take hyphen values
+    // would swallow the options after it.
+    let cli = Cli::parse_from(std::env::args_os().map(|a| if a == "->" { "to".into() } else { a }));
     if let Cmd::Completions { shell } = cli.cmd {
         clap_complete::generate(shell, &mut Cli::command(), "podswitchctl", &mut std::io::stdout());
         return ExitCode::SUCCESS;

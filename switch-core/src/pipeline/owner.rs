@@ -55,8 +55,47 @@ pub fn flow_owner(t: &Tables, frame: &[u8], c: &PacketCtx, shard: Shard) -> u16 
     owner_of(t, tuple, proto, shard.count)
 }
 
+/// Which of the module's rules gave a flow's owner (for traces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerRule {
+    /// 1: from a SNAT address and port: the port's share.
+    SnatSource,
+    /// 2: to a frontend: the client; `sticky` by its address alone.
+    Frontend { sticky: bool },
+    /// 3: to a SNAT address and port: the port's share.
+    SnatReply,
+    /// 4: to a service backend: the client.
+    ToBackend { sticky: bool },
+    /// 5: from a service backend: the destination.
+    FromBackend { sticky: bool },
+    /// 6: a hash of both ends.
+    Symmetric,
+}
+
+impl core::fmt::Display for OwnerRule {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let client = |sticky: bool| if sticky { "address (ClientIP affinity)" } else { "address and port" };
+        match *self {
+            OwnerRule::SnatSource => write!(f, "the SNAT-port share its source port is in"),
+            OwnerRule::Frontend { sticky } => write!(f, "to a frontend: by the client's {}", client(sticky)),
+            OwnerRule::SnatReply => write!(f, "to a source-NAT address: the SNAT-port share its port is in"),
+            OwnerRule::ToBackend { sticky } => write!(f, "to a service backend: by the client's {}", client(sticky)),
+            OwnerRule::FromBackend { sticky } => {
+                write!(f, "from a service backend: by the destination's {}", client(sticky))
+            }
+            OwnerRule::Symmetric => write!(f, "by a hash of both ends"),
+        }
+    }
+}
+
 /// The owner of the flow a packet with `tuple` belongs to (see the module's rules).
 pub fn owner_of(t: &Tables, x: Tuple, proto: u8, count: u16) -> u16 {
+    decide(t, x, proto, count).0
+}
+
+/// The owner of the flow of a packet with tuple `x`, and the rule that decided it.
+pub fn decide(t: &Tables, x: Tuple, proto: u8, count: u16) -> (u16, OwnerRule) {
+    let count = count.max(1);
     let svc = &t.services;
     let snat_addr = |a: Addr| t.node.addr_like(a) == Some(a) || svc.is_frontend_addr(a);
     let by_client = |a: Addr, port: u16, sticky: bool| {
@@ -64,25 +103,26 @@ pub fn owner_of(t: &Tables, x: Tuple, proto: u8, count: u16) -> u16 {
         (hash_words(t.hash_seed, &[a.hi(), a.lo(), port]) % u64::from(count)) as u16
     };
     if let Some(w) = snat_port_owner(x.sport, count).filter(|_| snat_addr(x.src)) {
-        return w;
+        return (w, OwnerRule::SnatSource);
     }
     if let Some(fe) = svc.lookup(x.dst, x.dport, proto) {
-        return by_client(x.src, x.sport, svc.sticky(fe.target));
+        let sticky = svc.sticky(fe.target);
+        return (by_client(x.src, x.sport, sticky), OwnerRule::Frontend { sticky });
     }
     if let Some(w) = snat_port_owner(x.dport, count).filter(|_| snat_addr(x.dst)) {
-        return w;
+        return (w, OwnerRule::SnatReply);
     }
     if let Some(sticky) = svc.backend_sticky(x.dst, x.dport, proto) {
-        return by_client(x.src, x.sport, sticky);
+        return (by_client(x.src, x.sport, sticky), OwnerRule::ToBackend { sticky });
     }
     if let Some(sticky) = svc.backend_sticky(x.src, x.sport, proto) {
-        return by_client(x.dst, x.dport, sticky);
+        return (by_client(x.dst, x.dport, sticky), OwnerRule::FromBackend { sticky });
     }
     let a = (x.src.hi(), x.src.lo(), x.sport);
     let b = (x.dst.hi(), x.dst.lo(), x.dport);
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     let ports = u64::from(lo.2) << 16 | u64::from(hi.2) | u64::from(proto) << 32;
-    (hash_words(t.hash_seed, &[lo.0, lo.1, hi.0, hi.1, ports]) % u64::from(count)) as u16
+    ((hash_words(t.hash_seed, &[lo.0, lo.1, hi.0, hi.1, ports]) % u64::from(count)) as u16, OwnerRule::Symmetric)
 }
 
 #[cfg(test)]
@@ -223,6 +263,29 @@ mod tests {
                 assert_eq!(used, usize::from(count), "{what} spreads over {count} workers: {:?}", seen[k]);
             }
         }
+    }
+
+    #[test]
+    fn each_kind_of_flow_is_decided_by_its_rule() {
+        let t = tb::tables(Scale::default());
+        let a = |s: &str| Addr::from(ip(s));
+        let x = |src: &str, sport, dst: &str, dport| Tuple { src: a(src), dst: a(dst), sport, dport };
+        let tcp = crate::wire::proto::TCP;
+        let cases = [
+            (x(tb::POD_A_IP, 40000, tb::WEB_VIP, 80), OwnerRule::Frontend { sticky: false }),
+            (x(tb::POD_B_IP, 8080, tb::POD_A_IP, 40000), OwnerRule::FromBackend { sticky: false }),
+            (x(tb::POD_A_IP, 40000, tb::POD_B_IP, 8080), OwnerRule::ToBackend { sticky: false }),
+            (x(tb::POD_B_IP, 8080, tb::NODE_IP, 40000), OwnerRule::SnatReply),
+            (x(tb::NODE_IP, 40000, tb::POD_B_IP, 8080), OwnerRule::SnatSource),
+            (x(tb::POD_A_IP, 40000, tb::POD_B_IP, 9999), OwnerRule::Symmetric),
+        ];
+        for (tuple, rule) in cases {
+            assert_eq!(decide(&t, tuple, tcp, 2).1, rule, "{tuple:?}");
+        }
+        let st = sticky_tables();
+        assert_eq!(decide(&st, cases[0].0, tcp, 2).1, OwnerRule::Frontend { sticky: true });
+        assert_eq!(decide(&st, cases[1].0, tcp, 2).1, OwnerRule::FromBackend { sticky: true });
+        assert!(OwnerRule::Frontend { sticky: true }.to_string().contains("ClientIP affinity"));
     }
 
     #[test]
