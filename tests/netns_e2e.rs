@@ -352,6 +352,10 @@ fn scenario(c: &Cluster) {
     let m = String::from_utf8_lossy(&o.stdout);
     assert!(m.contains("podswitch_drops_total{port=\"client\",reason=\"policy_denied_ingress\"}"), "metrics: {m}");
     assert!(m.contains("podswitch_port_rx_packets_total{port=\"client\"}"), "metrics: {m}");
+    // Both workers (the scenario runs two) report what they received.
+    for w in ["0", "1"] {
+        assert!(m.contains(&format!("podswitch_worker_rx_packets_total{{worker=\"{w}\"}}")), "metrics: {m}");
+    }
     c.reload_with("");
     let (code, body) = c.curl("http://10.96.0.10/", 3);
     assert_eq!(code, 0, "access restored: {body}");

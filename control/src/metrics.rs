@@ -1,6 +1,6 @@
 //! Prometheus metrics over HTTP on a loopback address: packets and bytes per port, drops per
 //! port and reason, conntrack entries, table sizes, the snapshot generation and how long the
-//! last apply took. A small blocking server on its own thread; it reads only the counters the
+//! last apply took, and per worker what it received, handed over and holds. A small blocking server on its own thread; it reads only the counters the
 //! worker publishes, never the worker's state.
 
 use crate::publish::SnapshotCell;
@@ -13,6 +13,38 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switch_core::drop::DropReason;
 use switch_core::snapshot::Tables;
+
+/// A per-worker series: name, help, type and how to read it from a worker's report.
+type Series = (&'static str, &'static str, &'static str, fn(&Report) -> u64);
+
+/// Per-worker series (label `worker`), so that an operator sees how the load spreads: frames
+/// received, frames handed to another worker, conntrack entries held.
+pub fn render_workers(reports: &[Option<Report>]) -> String {
+    let mut s = String::new();
+    let series: [Series; 3] = [
+        ("podswitch_worker_rx_packets_total", "Frames a worker received from its queues.", "counter", |r| {
+            r.stats.ports.iter().map(|p| p.rx_packets).sum()
+        }),
+        (
+            "podswitch_worker_handed_off_total",
+            "Frames a worker handed to the worker owning their flow.",
+            "counter",
+            |r| r.stats.events.handed_off,
+        ),
+        ("podswitch_worker_conntrack_entries", "Conntrack entries a worker holds.", "gauge", |r| {
+            r.conntrack_entries as u64
+        }),
+    ];
+    for (metric, help, kind, get) in series {
+        let _ = writeln!(s, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+        for (i, r) in reports.iter().enumerate() {
+            if let Some(r) = r {
+                let _ = writeln!(s, "{metric}{{worker=\"{i}\"}} {}", get(r));
+            }
+        }
+    }
+    s
+}
 
 /// Renders the counters in the Prometheus text exposition format (version 0.0.4).
 pub fn render(r: &Report, t: &Tables, apply_ns: u64) -> String {
@@ -108,8 +140,10 @@ fn answer(mut c: TcpStream, src: &Sources) -> io::Result<()> {
     let n = c.read(&mut buf)?;
     let req = String::from_utf8_lossy(&buf[..n]);
     let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET /metrics?") {
-        let body =
-            Report::sum(&src.reports).map(|r| render(&r, &src.cell.load(), src.apply_ns.load(Ordering::Relaxed)));
+        let body = Report::sum(&src.reports).map(|r| {
+            let each: Vec<Option<Report>> = src.reports.iter().map(|r| r.lock().ok().and_then(|g| g.clone())).collect();
+            render(&r, &src.cell.load(), src.apply_ns.load(Ordering::Relaxed)) + &render_workers(&each)
+        });
         ("200 OK", body.unwrap_or_default())
     } else {
         ("404 Not Found", "try /metrics\n".to_string())
@@ -142,6 +176,12 @@ mod tests {
         assert!(m.contains("podswitch_drops_total{port=\"pod-a\",reason=\"spoofed_ip\"} 2\n"));
         assert!(m.contains("podswitch_tables_generation 3\n"));
         assert!(m.contains("podswitch_snapshot_apply_seconds 0.0015\n"));
+        let mut second = r.clone();
+        second.stats.events.handed_off = 7;
+        let m = m + &render_workers(&[Some(r.clone()), None, Some(second)]);
+        assert!(m.contains("podswitch_worker_rx_packets_total{worker=\"0\"} 5\n"), "{m}");
+        assert!(m.contains("podswitch_worker_handed_off_total{worker=\"2\"} 7\n"), "{m}");
+        assert!(!m.contains("worker=\"1\""), "a worker that has not published yet is left out");
         // Every sample line is `name{labels} value` or `name value`, after HELP and TYPE.
         for line in m.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').expect("sample");
