@@ -6,7 +6,7 @@
 //! workers (which own their tables), answered between batches.
 
 use crate::api::pb;
-use crate::build::services::Steer;
+use crate::build::services::{CompiledService, Steer};
 use crate::build::{self, PortSpec};
 use crate::config::{Config, RouteConfig};
 use crate::k8s::{self, Format, Key, Kind};
@@ -248,11 +248,7 @@ impl Controller {
     /// service change is already incremental.
     pub fn with_services(self, s: build::ServicesState) -> Controller {
         if let Ok(mut st) = self.state.lock() {
-            let mut live = LiveServices::from(s);
-            if let Some(n) = self.workers_running {
-                live.ctx.steering = n > 1;
-            }
-            st.services = Some(live);
+            st.services = Some(LiveServices::from(s));
         }
         self
     }
@@ -458,7 +454,9 @@ impl Controller {
             }
         }
         let live = self.cell.load();
-        let steer = if !services.ctx.steering {
+        // The workers that run decide, not the figure the services were first built with.
+        let steering = self.workers_running.map_or(services.ctx.steering, |n| n > 1);
+        let steer = if !steering {
             Steer::Off
         } else {
             // The live table's index with this change's services swapped: the undo list holds
@@ -466,8 +464,8 @@ impl Controller {
             let changed = &undo[undo.len() - touched.len()..];
             Steer::Patch {
                 prev: &live.services,
-                removed: changed.iter().filter_map(|(_, old)| old.as_deref()).collect(),
-                added: changed.iter().filter_map(|(k, _)| services.compiled.get(k).map(|c| &**c)).collect(),
+                removed: changed.iter().filter_map(|(_, old)| old.as_deref().map(CompiledService::parts)).collect(),
+                added: changed.iter().filter_map(|(k, _)| services.compiled.get(k).map(|c| c.parts())).collect(),
             }
         };
         let (table, _) = build::services::assemble(&services.compiled, steer)

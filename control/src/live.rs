@@ -350,9 +350,9 @@ fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worke
             idle = 0;
         }
         // Control requests (conntrack list/flush) and counters every 64 rounds (a round is a
-        // batch, or one empty poll), so idle polling reads no clock.
+        // batch, or one empty poll) and after each sleep, so polling rarely reads the clock.
         round = round.wrapping_add(1);
-        if !round.is_multiple_of(64) && n > 0 || !round.is_multiple_of(1024) && n == 0 && idle < opts.busy_polls {
+        if !round.is_multiple_of(64) && idle < opts.busy_polls {
             continue;
         }
         if let Ok(cmd) = cmds.try_recv() {

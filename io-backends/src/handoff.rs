@@ -1,6 +1,6 @@
 //! Several workers on one node: each frame is processed by the worker that owns its flow
 //! (`switch_core::pipeline::owner`), whichever worker received it. Every ordered pair of
-//! workers has a ring of frames (with the packet context stage 1 filled, so the owner does not
+//! workers has a ring of frames (with what stage 1 learned about each, so the owner does not
 //! parse again) and a ring back of free buffers: a worker pays for each frame it takes with a
 //! free buffer of its own, so every worker's pool keeps its size and nothing allocates. With
 //! AF_XDP all workers share one UMEM, so a frame changes hands as a descriptor, never copied.
@@ -71,10 +71,6 @@ impl<T> std::fmt::Debug for Links<T> {
 }
 
 impl<T> Links<T> {
-    pub fn index(&self) -> usize {
-        self.me
-    }
-
     /// This worker's doorbell, to add to what its backend waits on.
     pub fn doorbell(&self) -> RawFd {
         self.bells[self.me].fd()
@@ -138,8 +134,6 @@ pub struct Dispatch<B: Backend> {
     links: Option<Links<B::Buf>>,
     keep: Batch<B::Buf>,
     verdicts: [Verdict; BATCH],
-    /// Owners to ring after a batch, as a bit set.
-    rung: u64,
 }
 
 impl<B: Backend> std::fmt::Debug for Dispatch<B> {
@@ -155,12 +149,7 @@ impl<B: Backend> Dispatch<B> {
         if let Some(l) = &links {
             be.watch_fd(l.doorbell());
         }
-        Dispatch {
-            links,
-            keep: Batch::with_capacity(BATCH),
-            verdicts: [Verdict::Drop(DropReason::NoRoute); BATCH],
-            rung: 0,
-        }
+        Dispatch { links, keep: Batch::with_capacity(BATCH), verdicts: [Verdict::Drop(DropReason::NoRoute); BATCH] }
     }
 
     /// One round; returns how many frames it took in, received or handed over (0: nothing to
@@ -251,7 +240,8 @@ impl<B: Backend> Dispatch<B> {
             return;
         }
         let keep = &mut self.keep;
-        let rung = &mut self.rung;
+        // Owners that got frames (a bit set, workers are at most 64), to publish and ring after.
+        let mut rung = 0u64;
         let mut k = 0;
         batch.drain_into(|i, buf| {
             let owner = usize::from(owners[i]);
@@ -274,7 +264,7 @@ impl<B: Backend> Dispatch<B> {
             match to.push(Handed { buf, rx }) {
                 Ok(()) => {
                     w.count_handoff(port, true);
-                    *rung |= 1 << (owner % 64);
+                    rung |= 1 << (owner % 64);
                 }
                 Err(h) => {
                     w.count_handoff(port, false);
@@ -284,14 +274,13 @@ impl<B: Backend> Dispatch<B> {
         });
         std::mem::swap(batch, &mut self.keep);
         for (j, (to, bell)) in l.to.iter_mut().zip(&l.bells).enumerate() {
-            if self.rung & (1 << (j % 64)) != 0 {
+            if rung & (1 << (j % 64)) != 0 {
                 if let Some(to) = to {
                     to.publish();
                 }
                 bell.ring();
             }
         }
-        self.rung = 0;
     }
 
     /// Before sleeping: announces it, and says whether sleeping is safe (no frame was handed

@@ -82,6 +82,3 @@ impl BuildHasher for FastBuild {
 
 /// A `HashMap` with the fast hasher, for tables built off the packet path.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, FastBuild>;
-
-/// A `HashSet` with the fast hasher.
-pub type FastSet<K> = std::collections::HashSet<K, FastBuild>;

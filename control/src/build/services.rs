@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use switch_core::addr::{Addr, Prefix};
 use switch_core::service::{
-    Backend, BackendState, Frontend, FrontendKind, ServicePort, ServicePortId, ServicePortSpec, ServiceTable,
+    Backend, BackendState, Frontend, FrontendKind, Parts, ServicePort, ServicePortId, ServicePortSpec, ServiceTable,
 };
 use switch_core::snapshot::NodeInfo;
 
@@ -106,7 +106,7 @@ pub(crate) struct CompiledService {
 
 impl CompiledService {
     /// Its ports and frontends, for patching a flow-owner index.
-    fn parts(&self) -> (&[Arc<ServicePort>], &[Frontend]) {
+    pub fn parts(&self) -> Parts<'_> {
         (&self.ports, &self.frontends)
     }
 }
@@ -171,7 +171,7 @@ pub(crate) enum Steer<'a> {
     Full,
     /// Several workers, some services changed: the previous table's index with the changed
     /// services' ports and frontends swapped (`removed` as they were, `added` as they are).
-    Patch { prev: &'a ServiceTable, removed: Vec<&'a CompiledService>, added: Vec<&'a CompiledService> },
+    Patch { prev: &'a ServiceTable, removed: Vec<Parts<'a>>, added: Vec<Parts<'a>> },
 }
 
 /// Puts compiled services together into one table (in key order), with the flow-owner index
@@ -193,11 +193,7 @@ pub(crate) fn assemble(
     let table = match steer {
         Steer::Off => table,
         Steer::Full => table.with_steering(),
-        Steer::Patch { prev, removed, added } => table.with_steering_patched(
-            prev,
-            removed.into_iter().map(CompiledService::parts),
-            added.into_iter().map(CompiledService::parts),
-        ),
+        Steer::Patch { prev, removed, added } => table.with_steering_patched(prev, &removed, &added),
     };
     Ok((table, names))
 }

@@ -141,13 +141,7 @@ pub struct AfPacketBackend {
 }
 
 impl AfPacketBackend {
-    /// Opens every `(port, interface)`; `ports` is the number of switch ports.
-    pub fn open(interfaces: &[(PortId, String)], ports: usize, buffers: usize) -> io::Result<AfPacketBackend> {
-        let mut all = Self::open_workers(interfaces, ports, buffers, 1)?;
-        all.pop().ok_or_else(|| io::Error::other("no backend opened"))
-    }
-
-    /// One backend per worker, each with its own socket and rings on every port. With several
+    /// One backend per worker (`ports` is the number of switch ports), each with its own socket and rings on every port. With several
     /// workers the sockets of a port form a fanout group (PACKET_FANOUT_HASH), so the kernel
     /// gives each frame to one of them by flow hash instead of a copy to every socket.
     pub fn open_workers(

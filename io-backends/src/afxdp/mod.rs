@@ -114,14 +114,7 @@ fn errno(e: xdpilone::Errno) -> io::Error {
 }
 
 impl AfXdpBackend {
-    /// Opens every `(port, interface)` for one worker, trying zero-copy first and copy mode
-    /// after.
-    pub fn open(interfaces: &[(PortId, String)], ports: usize) -> io::Result<AfXdpBackend> {
-        let mut all = Self::open_workers(interfaces, ports, 1)?;
-        all.pop().ok_or_else(|| io::Error::other("no backend opened"))
-    }
-
-    /// One backend per worker. Worker `w` serves receive queues `q` with `q % workers == w` of
+    /// One backend per worker, trying zero-copy first and copy mode after. Worker `w` serves receive queues `q` with `q % workers == w` of
     /// every port, so every port needs at least `workers` queues; all sockets share one UMEM,
     /// so frames move between workers without a copy, and each worker starts with its own
     /// share of the frames.

@@ -129,11 +129,6 @@ impl Worker {
         }
     }
 
-    /// Which worker this is, of how many.
-    pub fn shard(&self) -> Shard {
-        self.shard
-    }
-
     /// Runs the pipeline over `pkts` at time `now` (nanoseconds, any epoch, monotonic);
     /// `verdicts[i]` says what to do with `pkts[i]`. `verdicts` must be at least as long.
     pub fn process<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], verdicts: &mut [Verdict]) {

@@ -18,9 +18,9 @@
 //! proxy, is not stuck on one core), except for services with ClientIP affinity: their flows
 //! go by the client's address alone, so all of a client's connections meet its affinity entry
 //! (a per-worker table) on one worker. Every service sharing a backend with such a service
-//! does the same, so a backend's replies follow one rule (`ServiceTable::sticky`). An ICMP error is
-//! owned by the flow whose packet it quotes. Frames without a flow (ARP, neighbour discovery,
-//! frames already dropped by the receive stage) stay where they arrived.
+//! does the same, so a backend's replies follow one rule (`service/steering.rs`). An ICMP
+//! error is owned by the flow whose packet it quotes. Frames without a flow (ARP, neighbour
+//! discovery, frames already dropped by the receive stage) stay where they arrived.
 //!
 //! What this cannot tell apart, documented rather than hidden: a client whose own source port
 //! is also a backend's port on its address (rule 4 and 5 both match; in practice a listening

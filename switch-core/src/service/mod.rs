@@ -13,6 +13,6 @@ pub use affinity::{AffinityKey, AffinityTable};
 pub use maglev::{table_size_for, Maglev, MaglevCache, MaglevInput, DEFAULT_TABLE_SIZE};
 pub use stage::Shard;
 pub use table::{
-    Backend, BackendState, Frontend, FrontendClash, FrontendKind, ServicePort, ServicePortId, ServicePortSpec,
+    Backend, BackendState, Frontend, FrontendClash, FrontendKind, Parts, ServicePort, ServicePortId, ServicePortSpec,
     ServiceTable,
 };

@@ -27,11 +27,17 @@ pub struct Shard {
     pub count: u16,
 }
 
+/// SNAT ports per worker of `count`: worker i owns ports `SNAT_LO + k * count + i` for `k`
+/// below this.
+fn snat_slots(count: u32) -> u32 {
+    (SNAT_HI - SNAT_LO + 1) / count
+}
+
 /// The worker whose share of SNAT ports `port` belongs to (`None` outside the SNAT range, or
 /// in its remainder that no worker allocates from).
 pub fn snat_port_owner(port: u16, count: u16) -> Option<u16> {
     let count = u32::from(count.max(1));
-    let slots = (SNAT_HI - SNAT_LO + 1) / count;
+    let slots = snat_slots(count);
     let p = u32::from(port);
     if p < SNAT_LO || p >= SNAT_LO + slots * count {
         return None;
@@ -41,7 +47,7 @@ pub fn snat_port_owner(port: u16, count: u16) -> Option<u16> {
 
 fn alloc_snat_port(ct: &Conntrack, proto: u8, mut x: Tuple, hash: u64, shard: Shard, now: u64) -> Option<u16> {
     let count = u32::from(shard.count.max(1));
-    let slots = (SNAT_HI - SNAT_LO + 1) / count;
+    let slots = snat_slots(count);
     let start = (mix64(hash) % u64::from(slots)) as u32;
     for k in 0..SNAT_TRIES {
         let p = SNAT_LO + ((start + k) % slots) * count + u32::from(shard.index);

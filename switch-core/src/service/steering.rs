@@ -70,6 +70,33 @@ impl<K: Hash + Eq + Copy> Counted<K> {
     }
 }
 
+/// Which service ports are sticky: those with ClientIP affinity, and every port reachable from
+/// one through shared backends.
+fn sticky_ports(ports: &[Arc<ServicePort>]) -> Vec<bool> {
+    let mut sticky: Vec<bool> = ports.iter().map(|p| p.spec.affinity_timeout_s.is_some()).collect();
+    let mut todo: Vec<usize> = (0..ports.len()).filter(|i| sticky[*i]).collect();
+    if todo.is_empty() {
+        return sticky;
+    }
+    let mut by_backend: FastMap<(Addr, u16, u8), Vec<usize>> = FastMap::default();
+    for (i, p) in ports.iter().enumerate() {
+        for b in &p.spec.backends {
+            by_backend.entry((b.addr, b.port, p.spec.proto)).or_default().push(i);
+        }
+    }
+    while let Some(i) = todo.pop() {
+        for b in &ports[i].spec.backends {
+            for &j in by_backend.get(&(b.addr, b.port, ports[i].spec.proto)).into_iter().flatten() {
+                if !sticky[j] {
+                    sticky[j] = true;
+                    todo.push(j);
+                }
+            }
+        }
+    }
+    sticky
+}
+
 /// The index of one snapshot's services.
 #[derive(Debug, Clone)]
 pub struct Steering {
@@ -80,12 +107,9 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// The index of `ports` (with their stickiness) and frontend addresses, built whole.
-    pub fn build(
-        ports: &[Arc<ServicePort>],
-        sticky: Vec<bool>,
-        frontend_addrs: impl Iterator<Item = Addr>,
-    ) -> Steering {
+    /// The index of `ports` and frontend addresses, built whole.
+    pub fn build(ports: &[Arc<ServicePort>], frontend_addrs: impl Iterator<Item = Addr>) -> Steering {
+        let sticky = sticky_ports(ports);
         let mut servers = Counted::new();
         for (i, p) in ports.iter().enumerate() {
             let st = sticky.get(i).copied().unwrap_or(false);
@@ -103,13 +127,16 @@ impl Steering {
 
     /// This index with the ports and frontend addresses of changed services swapped; `None`
     /// when it cannot be patched (some port is or was sticky), so the caller builds it whole.
-    pub fn patched<'a>(
+    pub fn patched(
         &self,
-        removed: impl Iterator<Item = &'a ServicePort>,
-        added: impl Iterator<Item = &'a ServicePort>,
-        removed_addrs: impl Iterator<Item = Addr>,
-        added_addrs: impl Iterator<Item = Addr>,
+        removed: &[&ServicePort],
+        added: &[&ServicePort],
+        removed_addrs: &[Addr],
+        added_addrs: &[Addr],
     ) -> Option<Steering> {
+        if added.iter().any(|p| p.spec.affinity_timeout_s.is_some()) {
+            return None;
+        }
         if !self.sticky.is_empty() {
             return None;
         }
@@ -120,17 +147,14 @@ impl Steering {
             }
         }
         for p in added {
-            if p.spec.affinity_timeout_s.is_some() {
-                return None;
-            }
             for b in &p.spec.backends {
                 next.servers.add((b.addr, b.port, p.spec.proto), false);
             }
         }
         for a in removed_addrs {
-            next.frontend_addrs.remove(&a);
+            next.frontend_addrs.remove(a);
         }
-        for a in added_addrs {
+        for &a in added_addrs {
             next.frontend_addrs.add(a, false);
         }
         Some(next)
@@ -188,11 +212,9 @@ mod tests {
         let a = Arc::new(port("a", &[(1, 80), (2, 80)], false));
         let b = Arc::new(port("b", &[(2, 80), (3, 80)], false));
         let b2 = Arc::new(port("b", &[(3, 80), (4, 80)], false));
-        let before = Steering::build(&[a.clone(), b.clone()], vec![], [at(100), at(101)].into_iter());
-        let patched = before
-            .patched([&*b].into_iter(), [&*b2].into_iter(), [at(101)].into_iter(), [at(102)].into_iter())
-            .unwrap();
-        let whole = Steering::build(&[a, b2], vec![], [at(100), at(102)].into_iter());
+        let before = Steering::build(&[a.clone(), b.clone()], [at(100), at(101)].into_iter());
+        let patched = before.patched(&[&*b], &[&*b2], &[at(101)], &[at(102)]).unwrap();
+        let whole = Steering::build(&[a, b2], [at(100), at(102)].into_iter());
         for last in 1..=5 {
             let k = (at(last), 80, 6);
             assert_eq!(patched.backend_sticky(&k), whole.backend_sticky(&k), "backend {last}");
@@ -209,11 +231,11 @@ mod tests {
     #[test]
     fn affinity_is_not_patched() {
         let a = Arc::new(port("a", &[(1, 80)], false));
-        let s = Steering::build(std::slice::from_ref(&a), vec![false], std::iter::empty());
+        let s = Steering::build(std::slice::from_ref(&a), std::iter::empty());
         let sticky = port("b", &[(1, 80)], true);
-        assert!(s.patched(std::iter::empty(), [&sticky].into_iter(), std::iter::empty(), std::iter::empty()).is_none());
-        let with = Steering::build(&[a, Arc::new(sticky)], vec![true, true], std::iter::empty());
-        assert!(with.patched(std::iter::empty(), std::iter::empty(), std::iter::empty(), std::iter::empty()).is_none());
+        assert!(s.patched(&[], &[&sticky], &[], &[]).is_none());
+        let with = Steering::build(&[a, Arc::new(sticky)], std::iter::empty());
+        assert!(with.patched(&[], &[], &[], &[]).is_none());
         assert!(with.sticky(1) && with.backend_sticky(&(at(1), 80, 6)) == Some(true));
     }
 }

@@ -1,6 +1,7 @@
 //! The service table: frontends to service ports, each with its backends and Maglev tables.
 
 use super::maglev::Maglev;
+use super::steering::Steering;
 use crate::addr::{Addr, Prefix};
 use crate::drop::DropReason;
 use crate::hash::{hash_words, FastMap};
@@ -197,33 +198,6 @@ impl ServicePort {
     }
 }
 
-/// Which service ports are sticky: those with ClientIP affinity, and every port reachable from
-/// one through shared backends.
-fn sticky_ports(ports: &[Arc<ServicePort>]) -> Vec<bool> {
-    let mut sticky: Vec<bool> = ports.iter().map(|p| p.spec.affinity_timeout_s.is_some()).collect();
-    let mut todo: Vec<usize> = (0..ports.len()).filter(|i| sticky[*i]).collect();
-    if todo.is_empty() {
-        return sticky;
-    }
-    let mut by_backend: FastMap<(Addr, u16, u8), Vec<usize>> = FastMap::default();
-    for (i, p) in ports.iter().enumerate() {
-        for b in &p.spec.backends {
-            by_backend.entry((b.addr, b.port, p.spec.proto)).or_default().push(i);
-        }
-    }
-    while let Some(i) = todo.pop() {
-        for b in &ports[i].spec.backends {
-            for &j in by_backend.get(&(b.addr, b.port, ports[i].spec.proto)).into_iter().flatten() {
-                if !sticky[j] {
-                    sticky[j] = true;
-                    todo.push(j);
-                }
-            }
-        }
-    }
-    sticky
-}
-
 /// All services of a snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceTable {
@@ -231,7 +205,18 @@ pub struct ServiceTable {
     ports: Vec<Arc<ServicePort>>,
     /// What the flow-owner rules of several workers look up (`service/steering.rs`); `None`
     /// on a node with one worker.
-    steering: Option<Arc<super::steering::Steering>>,
+    steering: Option<Arc<Steering>>,
+}
+
+/// A service's ports and frontends, as a change adds or removes them.
+pub type Parts<'a> = (&'a [Arc<ServicePort>], &'a [Frontend]);
+
+fn ports_of<'a>(v: &[Parts<'a>]) -> Vec<&'a ServicePort> {
+    v.iter().flat_map(|(p, _)| p.iter().map(|p| &**p)).collect()
+}
+
+fn addrs_of(v: &[Parts<'_>]) -> Vec<Addr> {
+    v.iter().flat_map(|(_, f)| f.iter().map(|f| f.addr)).collect()
 }
 
 /// Why a frontend set was rejected.
@@ -277,30 +262,25 @@ impl ServiceTable {
     /// node with one worker does without it, and a change of a few services patches the
     /// previous snapshot's index instead ([`ServiceTable::with_steering_patched`]).
     pub fn with_steering(mut self) -> ServiceTable {
-        let sticky = sticky_ports(&self.ports);
         let addrs = self.frontends.keys().map(|k| k.0);
-        self.steering = Some(Arc::new(super::steering::Steering::build(&self.ports, sticky, addrs)));
+        self.steering = Some(Arc::new(Steering::build(&self.ports, addrs)));
         self
     }
 
-    /// As [`ServiceTable::with_steering`], from the index of `prev` with the ports and
-    /// frontends of the changed services swapped (built whole when it cannot be patched).
-    pub fn with_steering_patched<'a>(
+    /// As [`ServiceTable::with_steering`], from the index of `prev` with the changed services
+    /// swapped: each `(ports, frontends)` of `removed` as they were, of `added` as they are
+    /// (built whole when it cannot be patched).
+    pub fn with_steering_patched(
         mut self,
         prev: &ServiceTable,
-        removed: impl Iterator<Item = (&'a [Arc<ServicePort>], &'a [Frontend])>,
-        added: impl Iterator<Item = (&'a [Arc<ServicePort>], &'a [Frontend])>,
+        removed: &[Parts<'_>],
+        added: &[Parts<'_>],
     ) -> ServiceTable {
-        let (removed, added): (Vec<_>, Vec<_>) = (removed.collect(), added.collect());
-        let patched = prev.steering.as_ref().and_then(|st| {
-            st.patched(
-                removed.iter().flat_map(|(p, _)| p.iter().map(|p| &**p)),
-                added.iter().flat_map(|(p, _)| p.iter().map(|p| &**p)),
-                removed.iter().flat_map(|(_, f)| f.iter().map(|f| f.addr)),
-                added.iter().flat_map(|(_, f)| f.iter().map(|f| f.addr)),
-            )
-        });
-        match patched {
+        match prev
+            .steering
+            .as_ref()
+            .and_then(|st| st.patched(&ports_of(removed), &ports_of(added), &addrs_of(removed), &addrs_of(added)))
+        {
             Some(st) => {
                 self.steering = Some(Arc::new(st));
                 self
