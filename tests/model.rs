@@ -156,17 +156,28 @@ impl Model {
         self.pods.iter().find(|p| p.id() == id).unwrap_or_else(|| panic!("no pod {id}"))
     }
 
-    /// Sends one packet through a fresh worker; returns the verdict and the frame after it.
+    /// Sends one packet through `w` on the current snapshot; returns the verdict and the
+    /// frame after it.
     pub fn send(&self, w: &mut Worker, frame: Vec<u8>, port: PortId) -> (Verdict, Vec<u8>) {
+        self.send_at(w, frame, port, 1_000_000)
+    }
+
+    /// [`Model::send`] at time `now` (nanoseconds).
+    pub fn send_at(&self, w: &mut Worker, frame: Vec<u8>, port: PortId, now: u64) -> (Verdict, Vec<u8>) {
         let t = self.c.cell().load_full();
         let mut pkts = [OwnedBuf::from_frame(&frame, port)];
         let mut v = [Verdict::Drop(DropReason::NoRoute)];
-        w.process(&t, 1_000_000, &mut pkts, &mut v);
+        w.process(&t, now, &mut pkts, &mut v);
         (v[0], pkts[0].data().to_vec())
     }
 
     pub fn worker(&self) -> Worker {
-        Worker::new(WorkerConfig { max_ports: 16, ..WorkerConfig::default() })
+        self.worker_with(WorkerConfig::default())
+    }
+
+    /// A worker with `cfg`'s sizes and timeouts, for the model's ports.
+    pub fn worker_with(&self, cfg: WorkerConfig) -> Worker {
+        Worker::new(WorkerConfig { max_ports: 16, ..cfg })
     }
 
     /// A new-flow packet from a model pod to `dst`.

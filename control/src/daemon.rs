@@ -25,9 +25,17 @@ pub fn worker_config(b: &Built, index: u16) -> WorkerConfig {
         count: b.workers,
         conntrack_flows: b.conntrack_flows / usize::from(b.workers.max(1)),
         max_ports: b.max_ports,
-        seed: b.tables.hash_seed,
+        hash_key: process_hash_key(),
         ..WorkerConfig::default()
     }
+}
+
+/// This process's secret key for the conntrack and affinity hashes, drawn once from the
+/// operating system's randomness (std's `RandomState` is seeded from it) and never shown.
+fn process_hash_key() -> u64 {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x6b65_79u64))
 }
 
 /// Runs a worker over a backend until it is exhausted.

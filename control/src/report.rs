@@ -54,7 +54,7 @@ impl Report {
     }
 
     /// The event counters by name.
-    pub fn events(&self) -> [(&'static str, u64); 13] {
+    pub fn events(&self) -> [(&'static str, u64); 14] {
         let e = &self.stats.events;
         [
             ("arp_replies", e.arp_replies),
@@ -68,6 +68,7 @@ impl Report {
             ("snat_new_flows", e.snat_new_flows),
             ("conntrack_hits", e.ct_hits),
             ("conntrack_misses", e.ct_misses),
+            ("conntrack_renewed", e.ct_renewed),
             ("batches", e.batches),
             ("handed_off", e.handed_off),
         ]

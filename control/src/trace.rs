@@ -157,7 +157,6 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
         conntrack_flows: 64,
         affinity_entries: 64,
         max_ports: t.ports.len().max(1),
-        seed: t.hash_seed,
         ..WorkerConfig::default()
     });
     // Policy denials are traced as the drop they decide; reject mode's answer is added after.

@@ -65,6 +65,7 @@ drop_reasons! {
     NoHeadroom => "no_headroom",
     SnatPortsExhausted => "snat_ports_exhausted",
     ConntrackInvalid => "conntrack_invalid",
+    ConntrackFull => "conntrack_full",
     TxQueueFull => "tx_queue_full",
     HandoffQueueFull => "handoff_queue_full",
 }

@@ -1,7 +1,10 @@
 //! A bounded, set-associative hash table for per-worker flow state (conntrack, session
-//! affinity). Sized once at start; an insert into a full set evicts the entry that expires
-//! soonest, so the table never allocates and never refuses. Expiry is lazy, by a time passed
-//! in, plus a budgeted sweep that reclaims expired slots and keeps the live count exact.
+//! affinity). Sized once at start, it never allocates. An insert takes a free or expired way
+//! first; in a full set it evicts the evictable entry that expires soonest ([`Evictable`]:
+//! conntrack protects flows that have been answered, as the kernel's `early_drop` spares
+//! assured entries), and when nothing may give way the insert is refused. Expiry is lazy, by
+//! a time passed in, plus a budgeted sweep that reclaims expired slots and keeps the live
+//! count exact.
 
 /// Entries per set: eight 4-byte tags fill half a cache line.
 pub const WAYS: usize = 8;
@@ -42,12 +45,27 @@ impl WarmWord for u32 {
     }
 }
 
+/// Whether a live value may be evicted to make room for a new key in a full set.
+pub trait Evictable {
+    fn evictable(&self) -> bool;
+}
+
+impl Evictable for u32 {
+    /// Test values: odd ones are protected.
+    fn evictable(&self) -> bool {
+        self % 2 == 0
+    }
+}
+
+/// A slot index that no table has, for [`FlowTable::victim`]'s `exclude`.
+pub const NO_SLOT: usize = usize::MAX;
+
 #[inline]
 fn tag_of(hash: u64) -> u32 {
     ((hash >> 32) as u32) | 1
 }
 
-impl<K: Copy + Eq + Default + WarmWord, V: Copy + Default + WarmWord> FlowTable<K, V> {
+impl<K: Copy + Eq + Default + WarmWord, V: Copy + Default + WarmWord + Evictable> FlowTable<K, V> {
     /// A table of at least `capacity` slots (rounded up to a power-of-two number of sets).
     pub fn with_capacity(capacity: usize) -> FlowTable<K, V> {
         let sets = capacity.div_ceil(WAYS).max(1).next_power_of_two();
@@ -128,37 +146,56 @@ impl<K: Copy + Eq + Default + WarmWord, V: Copy + Default + WarmWord> FlowTable<
         }
     }
 
-    /// Inserts (or replaces) `key`. Returns the slot and what was displaced.
-    pub fn insert(&mut self, hash: u64, key: K, val: V, expires: u64, now: u64) -> (usize, Displaced) {
+    /// The slot an insert of `key` would take at `now`, never `exclude`: the live entry of
+    /// the same key, else a free or expired way (the one that expired first), else the
+    /// evictable live entry that expires soonest. `None` when every other way holds a
+    /// protected live entry.
+    pub fn victim(&self, hash: u64, key: &K, now: u64, exclude: usize) -> Option<usize> {
         let base = self.set_of(hash);
         let tag = tag_of(hash);
-        let mut victim = base;
-        let mut victim_exp = u64::MAX;
+        let mut free: Option<usize> = None;
+        let mut evict: Option<usize> = None;
         for i in base..base + WAYS {
-            if self.tags[i] == tag && self.expires[i] > now && self.slots[i].0 == key {
-                victim = i;
-                break;
+            if i == exclude {
+                continue;
             }
-            if self.expires[i] < victim_exp {
-                victim = i;
-                victim_exp = self.expires[i];
+            let exp = self.expires[i];
+            if exp <= now {
+                if free.map_or(true, |f| exp < self.expires[f]) {
+                    free = Some(i);
+                }
+            } else if self.tags[i] == tag && self.slots[i].0 == *key {
+                return Some(i);
+            } else if self.slots[i].1.evictable() && evict.map_or(true, |e| exp < self.expires[e]) {
+                evict = Some(i);
             }
         }
-        let old = self.expires[victim];
-        let displaced = if self.tags[victim] == 0 {
+        free.or(evict)
+    }
+
+    /// Writes `key` into `slot` (from [`FlowTable::victim`]) and says what was displaced.
+    pub fn place(&mut self, slot: usize, hash: u64, key: K, val: V, expires: u64, now: u64) -> Displaced {
+        let displaced = if self.tags[slot] == 0 {
             self.live += 1;
             Displaced::Nothing
-        } else if old <= now {
+        } else if self.expires[slot] <= now {
             Displaced::Expired
-        } else if self.slots[victim].0 == key {
+        } else if self.slots[slot].0 == key {
             Displaced::Nothing
         } else {
             Displaced::Evicted
         };
-        self.tags[victim] = tag;
-        self.expires[victim] = expires.max(1);
-        self.slots[victim] = (key, val);
-        (victim, displaced)
+        self.tags[slot] = tag_of(hash);
+        self.expires[slot] = expires.max(1);
+        self.slots[slot] = (key, val);
+        displaced
+    }
+
+    /// Inserts (or replaces) `key`. Returns the slot and what was displaced, or `None` when
+    /// the set is full of protected live entries.
+    pub fn insert(&mut self, hash: u64, key: K, val: V, expires: u64, now: u64) -> Option<(usize, Displaced)> {
+        let slot = self.victim(hash, &key, now, NO_SLOT)?;
+        Some((slot, self.place(slot, hash, key, val, expires, now)))
     }
 
     /// Frees a slot.
@@ -219,7 +256,7 @@ mod tests {
     #[test]
     fn insert_find_expire() {
         let mut t: FlowTable<u32, u32> = FlowTable::with_capacity(64);
-        let (s, d) = t.insert(5, 5, 50, 100, 0);
+        let (s, d) = t.insert(5, 5, 50, 100, 0).unwrap();
         assert_eq!(d, Displaced::Nothing);
         assert_eq!(t.find(5, &5, 10), Some(s));
         assert_eq!(t.find(5, &5, 100), None, "expired at its expiry time");
@@ -232,22 +269,46 @@ mod tests {
     fn full_set_evicts_soonest_expiry() {
         let mut t: FlowTable<u32, u32> = FlowTable::with_capacity(WAYS);
         for k in 0..WAYS as u32 {
-            t.insert(0, k, k, 1000 + u64::from(k), 0);
+            t.insert(0, k, 2 * k, 1000 + u64::from(k), 0);
         }
-        let (_, d) = t.insert(0, 99, 99, 5000, 0);
+        let (_, d) = t.insert(0, 99, 98, 5000, 0).unwrap();
         assert_eq!(d, Displaced::Evicted);
         assert_eq!(t.find(0, &0, 1), None, "key 0 had the soonest expiry");
         assert!(t.find(0, &99, 1).is_some());
         assert_eq!(t.occupied(), WAYS);
-        let (_, d) = t.insert(0, 98, 98, 5000, 1003);
+        let (_, d) = t.insert(0, 98, 98, 5000, 1003).unwrap();
         assert_eq!(d, Displaced::Expired);
+    }
+
+    #[test]
+    fn protected_entries_are_never_evicted_and_a_full_set_refuses() {
+        let mut t: FlowTable<u32, u32> = FlowTable::with_capacity(WAYS);
+        // Ways 0..4 protected (odd values), 4..8 evictable, the protected ones expiring first.
+        for k in 0..WAYS as u32 {
+            let v = if k < 4 { 1 } else { 2 };
+            t.insert(0, k, v, 1000 + u64::from(k), 0).unwrap();
+        }
+        let (s, d) = t.insert(0, 50, 1, 9000, 0).unwrap();
+        assert_eq!(d, Displaced::Evicted);
+        assert_eq!(t.find(0, &4, 1), None, "the soonest-expiring evictable entry gave way");
+        for k in 0..4 {
+            assert!(t.find(0, &k, 1).is_some(), "protected key {k} kept");
+        }
+        assert_ne!(t.victim(0, &51, 1, s), Some(s), "an excluded slot is never chosen");
+        for k in 51..54 {
+            t.insert(0, k, 1, 9000, 0).unwrap();
+        }
+        assert_eq!(t.insert(0, 60, 2, 9000, 0), None, "nothing may give way: refused");
+        assert!(t.find(0, &50, 1).is_some());
+        // Once entries expire, their ways are free again.
+        assert!(t.insert(0, 60, 2, 9000, 1001).is_some());
     }
 
     #[test]
     fn reinsert_same_key_replaces() {
         let mut t: FlowTable<u32, u32> = FlowTable::with_capacity(16);
-        let (a, _) = t.insert(1, 7, 1, 100, 0);
-        let (b, d) = t.insert(1, 7, 2, 200, 0);
+        let (a, _) = t.insert(1, 7, 1, 100, 0).unwrap();
+        let (b, d) = t.insert(1, 7, 2, 200, 0).unwrap();
         assert_eq!((a, d), (b, Displaced::Nothing));
         assert_eq!(*t.get(b).1, 2);
         assert_eq!(t.occupied(), 1);

@@ -1,7 +1,7 @@
 //! The conntrack stages: lookup early (established flows and replies take the fast path and
 //! skip service selection and policy), commit late (after policy allowed a new flow).
 
-use super::{Conntrack, CtEntry, Direction, FlowKey, NewFlow};
+use super::{Conntrack, CtEntry, Direction, FlowKey, NewFlow, TcpState};
 use crate::parse::IcmpKind;
 use crate::pipeline::{CtHit, EventStats, PacketCtx};
 use crate::snapshot::Tables;
@@ -62,6 +62,21 @@ fn backend_gone(t: &Tables, e: &CtEntry, key: &FlowKey) -> bool {
     }
 }
 
+/// Whether a hit on `e` must give way to a new connection that service selection and policy
+/// judge on the current snapshot, as the kernel's conntrack does: a SYN on a tuple whose
+/// connection closed, is closing or never got an answer opens a new connection (the old entry
+/// would carry it to a backend that may have left the service, past a policy that may now deny
+/// it); and an unanswered flow is judged again once after every table change (a policy that
+/// now denies it takes effect on its next packet, not when it times out).
+fn renewed(c: &PacketCtx, e: &CtEntry, generation: u32) -> bool {
+    if e.dir != Direction::Original {
+        return false;
+    }
+    let reopened = c.meta.is_tcp_syn_only()
+        && matches!(e.state, TcpState::SynSent | TcpState::FinWait | TcpState::Closing | TcpState::Closed);
+    reopened || (!e.replied && e.generation != generation)
+}
+
 pub(crate) fn lookup(ct: &mut Conntrack, t: &Tables, c: &mut PacketCtx, now: u64, ev: &mut EventStats) {
     if c.meta.icmp == IcmpKind::Error {
         return;
@@ -69,20 +84,28 @@ pub(crate) fn lookup(ct: &mut Conntrack, t: &Tables, c: &mut PacketCtx, now: u64
     let key = FlowKey { t: c.orig, proto: c.meta.proto };
     let generation = t.generation as u32;
     match ct.lookup_hashed(c.ct_hash, &key, now) {
+        Some(slot) if renewed(c, ct.entry(slot), generation) => {
+            ct.remove_flow(slot);
+            ev.ct_renewed += 1;
+            miss(ct, c, ev);
+        }
         Some(slot) if ct.entry(slot).service.is_some() && ct.entry(slot).generation != generation => {
             if backend_gone(t, ct.entry(slot), &key) {
-                ev.ct_misses += 1;
+                ct.remove_flow(slot);
+                miss(ct, c, ev);
             } else {
                 ct.set_generation(slot, generation);
                 hit(ct, c, slot, now, ev);
             }
         }
         Some(slot) => hit(ct, c, slot, now, ev),
-        None => {
-            ev.ct_misses += 1;
-            c.warm ^= ct.warm_victim(c.ct_hash);
-        }
+        None => miss(ct, c, ev),
     }
+}
+
+fn miss(ct: &Conntrack, c: &mut PacketCtx, ev: &mut EventStats) {
+    ev.ct_misses += 1;
+    c.warm ^= ct.warm_victim(c.ct_hash);
 }
 
 fn hit(ct: &mut Conntrack, c: &mut PacketCtx, slot: usize, now: u64, ev: &mut EventStats) {
@@ -124,5 +147,9 @@ pub(crate) fn commit(ct: &mut Conntrack, t: &Tables, c: &mut PacketCtx, now: u64
         egress_rule: c.egress_rule,
         ingress_rule: c.ingress_rule,
     };
-    ct.commit_hashed(&f, c.ct_hash, c.reply_hash, now);
+    if ct.commit_hashed(&f, c.ct_hash, c.reply_hash, now).is_none() {
+        // No room without evicting an answered flow: the new flow waits (its sender retries)
+        // rather than an established one being cut.
+        c.drop(crate::drop::DropReason::ConntrackFull);
+    }
 }

@@ -15,11 +15,15 @@ pub struct CtTimeouts {
     pub udp: u64,
     pub icmp: u64,
     pub other: u64,
+    /// Upper bound for a flow no reply has been seen for yet: UDP and ICMP sent one way, a
+    /// TCP connection picked up mid-stream, a SYN nobody answered (the kernel's
+    /// `nf_conntrack_udp_timeout` of 30 s for unreplied UDP).
+    pub unreplied: u64,
 }
 
 impl Default for CtTimeouts {
     /// Cilium's defaults for TCP (6 h established, 60 s SYN, 10 s close); 60 s for UDP and
-    /// SCTP, 30 s for ICMP.
+    /// SCTP, 30 s for ICMP; 30 s until a flow is answered.
     fn default() -> Self {
         CtTimeouts {
             tcp_syn: 60 * SEC,
@@ -29,6 +33,7 @@ impl Default for CtTimeouts {
             udp: 60 * SEC,
             icmp: 30 * SEC,
             other: 60 * SEC,
+            unreplied: 30 * SEC,
         }
     }
 }

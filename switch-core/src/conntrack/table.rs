@@ -3,7 +3,7 @@
 
 use super::state::{CtTimeouts, TcpState};
 use crate::addr::Addr;
-use crate::flowtable::{Displaced, FlowTable, WarmWord};
+use crate::flowtable::{Displaced, Evictable, FlowTable, WarmWord, NO_SLOT};
 use crate::hash::hash_words;
 use crate::policy::RuleId;
 use crate::service::ServicePortId;
@@ -53,6 +53,14 @@ impl WarmWord for CtEntry {
     }
 }
 
+impl Evictable for CtEntry {
+    /// Flows that have been answered are never evicted for new ones (the kernel's
+    /// `early_drop` likewise only takes entries that are not assured).
+    fn evictable(&self) -> bool {
+        !self.replied
+    }
+}
+
 /// Which way a packet travels relative to the packet that created the flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {
@@ -68,6 +76,10 @@ pub struct CtEntry {
     /// The tuple packets of this direction are rewritten to (equal to the key's when no NAT).
     pub xlate: Tuple,
     pub state: TcpState,
+    /// A packet of the reply direction has been seen (the kernel's `IPS_SEEN_REPLY`). Until
+    /// then the flow lives at most [`CtTimeouts::unreplied`], may be evicted by a new flow,
+    /// and is checked again after a table change.
+    pub replied: bool,
     fins: u8,
     /// Identifies the flow; the peer slot is trusted only while its flow id matches.
     flow_id: u32,
@@ -93,15 +105,21 @@ pub struct CtEntry {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CtStats {
     pub created: u64,
+    /// Unanswered flows evicted to make room for new ones.
     pub evicted: u64,
     pub expired_reused: u64,
+    /// New flows refused because every way of their sets held an answered flow.
+    pub refused: u64,
 }
 
 /// A per-worker conntrack table.
 #[derive(Debug, Clone)]
 pub struct Conntrack {
     table: FlowTable<FlowKey, CtEntry>,
-    seed: u64,
+    /// Secret key of the hash that places entries in sets: random per process in the daemon
+    /// (tests pass a fixed one), so that nobody can compute which tuples share a set with a
+    /// victim's flow and crowd it out.
+    key: u64,
     next_flow: u32,
     pub timeouts: CtTimeouts,
     pub stats: CtStats,
@@ -120,11 +138,22 @@ pub struct NewFlow {
     pub ingress_rule: Option<RuleId>,
 }
 
+/// How long an entry in `state` lives without traffic.
+fn lifetime(state: TcpState, protocol: u8, replied: bool, t: &CtTimeouts) -> u64 {
+    let base = state.timeout(protocol, t);
+    if replied {
+        base
+    } else {
+        base.min(t.unreplied)
+    }
+}
+
 impl Conntrack {
-    pub fn new(capacity: usize, seed: u64, timeouts: CtTimeouts) -> Conntrack {
+    /// A table for `capacity` flows (two entries each) whose hash is keyed with `key`.
+    pub fn new(capacity: usize, key: u64, timeouts: CtTimeouts) -> Conntrack {
         Conntrack {
             table: FlowTable::with_capacity(capacity * 2),
-            seed,
+            key,
             next_flow: 1,
             timeouts,
             stats: CtStats::default(),
@@ -134,13 +163,13 @@ impl Conntrack {
     /// The slot of the live entry for `key`.
     #[inline]
     pub fn lookup(&self, key: &FlowKey, now: u64) -> Option<usize> {
-        self.table.find(key.hash(self.seed), key, now)
+        self.table.find(key.hash(self.key), key, now)
     }
 
     /// This table's hash of `key`.
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u64 {
-        key.hash(self.seed)
+        key.hash(self.key)
     }
 
     /// `lookup` with the hash already computed.
@@ -185,15 +214,18 @@ impl Conntrack {
         let proto = key.proto;
         let mut e = *e;
         let reply = e.dir == Direction::Reply;
-        let (old_state, old_fins) = (e.state, e.fins);
+        let (old_state, old_fins, old_replied) = (e.state, e.fins, e.replied);
         let state = e.state.next(tcp_flags, reply, &mut e.fins);
         e.state = state;
+        e.replied |= reply;
         e.packets += 1;
         e.bytes += len;
-        let timeout = state.timeout(proto, &self.timeouts);
+        let timeout = lifetime(state, proto, e.replied, &self.timeouts);
         let expires = now + timeout;
-        let refresh_peer =
-            state != old_state || e.fins != old_fins || expires.saturating_sub(e.peer_refreshed) > timeout / 8;
+        let refresh_peer = state != old_state
+            || e.fins != old_fins
+            || e.replied != old_replied
+            || expires.saturating_sub(e.peer_refreshed) > timeout / 8;
         if refresh_peer {
             e.peer_refreshed = expires;
         }
@@ -206,6 +238,7 @@ impl Conntrack {
                 let p = self.table.val_mut(peer);
                 p.state = state;
                 p.fins = e.fins;
+                p.replied = e.replied;
                 self.table.set_expiry(peer, expires);
             }
         }
@@ -220,15 +253,26 @@ impl Conntrack {
     }
 
     /// Tracks a new flow: the original entry (key -> xlate) and the reply entry (reverse of
-    /// xlate -> reverse of key). Returns the original entry's slot.
-    pub fn commit(&mut self, f: &NewFlow, now: u64) -> usize {
+    /// xlate -> reverse of key). Returns the original entry's slot, or `None` when the table
+    /// has no room: the flow is then not tracked and `stats.refused` counts it.
+    pub fn commit(&mut self, f: &NewFlow, now: u64) -> Option<usize> {
         let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
-        self.commit_hashed(f, f.key.hash(self.seed), rkey.hash(self.seed), now)
+        self.commit_hashed(f, f.key.hash(self.key), rkey.hash(self.key), now)
     }
 
     /// `commit` with both keys' hashes already computed (the reply key is the reverse of
-    /// `xlate`).
-    pub fn commit_hashed(&mut self, f: &NewFlow, hash: u64, reply_hash: u64, now: u64) -> usize {
+    /// `xlate`). Both slots are chosen before either is written, the reply's never being the
+    /// original's, so a flow never evicts its own entry; only unanswered flows give way.
+    pub fn commit_hashed(&mut self, f: &NewFlow, hash: u64, reply_hash: u64, now: u64) -> Option<usize> {
+        let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
+        let slots = self.table.victim(hash, &f.key, now, NO_SLOT).and_then(|o| {
+            let r = self.table.victim(reply_hash, &rkey, now, o)?;
+            Some((o, r))
+        });
+        let Some((o, r)) = slots else {
+            self.stats.refused += 1;
+            return None;
+        };
         let flow_id = self.next_flow;
         self.next_flow = self.next_flow.wrapping_add(1).max(1);
         let mut fins = 0;
@@ -236,14 +280,15 @@ impl Conntrack {
         if f.tcp_flags & crate::wire::l4::tcp_flags::FIN != 0 {
             fins = 1;
         }
-        let expires = now + state.timeout(f.key.proto, &self.timeouts);
+        let expires = now + lifetime(state, f.key.proto, false, &self.timeouts);
         let base = CtEntry {
             dir: Direction::Original,
             xlate: f.xlate,
             state,
+            replied: false,
             fins,
             flow_id,
-            peer: u32::MAX,
+            peer: r as u32,
             service: f.service,
             egress_rule: f.egress_rule,
             ingress_rule: f.ingress_rule,
@@ -253,11 +298,10 @@ impl Conntrack {
             generation: f.generation,
             peer_refreshed: expires,
         };
-        let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
-        let reply = CtEntry { dir: Direction::Reply, xlate: f.key.t.reversed(), packets: 0, bytes: 0, ..base };
-        let (o, d1) = self.table.insert(hash, f.key, base, expires, now);
-        let (r, d2) = self.table.insert(reply_hash, rkey, CtEntry { peer: o as u32, ..reply }, expires, now);
-        self.table.val_mut(o).peer = r as u32;
+        let reply =
+            CtEntry { dir: Direction::Reply, xlate: f.key.t.reversed(), peer: o as u32, packets: 0, bytes: 0, ..base };
+        let d1 = self.table.place(o, hash, f.key, base, expires, now);
+        let d2 = self.table.place(r, reply_hash, rkey, reply, expires, now);
         self.stats.created += 1;
         for d in [d1, d2] {
             match d {
@@ -266,7 +310,18 @@ impl Conntrack {
                 Displaced::Nothing => {}
             }
         }
-        o
+        Some(o)
+    }
+
+    /// Forgets the flow of the entry in `slot` (both directions): its tuple is free for a new
+    /// connection that service selection and policy judge afresh.
+    pub fn remove_flow(&mut self, slot: usize) {
+        let (_, e, _) = self.table.get(slot);
+        let (peer, id) = (e.peer as usize, e.flow_id);
+        if peer < self.table.capacity() && self.table.get(peer).1.flow_id == id {
+            self.table.remove(peer);
+        }
+        self.table.remove(slot);
     }
 
     /// Reclaims expired entries among the next `budget` slots.
@@ -285,14 +340,11 @@ impl Conntrack {
         let mut slots = Vec::new();
         for (slot, k, e, _) in self.table.iter_live(now) {
             if e.dir == Direction::Original && pick(k, e) {
-                slots.push((slot, e.peer as usize, e.flow_id));
+                slots.push(slot);
             }
         }
-        for &(slot, peer, id) in &slots {
-            if peer < self.table.capacity() && self.table.get(peer).1.flow_id == id {
-                self.table.remove(peer);
-            }
-            self.table.remove(slot);
+        for &slot in &slots {
+            self.remove_flow(slot);
         }
         slots.len()
     }
@@ -362,7 +414,7 @@ mod tests {
     fn both_directions_and_reverse_nat() {
         let mut ct = Conntrack::new(1024, 7, CtTimeouts::default());
         let f = flow();
-        let o = ct.commit(&f, 0);
+        let o = ct.commit(&f, 0).unwrap();
         assert_eq!(ct.lookup(&f.key, 1), Some(o));
         let reply_key = FlowKey { t: f.xlate.reversed(), proto: proto::TCP };
         let r = ct.lookup(&reply_key, 1).expect("reply entry");
@@ -384,12 +436,120 @@ mod tests {
         ct.commit(&f, 0);
         assert!(ct.lookup(&f.key, 99).is_some());
         assert!(ct.lookup(&f.key, 100).is_none(), "unanswered SYN expires");
-        let o2 = ct.commit(&f, 200);
+        let o2 = ct.commit(&f, 200).unwrap();
         ct.touch(o2, RST, 40, 201);
         assert!(ct.lookup(&f.key, 210).is_some());
         assert!(ct.lookup(&f.key, 211).is_none());
         assert_eq!(ct.sweep(1000, 1 << 20), 4, "both flows, both directions");
         assert_eq!(ct.entries(), 0);
+    }
+
+    fn nth(i: u16) -> NewFlow {
+        let mut f = flow();
+        f.key.t.sport = i;
+        f.xlate.sport = i;
+        f
+    }
+
+    /// Issue 9 item 3: one-way flows filling the table evict each other, never an answered
+    /// flow; when only answered flows are left, the new flow is refused and counted.
+    #[test]
+    fn answered_flows_survive_a_flood_of_unanswered_ones() {
+        let mut ct = Conntrack::new(64, 7, CtTimeouts::default());
+        let live = nth(60000);
+        let o = ct.commit(&live, 0).unwrap();
+        let r = ct.lookup(&FlowKey { t: live.xlate.reversed(), proto: proto::TCP }, 1).unwrap();
+        ct.touch(r, SYN | ACK, 60, 1);
+        ct.touch(o, ACK, 60, 2);
+        assert!(ct.entry(o).replied && ct.entry(r).replied, "both entries know the flow was answered");
+        for i in 0..4000 {
+            let _ = ct.commit(&nth(i), 10);
+        }
+        assert!(ct.stats.evicted > 0);
+        assert!(ct.lookup(&live.key, 20).is_some(), "the answered flow is kept");
+        assert!(ct.lookup(&FlowKey { t: live.xlate.reversed(), proto: proto::TCP }, 20).is_some());
+        // Answer every flow that is left: nothing may give way any more.
+        for i in 0..4000 {
+            let k = FlowKey { t: nth(i).xlate.reversed(), proto: proto::TCP };
+            if let Some(s) = ct.lookup(&k, 30) {
+                ct.touch(s, SYN | ACK, 60, 30);
+            }
+        }
+        let before = ct.stats.refused;
+        let refused = (5000..5400).filter(|&i| ct.commit(&nth(i), 40).is_none()).count();
+        assert!(refused > 0 && ct.stats.refused == before + refused as u64);
+        assert!(ct.lookup(&live.key, 50).is_some());
+    }
+
+    fn answer(ct: &mut Conntrack, f: &NewFlow, now: u64) {
+        let o = ct.lookup(&f.key, now).expect("original entry");
+        let r = ct.lookup(&FlowKey { t: f.xlate.reversed(), proto: f.key.proto }, now).expect("reply entry");
+        ct.touch(r, SYN | ACK, 60, now);
+        ct.touch(o, ACK, 60, now);
+    }
+
+    /// Issue 9 item 4: when both keys of a new flow fall into one full set, the reply entry
+    /// never takes the original entry's slot (the flow would be translated again on its next
+    /// packet).
+    #[test]
+    fn a_flow_never_evicts_its_own_entry() {
+        // One set of eight ways: every key shares it.
+        let mut ct = Conntrack::new(4, 7, CtTimeouts::default());
+        assert_eq!(ct.capacity(), crate::flowtable::WAYS);
+        for i in 0..3 {
+            ct.commit(&nth(i), 0).unwrap();
+            answer(&mut ct, &nth(i), 1);
+        }
+        // Two ways left: the new flow takes both.
+        let f = nth(10);
+        let o = ct.commit(&f, 2).unwrap();
+        assert_eq!(ct.lookup(&f.key, 3), Some(o), "the original entry is where commit said");
+        assert!(ct.lookup(&FlowKey { t: f.xlate.reversed(), proto: proto::TCP }, 3).is_some());
+        answer(&mut ct, &f, 3);
+        // Full of answered flows: a new flow is refused, it does not evict itself or others.
+        let g = nth(11);
+        assert_eq!(ct.commit(&g, 4), None);
+        assert!(
+            ct.lookup(&g.key, 5).is_none()
+                && ct.lookup(&FlowKey { t: g.xlate.reversed(), proto: proto::TCP }, 5).is_none()
+        );
+        for i in [0, 1, 2, 10] {
+            assert!(ct.lookup(&nth(i).key, 5).is_some(), "flow {i} kept");
+        }
+    }
+
+    #[test]
+    fn unanswered_flows_expire_sooner() {
+        let t = CtTimeouts { unreplied: 30, udp: 120, ..CtTimeouts::default() };
+        let mut ct = Conntrack::new(64, 7, t);
+        let mut f = flow();
+        f.key.proto = proto::UDP;
+        f.tcp_flags = 0;
+        let o = ct.commit(&f, 0).unwrap();
+        ct.touch(o, 0, 10, 10);
+        assert!(ct.lookup(&f.key, 39).is_some());
+        assert!(ct.lookup(&f.key, 40).is_none(), "one-way UDP lives 30");
+        let o = ct.commit(&f, 100).unwrap();
+        let r = ct.lookup(&FlowKey { t: f.xlate.reversed(), proto: proto::UDP }, 101).unwrap();
+        ct.touch(r, 0, 10, 101);
+        assert!(ct.lookup(&f.key, 220).is_some(), "answered UDP lives the UDP timeout");
+        assert!(ct.entry(o).replied);
+        // A TCP flow picked up mid-stream is short-lived until the other side speaks.
+        let mut g = flow();
+        g.tcp_flags = ACK;
+        ct.commit(&g, 1000).unwrap();
+        assert_eq!(ct.entry(ct.lookup(&g.key, 1001).unwrap()).state, TcpState::Established);
+        assert!(ct.lookup(&g.key, 1030).is_none());
+    }
+
+    #[test]
+    fn remove_flow_frees_both_entries() {
+        let mut ct = Conntrack::new(64, 7, CtTimeouts::default());
+        let f = flow();
+        let o = ct.commit(&f, 0).unwrap();
+        ct.remove_flow(o);
+        assert_eq!(ct.entries(), 0);
+        assert!(ct.lookup(&FlowKey { t: f.xlate.reversed(), proto: proto::TCP }, 1).is_none());
     }
 
     #[test]

@@ -51,8 +51,11 @@ pub struct WorkerConfig {
     pub affinity_entries: usize,
     pub max_ports: usize,
     pub timeouts: CtTimeouts,
-    /// Seed of the conntrack hash (per node, from config).
-    pub seed: u64,
+    /// Secret key of the conntrack and session-affinity hashes. The daemon draws it at random
+    /// per process, so that no sender can compute which tuples share a set with someone
+    /// else's flow; tests pass a fixed one. (The config's `hash_seed` is for what nodes and
+    /// workers must agree on: Maglev and flow owners.)
+    pub hash_key: u64,
 }
 
 impl Default for WorkerConfig {
@@ -64,7 +67,7 @@ impl Default for WorkerConfig {
             affinity_entries: 1 << 14,
             max_ports: 256,
             timeouts: CtTimeouts::default(),
-            seed: 0x0070_7377_6974_6368,
+            hash_key: 0x0070_7377_6974_6368,
         }
     }
 }
@@ -82,8 +85,8 @@ pub struct Worker {
 impl Worker {
     pub fn new(cfg: WorkerConfig) -> Worker {
         Worker {
-            ct: Conntrack::new(cfg.conntrack_flows, cfg.seed, cfg.timeouts),
-            affinity: AffinityTable::with_capacity(cfg.affinity_entries),
+            ct: Conntrack::new(cfg.conntrack_flows, cfg.hash_key, cfg.timeouts),
+            affinity: AffinityTable::with_capacity(cfg.affinity_entries, cfg.hash_key.rotate_left(17)),
             stats: Stats::new(cfg.max_ports),
             shard: Shard { index: cfg.index, count: cfg.count },
             ctx: Box::new([PacketCtx::default(); BATCH]),

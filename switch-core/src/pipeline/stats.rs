@@ -48,6 +48,9 @@ pub struct EventStats {
     pub snat_new_flows: u64,
     pub ct_hits: u64,
     pub ct_misses: u64,
+    /// Tracked tuples judged again as new connections: a SYN on a closed, closing or
+    /// unanswered flow, or an unanswered flow after a table change.
+    pub ct_renewed: u64,
     pub batches: u64,
     /// Frames handed to the worker that owns their flow.
     pub handed_off: u64,
@@ -66,6 +69,7 @@ impl EventStats {
         self.snat_new_flows += o.snat_new_flows;
         self.ct_hits += o.ct_hits;
         self.ct_misses += o.ct_misses;
+        self.ct_renewed += o.ct_renewed;
         self.batches += o.batches;
         self.handed_off += o.handed_off;
     }

@@ -800,13 +800,16 @@ fn udp_flows_to_a_removed_backend_move_and_tcp_flows_stay() {
     assert_eq!(b.run(tb::POD_A, &q).0, Verdict::Tx(tb::POD_B));
     let mut tcp_to_b = None;
     for sport in 30000..30100 {
-        if b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::WEB_VIP, 80, SYN)).0 == Verdict::Tx(tb::POD_B)
-        {
-            tcp_to_b = Some(sport);
+        let (v, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::WEB_VIP, 80, SYN));
+        if v == Verdict::Tx(tb::POD_B) {
+            tcp_to_b = Some((sport, meta(&out).dport));
             break;
         }
     }
-    let tcp_sport = tcp_to_b.expect("some flow lands on b");
+    let (tcp_sport, web_port) = tcp_to_b.expect("some flow lands on b");
+    // b answers: the connection is established (an unanswered one would be judged again).
+    let syn_ack = tcp(tb::POD_B_MAC, tb::POD_B_IP, web_port, tb::POD_A_IP, tcp_sport, SYN | ACK);
+    assert_eq!(b.run(tb::POD_B, &syn_ack).0, Verdict::Tx(tb::POD_A));
     // The next snapshot: b has left both services; c serves web, the remote pod d serves dns.
     let be = |ip: &str, port| Backend { addr: addr(ip), port, weight: 1, state: BackendState::Ready, local: true };
     let fe = |port, proto, t| Frontend {

@@ -3,7 +3,7 @@
 //! the service's timeout after the last new connection that used it.
 
 use crate::addr::Addr;
-use crate::flowtable::{FlowTable, WarmWord};
+use crate::flowtable::{Evictable, FlowTable, WarmWord};
 use crate::hash::hash_words;
 
 /// Key of an affinity entry: the service (all its ports share one group, so a client reaches
@@ -32,27 +32,39 @@ impl WarmWord for AffinityEntry {
     }
 }
 
+impl Evictable for AffinityEntry {
+    /// Affinity is a preference: a full set forgets the entry that expires soonest.
+    fn evictable(&self) -> bool {
+        true
+    }
+}
+
 /// The per-worker affinity table.
 #[derive(Debug, Clone)]
 pub struct AffinityTable {
     table: FlowTable<AffinityKey, AffinityEntry>,
-}
-
-fn hash(k: &AffinityKey) -> u64 {
-    hash_words(0x0061_6666, &[k.group, k.client.hi(), k.client.lo()])
+    /// Secret hash key (per process, like conntrack's), so that no client can pick
+    /// addresses that crowd another client's entry out of its set.
+    key: u64,
 }
 
 impl AffinityTable {
-    pub fn with_capacity(n: usize) -> AffinityTable {
-        AffinityTable { table: FlowTable::with_capacity(n) }
+    /// A table of at least `n` entries whose hash is keyed with `key`.
+    pub fn with_capacity(n: usize, key: u64) -> AffinityTable {
+        AffinityTable { table: FlowTable::with_capacity(n), key }
+    }
+
+    fn hash(&self, k: &AffinityKey) -> u64 {
+        hash_words(self.key, &[k.group, k.client.hi(), k.client.lo()])
     }
 
     pub fn get(&self, k: &AffinityKey, now: u64) -> Option<AffinityEntry> {
-        self.table.find(hash(k), k, now).map(|s| *self.table.get(s).1)
+        self.table.find(self.hash(k), k, now).map(|s| *self.table.get(s).1)
     }
 
     pub fn put(&mut self, k: AffinityKey, e: AffinityEntry, timeout_ns: u64, now: u64) {
-        self.table.insert(hash(&k), k, e, now + timeout_ns, now);
+        // Every entry is evictable, so the insert always finds a way.
+        let _ = self.table.insert(self.hash(&k), k, e, now + timeout_ns, now);
     }
 
     pub fn sweep(&mut self, now: u64, budget: usize) {
