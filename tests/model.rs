@@ -300,3 +300,126 @@ impl Model {
         }
     }
 }
+
+/// How a probe reaches its destination pod: directly, or through one of the addresses of a
+/// Service that selects just that pod (see [`Model::expose_each_pod`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    ClusterIp,
+    NodePort,
+    LoadBalancer,
+    ExternalIp,
+}
+
+impl Path {
+    pub const ALL: [Path; 4] = [Path::ClusterIp, Path::NodePort, Path::LoadBalancer, Path::ExternalIp];
+
+    /// The address and port that reach model pod `n` (0..9) this way.
+    pub fn frontend(self, n: usize, port: u16) -> (IpAddr, u16) {
+        let ip = |s: String| s.parse::<IpAddr>().expect("frontend address");
+        match self {
+            Path::ClusterIp => (ip(format!("10.96.1.{}", n + 1)), port),
+            Path::NodePort => (ip(NODE_IP.to_string()), node_port(n, port)),
+            Path::LoadBalancer => (ip(format!("192.168.99.{}", n + 1)), port),
+            Path::ExternalIp => (ip(format!("192.168.98.{}", n + 1)), port),
+        }
+    }
+}
+
+fn node_port(n: usize, port: u16) -> u16 {
+    30000 + (n as u16) * 10 + port - 80
+}
+
+/// An address outside the cluster (documentation range, never routed anywhere).
+pub const OUTSIDE_CLIENT: &str = "192.0.2.7";
+
+impl Model {
+    /// One LoadBalancer Service per model pod (`<ns>/to-<pod>`, selecting just that pod,
+    /// ports 80 and 81 for TCP, UDP and SCTP, externalTrafficPolicy Cluster) with a cluster
+    /// IP, node ports, a load-balancer IP and an external IP ([`Path::frontend`]).
+    pub fn expose_each_pod(&self) {
+        let mut y = String::new();
+        for (n, p) in self.pods.iter().enumerate() {
+            let (cip, _) = Path::ClusterIp.frontend(n, 80);
+            let (lb, _) = Path::LoadBalancer.frontend(n, 80);
+            let (ext, _) = Path::ExternalIp.frontend(n, 80);
+            let mut ports = String::new();
+            for port in [80u16, 81] {
+                for proto in ["TCP", "UDP", "SCTP"] {
+                    ports.push_str(&format!(
+                        "  - {{name: p{port}-{}, port: {port}, targetPort: {port}, protocol: {proto}, nodePort: {}}}\n",
+                        proto.to_lowercase(),
+                        node_port(n, port)
+                    ));
+                }
+            }
+            y.push_str(&format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: to-{}, namespace: {}}}\nspec:\n  type: LoadBalancer\n  clusterIP: {cip}\n  externalIPs: [{ext}]\n  selector: {{pod: {}}}\n  ports:\n{ports}status: {{loadBalancer: {{ingress: [{{ip: {lb}}}]}}}}\n",
+                p.name, p.namespace, p.name
+            ));
+        }
+        self.apply(&y);
+    }
+
+    /// Probes every pod pair through `path` (a pod reaching itself is hairpin traffic and is
+    /// judged like any other), plus an outside client on the uplink for the external paths.
+    /// Returns the matrix and the outside client's row.
+    pub fn probe_via(&self, path: Path, port: u16, proto: &str) -> (Reachability, [bool; 9]) {
+        let mut r = Reachability::all(true);
+        let judge = |v: Verdict, to: &ModelPod, what: &str| match v {
+            Verdict::Tx(p) if p == to.port => true,
+            Verdict::Drop(DropReason::PolicyDeniedEgress | DropReason::PolicyDeniedIngress) => false,
+            other => panic!("{what} -> {} {proto}/{port} via {path:?}: unexpected {other:?}", to.id()),
+        };
+        for (i, from) in self.pods.iter().enumerate() {
+            for (j, to) in self.pods.iter().enumerate() {
+                let (dst, dport) = path.frontend(j, port);
+                let mut w = self.worker();
+                let (v, _) = self.send(&mut w, self.frame_from(from, dst, dport, proto, 40000), from.port);
+                r.m[i][j] = judge(v, to, &from.id());
+            }
+        }
+        let mut outside = [true; 9];
+        if path != Path::ClusterIp {
+            for (j, to) in self.pods.iter().enumerate() {
+                let (dst, dport) = path.frontend(j, port);
+                let src: IpAddr = OUTSIDE_CLIENT.parse().expect("ip");
+                let f = IpFrame::new(MacAddr([2, 0, 0, 0, 0x0f, 1]), UPLINK_MAC, src, dst, l4(proto, 50000, dport)).build();
+                let mut w = self.worker();
+                let (v, _) = self.send(&mut w, f, self.uplink);
+                outside[j] = judge(v, to, "outside client");
+            }
+        }
+        (r, outside)
+    }
+
+    /// Checks `want` (hairpin included, on the diagonal) and the outside client's row through
+    /// every service path, printing both tables on a mismatch.
+    pub fn expect_via(&self, what: &str, port: u16, protos: &[&str], want: &Reachability, outside: [bool; 9]) {
+        for path in Path::ALL {
+            for proto in protos {
+                let (got, got_out) = self.probe_via(path, port, proto);
+                assert!(
+                    got == *want,
+                    "{what}: {proto}/{port} via {path:?} reachability differs (diagonal: hairpin)\nexpected:\n{}\ngot:\n{}",
+                    want.render_with_diagonal(),
+                    got.render_with_diagonal()
+                );
+                if path != Path::ClusterIp {
+                    assert_eq!(got_out, outside, "{what}: {proto}/{port} via {path:?}: outside client per destination pod");
+                }
+            }
+        }
+    }
+}
+
+impl Reachability {
+    /// [`Reachability::render`] with the diagonal shown (hairpin through a service).
+    pub fn render_with_diagonal(&self) -> String {
+        let mut s = self.render();
+        for i in 0..9 {
+            s.push_str(&format!("hairpin {}/{}: {}\n", NAMESPACES[i / 3], PODS[i % 3], self.m[i][i]));
+        }
+        s
+    }
+}

@@ -4,7 +4,7 @@
 use crate::drop::DropReason;
 use crate::endpoint::Identity;
 use crate::pipeline::PacketCtx;
-use crate::snapshot::Tables;
+use crate::snapshot::{PortKind, Tables};
 
 #[inline]
 fn port_of(c: &PacketCtx) -> Option<u16> {
@@ -35,11 +35,19 @@ pub(crate) fn ingress(t: &Tables, c: &mut PacketCtx) {
     let Some(cid) = t.endpoints.get(dst).ingress else {
         return;
     };
-    let peer = c.tuple.src;
-    let id = t.endpoints.identity_of(peer);
+    // The peer is the client as it sent the packet, not the address a translation put in
+    // its place: with externalTrafficPolicy Cluster and hairpin, the source is masqueraded to
+    // the node or the service, and judging that would admit anyone (Calico and Cilium decide
+    // on the original source too).
+    let peer = c.orig.src;
+    let mut id = t.endpoints.identity_of(peer);
     if id == Identity::HOST {
-        // The node itself (kubelet probes) may always reach its pods, as in Kubernetes.
-        return;
+        if c.in_kind == PortKind::Host && c.from_tunnel.is_none() {
+            // The node itself (kubelet probes) may always reach its pods, as in Kubernetes.
+            return;
+        }
+        // The node's address arriving from anywhere but the node's own port is not the node.
+        id = Identity::WORLD;
     }
     match t.policy.get(cid).lookup(peer, id, c.meta.proto, port_of(c)) {
         Some(rule) => c.ingress_rule = Some(rule),
