@@ -167,6 +167,28 @@ fn node_port_with_external_traffic_policy_cluster_and_local() {
     assert!(e.contains("30000-32767") && e.contains("Service x/bad"), "{e}");
 }
 
+/// Issue 9 item 8: `externalTrafficPolicy: Local` governs external traffic only. A pod of a
+/// node without a local endpoint reaching the service's node port, load-balancer IP or
+/// external IP gets a remote endpoint and keeps its own address, as with kube-proxy.
+#[test]
+fn external_traffic_policy_local_does_not_apply_to_pods_of_the_cluster() {
+    let m = Model::new();
+    m.apply(&format!(
+        "{}status:\n  loadBalancer:\n    ingress: [{{ip: 198.51.100.20}}]\n",
+        svc("lbl", "  type: LoadBalancer\n  clusterIP: 10.96.0.17\n  externalIPs: [198.51.100.21]\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80, nodePort: 30090}]\n")
+    ));
+    m.apply("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: lbl-1, namespace: x, labels: {kubernetes.io/service-name: lbl}}\naddressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints: [{addresses: [10.244.2.7], nodeName: node-2}]\n");
+    for (dst, port) in [(podswitch_tests::model::NODE_IP, 30090), ("198.51.100.20", 80), ("198.51.100.21", 80)] {
+        let (v, out) = from_pod(&m, "y/a", dst, port, "TCP", 4242);
+        assert_eq!(v, Verdict::Tx(m.uplink), "{dst}:{port} from a pod: to node-2");
+        let inner = meta(&out[50..]);
+        assert_eq!((inner.dst, inner.dport), (a("10.244.2.7"), 8080), "{dst}:{port}");
+        assert_eq!((inner.src, inner.sport), (a("10.244.1.4"), 4242), "{dst}:{port}: the pod keeps its address");
+        let (v, _) = from_outside(&m, "203.0.113.5", dst, port, "TCP");
+        assert_eq!(v, Verdict::Drop(DropReason::ServiceNoLocalBackend), "{dst}:{port} from outside");
+    }
+}
+
 #[test]
 fn load_balancer_ingress_ips_and_source_ranges() {
     let m = Model::new();

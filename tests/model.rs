@@ -384,7 +384,8 @@ impl Model {
             for (j, to) in self.pods.iter().enumerate() {
                 let (dst, dport) = path.frontend(j, port);
                 let src: IpAddr = OUTSIDE_CLIENT.parse().expect("ip");
-                let f = IpFrame::new(MacAddr([2, 0, 0, 0, 0x0f, 1]), UPLINK_MAC, src, dst, l4(proto, 50000, dport)).build();
+                let f =
+                    IpFrame::new(MacAddr([2, 0, 0, 0, 0x0f, 1]), UPLINK_MAC, src, dst, l4(proto, 50000, dport)).build();
                 let mut w = self.worker();
                 let (v, _) = self.send(&mut w, f, self.uplink);
                 outside[j] = judge(v, to, "outside client");
@@ -406,7 +407,10 @@ impl Model {
                     got.render_with_diagonal()
                 );
                 if path != Path::ClusterIp {
-                    assert_eq!(got_out, outside, "{what}: {proto}/{port} via {path:?}: outside client per destination pod");
+                    assert_eq!(
+                        got_out, outside,
+                        "{what}: {proto}/{port} via {path:?}: outside client per destination pod"
+                    );
                 }
             }
         }

@@ -66,7 +66,21 @@ pub(crate) fn warm(t: &Tables, c: &mut PacketCtx) {
         return;
     }
     if let Some(fe) = t.services.lookup(c.tuple.dst, c.tuple.dport, c.meta.proto) {
-        c.warm ^= t.services.port(fe.target).warm(fe.kind, c.flow_hash);
+        let sp = t.services.port(fe.target);
+        c.warm ^= sp.warm(policy_kind(fe.kind, sp, c), c.flow_hash);
+    }
+}
+
+/// The kind of frontend whose traffic policy governs the flow. `externalTrafficPolicy: Local`
+/// is for external clients only: a pod of this node (or the node itself) reaching the
+/// service's node port, load-balancer or external IP is sent to any endpoint, as through the
+/// cluster IP, and keeps its own address (kube-proxy short-circuits such traffic the same way).
+fn policy_kind(kind: FrontendKind, sp: &super::ServicePort, c: &PacketCtx) -> FrontendKind {
+    let in_cluster = c.src_ep.is_some() || c.in_kind == crate::snapshot::PortKind::Host;
+    if kind.is_external() && sp.spec.external_local && in_cluster {
+        FrontendKind::ClusterIp
+    } else {
+        kind
     }
 }
 
@@ -95,18 +109,19 @@ pub(crate) fn select<B: PacketBuf>(
     {
         return c.drop(DropReason::LoadBalancerSourceDenied);
     }
+    let kind = policy_kind(fe.kind, sp, c);
     let ev: &mut EventStats = &mut stats.events;
     let mut chosen = None;
     let akey = AffinityKey { group: sp.spec.affinity_group, client: c.tuple.src };
     if sp.spec.affinity_timeout_s.is_some() {
-        if let Some(b) = affinity.get(&akey, now).and_then(|e| sp.usable_at(fe.kind, e.addr)) {
+        if let Some(b) = affinity.get(&akey, now).and_then(|e| sp.usable_at(kind, e.addr)) {
             chosen = Some((b.addr, b.port));
             ev.affinity_hits += 1;
         }
     }
     let (addr, port) = match chosen {
         Some(x) => x,
-        None => match sp.select(fe.kind, c.flow_hash) {
+        None => match sp.select(kind, c.flow_hash) {
             Ok(b) => (b.addr, b.port),
             Err(DropReason::ServiceNoBackends) => return refuse(pkt, c, t, stats),
             Err(r) => return c.drop(r),
