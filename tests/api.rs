@@ -95,14 +95,14 @@ fn every_call_over_the_socket() {
             manifest("apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: y}\nspec: {clusterIP: 10.96.1.1, selector: {pod: b}, ports: [{port: 80}]}\n"),
             pb::Manifest { format: "toml".into(), source: "r.toml".into(), content: "[[routes]]\nprefix = \"10.99.0.0/16\"\nvia = \"blackhole\"\n".into() },
         ];
-        let dry = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: true }).await.expect("dry run").into_inner();
+        let dry = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: true, ..Default::default() }).await.expect("dry run").into_inner();
         assert_eq!(dry.generation, g0);
         assert_eq!(dry.changes.len(), 2);
         assert!(c.list(pb::ListRequest { kind: "svc".into(), namespace: "y".into(), name: "api".into() }).await.is_err());
-        let r = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: false }).await.expect("apply").into_inner();
+        let r = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: false, ..Default::default() }).await.expect("apply").into_inner();
         assert_eq!(r.generation, g0 + 1);
         assert!(r.changes.iter().all(|ch| ch.action == "created"), "{:?}", r.changes);
-        let again = c.apply(pb::ApplyRequest { manifests: m, dry_run: false }).await.expect("apply").into_inner();
+        let again = c.apply(pb::ApplyRequest { manifests: m, dry_run: false, ..Default::default() }).await.expect("apply").into_inner();
         assert_eq!(again.generation, g0 + 1, "applying the same objects publishes nothing");
         assert!(again.changes.iter().all(|ch| ch.action == "unchanged"));
         let ev = watch.message().await.expect("event").expect("stream open");
@@ -127,6 +127,7 @@ fn every_call_over_the_socket() {
         c.apply(pb::ApplyRequest {
             manifests: vec![manifest("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-y, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]\n")],
             dry_run: false,
+            ..Default::default()
         })
         .await
         .expect("policy");
@@ -197,7 +198,7 @@ fn bad_requests_are_refused_and_change_nothing() {
             (vec![pb::Manifest { format: "toml".into(), source: "r.toml".into(), content: "[[routes]]\nprefix = \"10.1.2.3/8\"\nvia = \"host\"\n".into() }], Code::InvalidArgument, "bits set"),
         ];
         for (m, code, want) in bad_apply {
-            let e = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: false }).await.expect_err("refused");
+            let e = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: false, ..Default::default() }).await.expect_err("refused");
             assert_eq!(e.code(), code, "{m:?}: {}", e.message());
             assert!(e.message().contains(want), "{m:?}: {} (want {want})", e.message());
         }

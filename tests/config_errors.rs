@@ -46,8 +46,14 @@ fn example_manifests_parse_cleanly() {
     for e in std::fs::read_dir(&dir).expect("configs/k8s") {
         let p = e.expect("entry").path();
         let text = std::fs::read_to_string(&p).expect("read");
-        let parsed = control::k8s::parse(control::k8s::Format::Yaml, &p.display().to_string(), &text, "node-1")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let parsed = control::k8s::parse(
+            control::k8s::Format::Yaml,
+            &p.display().to_string(),
+            &text,
+            "node-1",
+            control::k8s::Validation::Strict,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(!parsed.objects.is_empty() && parsed.warnings.is_empty(), "{}: {:?}", p.display(), parsed.warnings);
         n += 1;
     }

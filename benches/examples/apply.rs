@@ -183,7 +183,9 @@ fn main() {
     // Where a bulk apply's time goes, phase by phase, outside the server.
     {
         let t0 = Instant::now();
-        let parsed = control::k8s::parse(control::k8s::Format::Yaml, "bench", &yaml, "node-1").expect("parse");
+        let parsed =
+            control::k8s::parse(control::k8s::Format::Yaml, "bench", &yaml, "node-1", control::k8s::Validation::Strict)
+                .expect("parse");
         let t_parse = t0.elapsed();
         let mut store = control::store::Store::new(toml::from_str(&text).expect("base"));
         store.apply(parsed.objects).expect("store");
@@ -209,7 +211,11 @@ fn main() {
             .collect();
         let json = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
         let t0 = Instant::now();
-        let n = control::k8s::parse(control::k8s::Format::Json, "bench", &json, "node-1").expect("parse").objects.len();
+        let n =
+            control::k8s::parse(control::k8s::Format::Json, "bench", &json, "node-1", control::k8s::Validation::Strict)
+                .expect("parse")
+                .objects
+                .len();
         println!("bulk phases, in-process, JSON: parse {:.0} ms ({n} objects)", t0.elapsed().as_secs_f64() * 1e3);
         let jdir = dir.join("json");
         std::fs::create_dir_all(&jdir).expect("dir");
@@ -232,6 +238,7 @@ fn main() {
                         content: json.clone(),
                     }],
                     dry_run: false,
+                    ..Default::default()
                 })
                 .await
                 .expect("bulk apply")
@@ -253,6 +260,7 @@ fn main() {
             .apply(pb::ApplyRequest {
                 manifests: vec![pb::Manifest { format: "yaml".into(), source: "bench".into(), content: yaml }],
                 dry_run: false,
+                ..Default::default()
             })
             .await
             .expect("bulk apply")
@@ -319,6 +327,7 @@ fn main() {
                 .apply(pb::ApplyRequest {
                     manifests: vec![pb::Manifest { format: "yaml".into(), source: "one".into(), content: slice(i, per, 1 + n % per) }],
                     dry_run: false,
+                    ..Default::default()
                 })
                 .await
                 .expect("single change")

@@ -9,7 +9,7 @@ use crate::api::pb;
 use crate::build::services::{CompiledService, Steer};
 use crate::build::{self, PortSpec};
 use crate::config::{Config, RouteConfig};
-use crate::k8s::{self, Format, Key, Kind};
+use crate::k8s::{self, Format, Key, Kind, Validation};
 use crate::publish::SnapshotCell;
 use crate::report::Report;
 use crate::store::{Action, Store, StoreError};
@@ -473,26 +473,48 @@ impl Controller {
         Ok(live.with_services(table, generation))
     }
 
-    fn parse_manifests(&self, manifests: &[pb::Manifest]) -> Result<(Vec<k8s::Object>, Vec<String>), Refusal> {
+    fn parse_manifests(
+        &self,
+        manifests: &[pb::Manifest],
+        validate: Validation,
+    ) -> Result<(Vec<k8s::Object>, Vec<String>, Vec<String>), Refusal> {
         let node = self.node_name();
         let mut objects = Vec::new();
         let mut warnings = Vec::new();
+        let mut skipped = Vec::new();
         for m in manifests {
             let format = Format::parse(&m.format).ok_or_else(|| {
                 Refusal::Invalid(format!("{}: format '{}' is not yaml, json or toml", m.source, m.format))
             })?;
-            let p = k8s::parse(format, &m.source, &m.content, &node).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            let p = k8s::parse(format, &m.source, &m.content, &node, validate)
+                .map_err(|e| Refusal::Invalid(e.to_string()))?;
             objects.extend(p.objects);
             warnings.extend(p.warnings);
+            skipped.extend(p.skipped);
         }
-        Ok((objects, warnings))
+        Ok((objects, warnings, skipped))
     }
 
-    /// Applies every object of `manifests`, all or none.
+    /// Applies every object of `manifests`, all or none, refusing fields the Kubernetes
+    /// schema does not know (kubectl's `--validate=strict`).
     pub fn apply(&self, manifests: &[pb::Manifest], dry_run: bool) -> Result<Outcome, Refusal> {
-        let (objects, warnings) = self.parse_manifests(manifests)?;
+        self.apply_validated(manifests, dry_run, Validation::Strict)
+    }
+
+    /// [`Controller::apply`] with the given validation of unknown fields.
+    pub fn apply_validated(
+        &self,
+        manifests: &[pb::Manifest],
+        dry_run: bool,
+        validate: Validation,
+    ) -> Result<Outcome, Refusal> {
+        let (objects, warnings, skipped) = self.parse_manifests(manifests, validate)?;
         if objects.is_empty() {
-            return Err(Refusal::Invalid("no objects in the request".into()));
+            let mut m = String::from("no objects in the request");
+            if !skipped.is_empty() {
+                m.push_str(&format!("; every document was skipped:\n  {}", skipped.join("\n  ")));
+            }
+            return Err(Refusal::Invalid(m));
         }
         self.change("applied", warnings, dry_run, |s| s.apply(objects))
     }
@@ -521,7 +543,8 @@ impl Controller {
             }
             all.push(Key { kind, namespace, name: r.name.clone() });
         }
-        let (objects, warnings) = self.parse_manifests(manifests)?;
+        // Deleting needs only the objects' names: fields are not validated.
+        let (objects, warnings, _) = self.parse_manifests(manifests, Validation::Ignore)?;
         all.extend(objects.iter().map(k8s::Object::key));
         if all.is_empty() {
             return Err(Refusal::Invalid("nothing to delete".into()));

@@ -406,7 +406,7 @@ mod tests {
     use crate::k8s::{parse, Format};
 
     fn objects(yaml: &str) -> Vec<Object> {
-        parse(Format::Yaml, "t", yaml, "node-1").expect("parses").objects
+        parse(Format::Yaml, "t", yaml, "node-1", crate::k8s::Validation::Strict).expect("parses").objects
     }
 
     fn base() -> Config {

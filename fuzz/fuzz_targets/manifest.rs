@@ -2,7 +2,7 @@
 //! over the example node and built into a snapshot: errors or a snapshot, never a panic.
 #![no_main]
 
-use control::k8s::{parse, Format};
+use control::k8s::{parse, Format, Validation};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -15,7 +15,7 @@ fn base() -> &'static control::config::Config {
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     for format in [Format::Yaml, Format::Json, Format::Toml] {
-        let Ok(parsed) = parse(format, "fuzz", text, "node-1") else { continue };
+        let Ok(parsed) = parse(format, "fuzz", text, "node-1", Validation::Warn) else { continue };
         let mut store = control::store::Store::new(base().clone());
         store.begin();
         if store.apply(parsed.objects).is_ok() {

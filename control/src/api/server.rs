@@ -50,7 +50,10 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>
 impl Control for Service {
     async fn apply(&self, r: Request<pb::ApplyRequest>) -> Result<Response<pb::ChangeResponse>, Status> {
         let r = r.into_inner();
-        blocking(&self.c, move |c| c.apply(&r.manifests, r.dry_run).map(|o| o.to_pb())).await
+        let Some(validate) = crate::k8s::Validation::parse(&r.validate) else {
+            return Err(Status::invalid_argument(format!("validate '{}' is not strict, warn or ignore", r.validate)));
+        };
+        blocking(&self.c, move |c| c.apply_validated(&r.manifests, r.dry_run, validate).map(|o| o.to_pb())).await
     }
 
     async fn delete(&self, r: Request<pb::DeleteRequest>) -> Result<Response<pb::ChangeResponse>, Status> {

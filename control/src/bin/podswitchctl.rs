@@ -42,6 +42,10 @@ enum Cmd {
         /// Validate and build only.
         #[arg(long)]
         dry_run: bool,
+        /// Fields the Kubernetes API schema does not know (or duplicate keys): strict refuses
+        /// the whole request, warn applies with a warning per field, ignore applies silently.
+        #[arg(long, default_value = "strict", value_parser = ["strict", "warn", "ignore"])]
+        validate: String,
     },
     /// Delete the objects of files (`-f`) or one object by kind and name.
     Delete {
@@ -270,8 +274,8 @@ fn render(v: &impl serde::Serialize, o: Output) -> Result<String, Fail> {
 async fn run(cli: Cli) -> Result<(), Fail> {
     let mut c = control::api::client::connect(cli.socket.clone()).await.map_err(|m| Fail(3, m))?;
     match cli.cmd {
-        Cmd::Apply { files, dry_run } => {
-            let r = c.apply(pb::ApplyRequest { manifests: manifests(&files)?, dry_run }).await?.into_inner();
+        Cmd::Apply { files, dry_run, validate } => {
+            let r = c.apply(pb::ApplyRequest { manifests: manifests(&files)?, dry_run, validate }).await?.into_inner();
             print_changes(&r, dry_run);
         }
         Cmd::Delete { files, kind, name, namespace, dry_run } => {

@@ -1,7 +1,7 @@
 //! One Kubernetes document to config-model objects.
 
 use super::types::{self, IntOrString};
-use super::{Kind, Object, Parsed, MAC_ANNOTATION, PORT_ANNOTATION};
+use super::{Kind, Object, Parsed, Validation, MAC_ANNOTATION, PORT_ANNOTATION};
 use crate::config::{
     ContainerPort, EgressRuleConfig, EndpointConfig, IngressRuleConfig, IpBlock, LabelSelector, NamespaceConfig,
     PeerConfig, PodConfig, PolicyConfig, PolicyPortConfig, PortRef, SelectorRequirement, ServiceConfig,
@@ -30,7 +30,7 @@ type Fail = (String, String);
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Reads document `index` (1-based) into `out`.
-pub(super) fn document(v: Value, index: usize, node: &str, out: &mut Parsed) -> Result<(), Fail> {
+pub(super) fn document(v: Value, index: usize, node: &str, validate: Validation, out: &mut Parsed) -> Result<(), Fail> {
     let doc = format!("document {index}");
     let obj = match &v {
         Value::Null => return Ok(()),
@@ -53,7 +53,7 @@ pub(super) fn document(v: Value, index: usize, node: &str, out: &mut Parsed) -> 
             Some(_) => return Err((format!("{doc}: "), "items of a List must be a sequence".into())),
         };
         for (j, item) in items.into_iter().enumerate() {
-            document(item, index, node, out)
+            document(item, index, node, validate, out)
                 .map_err(|(loc, m)| (format!("{doc}, items[{j}]{}", loc.trim_start_matches(&doc)), m))?;
         }
         return Ok(());
@@ -62,6 +62,19 @@ pub(super) fn document(v: Value, index: usize, node: &str, out: &mut Parsed) -> 
     let ns = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default");
     let what = format!("{doc} ({kind} {ns}/{name})");
     let loc = format!("{what}: ");
+    let unknown = unknown_fields(&kind, &v);
+    if validate != Validation::Ignore {
+        for f in &unknown {
+            if validate == Validation::Strict {
+                return Err((
+                    loc,
+                    format!("unknown field \"{f}\" (not in the Kubernetes API schema of {api} {kind}; --validate=warn applies it with a warning)"),
+                ));
+            }
+            out.warnings.push(format!("{what}: unknown field \"{f}\" ignored"));
+        }
+    }
+    let skipped_before = out.warnings.len();
     let expect = |want: &str| -> Result<(), Fail> {
         if api == want {
             Ok(())
@@ -112,11 +125,42 @@ pub(super) fn document(v: Value, index: usize, node: &str, out: &mut Parsed) -> 
             None
         }
     };
-    for f in ignored {
-        out.warnings.push(format!("{what}: unknown field {f} ignored"));
+    if obj.is_none() {
+        // Every reason a document is not applied was pushed as a warning just now.
+        out.skipped.extend(out.warnings[skipped_before..].iter().cloned());
+    }
+    for f in ignored.iter().map(|f| clean_path(f)).filter(|f| !unknown.contains(f)) {
+        out.warnings.push(format!("{what}: field {f} is not implemented by podswitch; ignored"));
     }
     out.objects.extend(obj);
     Ok(())
+}
+
+/// A field path as Kubernetes writes it: serde_ignored puts a `?` for every optional level.
+fn clean_path(p: &str) -> String {
+    p.split('.').filter(|s| *s != "?").collect::<Vec<_>>().join(".")
+}
+
+/// The fields of `v` that the Kubernetes API schema of `kind` (as `k8s-openapi` describes it)
+/// does not have, as paths such as `spec.podSelector.matchLabel`. Kinds podswitch does not
+/// read are not checked (they are skipped as a whole).
+fn unknown_fields(kind: &str, v: &Value) -> Vec<String> {
+    use k8s_openapi::api::{core::v1 as core, discovery::v1 as discovery, networking::v1 as networking};
+    fn check<T: DeserializeOwned>(v: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        // A document that does not fit the schema at all fails later with its own message.
+        let _ = serde_ignored::deserialize::<_, _, T>(v, |p| out.push(clean_path(&p.to_string())));
+        out
+    }
+    match kind {
+        "Namespace" => check::<core::Namespace>(v),
+        "Pod" => check::<core::Pod>(v),
+        "Service" => check::<core::Service>(v),
+        "Endpoints" => check::<core::Endpoints>(v),
+        "EndpointSlice" => check::<discovery::EndpointSlice>(v),
+        "NetworkPolicy" => check::<networking::NetworkPolicy>(v),
+        _ => Vec::new(),
+    }
 }
 
 /// Deserializes `v`, collecting the paths of ignored fields that `warn` selects.

@@ -138,6 +138,98 @@ impl Format {
 pub struct Parsed {
     pub objects: Vec<Object>,
     pub warnings: Vec<String>,
+    /// Documents that were read but not applied, each with its source, index and reason
+    /// (an unsupported kind, a Pod without an address, ...). Also listed in `warnings`.
+    pub skipped: Vec<String>,
+}
+
+/// How fields that the Kubernetes API schema does not know are treated, as kubectl's
+/// `--validate` says: `strict` (the default) refuses the manifest, `warn` applies it with a
+/// warning per field, `ignore` applies it silently. Duplicate keys in a mapping are always
+/// refused in `strict` mode and otherwise warned about (the last one wins, as with kubectl).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Validation {
+    #[default]
+    Strict,
+    Warn,
+    Ignore,
+}
+
+impl Validation {
+    /// `strict`, `warn` or `ignore`; empty means `strict`. kubectl's legacy `true`/`false`
+    /// are `strict`/`ignore`.
+    pub fn parse(s: &str) -> Option<Validation> {
+        match s.to_ascii_lowercase().as_str() {
+            "" | "strict" | "true" => Some(Validation::Strict),
+            "warn" => Some(Validation::Warn),
+            "ignore" | "false" => Some(Validation::Ignore),
+            _ => None,
+        }
+    }
+}
+
+/// A document as a JSON value, read refusing duplicate keys in any mapping (`serde_json`'s
+/// own `Value` keeps the last silently, which would hide a typo'd second `spec`).
+struct NoDuplicates(serde_json::Value);
+
+impl<'de> Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor).map(NoDuplicates)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a YAML or JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        NoDuplicates::deserialize(d).map(|v| v.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut v = Vec::new();
+        while let Some(NoDuplicates(x)) = a.next_element()? {
+            v.push(x);
+        }
+        Ok(serde_json::Value::Array(v))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut m = serde_json::Map::new();
+        while let Some(k) = a.next_key::<String>()? {
+            let NoDuplicates(v) = a.next_value()?;
+            if m.insert(k.clone(), v).is_some() {
+                return Err(serde::de::Error::custom(format_args!("duplicate key `{k}` in a mapping")));
+            }
+        }
+        Ok(serde_json::Value::Object(m))
+    }
 }
 
 /// Why a manifest was refused: where and what.
@@ -148,6 +240,19 @@ pub struct ManifestError {
     /// "document 2 (Service default/web): " or "line 4: ", or empty.
     pub location: String,
     pub message: String,
+}
+
+/// A JSON document; in strict mode a duplicate key is an error.
+fn read_json(content: &str, validate: Validation) -> Result<serde_json::Value, serde_json::Error> {
+    match validate {
+        Validation::Strict => {
+            let mut d = serde_json::Deserializer::from_str(content);
+            let v = NoDuplicates::deserialize(&mut d)?;
+            d.end()?;
+            Ok(v.0)
+        }
+        _ => serde_json::from_str(content),
+    }
 }
 
 /// The object sections of a podswitch TOML file, as `podswitchctl apply` takes them.
@@ -167,8 +272,29 @@ struct TomlObjects {
 }
 
 /// Reads every object of a manifest. `node` is this node's name: a Pod whose `spec.nodeName`
-/// is this node must carry the port and MAC annotations of its attachment.
-pub fn parse(format: Format, source: &str, content: &str, node: &str) -> Result<Parsed, ManifestError> {
+/// is this node must carry the port and MAC annotations of its attachment. Warnings and
+/// skipped documents name `source`.
+pub fn parse(
+    format: Format,
+    source: &str,
+    content: &str,
+    node: &str,
+    validate: Validation,
+) -> Result<Parsed, ManifestError> {
+    let mut p = parse_content(format, source, content, node, validate)?;
+    for w in p.warnings.iter_mut().chain(p.skipped.iter_mut()) {
+        *w = format!("{source}: {w}");
+    }
+    Ok(p)
+}
+
+fn parse_content(
+    format: Format,
+    source: &str,
+    content: &str,
+    node: &str,
+    validate: Validation,
+) -> Result<Parsed, ManifestError> {
     let err = |location: String, message: String| ManifestError { source_name: source.to_string(), location, message };
     match format {
         Format::Toml => {
@@ -199,23 +325,27 @@ pub fn parse(format: Format, source: &str, content: &str, node: &str) -> Result<
             Ok(out)
         }
         Format::Json => {
-            let v: serde_json::Value = serde_json::from_str(content)
+            let v = read_json(content, validate)
                 .map_err(|e| err(format!("line {}, column {}: ", e.line(), e.column()), e.to_string()))?;
             let mut out = Parsed::default();
-            convert::document(v, 1, node, &mut out).map_err(|(loc, m)| err(loc, m))?;
+            convert::document(v, 1, node, validate, &mut out).map_err(|(loc, m)| err(loc, m))?;
             Ok(out)
         }
         Format::Yaml => {
             let mut out = Parsed::default();
             for (i, doc) in serde_yaml_ng::Deserializer::from_str(content).enumerate() {
-                let v = serde_json::Value::deserialize(doc).map_err(|e| {
+                let v = match validate {
+                    Validation::Strict => NoDuplicates::deserialize(doc).map(|v| v.0),
+                    _ => serde_json::Value::deserialize(doc),
+                };
+                let v = v.map_err(|e| {
                     let loc = match e.location() {
                         Some(l) => format!("document {}, line {}, column {}: ", i + 1, l.line(), l.column()),
                         None => format!("document {}: ", i + 1),
                     };
                     err(loc, e.to_string())
                 })?;
-                convert::document(v, i + 1, node, &mut out).map_err(|(loc, m)| err(loc, m))?;
+                convert::document(v, i + 1, node, validate, &mut out).map_err(|(loc, m)| err(loc, m))?;
             }
             Ok(out)
         }

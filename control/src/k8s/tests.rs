@@ -2,7 +2,7 @@ use super::*;
 use crate::config::PortRef;
 
 fn yaml(s: &str) -> Result<Parsed, ManifestError> {
-    parse(Format::Yaml, "test.yaml", s, "node-1")
+    parse(Format::Yaml, "test.yaml", s, "node-1", Validation::Strict)
 }
 
 const ALL_KINDS: &str = r#"
@@ -99,7 +99,7 @@ metadata: {name: web, namespace: x}
 
 #[test]
 fn reads_every_kind_with_kubernetes_defaults() {
-    let p = yaml(ALL_KINDS).expect("parses");
+    let p = parse(Format::Yaml, "test.yaml", ALL_KINDS, "node-1", Validation::Warn).expect("parses");
     let keys: Vec<String> = p.objects.iter().map(|o| o.key().to_string()).collect();
     assert_eq!(
         keys,
@@ -133,7 +133,7 @@ fn reads_every_kind_with_kubernetes_defaults() {
     assert_eq!(np.ingress[0].ports[0].port, Some(PortRef::Name("http".into())));
     // Unknown fields of the implemented specs and unknown kinds are reported, metadata is not.
     let w = p.warnings.join("\n");
-    assert!(w.contains("spec.frobnicate"), "{w}");
+    assert!(w.contains("test.yaml: document 4 (Service x/web): unknown field \"spec.frobnicate\""), "{w}");
     assert!(w.contains("lb.example"), "{w}");
     assert!(w.contains("kind Deployment ignored"), "{w}");
     assert!(!w.contains("uid") && !w.contains("restartPolicy") && !w.contains("healthCheckNodePort"), "{w}");
@@ -144,7 +144,7 @@ fn a_list_is_read_item_by_item() {
     let s = r#"{"apiVersion":"v1","kind":"List","items":[
         {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"y"}},
         {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"z"}}]}"#;
-    let p = parse(Format::Json, "l.json", s, "n").expect("parses");
+    let p = parse(Format::Json, "l.json", s, "n", Validation::Strict).expect("parses");
     assert_eq!(p.objects.len(), 2);
 }
 
@@ -199,12 +199,14 @@ fn toml_objects_and_their_errors() {
         "o.toml",
         "[[services]]\nname = \"s\"\ncluster_ips = [\"10.96.0.1\"]\nports = [{ port = 80 }]\n\n[[routes]]\nprefix = \"10.9.0.0/16\"\nvia = \"blackhole\"\n",
         "n",
+        Validation::Strict,
     )
     .expect("parses");
     assert_eq!(p.objects.len(), 2);
-    let e = parse(Format::Toml, "o.toml", "[node]\nname = \"x\"\n", "n").expect_err("node is file-only");
+    let e = parse(Format::Toml, "o.toml", "[node]\nname = \"x\"\n", "n", Validation::Strict)
+        .expect_err("node is file-only");
     assert!(e.to_string().contains("only through the daemon's config file"), "{e}");
-    let e = parse(Format::Toml, "o.toml", "[[services]]\nname = 1\n", "n").expect_err("bad type");
+    let e = parse(Format::Toml, "o.toml", "[[services]]\nname = 1\n", "n", Validation::Strict).expect_err("bad type");
     assert!(e.to_string().contains("line 2"), "{e}");
 }
 
@@ -216,4 +218,61 @@ fn kinds_parse_by_kubectl_names() {
         assert_eq!(Kind::parse(s), Some(k));
     }
     assert_eq!(Kind::parse("deployments"), None);
+}
+
+/// Issue 9 item 12: by default a field the Kubernetes schema does not know is an error naming
+/// the file, the document and the field's path, and nothing is read; `warn` and `ignore` opt
+/// out, as kubectl's `--validate`.
+#[test]
+fn unknown_fields_and_duplicate_keys_are_refused_by_default() {
+    let typo = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector:\n    matchLabel: {app: web}\n";
+    let e =
+        parse(Format::Yaml, "policy.yaml", typo, "node-1", Validation::Strict).expect_err("typo refused").to_string();
+    assert!(
+        e.starts_with("policy.yaml: document 2 (NetworkPolicy x/p): unknown field \"spec.podSelector.matchLabel\""),
+        "{e}"
+    );
+    let w = parse(Format::Yaml, "policy.yaml", typo, "node-1", Validation::Warn).expect("warn applies");
+    assert_eq!(w.objects.len(), 2);
+    assert!(w.warnings.iter().any(|w| w.contains("spec.podSelector.matchLabel")), "{:?}", w.warnings);
+    let i = parse(Format::Yaml, "policy.yaml", typo, "node-1", Validation::Ignore).expect("ignore applies");
+    assert!(i.warnings.iter().all(|w| !w.contains("matchLabel")), "{:?}", i.warnings);
+    // Deep in a list, and in status and metadata too.
+    for (doc, path) in [
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  clusterIP: 10.96.0.1\n  ports: [{port: 80, nodeport: 30080}]\n", "spec.ports.0.nodeport"),
+        ("apiVersion: v1\nkind: Namespace\nmetadata: {name: x, label: {a: b}}\n", "metadata.label"),
+    ] {
+        let e = yaml(doc).expect_err("refused").to_string();
+        assert!(e.contains(&format!("unknown field \"{path}\"")), "{e}");
+    }
+    // Duplicate keys: YAML and JSON.
+    let dup = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\nmetadata: {name: y}\n";
+    let e = yaml(dup).expect_err("duplicate refused").to_string();
+    assert!(e.contains("duplicate key `metadata`") && e.contains("document 1"), "{e}");
+    let e = parse(
+        Format::Json,
+        "d.json",
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"x","name":"y"}}"#,
+        "n",
+        Validation::Strict,
+    )
+    .expect_err("duplicate refused")
+    .to_string();
+    assert!(e.contains("duplicate key `name`") && e.starts_with("d.json: line 1"), "{e}");
+    assert!(parse(Format::Yaml, "t", dup, "n", Validation::Warn).is_ok());
+}
+
+/// Issue 9 item 13: every skipped document is listed with its file, index and reason.
+#[test]
+fn skipped_documents_are_listed_with_file_index_and_reason() {
+    let s = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-2}\n";
+    let p = parse(Format::Yaml, "app.yaml", s, "node-1", Validation::Strict).expect("parses");
+    assert!(p.objects.is_empty());
+    assert_eq!(p.skipped.len(), 2, "{:?}", p.skipped);
+    assert!(
+        p.skipped[0].starts_with("app.yaml: document 1 (Deployment default/web): kind Deployment ignored"),
+        "{:?}",
+        p.skipped
+    );
+    assert!(p.skipped[1].starts_with("app.yaml: document 2 (Pod default/p): has no IP yet"), "{:?}", p.skipped);
 }
