@@ -54,7 +54,7 @@ impl Report {
     }
 
     /// The event counters by name.
-    pub fn events(&self) -> [(&'static str, u64); 13] {
+    pub fn events(&self) -> [(&'static str, u64); 15] {
         let e = &self.stats.events;
         [
             ("arp_replies", e.arp_replies),
@@ -70,6 +70,8 @@ impl Report {
             ("conntrack_misses", e.ct_misses),
             ("batches", e.batches),
             ("handed_off", e.handed_off),
+            ("fragments_first", e.fragments_first),
+            ("fragments_later", e.fragments_later),
         ]
     }
 

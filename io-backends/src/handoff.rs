@@ -171,7 +171,7 @@ impl<B: Backend> Dispatch<B> {
         let (t, now) = snapshot();
         let t: &Tables = &t;
         let received = batch.len() - handed;
-        w.receive(t, &mut batch.as_mut_slice()[handed..], handed);
+        w.receive(t, now, &mut batch.as_mut_slice()[handed..], handed);
         if received > 0 {
             self.hand_over(be, w, t, batch, handed);
         }

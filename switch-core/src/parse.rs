@@ -425,10 +425,13 @@ mod tests {
     fn udp(v4: bool, payload: usize) -> Vec<u8> {
         let (s, d) = if v4 { ("10.244.1.3", "10.244.1.2") } else { ("fd00:244:1::3", "fd00:244:1::2") };
         let body: Vec<u8> = (0..payload).map(|i| i as u8).collect();
-        IpFrame::new(MacAddr::ZERO, MacAddr::ZERO, s.parse().unwrap(), d.parse().unwrap(), L4Repr::Udp {
-            sport: 5353,
-            dport: 40000,
-        })
+        IpFrame::new(
+            MacAddr::ZERO,
+            MacAddr::ZERO,
+            s.parse().unwrap(),
+            d.parse().unwrap(),
+            L4Repr::Udp { sport: 5353, dport: 40000 },
+        )
         .with_payload(&body)
         .build()
     }
@@ -476,7 +479,9 @@ mod tests {
     #[test]
     fn ipv4_options_are_walked_and_skipped() {
         let f = udp(true, 10);
-        for opts in [&[1u8, 1, 1, 0][..], &[7, 7, 4, 0, 0, 0, 0, 0][..], &[0x94, 4, 0, 0][..], &[0, 0x55, 0x55, 0x55][..]] {
+        for opts in
+            [&[1u8, 1, 1, 0][..], &[7, 7, 4, 0, 0, 0, 0, 0][..], &[0x94, 4, 0, 0][..], &[0, 0x55, 0x55, 0x55][..]]
+        {
             let m = parse(&with_v4_options(&f, opts), STRICT).expect("options forwarded");
             assert_eq!(usize::from(m.l4_off), 34 + opts.len());
             assert_eq!((m.sport, m.dport, m.frag.kind), (5353, 40000, FragKind::Whole));

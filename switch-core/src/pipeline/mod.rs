@@ -2,10 +2,13 @@
 //! loop per stage over the batch), carrying a [`PacketCtx`] per frame:
 //!
 //! 1. receive: count, parse (and on the uplink, decapsulate tunnel packets and parse the inner
-//!    frame) — `pipeline/mod.rs`, `parse.rs`, `overlay/decap.rs`;
+//!    frame), give later IP fragments their first fragment's ports — `pipeline/mod.rs`,
+//!    `parse.rs`, `overlay/decap.rs`, `fragment/stage.rs`;
 //! 2. link layer: answer ARP and neighbour solicitations — `pipeline/l2.rs`;
 //! 3. anti-spoofing — `pipeline/antispoof.rs`;
-//! 4. conntrack lookup: established flows and replies get their NAT — `conntrack/stage.rs`;
+//! 4. conntrack lookup: established flows and replies get their NAT — `conntrack/stage.rs`; a
+//!    later IP fragment must find its flow here, or after step 9 when its first fragment
+//!    committed the flow in the same batch — `fragment/stage.rs`;
 //! 5. service: backend choice and source NAT for new flows, or a refusal — `service/stage.rs`;
 //! 6. egress policy of the source pod — `policy/stage.rs`;
 //! 7. route — `route/stage.rs`;
@@ -30,6 +33,7 @@ pub use stats::{EventStats, PortStats, Stats};
 
 use crate::conntrack::{Conntrack, CtTimeouts, FlowKey, Tuple};
 use crate::drop::DropReason;
+use crate::fragment::FragmentTable;
 use crate::overlay::{decapsulate_len, Decap};
 use crate::packet::PacketBuf;
 use crate::parse::{parse, ParseOptions};
@@ -53,6 +57,10 @@ pub struct WorkerConfig {
     pub timeouts: CtTimeouts,
     /// Seed of the conntrack hash (per node, from config).
     pub seed: u64,
+    /// Datagrams whose fragments are tracked at once (`fragment/table.rs`).
+    pub fragment_entries: usize,
+    /// How long after its first fragment a datagram's later fragments are accepted (ns).
+    pub fragment_timeout_ns: u64,
 }
 
 impl Default for WorkerConfig {
@@ -65,6 +73,8 @@ impl Default for WorkerConfig {
             max_ports: 256,
             timeouts: CtTimeouts::default(),
             seed: 0x0070_7377_6974_6368,
+            fragment_entries: crate::fragment::table::DEFAULT_ENTRIES,
+            fragment_timeout_ns: crate::fragment::table::DEFAULT_TIMEOUT_NS,
         }
     }
 }
@@ -74,6 +84,7 @@ impl Default for WorkerConfig {
 pub struct Worker {
     ct: Conntrack,
     affinity: AffinityTable,
+    frags: FragmentTable,
     stats: Stats,
     shard: Shard,
     ctx: Box<[PacketCtx; BATCH]>,
@@ -84,6 +95,7 @@ impl Worker {
         Worker {
             ct: Conntrack::new(cfg.conntrack_flows, cfg.seed, cfg.timeouts),
             affinity: AffinityTable::with_capacity(cfg.affinity_entries),
+            frags: FragmentTable::new(cfg.fragment_entries, cfg.seed, cfg.fragment_timeout_ns),
             stats: Stats::new(cfg.max_ports),
             shard: Shard { index: cfg.index, count: cfg.count },
             ctx: Box::new([PacketCtx::default(); BATCH]),
@@ -109,6 +121,10 @@ impl Worker {
 
     pub fn affinity(&self) -> &AffinityTable {
         &self.affinity
+    }
+
+    pub fn fragments(&self) -> &FragmentTable {
+        &self.frags
     }
 
     /// Counts a frame the backend could not transmit.
@@ -138,24 +154,36 @@ impl Worker {
     }
 
     fn process_batch<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], verdicts: &mut [Verdict]) {
-        self.receive(t, pkts, 0);
+        self.receive(t, now, pkts, 0);
         self.process_received(t, now, pkts, verdicts);
     }
 
-    /// Stage 1 alone (count, parse, decapsulate) for `pkts`, into the packet contexts from
-    /// `at` on (`at + pkts.len()` is at most [`BATCH`]). With several workers, the caller then
-    /// asks [`Worker::owner`] which worker each frame's flow belongs to, hands the others'
-    /// frames over with their contexts, and runs [`Worker::process_received`].
-    pub fn receive<B: PacketBuf>(&mut self, t: &Tables, pkts: &mut [B], at: usize) {
+    /// Stage 1 alone (count, parse, decapsulate, fragment tracking) at time `now` for `pkts`,
+    /// into the packet contexts from `at` on (`at + pkts.len()` is at most [`BATCH`]). With
+    /// several workers, the caller then asks [`Worker::owner`] which worker each frame's flow
+    /// belongs to, hands the others' frames over with their contexts, and runs
+    /// [`Worker::process_received`] (with the same `now`).
+    pub fn receive<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], at: usize) {
         let end = (at + pkts.len()).min(BATCH);
+        let shard = self.shard;
         for (p, c) in pkts.iter_mut().zip(self.ctx[at..end].iter_mut()) {
             receive(t, p, c, &mut self.stats);
+            if !c.is_done() && c.meta.is_fragment() {
+                let frame = p.data();
+                let owner = |c: &PacketCtx| owner::flow_owner(t, frame, c, shard);
+                crate::fragment::stage::track(&mut self.frags, t, c, owner, now, &mut self.stats.events);
+            }
         }
+        self.frags.sweep(now, SWEEP_PER_BATCH / 8);
     }
 
-    /// The worker that owns the flow of packet `i` of the batch (see `pipeline/owner.rs`).
+    /// The worker that owns the flow of packet `i` of the batch (see `pipeline/owner.rs`; a
+    /// fragment goes where its datagram's first fragment went).
     pub fn owner(&self, t: &Tables, frame: &[u8], i: usize) -> u16 {
-        self.ctx.get(i).map_or(self.shard.index, |c| owner::flow_owner(t, frame, c, self.shard))
+        self.ctx.get(i).map_or(self.shard.index, |c| match c.frag_owner {
+            Some(o) if !c.is_done() => o,
+            _ => owner::flow_owner(t, frame, c, self.shard),
+        })
     }
 
     /// What stage 1 learned about packet `i` of the batch, to move it with its frame.
@@ -204,6 +232,7 @@ impl Worker {
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::conntrack::stage::lookup(&mut self.ct, t, c, now, &mut stats.events);
+            crate::fragment::stage::require_flow(c);
         }
         for (p, c) in pkts.iter().zip(ctx.iter_mut()) {
             if !c.is_done() && c.meta.icmp == crate::parse::IcmpKind::Error {
@@ -252,6 +281,9 @@ impl Worker {
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::conntrack::stage::commit(&mut self.ct, t, c, now);
+        }
+        for c in ctx.iter_mut() {
+            crate::fragment::stage::retry(&mut self.ct, t, c, now, &mut stats.events);
         }
         for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
             if !c.is_done() {

@@ -220,7 +220,7 @@ mod tests {
             for (k, (what, port, f)) in forward_packets(p).into_iter().enumerate() {
                 let mut bufs = [OwnedBuf::from_frame(&f, port)];
                 let rx = usize::from(p) % usize::from(count);
-                workers[rx].receive(t, &mut bufs, 0);
+                workers[rx].receive(t, 1_000_000 + n as u64, &mut bufs, 0);
                 let owner = workers[rx].owner(t, &f, 0);
                 assert!(owner < count);
                 seen[k][usize::from(owner)] += 1;
@@ -249,7 +249,7 @@ mod tests {
                         &bufs[0].data()[14..],
                     );
                     let mut eb = [OwnedBuf::from_frame(&err, tb::POD_B)];
-                    workers[rx].receive(t, &mut eb, 0);
+                    workers[rx].receive(t, 1_000_000 + n as u64, &mut eb, 0);
                     assert_eq!(workers[rx].owner(t, &err, 0), owner, "{what}: ICMP error owner");
                 }
             }
@@ -300,7 +300,7 @@ mod tests {
         let bad = vec![0u8; 20];
         for f in [arp, bad] {
             let mut b = [OwnedBuf::from_frame(&f, tb::POD_A)];
-            w.receive(&t, &mut b, 0);
+            w.receive(&t, 0, &mut b, 0);
             assert_eq!(w.owner(&t, &f, 0), 1);
         }
     }
