@@ -27,6 +27,8 @@ pub mod owner;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fragments;
 
 pub use ctx::{CtHit, Out, PacketCtx, Received, Verdict};
 pub use stats::{EventStats, PortStats, Stats};
