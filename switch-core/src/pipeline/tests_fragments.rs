@@ -389,3 +389,18 @@ fn with_two_workers_all_fragments_go_to_the_flow_owner() {
     let entries: usize = w.iter().map(|w| w.conntrack().entries()).sum();
     assert_eq!(entries, 2 * 60, "one flow per query and per pod-to-pod datagram");
 }
+
+/// An ICMP error quoting a fragment: the first fragment's ports are its flow's; a later
+/// fragment has none, so the error is not matched to a flow by payload bytes.
+#[test]
+fn icmp_errors_quote_only_first_fragments_by_ports() {
+    let d = udp(tb::POD_B_MAC, tb::POD_B_IP, 5353, tb::POD_A_IP, 40000, 1992);
+    let frags = fragment(&d, 12, MTU_DATA);
+    let err =
+        |quoted: &[u8]| super::tests::icmp_error(tb::POD_A_MAC, tb::ROUTER_MAC, tb::POD_A_IP, tb::POD_B_IP, quoted);
+    let first = err(&frags[0][14..]);
+    let q = crate::nat::related::quoted(&first, &meta(&first)).expect("first fragment quoted");
+    assert_eq!((q.tuple.sport, q.tuple.dport), (5353, 40000));
+    let later = err(&frags[1][14..]);
+    assert!(crate::nat::related::quoted(&later, &meta(&later)).is_none());
+}
