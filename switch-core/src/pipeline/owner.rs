@@ -19,7 +19,8 @@
 //! go by the client's address alone, so all of a client's connections meet its affinity entry
 //! (a per-worker table) on one worker. Every service sharing a backend with such a service
 //! does the same, so a backend's replies follow one rule (`service/steering.rs`). An ICMP
-//! error is owned by the flow whose packet it quotes. Frames without a flow (ARP, neighbour
+//! error is owned by the flow whose packet it quotes. A fragment goes to the worker chosen
+//! for its datagram's first fragment, which stage 1 recorded (`fragment/stage.rs`). Frames without a flow (ARP, neighbour
 //! discovery, frames already dropped by the receive stage) stay where they arrived.
 //!
 //! What this cannot tell apart, documented rather than hidden: a client whose own source port
