@@ -65,13 +65,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("receive_only_64", |b| {
         b.iter(|| {
             rx.load();
-            w2.receive(&t, &mut rx.bufs[..BATCH], 0);
+            w2.receive(&t, 1, &mut rx.bufs[..BATCH], 0);
         })
     });
     g.bench_function("receive_and_flow_owner_64", |b| {
         b.iter(|| {
             rx.load();
-            w2.receive(&t, &mut rx.bufs[..BATCH], 0);
+            w2.receive(&t, 1, &mut rx.bufs[..BATCH], 0);
             owners(&t, &w2, &rx)
         })
     });
@@ -148,7 +148,7 @@ fn summary(t: &switch_core::snapshot::Tables, w: &mut switch_core::pipeline::Wor
                     let s = Instant::now();
                     for _ in 0..batches {
                         rx.load();
-                        w2.receive(t, &mut rx.bufs[..BATCH], 0);
+                        w2.receive(t, 1, &mut rx.bufs[..BATCH], 0);
                         if with_owner {
                             spread += owners(t, &w2, &rx);
                         }

@@ -54,9 +54,9 @@ impl Report {
     }
 
     /// The event counters by name.
-    pub fn events(&self) -> [(&'static str, u64); 14] {
+    pub fn events(&self) -> Vec<(&'static str, u64)> {
         let e = &self.stats.events;
-        [
+        vec![
             ("arp_replies", e.arp_replies),
             ("nd_replies", e.nd_replies),
             ("tcp_resets_sent", e.tcp_resets_sent),
@@ -71,6 +71,8 @@ impl Report {
             ("conntrack_renewed", e.ct_renewed),
             ("batches", e.batches),
             ("handed_off", e.handed_off),
+            ("fragments_first", e.fragments_first),
+            ("fragments_later", e.fragments_later),
         ]
     }
 

@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         let mut w = Worker::new(WorkerConfig { count: 2, ..small });
         let mut v = [Verdict::Drop(DropReason::NoRoute); BATCH];
         for chunk in bufs.chunks_mut(BATCH) {
-            w.receive(t, chunk, 0);
+            w.receive(t, 1, chunk, 0);
             for (i, b) in chunk.iter().enumerate() {
                 assert!(w.owner(t, b.data(), i) < 2);
             }

@@ -171,7 +171,7 @@ impl<B: Backend> Dispatch<B> {
         let (t, now) = snapshot();
         let t: &Tables = &t;
         let received = batch.len() - handed;
-        w.receive(t, &mut batch.as_mut_slice()[handed..], handed);
+        w.receive(t, now, &mut batch.as_mut_slice()[handed..], handed);
         if received > 0 {
             self.hand_over(be, w, t, batch, handed);
         }
@@ -405,6 +405,51 @@ mod tests {
         assert_eq!(node.w[other].stats().events.handed_off, 2);
         assert_eq!(node.w[owner].stats().events.ct_hits, 1);
         // Every buffer is back in some pool, and each worker has as many as it started with.
+        for b in &node.be {
+            assert_eq!(b.free_buffers(), BUFS);
+        }
+    }
+
+    /// A fragmented answer received by the worker that does not own its flow: stage 1 there
+    /// gives the later fragment the first one's ports, so both are handed to the owner, which
+    /// translates both.
+    #[test]
+    fn fragments_received_by_another_worker_all_reach_the_flow_owner() {
+        let mut node = Node::new(2);
+        let udp = |mac, src: &str, sport, dst: &str, dport, len: usize| {
+            let l4 = L4Repr::Udp { sport, dport };
+            IpFrame::new(mac, tb::ROUTER_MAC, src.parse().unwrap(), dst.parse().unwrap(), l4)
+                .with_payload(&vec![7u8; len])
+                .build()
+        };
+        let mut handed = 0;
+        for sport in 40000u16..40008 {
+            let x = Tuple {
+                src: tb::POD_A_IP.parse::<std::net::IpAddr>().unwrap().into(),
+                dst: tb::WEB_VIP.parse::<std::net::IpAddr>().unwrap().into(),
+                sport,
+                dport: 53,
+            };
+            let owner = usize::from(owner_of(&node.t, x, proto::UDP, 2));
+            let other = 1 - owner;
+            node.be[owner].inject(tb::POD_A, &udp(tb::POD_A_MAC, tb::POD_A_IP, sport, tb::WEB_VIP, 53, 16));
+            node.settle();
+            assert_eq!(node.take_tx(tb::POD_B).len(), 1);
+            let answer = udp(tb::POD_B_MAC, tb::POD_B_IP, 5353, tb::POD_A_IP, sport, 1992);
+            for f in switch_core::wire::build::fragment(&answer, u32::from(sport), 1480) {
+                node.be[other].inject(tb::POD_B, &f);
+            }
+            node.settle();
+            let back = node.take_tx(tb::POD_A);
+            assert_eq!(back.len(), 2, "sport {sport}: both fragments");
+            for f in &back {
+                let m = parse(f, ParseOptions::default()).unwrap();
+                assert_eq!(m.src.to_ip().to_string(), tb::WEB_VIP, "reverse NAT");
+            }
+            handed += 2;
+            let total: u64 = node.w.iter().map(|w| w.stats().events.handed_off).sum();
+            assert_eq!(total, handed, "sport {sport}: the fragments were handed over");
+        }
         for b in &node.be {
             assert_eq!(b.free_buffers(), BUFS);
         }

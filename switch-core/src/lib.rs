@@ -9,6 +9,7 @@
 //! - [`parse`]: the one header walker, frame -> [`parse::PacketMeta`].
 //! - [`endpoint`], [`route`], [`service`], [`conntrack`], [`policy`]: the tables, each with
 //!   its pipeline stage beside it.
+//! - [`fragment`]: later IP fragments take the first fragment's ports (stage 1).
 //! - [`overlay`]: VXLAN and Geneve encapsulation and decapsulation.
 //! - [`nat`]: tuple rewrite with incremental checksums.
 //! - [`pipeline`]: the per-worker batch pipeline and its counters.
@@ -21,6 +22,7 @@ pub mod conntrack;
 pub mod drop;
 pub mod endpoint;
 pub mod flowtable;
+pub mod fragment;
 pub mod hash;
 pub mod nat;
 pub mod overlay;

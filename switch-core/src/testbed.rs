@@ -265,17 +265,19 @@ pub fn malformed_ipv4_tcp(good: &[u8]) -> Vec<(Vec<u8>, crate::drop::DropReason)
         (edit(&|f| f[14] = 0x44), R::Ipv4Malformed),
         (edit(&|f| f[24] ^= 0x55), R::Ipv4BadChecksum),
         (edit(&|f| f[50] ^= 0x55), R::L4BadChecksum),
+        // A TCP fragment at offset 8, which could overwrite the first one's flags (RFC 1858).
         (
             edit(&|f| {
-                f[20] = 0x20;
+                f[21] = 0x01;
                 fix_ipv4_checksum(f);
             }),
             R::IpFragment,
         ),
+        // An option whose length runs past the header.
         (
             edit(&|f| {
                 f[14] = 0x46;
-                f.splice(34..34, [1, 1, 1, 0]);
+                f.splice(34..34, [7, 8, 4, 0]);
                 let l = (f.len() - 14) as u16;
                 f[16..18].copy_from_slice(&l.to_be_bytes());
                 fix_ipv4_checksum(f);

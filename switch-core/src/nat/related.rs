@@ -32,6 +32,10 @@ pub fn quoted(frame: &[u8], m: &PacketMeta) -> Option<Quoted> {
         if q.len() < ipv4::HEADER_LEN || q[0] >> 4 != 4 {
             return None;
         }
+        // A later fragment quoted has no transport header to take ports from.
+        if u16::from_be_bytes([q[6], q[7]]) & 0x1fff != 0 {
+            return None;
+        }
         let hl = usize::from(q[0] & 0x0f) * 4;
         let src = Addr::from(core::net::Ipv4Addr::new(q[12], q[13], q[14], q[15]));
         let dst = Addr::from(core::net::Ipv4Addr::new(q[16], q[17], q[18], q[19]));

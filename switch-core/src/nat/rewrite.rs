@@ -28,6 +28,11 @@ fn addr_bytes(a: crate::addr::Addr, v4: bool) -> ([u8; 16], usize) {
 
 /// Rewrites `frame` (described by `m`) from `m`'s tuple to `new`, fixing the IPv4 header
 /// checksum and the transport checksum, and updates `m`.
+///
+/// A first fragment holds the transport header and its checksum, which covers the whole
+/// datagram: the incremental update (RFC 1624) stays right for the reassembled datagram. A
+/// later fragment has no transport header: only its addresses (and the IPv4 header
+/// checksum) are written, nothing at `l4_off`.
 pub fn rewrite_tuple(frame: &mut [u8], m: &mut PacketMeta, new: &Tuple) -> Result<(), RewriteError> {
     let v4 = m.is_v4();
     if new.src.is_v4() != v4 || new.dst.is_v4() != v4 {
@@ -36,9 +41,10 @@ pub fn rewrite_tuple(frame: &mut [u8], m: &mut PacketMeta, new: &Tuple) -> Resul
     let l3 = usize::from(m.l3_off);
     let l4 = usize::from(m.l4_off);
     let end = usize::from(m.ip_end);
+    let has_l4 = !m.is_later_fragment();
     let csum_at = match m.proto {
-        proto::TCP => Some(l4 + TCP_CHECKSUM),
-        proto::UDP => Some(l4 + UDP_CHECKSUM),
+        proto::TCP if has_l4 => Some(l4 + TCP_CHECKSUM),
+        proto::UDP if has_l4 => Some(l4 + UDP_CHECKSUM),
         _ => None,
     };
     let mut csum = csum_at.map(|at| u16::from_be_bytes([frame[at], frame[at + 1]]));
@@ -73,7 +79,7 @@ pub fn rewrite_tuple(frame: &mut [u8], m: &mut PacketMeta, new: &Tuple) -> Resul
         }
     }
     let mut ports_changed = false;
-    if m.has_ports() {
+    if m.has_ports() && has_l4 {
         for (at, old, newp) in [(l4, m.sport, new.sport), (l4 + 2, m.dport, new.dport)] {
             if old != newp {
                 ports_changed = true;

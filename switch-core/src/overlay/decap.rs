@@ -28,6 +28,11 @@ pub fn decapsulate_len(frame: &[u8], m: &PacketMeta, t: &Tables) -> Result<Decap
     {
         return Ok(Decap::NotTunnel);
     }
+    // A tunnel packet fragmented in the underlay would need reassembly, which the switch does
+    // not do (the overlay MTU is meant to keep outer packets whole).
+    if m.is_fragment() {
+        return Err(DropReason::IpFragment);
+    }
     let hdr_at = usize::from(m.l4_off) + UDP_LEN;
     let end = usize::from(m.ip_end);
     let hdr = &frame[hdr_at.min(end)..end];

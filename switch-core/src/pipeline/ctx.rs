@@ -73,6 +73,9 @@ pub struct PacketCtx {
     pub related: Option<(crate::nat::related::Quoted, Tuple)>,
     /// Values read while warming caches (kept so the reads are not optimised away).
     pub warm: u64,
+    /// For a fragment: the worker owning its flow, decided once for the first fragment
+    /// (`fragment/stage.rs`), so every fragment of a datagram goes to the same worker.
+    pub frag_owner: Option<u16>,
 }
 
 impl Default for PacketCtx {
@@ -99,6 +102,7 @@ impl Default for PacketCtx {
             reply_hash: 0,
             related: None,
             warm: 0,
+            frag_owner: None,
         }
     }
 }

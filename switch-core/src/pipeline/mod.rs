@@ -2,10 +2,13 @@
 //! loop per stage over the batch), carrying a [`PacketCtx`] per frame:
 //!
 //! 1. receive: count, parse (and on the uplink, decapsulate tunnel packets and parse the inner
-//!    frame) — `pipeline/mod.rs`, `parse.rs`, `overlay/decap.rs`;
+//!    frame), give later IP fragments their first fragment's ports — `pipeline/mod.rs`,
+//!    `parse.rs`, `overlay/decap.rs`, `fragment/stage.rs`;
 //! 2. link layer: answer ARP and neighbour solicitations — `pipeline/l2.rs`;
 //! 3. anti-spoofing — `pipeline/antispoof.rs`;
-//! 4. conntrack lookup: established flows and replies get their NAT — `conntrack/stage.rs`;
+//! 4. conntrack lookup: established flows and replies get their NAT — `conntrack/stage.rs`; a
+//!    later IP fragment must find its flow here, or after step 9 when its first fragment
+//!    committed the flow in the same batch — `fragment/stage.rs`;
 //! 5. service: backend choice and source NAT for new flows, or a refusal — `service/stage.rs`;
 //! 6. egress policy of the source pod — `policy/stage.rs`;
 //! 7. route — `route/stage.rs`;
@@ -24,12 +27,15 @@ pub mod owner;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fragments;
 
 pub use ctx::{CtHit, Out, PacketCtx, Received, Verdict};
 pub use stats::{EventStats, PortStats, Stats};
 
 use crate::conntrack::{Conntrack, CtTimeouts, FlowKey, Tuple};
 use crate::drop::DropReason;
+use crate::fragment::FragmentTable;
 use crate::overlay::{decapsulate_len, Decap};
 use crate::packet::PacketBuf;
 use crate::parse::{parse, ParseOptions};
@@ -51,11 +57,15 @@ pub struct WorkerConfig {
     pub affinity_entries: usize,
     pub max_ports: usize,
     pub timeouts: CtTimeouts,
-    /// Secret key of the conntrack and session-affinity hashes. The daemon draws it at random
-    /// per process, so that no sender can compute which tuples share a set with someone
-    /// else's flow; tests pass a fixed one. (The config's `hash_seed` is for what nodes and
-    /// workers must agree on: Maglev and flow owners.)
+    /// Secret key of the conntrack, session-affinity and fragment hashes. The daemon draws it
+    /// at random per process, so that no sender can compute which tuples share a set with
+    /// someone else's flow; tests pass a fixed one. (The config's `hash_seed` is for what
+    /// nodes and workers must agree on: Maglev and flow owners.)
     pub hash_key: u64,
+    /// Datagrams whose fragments are tracked at once (`fragment/table.rs`).
+    pub fragment_entries: usize,
+    /// How long after its first fragment a datagram's later fragments are accepted (ns).
+    pub fragment_timeout_ns: u64,
 }
 
 impl Default for WorkerConfig {
@@ -68,6 +78,8 @@ impl Default for WorkerConfig {
             max_ports: 256,
             timeouts: CtTimeouts::default(),
             hash_key: 0x0070_7377_6974_6368,
+            fragment_entries: crate::fragment::table::DEFAULT_ENTRIES,
+            fragment_timeout_ns: crate::fragment::table::DEFAULT_TIMEOUT_NS,
         }
     }
 }
@@ -77,6 +89,7 @@ impl Default for WorkerConfig {
 pub struct Worker {
     ct: Conntrack,
     affinity: AffinityTable,
+    frags: FragmentTable,
     stats: Stats,
     shard: Shard,
     ctx: Box<[PacketCtx; BATCH]>,
@@ -87,6 +100,7 @@ impl Worker {
         Worker {
             ct: Conntrack::new(cfg.conntrack_flows, cfg.hash_key, cfg.timeouts),
             affinity: AffinityTable::with_capacity(cfg.affinity_entries, cfg.hash_key.rotate_left(17)),
+            frags: FragmentTable::new(cfg.fragment_entries, cfg.hash_key.rotate_left(31), cfg.fragment_timeout_ns),
             stats: Stats::new(cfg.max_ports),
             shard: Shard { index: cfg.index, count: cfg.count },
             ctx: Box::new([PacketCtx::default(); BATCH]),
@@ -112,6 +126,10 @@ impl Worker {
 
     pub fn affinity(&self) -> &AffinityTable {
         &self.affinity
+    }
+
+    pub fn fragments(&self) -> &FragmentTable {
+        &self.frags
     }
 
     /// Counts a frame the backend could not transmit.
@@ -141,24 +159,36 @@ impl Worker {
     }
 
     fn process_batch<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], verdicts: &mut [Verdict]) {
-        self.receive(t, pkts, 0);
+        self.receive(t, now, pkts, 0);
         self.process_received(t, now, pkts, verdicts);
     }
 
-    /// Stage 1 alone (count, parse, decapsulate) for `pkts`, into the packet contexts from
-    /// `at` on (`at + pkts.len()` is at most [`BATCH`]). With several workers, the caller then
-    /// asks [`Worker::owner`] which worker each frame's flow belongs to, hands the others'
-    /// frames over with their contexts, and runs [`Worker::process_received`].
-    pub fn receive<B: PacketBuf>(&mut self, t: &Tables, pkts: &mut [B], at: usize) {
+    /// Stage 1 alone (count, parse, decapsulate, fragment tracking) at time `now` for `pkts`,
+    /// into the packet contexts from `at` on (`at + pkts.len()` is at most [`BATCH`]). With
+    /// several workers, the caller then asks [`Worker::owner`] which worker each frame's flow
+    /// belongs to, hands the others' frames over with their contexts, and runs
+    /// [`Worker::process_received`] (with the same `now`).
+    pub fn receive<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], at: usize) {
         let end = (at + pkts.len()).min(BATCH);
+        let shard = self.shard;
         for (p, c) in pkts.iter_mut().zip(self.ctx[at..end].iter_mut()) {
             receive(t, p, c, &mut self.stats);
+            if !c.is_done() && c.meta.is_fragment() {
+                let frame = p.data();
+                let owner = |c: &PacketCtx| owner::flow_owner(t, frame, c, shard);
+                crate::fragment::stage::track(&mut self.frags, t, c, owner, now, &mut self.stats.events);
+            }
         }
+        self.frags.sweep(now, SWEEP_PER_BATCH / 8);
     }
 
-    /// The worker that owns the flow of packet `i` of the batch (see `pipeline/owner.rs`).
+    /// The worker that owns the flow of packet `i` of the batch (see `pipeline/owner.rs`; a
+    /// fragment goes where its datagram's first fragment went).
     pub fn owner(&self, t: &Tables, frame: &[u8], i: usize) -> u16 {
-        self.ctx.get(i).map_or(self.shard.index, |c| owner::flow_owner(t, frame, c, self.shard))
+        self.ctx.get(i).map_or(self.shard.index, |c| match c.frag_owner {
+            Some(o) if !c.is_done() => o,
+            _ => owner::flow_owner(t, frame, c, self.shard),
+        })
     }
 
     /// What stage 1 learned about packet `i` of the batch, to move it with its frame.
@@ -207,6 +237,7 @@ impl Worker {
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::conntrack::stage::lookup(&mut self.ct, t, c, now, &mut stats.events);
+            crate::fragment::stage::require_flow(c);
         }
         for (p, c) in pkts.iter().zip(ctx.iter_mut()) {
             if !c.is_done() && c.meta.icmp == crate::parse::IcmpKind::Error {
@@ -255,6 +286,9 @@ impl Worker {
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::conntrack::stage::commit(&mut self.ct, t, c, now);
+        }
+        for c in ctx.iter_mut() {
+            crate::fragment::stage::retry(&mut self.ct, t, c, now, &mut stats.events);
         }
         for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
             if !c.is_done() {

@@ -19,7 +19,8 @@
 //! go by the client's address alone, so all of a client's connections meet its affinity entry
 //! (a per-worker table) on one worker. Every service sharing a backend with such a service
 //! does the same, so a backend's replies follow one rule (`service/steering.rs`). An ICMP
-//! error is owned by the flow whose packet it quotes. Frames without a flow (ARP, neighbour
+//! error is owned by the flow whose packet it quotes. A fragment goes to the worker chosen
+//! for its datagram's first fragment, which stage 1 recorded (`fragment/stage.rs`). Frames without a flow (ARP, neighbour
 //! discovery, frames already dropped by the receive stage) stay where they arrived.
 //!
 //! What this cannot tell apart, documented rather than hidden: a client whose own source port
@@ -220,7 +221,7 @@ mod tests {
             for (k, (what, port, f)) in forward_packets(p).into_iter().enumerate() {
                 let mut bufs = [OwnedBuf::from_frame(&f, port)];
                 let rx = usize::from(p) % usize::from(count);
-                workers[rx].receive(t, &mut bufs, 0);
+                workers[rx].receive(t, 1_000_000 + n as u64, &mut bufs, 0);
                 let owner = workers[rx].owner(t, &f, 0);
                 assert!(owner < count);
                 seen[k][usize::from(owner)] += 1;
@@ -249,7 +250,7 @@ mod tests {
                         &bufs[0].data()[14..],
                     );
                     let mut eb = [OwnedBuf::from_frame(&err, tb::POD_B)];
-                    workers[rx].receive(t, &mut eb, 0);
+                    workers[rx].receive(t, 1_000_000 + n as u64, &mut eb, 0);
                     assert_eq!(workers[rx].owner(t, &err, 0), owner, "{what}: ICMP error owner");
                 }
             }
@@ -300,7 +301,7 @@ mod tests {
         let bad = vec![0u8; 20];
         for f in [arp, bad] {
             let mut b = [OwnedBuf::from_frame(&f, tb::POD_A)];
-            w.receive(&t, &mut b, 0);
+            w.receive(&t, 0, &mut b, 0);
             assert_eq!(w.owner(&t, &f, 0), 1);
         }
     }

@@ -54,6 +54,10 @@ pub struct EventStats {
     pub batches: u64,
     /// Frames handed to the worker that owns their flow.
     pub handed_off: u64,
+    /// First fragments recorded in the fragment table.
+    pub fragments_first: u64,
+    /// Later fragments that took their ports from the table.
+    pub fragments_later: u64,
 }
 
 impl EventStats {
@@ -72,6 +76,8 @@ impl EventStats {
         self.ct_renewed += o.ct_renewed;
         self.batches += o.batches;
         self.handed_off += o.handed_off;
+        self.fragments_first += o.fragments_first;
+        self.fragments_later += o.fragments_later;
     }
 }
 

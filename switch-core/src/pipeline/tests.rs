@@ -462,10 +462,12 @@ fn malformed_frames_are_dropped_with_reasons() {
     let mut u = udp(tb::POD_A_MAC, tb::POD_A_IP, 1, tb::POD_B_IP, 2);
     u[38..40].copy_from_slice(&200u16.to_be_bytes());
     assert_eq!(b.run(tb::POD_A, &u).0, Verdict::Drop(DropReason::L4Truncated));
-    // IPv6 fragment header.
+    // A Fragment header announced where the UDP header is: read as one, it is an atomic
+    // fragment whose next header is Hop-by-Hop, which may only come first.
     let mut f6 = udp(tb::POD_A_MAC, tb::POD_A_IP6, 1, tb::POD_B_IP6, 2);
     f6[20] = 44;
-    assert_eq!(b.run(tb::POD_A, &f6).0, Verdict::Drop(DropReason::IpFragment));
+    assert_eq!(b.run(tb::POD_A, &f6).0, Verdict::Drop(DropReason::Ipv6ExtensionHeader));
+    // Hop-by-Hop whose length runs past the packet.
     f6[20] = 0;
     assert_eq!(b.run(tb::POD_A, &f6).0, Verdict::Drop(DropReason::Ipv6ExtensionHeader));
 }

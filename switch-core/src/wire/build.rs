@@ -171,6 +171,44 @@ pub enum TunnelKind {
     Geneve,
 }
 
+/// Splits an untagged Ethernet + IPv4 or IPv6 frame (as [`IpFrame::build`] makes, without
+/// extension headers) into fragments carrying at most `max_data` bytes of the IP payload each
+/// (rounded down to a multiple of 8), as a sending host would: IPv4 fragments with
+/// identification `id` (its low 16 bits), IPv6 fragments with a Fragment header.
+pub fn fragment(frame: &[u8], id: u32, max_data: usize) -> Vec<Vec<u8>> {
+    let chunk = (max_data / 8).max(1) * 8;
+    let v4 = u16::from_be_bytes([frame[12], frame[13]]) == ethertype::IPV4;
+    let hdr_end = if v4 { 14 + usize::from(frame[14] & 0x0f) * 4 } else { 14 + ipv6::HEADER_LEN };
+    let data = &frame[hdr_end..];
+    let mut out = Vec::new();
+    for (k, piece) in data.chunks(chunk).enumerate() {
+        let off = k * chunk;
+        let more = off + piece.len() < data.len();
+        let mut f = frame[..hdr_end].to_vec();
+        if v4 {
+            let total = (hdr_end - 14 + piece.len()) as u16;
+            f[16..18].copy_from_slice(&total.to_be_bytes());
+            f[18..20].copy_from_slice(&(id as u16).to_be_bytes());
+            let flags = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+            f[20..22].copy_from_slice(&flags.to_be_bytes());
+            f[24..26].copy_from_slice(&[0, 0]);
+            let c = super::checksum::checksum(&f[14..hdr_end]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+        } else {
+            let next = f[20];
+            f[20] = ipv6::ext::FRAGMENT;
+            f[18..20].copy_from_slice(&((ipv6::EXT_MIN_LEN + piece.len()) as u16).to_be_bytes());
+            let offflags = ((off / 8) as u16) << 3 | u16::from(more);
+            f.extend_from_slice(&[next, 0]);
+            f.extend_from_slice(&offflags.to_be_bytes());
+            f.extend_from_slice(&id.to_be_bytes());
+        }
+        f.extend_from_slice(piece);
+        out.push(f);
+    }
+    out
+}
+
 /// Wraps an inner Ethernet frame in Ethernet/IP/UDP/VXLAN or Geneve, as a remote node would.
 #[allow(clippy::too_many_arguments)]
 pub fn tunnel_wrap(

@@ -70,6 +70,18 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         let v = be16(self.buffer.as_ref(), field::FLAGS_FRAG);
         v & FLAG_MF != 0 || v & FRAG_OFFSET_MASK != 0
     }
+    /// More fragments follow.
+    pub fn more_fragments(&self) -> bool {
+        be16(self.buffer.as_ref(), field::FLAGS_FRAG) & FLAG_MF != 0
+    }
+    /// The offset of this fragment's data, in 8-octet units.
+    pub fn frag_offset(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::FLAGS_FRAG) & FRAG_OFFSET_MASK
+    }
+    /// The options, between the fixed header and `header_len` (empty without options).
+    pub fn options(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
+    }
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }

@@ -1,11 +1,11 @@
 //! IPv6 fixed header (RFC 8200).
 
-use super::{be16, put16, WireError};
+use super::{be16, be32, put16, WireError};
 use core::net::Ipv6Addr;
 
 pub const HEADER_LEN: usize = 40;
 
-/// Next-header values that are extension headers the switch does not walk.
+/// Next-header values of the extension headers the parser walks (RFC 8200 4.3-4.6).
 pub mod ext {
     pub const HOP_BY_HOP: u8 = 0;
     pub const ROUTING: u8 = 43;
@@ -77,6 +77,59 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     pub fn decrement_hop_limit(&mut self) {
         let b = self.buffer.as_mut();
         b[field::HOP_LIMIT] = b[field::HOP_LIMIT].wrapping_sub(1);
+    }
+}
+
+/// Length of a Fragment header, and the smallest length of any extension header.
+pub const EXT_MIN_LEN: usize = 8;
+
+/// A view of one extension header: Hop-by-Hop, Routing or Destination Options (a next-header
+/// byte, then a length in 8-octet units not counting the first 8) or Fragment (always 8
+/// octets). `new_checked` checks that the whole header is in the buffer.
+#[derive(Debug)]
+pub struct ExtHeader<T: AsRef<[u8]>> {
+    buffer: T,
+    kind: u8,
+}
+
+impl<T: AsRef<[u8]>> ExtHeader<T> {
+    /// `kind` is the next-header value that announced this header.
+    pub fn new_checked(buffer: T, kind: u8) -> Result<Self, WireError> {
+        let b = buffer.as_ref();
+        if b.len() < EXT_MIN_LEN {
+            return Err(WireError::Truncated);
+        }
+        let h = ExtHeader { buffer, kind };
+        if h.buffer.as_ref().len() < h.header_len() {
+            return Err(WireError::Truncated);
+        }
+        Ok(h)
+    }
+    pub fn next_header(&self) -> u8 {
+        self.buffer.as_ref()[0]
+    }
+    pub fn header_len(&self) -> usize {
+        if self.kind == ext::FRAGMENT {
+            EXT_MIN_LEN
+        } else {
+            (usize::from(self.buffer.as_ref()[1]) + 1) * 8
+        }
+    }
+    /// Routing header: segments left (the fourth octet of every routing type).
+    pub fn segments_left(&self) -> u8 {
+        self.buffer.as_ref()[3]
+    }
+    /// Fragment header: the offset of the data, in 8-octet units.
+    pub fn frag_offset(&self) -> u16 {
+        be16(self.buffer.as_ref(), 2) >> 3
+    }
+    /// Fragment header: more fragments follow.
+    pub fn more_fragments(&self) -> bool {
+        be16(self.buffer.as_ref(), 2) & 1 != 0
+    }
+    /// Fragment header: the identification.
+    pub fn frag_ident(&self) -> u32 {
+        be32(self.buffer.as_ref(), 4)
     }
 }
 

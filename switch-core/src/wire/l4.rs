@@ -110,6 +110,14 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
         }
         Ok(UdpDatagram { buffer })
     }
+    /// Checks only that the 8-byte header is present: for the first fragment of a datagram,
+    /// whose length field covers all the fragments.
+    pub fn new_header_checked(buffer: T) -> Result<Self, WireError> {
+        if buffer.as_ref().len() < UDP_LEN {
+            return Err(WireError::Truncated);
+        }
+        Ok(UdpDatagram { buffer })
+    }
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), 0)
     }
