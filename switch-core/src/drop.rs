@@ -22,6 +22,8 @@ macro_rules! drop_reasons {
 
 drop_reasons! {
     FrameTooShort => "frame_too_short",
+    FrameTooLong => "frame_too_long",
+    FrameExceedsBuffer => "frame_exceeds_buffer",
     UnsupportedEthertype => "unsupported_ethertype",
     VlanNotAllowed => "vlan_not_allowed",
     ArpMalformed => "arp_malformed",

@@ -279,6 +279,11 @@ fn receive<B: PacketBuf>(t: &Tables, p: &mut B, c: &mut PacketCtx, stats: &mut S
     *c = PacketCtx { in_port: p.in_port(), rx_len: p.data().len() as u32, ..PacketCtx::default() };
     let ps = stats.port(c.in_port);
     ps.rx_packets += 1;
+    if let Some(wire) = p.truncated_from() {
+        // The backend's buffer (a ring slot, a pcap buffer) held only part of the frame.
+        ps.rx_bytes += wire as u64;
+        return c.drop(DropReason::FrameExceedsBuffer);
+    }
     ps.rx_bytes += u64::from(c.rx_len);
     let Some(info) = t.port(c.in_port) else {
         return c.drop(DropReason::UnknownPort);

@@ -902,3 +902,53 @@ fn reject_mode_answers_a_denied_service_flow_from_the_service_address() {
     }
     assert!(refused > 0 && refused == b.drops(DropReason::PolicyDeniedIngress) as i32);
 }
+
+/// An IPv4 (or IPv6) frame of `len` bytes from the outside client to the node whose IP
+/// header claims the longest packet its length field can (65,535 bytes), padded to `len`.
+fn jumbo_frame(len: usize, v6: bool) -> Vec<u8> {
+    use crate::wire::ethernet::{ethertype, write_header};
+    let mut f = vec![0u8; len];
+    let et = if v6 { ethertype::IPV6 } else { ethertype::IPV4 };
+    write_header(&mut f, tb::UPLINK_MAC, tb::GATEWAY_MAC, et);
+    if v6 {
+        let (s, d) = ("2001:db8::7".parse().unwrap(), tb::NODE_IP6.parse().unwrap());
+        crate::wire::ipv6::write_header(&mut f[14..], s, d, proto::UDP, 65535, 64, 0);
+    } else {
+        let (s, d) = (OUTSIDE_CLIENT.parse().unwrap(), tb::NODE_IP.parse().unwrap());
+        crate::wire::ipv4::write_header(&mut f[14..], s, d, proto::UDP, 65535 - 20, 64);
+    }
+    f
+}
+
+#[test]
+fn frames_longer_than_the_offsets_can_say_are_dropped_not_panicked_on() {
+    for len in [65_550, 70_000] {
+        for v6 in [false, true] {
+            let f = jumbo_frame(len, v6);
+            assert_eq!(parse(&f, STRICT), Err(DropReason::FrameTooLong), "{len} bytes, v6 {v6}");
+            let mut b = Bed::new();
+            assert_eq!(b.run(tb::UPLINK, &f).0, Verdict::Drop(DropReason::FrameTooLong));
+            let up = b.w.stats().ports[tb::UPLINK.index()];
+            assert_eq!((up.drops[DropReason::FrameTooLong.index()], up.rx_bytes), (1, len as u64));
+        }
+    }
+    // The longest frame parse takes is still parsed (the IP packet ends before the padding).
+    let mut f = jumbo_frame(crate::parse::MAX_FRAME_LEN, false);
+    let total = (crate::parse::MAX_FRAME_LEN - 14) as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = crate::wire::checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(parse(&f, ParseOptions::default()), Err(DropReason::L4Malformed), "UDP length 0 disagrees");
+}
+
+#[test]
+fn frames_the_backend_could_only_partly_hold_are_counted() {
+    let mut b = Bed::new();
+    let mut buf = OwnedBuf::new(2048, 256);
+    buf.load_cut(&vec![0xab; 9000], 9000, tb::UPLINK, 256);
+    let mut v = [Verdict::Drop(DropReason::NoRoute)];
+    b.w.process(&b.t, 1, std::slice::from_mut(&mut buf), &mut v);
+    assert_eq!(v[0], Verdict::Drop(DropReason::FrameExceedsBuffer));
+    assert_eq!(b.w.stats().ports[tb::UPLINK.index()].rx_bytes, 9000);
+}
