@@ -4,7 +4,8 @@
 //! 1. receive: count, parse (and on the uplink, decapsulate tunnel packets and parse the inner
 //!    frame) — `pipeline/mod.rs`, `parse.rs`, `overlay/decap.rs`;
 //! 2. link layer: answer ARP and neighbour solicitations — `pipeline/l2.rs`;
-//! 3. anti-spoofing — `pipeline/antispoof.rs`;
+//! 3. martians (impossible addresses, TCP flag combinations) — `pipeline/martian.rs`, then
+//!    anti-spoofing — `pipeline/antispoof.rs`;
 //! 4. conntrack lookup: established flows and replies get their NAT — `conntrack/stage.rs`;
 //! 5. service: backend choice and source NAT for new flows, or a refusal — `service/stage.rs`;
 //! 6. egress policy of the source pod — `policy/stage.rs`;
@@ -20,10 +21,13 @@ mod antispoof;
 mod ctx;
 mod egress;
 mod l2;
+mod martian;
 pub mod owner;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_martian;
 
 pub use ctx::{CtHit, Out, PacketCtx, Received, Verdict};
 pub use stats::{EventStats, PortStats, Stats};
@@ -190,6 +194,9 @@ impl Worker {
             if !c.is_done() {
                 l2::answer(t, p, c, &mut stats.events);
             }
+        }
+        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
+            martian::check(c);
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             antispoof::check(t, c);

@@ -11,52 +11,52 @@ use crate::wire::l4::tcp_flags::*;
 use crate::wire::{arp, proto, MacAddr};
 use core::net::IpAddr;
 
-const STRICT: ParseOptions = ParseOptions { verify_l4_checksum: true };
+pub(super) const STRICT: ParseOptions = ParseOptions { verify_l4_checksum: true };
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn addr(s: &str) -> Addr {
+pub(super) fn addr(s: &str) -> Addr {
     Addr::from(ip(s))
 }
 
-struct Bed {
-    t: Tables,
-    w: Worker,
-    now: u64,
+pub(super) struct Bed {
+    pub(super) t: Tables,
+    pub(super) w: Worker,
+    pub(super) now: u64,
 }
 
 impl Bed {
-    fn new() -> Bed {
+    pub(super) fn new() -> Bed {
         Bed::with(Scale::default())
     }
-    fn with(s: Scale) -> Bed {
+    pub(super) fn with(s: Scale) -> Bed {
         Bed { t: tb::tables(s), w: Worker::new(WorkerConfig::default()), now: 1_000_000_000 }
     }
     /// Runs one frame; returns the verdict and the frame as it leaves.
-    fn run(&mut self, port: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    pub(super) fn run(&mut self, port: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
         let mut bufs = [OwnedBuf::from_frame(frame, port)];
         let mut v = [Verdict::Drop(DropReason::NoRoute)];
         self.w.process(&self.t, self.now, &mut bufs, &mut v);
         self.now += 1000;
         (v[0], bufs[0].data().to_vec())
     }
-    fn drops(&self, r: DropReason) -> u64 {
+    pub(super) fn drops(&self, r: DropReason) -> u64 {
         self.w.stats().drops(r)
     }
 }
 
-fn tcp(src_mac: MacAddr, src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
+pub(super) fn tcp(src_mac: MacAddr, src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
     IpFrame::new(src_mac, tb::ROUTER_MAC, ip(src), ip(dst), L4Repr::Tcp { sport, dport, seq: 1000, ack: 0, flags })
         .build()
 }
 
-fn udp(src_mac: MacAddr, src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+pub(super) fn udp(src_mac: MacAddr, src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
     IpFrame::new(src_mac, tb::ROUTER_MAC, ip(src), ip(dst), L4Repr::Udp { sport, dport }).with_payload(b"query").build()
 }
 
-fn meta(f: &[u8]) -> crate::parse::PacketMeta {
+pub(super) fn meta(f: &[u8]) -> crate::parse::PacketMeta {
     parse(f, STRICT).expect("output parses with valid checksums")
 }
 
@@ -341,10 +341,10 @@ fn geneve_flags_and_options() {
     assert_eq!(b.run(tb::UPLINK, &mk(1, 0x40)).0, Verdict::Drop(DropReason::TunnelCriticalOption));
 }
 
-const OUTSIDE_CLIENT: &str = "203.0.113.7";
+pub(super) const OUTSIDE_CLIENT: &str = "203.0.113.7";
 
 /// A SYN from a client outside the cluster to the node's NodePort, through the pipeline.
-fn nodeport_syn_from_outside(b: &mut Bed) -> (Verdict, Vec<u8>) {
+pub(super) fn nodeport_syn_from_outside(b: &mut Bed) -> (Verdict, Vec<u8>) {
     let src = ip(OUTSIDE_CLIENT);
     let l4 = L4Repr::Tcp { sport: 55555, dport: tb::NODE_PORT, seq: 1, ack: 0, flags: SYN };
     b.run(tb::UPLINK, &IpFrame::new(tb::GATEWAY_MAC, tb::UPLINK_MAC, src, ip(tb::NODE_IP), l4).build())
