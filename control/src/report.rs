@@ -54,13 +54,14 @@ impl Report {
     }
 
     /// The event counters by name.
-    pub fn events(&self) -> [(&'static str, u64); 13] {
+    pub fn events(&self) -> [(&'static str, u64); 14] {
         let e = &self.stats.events;
         [
             ("arp_replies", e.arp_replies),
             ("nd_replies", e.nd_replies),
             ("tcp_resets_sent", e.tcp_resets_sent),
             ("icmp_unreachables_sent", e.icmp_unreachables_sent),
+            ("icmp_too_big_sent", e.icmp_too_big_sent),
             ("encapsulated", e.encapsulated),
             ("decapsulated", e.decapsulated),
             ("service_new_flows", e.service_new_flows),

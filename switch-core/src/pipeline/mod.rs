@@ -11,7 +11,9 @@
 //! 6. egress policy of the source pod — `policy/stage.rs`;
 //! 7. route — `route/stage.rs`;
 //! 8. ingress policy of the destination pod — `policy/stage.rs`;
-//! 9. conntrack commit of allowed new flows — `conntrack/stage.rs`;
+//! 9. path MTU: a packet too big for the tunnel is answered with an ICMP error from the
+//!    node, routed back to its sender — `pipeline/mtu.rs`; then conntrack commit of allowed
+//!    new flows — `conntrack/stage.rs`;
 //! 10. rewrite, TTL, MACs, encapsulation — `pipeline/egress.rs`;
 //!
 //! and the caller moves each frame to the TX queue of its verdict's port. Nothing here
@@ -22,12 +24,15 @@ mod ctx;
 mod egress;
 mod l2;
 mod martian;
+mod mtu;
 pub mod owner;
 mod stats;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_martian;
+#[cfg(test)]
+mod tests_mtu;
 
 pub use ctx::{CtHit, Out, PacketCtx, Received, Verdict};
 pub use stats::{EventStats, PortStats, Stats};
@@ -255,6 +260,11 @@ impl Worker {
                         crate::route::stage::route(t, c);
                     }
                 }
+            }
+        }
+        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
+            if !c.is_done() {
+                mtu::check(t, p, c, stats);
             }
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
