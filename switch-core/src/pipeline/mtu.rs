@@ -17,9 +17,13 @@
 //!   route through a gateway that has no address of its own in the switch (ARP and ND are
 //!   answered for any address with the router MAC), and the remote pod's address would be
 //!   wrong for a router's error; a router answers from one of its own addresses, which is
-//!   what the node's address is.
-//! - IPv4 without DF (the switch does not fragment) and ICMP errors (never an error about an
-//!   error, RFC 1122 section 3.2.2): dropped as before.
+//!   what the node's address is. One exception: the node's own packets (from the host port)
+//!   are answered from the address they were sent to, as the kernel's tunnels answer bridged
+//!   traffic (`iptunnel_pmtud_build_icmp`), since the host drops an ICMP error from its own
+//!   address as a martian.
+//! - IPv4 without DF (the switch does not fragment), ICMP errors (never an error about an
+//!   error, RFC 1122 section 3.2.2), and a tunnel MTU below the family's minimum (68 for
+//!   IPv4, 1280 for IPv6): dropped as before.
 //!
 //! Counting: the packet is a drop under `mtu_exceeded` on its input port in every case; an
 //! answer sent is also the event `icmp_too_big_sent`.
@@ -34,6 +38,11 @@ use crate::parse::{parse, IcmpKind, ParseOptions};
 use crate::service::reject::{icmp_error, IcmpError};
 use crate::snapshot::Tables;
 use crate::wire::ipv4::Ipv4Packet;
+
+/// No MTU below these is announced: IPv4's minimum (RFC 791) and IPv6's (RFC 8200), which a
+/// sender could not go below anyway.
+const MIN_MTU_V4: usize = 68;
+const MIN_MTU_V6: usize = 1280;
 
 /// The MTU an IP packet to a remote node must fit: the uplink MTU less the outer IP, UDP and
 /// tunnel headers and the inner Ethernet header (which `outer_len` counts in the outer
@@ -56,8 +65,15 @@ pub(crate) fn check<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, st
     }
     let df = !m.is_v4()
         || pkt.data().get(l3..).and_then(|b| Ipv4Packet::new_checked(b).ok()).is_some_and(|ip| ip.dont_frag());
-    let from = if t.endpoints.is_node_ip(m.dst) { Some(m.dst) } else { t.node.addr_like(m.src) };
-    let (true, false, Some(from)) = (df, m.icmp == IcmpKind::Error, from) else {
+    // The node's own packets (host port) are answered from their destination: the host's
+    // kernel takes an ICMP error from one of its own addresses for a martian and drops it.
+    let from = if t.endpoints.is_node_ip(m.dst) || t.endpoints.is_node_ip(m.src) {
+        Some(m.dst)
+    } else {
+        t.node.addr_like(m.src)
+    };
+    let least = if m.is_v4() { MIN_MTU_V4 } else { MIN_MTU_V6 };
+    let (true, false, Some(from), true) = (df, m.icmp == IcmpKind::Error, from, mtu >= least) else {
         return c.drop(DropReason::MtuExceeded);
     };
     let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);

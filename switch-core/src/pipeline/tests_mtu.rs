@@ -248,3 +248,24 @@ fn icmp_errors_too_big_for_the_tunnel_are_not_answered() {
     assert_eq!(b.run(tb::POD_A, &err).0, Verdict::Drop(DropReason::MtuExceeded));
     assert_eq!(b.w.stats().events.icmp_too_big_sent, 0);
 }
+
+#[test]
+fn the_node_itself_is_answered_from_the_address_it_sent_to() {
+    let mut b = bed();
+    let sent = segment(tb::HOST_MAC, tb::ROUTER_MAC, tb::NODE_IP, 40000, tb::REMOTE_POD_IP, 80, ACK, 1480);
+    let (v, out) = b.run(tb::HOST, &sent);
+    assert_eq!(v, Verdict::Tx(tb::HOST));
+    assert_frag_needed(&out, &sent, tb::REMOTE_POD_IP, tb::HOST_MAC, tb::ROUTER_MAC);
+}
+
+#[test]
+fn no_mtu_below_the_ipv6_minimum_is_announced() {
+    let mut b = bed();
+    b.t.node.uplink_mtu = 1300;
+    let sent = from_pod_a(REMOTE_POD_IP6, 80, ACK, 1300);
+    assert_eq!(b.run(tb::POD_A, &sent).0, Verdict::Drop(DropReason::MtuExceeded));
+    // IPv4 over the same tunnel is told 1250.
+    let (v, out) = b.run(tb::POD_A, &from_pod_a(tb::REMOTE_POD_IP, 80, ACK, 1300));
+    assert_eq!(v, Verdict::Tx(tb::POD_A));
+    assert_eq!(u16::from_be_bytes([out[40], out[41]]), 1250);
+}
