@@ -122,15 +122,14 @@ pub(crate) fn icmp_error<B: PacketBuf>(
         (dm, sm)
     };
     let reply_len = ethernet::HEADER_LEN + grow + quote;
-    if pkt.headroom() >= grow {
-        // The quoted packet stays where it is; the new headers go in front of it.
-        pkt.push_head(grow);
-    } else if pkt.data().len() >= reply_len {
-        // No headroom, but the packet is longer than its error (a packet too big for the
-        // tunnel is): move the part quoted back instead.
+    // The quoted packet stays where it is and the new headers go in front of it; without
+    // headroom, a packet longer than its error (as a packet too big for the tunnel is) has
+    // the part quoted moved back instead.
+    if !pkt.push_head(grow) {
+        if pkt.data().len() < reply_len {
+            return Err(DropReason::NoHeadroom);
+        }
         pkt.data_mut().copy_within(l3..l3 + quote, l3 + grow);
-    } else {
-        return Err(DropReason::NoHeadroom);
     }
     if !pkt.set_len(reply_len) {
         return Err(DropReason::NoHeadroom);
