@@ -954,3 +954,26 @@ fn frames_the_backend_could_only_partly_hold_are_counted() {
     assert_eq!(v[0], Verdict::Drop(DropReason::FrameExceedsBuffer));
     assert_eq!(b.w.stats().ports[tb::UPLINK.index()].rx_bytes, 9000);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Around the 16-bit boundary, whatever length the IP header claims: a verdict, no panic.
+    #[test]
+    fn long_frames_never_panic(len in 65_400usize..70_000, claimed in proptest::prelude::any::<u16>(), v6: bool) {
+        let mut f = jumbo_frame(len, v6);
+        if v6 {
+            f[18..20].copy_from_slice(&claimed.to_be_bytes());
+        } else {
+            f[16..18].copy_from_slice(&claimed.to_be_bytes());
+            f[24..26].copy_from_slice(&[0, 0]);
+            let c = crate::wire::checksum::checksum(&f[14..34]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+        let _ = parse(&f, STRICT);
+        let mut b = Bed::new();
+        let (v, _) = b.run(tb::UPLINK, &f);
+        if len > crate::parse::MAX_FRAME_LEN {
+            proptest::prop_assert_eq!(v, Verdict::Drop(DropReason::FrameTooLong));
+        }
+    }
+}

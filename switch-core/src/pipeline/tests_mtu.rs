@@ -269,3 +269,23 @@ fn no_mtu_below_the_ipv6_minimum_is_announced() {
     assert_eq!(v, Verdict::Tx(tb::POD_A));
     assert_eq!(u16::from_be_bytes([out[40], out[41]]), 1250);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Any packet too big for the tunnel, of either family, gets a well-formed error within
+    /// the family's size limit that quotes the start of the packet exactly.
+    #[test]
+    fn every_too_big_packet_gets_a_bounded_valid_error(ip_len in 1451usize..9000, v6: bool) {
+        let mut b = bed();
+        let dst = if v6 { REMOTE_POD_IP6 } else { tb::REMOTE_POD_IP };
+        let sent = from_pod_a(dst, 80, ACK, ip_len);
+        let (v, out) = b.run(tb::POD_A, &sent);
+        proptest::prop_assert_eq!(v, Verdict::Tx(tb::POD_A));
+        let (ip_hdr, max) = if v6 { (40, 1280) } else { (20, 576) };
+        let quote = (ip_len).min(max - ip_hdr - 8);
+        proptest::prop_assert_eq!(out.len(), 14 + ip_hdr + 8 + quote);
+        proptest::prop_assert_eq!(&out[14 + ip_hdr + 8..], &sent[14..14 + quote]);
+        let m = parse(&out, STRICT).expect("valid checksums");
+        proptest::prop_assert_eq!((m.dst, m.icmp), (a(if v6 { tb::POD_A_IP6 } else { tb::POD_A_IP }), crate::parse::IcmpKind::Error));
+    }
+}
