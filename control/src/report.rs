@@ -61,6 +61,7 @@ impl Report {
             ("nd_replies", e.nd_replies),
             ("tcp_resets_sent", e.tcp_resets_sent),
             ("icmp_unreachables_sent", e.icmp_unreachables_sent),
+            ("icmp_too_big_sent", e.icmp_too_big_sent),
             ("encapsulated", e.encapsulated),
             ("decapsulated", e.decapsulated),
             ("service_new_flows", e.service_new_flows),

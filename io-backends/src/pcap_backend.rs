@@ -53,7 +53,8 @@ pub struct PcapBackend {
     now: u64,
     /// First error met while reading (the backend then stops delivering).
     pub error: Option<String>,
-    /// Records longer than a buffer, skipped.
+    /// Records longer than a buffer: delivered cut and marked, so that the pipeline counts
+    /// them as `frame_exceeds_buffer` drops on their port.
     pub oversized: u64,
 }
 
@@ -123,14 +124,16 @@ impl Backend for PcapBackend {
             while !batch.is_full() && self.inputs[i].next.as_ref().is_some_and(|(t, _)| *t == ts) {
                 let Some(mut buf) = self.pool.pop() else { return n };
                 let port = self.inputs[i].port;
-                let ok = self.inputs[i].next.as_ref().is_some_and(|(_, f)| buf.load(f, port, DEFAULT_HEADROOM));
-                if ok {
+                if let Some((_, f)) = self.inputs[i].next.as_ref() {
+                    // A record longer than a buffer goes in cut and marked, so the pipeline
+                    // counts it on its port instead of it vanishing here.
+                    buf.load_cut(f, f.len(), port, DEFAULT_HEADROOM);
+                    self.oversized += u64::from(buf.truncated_from().is_some());
                     match batch.push(buf) {
                         Ok(()) => n += 1,
                         Err(b) => self.pool.push(b),
                     }
                 } else {
-                    self.oversized += 1;
                     self.pool.push(buf);
                 }
                 self.advance(i);
@@ -215,6 +218,38 @@ mod tests {
             written.iter().map(|(t, f)| (*t, f[0])).collect::<Vec<_>>(),
             vec![(10, 1), (10, 2), (20, 4), (30, 3)]
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_longer_than_a_buffer_is_counted_as_a_drop() {
+        use switch_core::drop::DropReason;
+        use switch_core::pipeline::{Worker, WorkerConfig};
+        use switch_core::testbed as tb;
+        let dir = std::env::temp_dir().join(format!("podswitch-pcapbe-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("jumbo.pcap");
+        // A 9000-byte jumbo frame on the uplink, then an ordinary one.
+        write_file(&a, &[(10, vec![0xab; 9000]), (20, vec![1; 60])]).unwrap();
+        let files = vec![PcapPort { port: tb::UPLINK, input: Some(a), output: None }];
+        let mut be = PcapBackend::open(&files, 5, 4).unwrap();
+        let t = tb::tables(tb::Scale::default());
+        let mut w = Worker::new(WorkerConfig::default());
+        let mut batch = Batch::with_capacity(8);
+        let mut now = 0;
+        let mut frames = 0;
+        while !be.exhausted() {
+            let n = be.rx_burst(&mut batch, &mut now);
+            let mut v = vec![Verdict::Drop(DropReason::NoRoute); n];
+            w.process(&t, now, batch.as_mut_slice(), &mut v);
+            frames += n;
+            be.tx_burst(&mut batch, &v, &mut |_, _| {});
+        }
+        assert_eq!(frames, 2, "no record vanishes");
+        assert_eq!(be.oversized, 1);
+        let p = w.stats().ports[tb::UPLINK.index()];
+        assert_eq!(p.drops[DropReason::FrameExceedsBuffer.index()], 1);
+        assert_eq!((p.rx_packets, p.rx_bytes), (2, 9060));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

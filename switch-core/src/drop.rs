@@ -22,6 +22,8 @@ macro_rules! drop_reasons {
 
 drop_reasons! {
     FrameTooShort => "frame_too_short",
+    FrameTooLong => "frame_too_long",
+    FrameExceedsBuffer => "frame_exceeds_buffer",
     UnsupportedEthertype => "unsupported_ethertype",
     VlanNotAllowed => "vlan_not_allowed",
     ArpMalformed => "arp_malformed",
@@ -49,6 +51,11 @@ drop_reasons! {
     UnknownEndpoint => "unknown_endpoint",
     SpoofedMac => "spoofed_mac",
     SpoofedIp => "spoofed_ip",
+    MartianSource => "martian_source",
+    MartianDestination => "martian_destination",
+    MulticastDestination => "multicast_destination",
+    BroadcastDestination => "broadcast_destination",
+    TcpInvalidFlags => "tcp_invalid_flags",
     TunnelMalformed => "tunnel_malformed",
     TunnelWrongVni => "tunnel_wrong_vni",
     TunnelUnknownPeer => "tunnel_unknown_peer",

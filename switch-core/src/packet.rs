@@ -33,6 +33,12 @@ pub trait PacketBuf {
     fn set_len(&mut self, len: usize) -> bool;
     /// The port the frame arrived on.
     fn in_port(&self) -> PortId;
+    /// The frame's length on the wire when the receive buffer could hold only part of it (the
+    /// bytes present are then a prefix of the frame, possibly empty); `None` for a whole frame.
+    /// The pipeline drops such frames as `frame_exceeds_buffer`.
+    fn truncated_from(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// An owned buffer for tests, tools and the in-memory and pcap backends.
@@ -42,6 +48,7 @@ pub struct OwnedBuf {
     head: usize,
     len: usize,
     port: PortId,
+    truncated_from: Option<usize>,
 }
 
 /// Default headroom: enough for an IPv6 Geneve outer header with options.
@@ -51,13 +58,20 @@ pub const DEFAULT_BUF_SIZE: usize = 4096;
 
 impl OwnedBuf {
     pub fn new(size: usize, headroom: usize) -> OwnedBuf {
-        OwnedBuf { storage: vec![0u8; size].into_boxed_slice(), head: headroom, len: 0, port: PortId(0) }
+        OwnedBuf {
+            storage: vec![0u8; size].into_boxed_slice(),
+            head: headroom,
+            len: 0,
+            port: PortId(0),
+            truncated_from: None,
+        }
     }
 
     /// Copies `frame` in after the default headroom; returns false (and leaves the buffer empty)
     /// if it does not fit.
     pub fn load(&mut self, frame: &[u8], port: PortId, headroom: usize) -> bool {
         self.port = port;
+        self.truncated_from = None;
         self.head = headroom.min(self.storage.len());
         if frame.len() > self.storage.len() - self.head {
             self.len = 0;
@@ -66,6 +80,18 @@ impl OwnedBuf {
         self.storage[self.head..self.head + frame.len()].copy_from_slice(frame);
         self.len = frame.len();
         true
+    }
+
+    /// Copies in as much of `frame` as fits after `headroom`; if that is less than `wire_len`
+    /// (the frame's length on the wire, which a capture or ring may already have cut to
+    /// `frame`), the buffer is marked truncated (see [`PacketBuf::truncated_from`]).
+    pub fn load_cut(&mut self, frame: &[u8], wire_len: usize, port: PortId, headroom: usize) {
+        self.port = port;
+        self.head = headroom.min(self.storage.len());
+        let n = frame.len().min(self.storage.len() - self.head);
+        self.storage[self.head..self.head + n].copy_from_slice(&frame[..n]);
+        self.len = n;
+        self.truncated_from = (wire_len.max(frame.len()) > n).then_some(wire_len.max(frame.len()));
     }
 
     /// A buffer holding a copy of `frame`.
@@ -115,6 +141,9 @@ impl PacketBuf for OwnedBuf {
     fn in_port(&self) -> PortId {
         self.port
     }
+    fn truncated_from(&self) -> Option<usize> {
+        self.truncated_from
+    }
 }
 
 #[cfg(test)]
@@ -136,5 +165,20 @@ mod tests {
         assert!(!b.set_len(49));
         assert_eq!(b.in_port(), PortId(3));
         assert!(!b.load(&[0; 60], PortId(0), 16));
+        assert_eq!(b.truncated_from(), None);
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_buffer_is_kept_cut_and_marked() {
+        let mut b = OwnedBuf::new(64, 16);
+        b.load_cut(&[7; 60], 60, PortId(2), 16);
+        assert_eq!((b.data().len(), b.truncated_from(), b.in_port()), (48, Some(60), PortId(2)));
+        // A ring that already cut the frame to 40 of its 9000 bytes.
+        b.load_cut(&[7; 40], 9000, PortId(2), 16);
+        assert_eq!((b.data().len(), b.truncated_from()), (40, Some(9000)));
+        b.load_cut(&[7; 40], 40, PortId(2), 16);
+        assert_eq!(b.truncated_from(), None);
+        assert!(b.load(&[1, 2], PortId(2), 16));
+        assert_eq!(b.truncated_from(), None);
     }
 }

@@ -139,8 +139,14 @@ fn l4_err(e: WireError) -> DropReason {
     }
 }
 
-/// Parses a frame. Never panics, whatever the bytes.
+/// The longest frame [`parse`] takes: [`PacketMeta`] offsets are `u16`.
+pub const MAX_FRAME_LEN: usize = u16::MAX as usize;
+
+/// Parses a frame. Never panics, whatever the bytes (or however many).
 pub fn parse(frame: &[u8], opts: ParseOptions) -> Result<PacketMeta, DropReason> {
+    if frame.len() > MAX_FRAME_LEN {
+        return Err(DropReason::FrameTooLong);
+    }
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::FrameTooShort)?;
     let mut m = PacketMeta {
         vlan: eth.vlan(),

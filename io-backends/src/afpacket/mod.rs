@@ -7,7 +7,7 @@ mod ring;
 
 use crate::sys;
 use crate::{Backend, Batch, TxReport};
-use ring::{Mapping, Ring, TP_STATUS_KERNEL, TP_STATUS_SEND_REQUEST, TP_STATUS_USER};
+use ring::{Mapping, Ring, RxFrame, TP_STATUS_KERNEL, TP_STATUS_SEND_REQUEST, TP_STATUS_USER};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use switch_core::packet::{OwnedBuf, PacketBuf, PortId, DEFAULT_BUF_SIZE, DEFAULT_HEADROOM};
@@ -134,7 +134,9 @@ pub struct AfPacketBackend {
     order: Vec<usize>,
     pool: Vec<OwnedBuf>,
     next: usize,
-    /// Frames the kernel gave with offsets we could not trust, or too big for a buffer.
+    /// Frames the kernel gave with offsets we could not trust, or too big for a buffer once
+    /// a stripped VLAN tag is put back. (Frames larger than a ring slot are counted by the
+    /// pipeline as `frame_exceeds_buffer`.)
     pub rx_errors: u64,
     /// Every socket, for blocking when idle.
     fds: Vec<RawFd>,
@@ -225,8 +227,14 @@ impl Backend for AfPacketBackend {
                 }
                 let Some(mut buf) = self.pool.pop() else { return n };
                 let ok = match port.rx.rx_frame(i) {
-                    Some((frame, vlan)) => {
-                        buf.load(frame, port.port, DEFAULT_HEADROOM) && vlan.is_none_or(|t| reinsert_vlan(&mut buf, t))
+                    // Larger than the slot: delivered cut and marked, counted by the pipeline
+                    // as `frame_exceeds_buffer` (not as a truncated IP packet).
+                    Some(RxFrame { data, cut_from: Some(wire), .. }) => {
+                        buf.load_cut(data, wire, port.port, DEFAULT_HEADROOM);
+                        true
+                    }
+                    Some(RxFrame { data, vlan, cut_from: None }) => {
+                        buf.load(data, port.port, DEFAULT_HEADROOM) && vlan.is_none_or(|t| reinsert_vlan(&mut buf, t))
                     }
                     None => false,
                 };

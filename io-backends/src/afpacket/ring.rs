@@ -17,6 +17,8 @@ pub const TX_DATA_OFFSET: usize = 32;
 
 pub const TP_STATUS_KERNEL: u32 = 0;
 pub const TP_STATUS_USER: u32 = 1;
+/// The frame did not fit the slot: the kernel copied `tp_snaplen` of its `tp_len` bytes.
+pub const TP_STATUS_COPY: u32 = 0x2;
 pub const TP_STATUS_SEND_REQUEST: u32 = 1;
 pub const TP_STATUS_VLAN_VALID: u32 = 0x10;
 
@@ -57,6 +59,21 @@ impl Drop for Mapping {
         // SAFETY: `base` and `len` are exactly what mmap returned and was given.
         unsafe { libc::munmap(self.base.cast(), self.len) };
     }
+}
+
+/// A frame in an RX slot.
+#[derive(Debug)]
+pub struct RxFrame<'a> {
+    pub data: &'a [u8],
+    pub vlan: Option<u16>,
+    /// The frame's length on the wire when the slot holds only its first `data.len()` bytes.
+    pub cut_from: Option<usize>,
+}
+
+/// The wire length of a frame larger than its ring slot: the kernel then sets
+/// `TP_STATUS_COPY` and copies `tp_snaplen` of the `tp_len` bytes (tpacket_rcv).
+pub fn cut_from(status: u32, tp_len: u32, tp_snaplen: u32) -> Option<usize> {
+    (status & TP_STATUS_COPY != 0 || tp_len > tp_snaplen).then_some(tp_len.max(tp_snaplen) as usize)
 }
 
 /// One ring of equally sized frame slots inside a [`Mapping`].
@@ -115,18 +132,22 @@ impl Ring {
         unsafe { (self.slot(i).add(off) as *const u16).read_unaligned() }
     }
 
-    /// A received frame's bytes and VLAN tag (when the kernel stripped one), for a slot whose
-    /// status is `TP_STATUS_USER`. Returns `None` if the kernel's offsets are inconsistent.
-    pub fn rx_frame(&self, i: usize) -> Option<(&[u8], Option<u16>)> {
+    /// A received frame's bytes, its VLAN tag (when the kernel stripped one) and, when the
+    /// slot held only part of it, its length on the wire; for a slot whose status is
+    /// `TP_STATUS_USER`. Returns `None` if the kernel's offsets are inconsistent.
+    pub fn rx_frame(&self, i: usize) -> Option<RxFrame<'_>> {
         let mac = usize::from(self.read_u16(i, TP_MAC));
         let len = self.read_u32(i, TP_SNAPLEN) as usize;
         if mac + len > self.frame_size {
             return None;
         }
-        let vlan = (self.status(i) & TP_STATUS_VLAN_VALID != 0).then(|| self.read_u16(i, TP_VLAN_TCI));
+        let status = self.status(i);
+        let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| self.read_u16(i, TP_VLAN_TCI));
+        let cut_from = cut_from(status, self.read_u32(i, TP_LEN), len as u32);
         // SAFETY: `mac + len` is within the slot (checked above) and the slot belongs to us
         // until its status is handed back to the kernel.
-        Some((unsafe { std::slice::from_raw_parts(self.slot(i).add(mac), len) }, vlan))
+        let data = unsafe { std::slice::from_raw_parts(self.slot(i).add(mac), len) };
+        Some(RxFrame { data, vlan, cut_from })
     }
 
     /// Writes `data` into TX slot `i` (whose status must be available) and sets its length.
@@ -146,5 +167,19 @@ impl Ring {
 
     pub fn frames(&self) -> usize {
         self.frames
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_larger_than_the_slot_are_recognised() {
+        assert_eq!(cut_from(TP_STATUS_USER, 1514, 1514), None);
+        // A 9000-byte frame in a 2 KiB slot: the kernel kept 1970 bytes.
+        assert_eq!(cut_from(TP_STATUS_USER | TP_STATUS_COPY, 9000, 1970), Some(9000));
+        assert_eq!(cut_from(TP_STATUS_USER, 9000, 1970), Some(9000));
+        assert_eq!(cut_from(TP_STATUS_USER | TP_STATUS_VLAN_VALID, 60, 60), None);
     }
 }

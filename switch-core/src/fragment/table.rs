@@ -4,7 +4,7 @@
 //! and a full set evicts the entry closest to expiry.
 
 use crate::addr::Addr;
-use crate::flowtable::{FlowTable, WarmWord};
+use crate::flowtable::{Evictable, FlowTable, WarmWord};
 use crate::hash::hash_words;
 use crate::parse::IcmpKind;
 
@@ -56,28 +56,37 @@ impl WarmWord for FragEntry {
     }
 }
 
+impl Evictable for FragEntry {
+    /// A full set gives way to the newest datagram (its later fragments are coming now).
+    fn evictable(&self) -> bool {
+        true
+    }
+}
+
 /// One worker's fragment table.
 #[derive(Debug, Clone)]
 pub struct FragmentTable {
     table: FlowTable<FragKey, FragEntry>,
-    seed: u64,
+    /// Secret hash key (per process, as for conntrack).
+    key: u64,
     timeout: u64,
 }
 
 impl FragmentTable {
-    /// A table of at least `entries` slots whose entries live `timeout_ns`.
-    pub fn new(entries: usize, seed: u64, timeout_ns: u64) -> FragmentTable {
-        FragmentTable { table: FlowTable::with_capacity(entries), seed, timeout: timeout_ns.max(1) }
+    /// A table of at least `entries` slots, hashed with `key`, whose entries live `timeout_ns`.
+    pub fn new(entries: usize, key: u64, timeout_ns: u64) -> FragmentTable {
+        FragmentTable { table: FlowTable::with_capacity(entries), key, timeout: timeout_ns.max(1) }
     }
 
     /// Records (or refreshes) the entry of a first fragment at `now`.
     pub fn record(&mut self, key: &FragKey, e: FragEntry, now: u64) {
-        self.table.insert(key.hash(self.seed), *key, e, now.saturating_add(self.timeout), now);
+        // Every entry is evictable, so the insert always finds a way.
+        let _ = self.table.insert(key.hash(self.key), *key, e, now.saturating_add(self.timeout), now);
     }
 
     /// The entry of a live datagram.
     pub fn lookup(&self, key: &FragKey, now: u64) -> Option<FragEntry> {
-        let slot = self.table.find(key.hash(self.seed), key, now)?;
+        let slot = self.table.find(key.hash(self.key), key, now)?;
         Some(*self.table.get(slot).1)
     }
 

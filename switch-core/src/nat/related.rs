@@ -37,6 +37,9 @@ pub fn quoted(frame: &[u8], m: &PacketMeta) -> Option<Quoted> {
             return None;
         }
         let hl = usize::from(q[0] & 0x0f) * 4;
+        if hl < ipv4::HEADER_LEN {
+            return None;
+        }
         let src = Addr::from(core::net::Ipv4Addr::new(q[12], q[13], q[14], q[15]));
         let dst = Addr::from(core::net::Ipv4Addr::new(q[16], q[17], q[18], q[19]));
         (q[9], src, dst, hl)

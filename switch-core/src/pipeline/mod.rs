@@ -5,7 +5,8 @@
 //!    frame), give later IP fragments their first fragment's ports — `pipeline/mod.rs`,
 //!    `parse.rs`, `overlay/decap.rs`, `fragment/stage.rs`;
 //! 2. link layer: answer ARP and neighbour solicitations — `pipeline/l2.rs`;
-//! 3. anti-spoofing — `pipeline/antispoof.rs`;
+//! 3. martians (impossible addresses, TCP flag combinations) — `pipeline/martian.rs`, then
+//!    anti-spoofing — `pipeline/antispoof.rs`;
 //! 4. conntrack lookup: established flows and replies get their NAT — `conntrack/stage.rs`; a
 //!    later IP fragment must find its flow here, or after step 9 when its first fragment
 //!    committed the flow in the same batch — `fragment/stage.rs`;
@@ -13,7 +14,9 @@
 //! 6. egress policy of the source pod — `policy/stage.rs`;
 //! 7. route — `route/stage.rs`;
 //! 8. ingress policy of the destination pod — `policy/stage.rs`;
-//! 9. conntrack commit of allowed new flows — `conntrack/stage.rs`;
+//! 9. path MTU: a packet too big for the tunnel is answered with an ICMP error from the
+//!    node, routed back to its sender — `pipeline/mtu.rs`; then conntrack commit of allowed
+//!    new flows — `conntrack/stage.rs`;
 //! 10. rewrite, TTL, MACs, encapsulation — `pipeline/egress.rs`;
 //!
 //! and the caller moves each frame to the TX queue of its verdict's port. Nothing here
@@ -23,12 +26,18 @@ mod antispoof;
 mod ctx;
 mod egress;
 mod l2;
+mod martian;
+mod mtu;
 pub mod owner;
 mod stats;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_fragments;
+#[cfg(test)]
+mod tests_martian;
+#[cfg(test)]
+mod tests_mtu;
 
 pub use ctx::{CtHit, Out, PacketCtx, Received, Verdict};
 pub use stats::{EventStats, PortStats, Stats};
@@ -225,6 +234,9 @@ impl Worker {
             }
         }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
+            martian::check(c);
+        }
+        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             antispoof::check(t, c);
         }
         // Conntrack in three passes: loads of independent sets and entries overlap in memory
@@ -284,6 +296,11 @@ impl Worker {
                 }
             }
         }
+        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
+            if !c.is_done() {
+                mtu::check(t, p, c, stats);
+            }
+        }
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::conntrack::stage::commit(&mut self.ct, t, c, now);
         }
@@ -316,6 +333,11 @@ fn receive<B: PacketBuf>(t: &Tables, p: &mut B, c: &mut PacketCtx, stats: &mut S
     *c = PacketCtx { in_port: p.in_port(), rx_len: p.data().len() as u32, ..PacketCtx::default() };
     let ps = stats.port(c.in_port);
     ps.rx_packets += 1;
+    if let Some(wire) = p.truncated_from() {
+        // The backend's buffer (a ring slot, a pcap buffer) held only part of the frame.
+        ps.rx_bytes += wire as u64;
+        return c.drop(DropReason::FrameExceedsBuffer);
+    }
     ps.rx_bytes += u64::from(c.rx_len);
     let Some(info) = t.port(c.in_port) else {
         return c.drop(DropReason::UnknownPort);

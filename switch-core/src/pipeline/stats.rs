@@ -41,6 +41,8 @@ pub struct EventStats {
     pub nd_replies: u64,
     pub tcp_resets_sent: u64,
     pub icmp_unreachables_sent: u64,
+    /// ICMP fragmentation needed / packet too big sent for packets too big for the tunnel.
+    pub icmp_too_big_sent: u64,
     pub encapsulated: u64,
     pub decapsulated: u64,
     pub service_new_flows: u64,
@@ -66,6 +68,7 @@ impl EventStats {
         self.nd_replies += o.nd_replies;
         self.tcp_resets_sent += o.tcp_resets_sent;
         self.icmp_unreachables_sent += o.icmp_unreachables_sent;
+        self.icmp_too_big_sent += o.icmp_too_big_sent;
         self.encapsulated += o.encapsulated;
         self.decapsulated += o.decapsulated;
         self.service_new_flows += o.service_new_flows;

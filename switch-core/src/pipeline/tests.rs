@@ -11,52 +11,52 @@ use crate::wire::l4::tcp_flags::*;
 use crate::wire::{arp, proto, MacAddr};
 use core::net::IpAddr;
 
-const STRICT: ParseOptions = ParseOptions { verify_l4_checksum: true };
+pub(super) const STRICT: ParseOptions = ParseOptions { verify_l4_checksum: true };
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn addr(s: &str) -> Addr {
+pub(super) fn addr(s: &str) -> Addr {
     Addr::from(ip(s))
 }
 
-struct Bed {
-    t: Tables,
-    w: Worker,
-    now: u64,
+pub(super) struct Bed {
+    pub(super) t: Tables,
+    pub(super) w: Worker,
+    pub(super) now: u64,
 }
 
 impl Bed {
-    fn new() -> Bed {
+    pub(super) fn new() -> Bed {
         Bed::with(Scale::default())
     }
-    fn with(s: Scale) -> Bed {
+    pub(super) fn with(s: Scale) -> Bed {
         Bed { t: tb::tables(s), w: Worker::new(WorkerConfig::default()), now: 1_000_000_000 }
     }
     /// Runs one frame; returns the verdict and the frame as it leaves.
-    fn run(&mut self, port: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    pub(super) fn run(&mut self, port: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
         let mut bufs = [OwnedBuf::from_frame(frame, port)];
         let mut v = [Verdict::Drop(DropReason::NoRoute)];
         self.w.process(&self.t, self.now, &mut bufs, &mut v);
         self.now += 1000;
         (v[0], bufs[0].data().to_vec())
     }
-    fn drops(&self, r: DropReason) -> u64 {
+    pub(super) fn drops(&self, r: DropReason) -> u64 {
         self.w.stats().drops(r)
     }
 }
 
-fn tcp(src_mac: MacAddr, src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
+pub(super) fn tcp(src_mac: MacAddr, src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
     IpFrame::new(src_mac, tb::ROUTER_MAC, ip(src), ip(dst), L4Repr::Tcp { sport, dport, seq: 1000, ack: 0, flags })
         .build()
 }
 
-fn udp(src_mac: MacAddr, src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+pub(super) fn udp(src_mac: MacAddr, src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
     IpFrame::new(src_mac, tb::ROUTER_MAC, ip(src), ip(dst), L4Repr::Udp { sport, dport }).with_payload(b"query").build()
 }
 
-fn meta(f: &[u8]) -> crate::parse::PacketMeta {
+pub(super) fn meta(f: &[u8]) -> crate::parse::PacketMeta {
     parse(f, STRICT).expect("output parses with valid checksums")
 }
 
@@ -341,22 +341,47 @@ fn geneve_flags_and_options() {
     assert_eq!(b.run(tb::UPLINK, &mk(1, 0x40)).0, Verdict::Drop(DropReason::TunnelCriticalOption));
 }
 
-const OUTSIDE_CLIENT: &str = "203.0.113.7";
+pub(super) const OUTSIDE_CLIENT: &str = "203.0.113.7";
 
-/// A SYN from a client outside the cluster to the node's NodePort, through the pipeline.
-fn nodeport_syn_from_outside(b: &mut Bed) -> (Verdict, Vec<u8>) {
+/// A SYN from a client outside the cluster (port `sport`) to the node's NodePort, through the
+/// pipeline.
+fn nodeport_syn(b: &mut Bed, sport: u16) -> (Verdict, Vec<u8>) {
     let src = ip(OUTSIDE_CLIENT);
-    let l4 = L4Repr::Tcp { sport: 55555, dport: tb::NODE_PORT, seq: 1, ack: 0, flags: SYN };
+    let l4 = L4Repr::Tcp { sport, dport: tb::NODE_PORT, seq: 1, ack: 0, flags: SYN };
     b.run(tb::UPLINK, &IpFrame::new(tb::GATEWAY_MAC, tb::UPLINK_MAC, src, ip(tb::NODE_IP), l4).build())
+}
+
+/// A SYN from a client outside the cluster to the node's NodePort, whose backends are b and
+/// c. Pod c admits only the client identity (its policy sees the outside client, not the
+/// node address the SYN is masqueraded to), so this tries client ports from 55555 on until
+/// one lands on b; returns the verdict, the frame and the client port.
+pub(super) fn nodeport_syn_from_outside(b: &mut Bed) -> (Verdict, Vec<u8>, u16) {
+    for sport in 55555..55555 + 64 {
+        let (v, out) = nodeport_syn(b, sport);
+        if v != Verdict::Drop(DropReason::PolicyDeniedIngress) {
+            return (v, out, sport);
+        }
+    }
+    panic!("no client port lands on b")
 }
 
 #[test]
 fn nodeport_from_outside_with_snat_and_reply() {
     let mut b = Bed::new();
     let client = OUTSIDE_CLIENT;
-    let (v, out) = nodeport_syn_from_outside(&mut b);
+    // Clients' ports spread over both backends: c's policy denies the outside client.
+    let mut seen = std::collections::BTreeSet::new();
+    for sport in 40000..40064 {
+        match nodeport_syn(&mut b, sport).0 {
+            Verdict::Tx(tb::POD_B) => seen.insert("b"),
+            Verdict::Drop(DropReason::PolicyDeniedIngress) => seen.insert("denied at c"),
+            v => panic!("{v:?}"),
+        };
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (v, out, sport) = nodeport_syn_from_outside(&mut b);
     let m = meta(&out);
-    assert!(matches!(v, Verdict::Tx(tb::POD_B) | Verdict::Tx(tb::POD_C)));
+    assert_eq!(v, Verdict::Tx(tb::POD_B));
     assert_eq!(m.src, addr(tb::NODE_IP), "externalTrafficPolicy Cluster masquerades");
     assert!((32768..=60999).contains(&m.sport));
     assert_eq!(m.dport, 8080);
@@ -373,7 +398,7 @@ fn nodeport_from_outside_with_snat_and_reply() {
     let (v, out) = b.run(port, &r);
     assert_eq!(v, Verdict::Tx(tb::UPLINK));
     let m = meta(&out);
-    assert_eq!((m.src, m.sport, m.dst, m.dport), (addr(tb::NODE_IP), tb::NODE_PORT, addr(client), 55555));
+    assert_eq!((m.src, m.sport, m.dst, m.dport), (addr(tb::NODE_IP), tb::NODE_PORT, addr(client), sport));
     assert_eq!((m.src_mac, m.dst_mac), (tb::UPLINK_MAC, tb::GATEWAY_MAC));
 }
 
@@ -436,7 +461,9 @@ fn mtu_is_enforced_on_encapsulation() {
     )
     .with_payload(&[0u8; 1472])
     .build();
-    assert_eq!(b.run(tb::POD_A, &big).0, Verdict::Drop(DropReason::MtuExceeded));
+    // DF is set: the sender is told (`tests_mtu.rs` checks the message), the drop counted.
+    assert_eq!(b.run(tb::POD_A, &big).0, Verdict::Tx(tb::POD_A));
+    assert_eq!(b.drops(DropReason::MtuExceeded), 1);
     let fits = IpFrame::new(
         tb::POD_A_MAC,
         tb::ROUTER_MAC,
@@ -586,7 +613,7 @@ fn icmp_errors_about_a_service_flow_are_translated_back() {
 fn icmp_errors_about_a_masqueraded_flow_reach_the_outside_client() {
     let mut b = Bed::new();
     let client = OUTSIDE_CLIENT;
-    let (v, out) = nodeport_syn_from_outside(&mut b);
+    let (v, out, _) = nodeport_syn_from_outside(&mut b);
     let (mac, port) = if v == Verdict::Tx(tb::POD_B) { (tb::POD_B_MAC, tb::POD_B) } else { (tb::POD_C_MAC, tb::POD_C) };
     let backend = meta(&out).dst.to_string();
     let err = icmp_error(mac, tb::ROUTER_MAC, &backend, tb::NODE_IP, &out[14..]);
@@ -906,4 +933,77 @@ fn reject_mode_answers_a_denied_service_flow_from_the_service_address() {
         }
     }
     assert!(refused > 0 && refused == b.drops(DropReason::PolicyDeniedIngress) as i32);
+}
+
+/// An IPv4 (or IPv6) frame of `len` bytes from the outside client to the node whose IP
+/// header claims the longest packet its length field can (65,535 bytes), padded to `len`.
+fn jumbo_frame(len: usize, v6: bool) -> Vec<u8> {
+    use crate::wire::ethernet::{ethertype, write_header};
+    let mut f = vec![0u8; len];
+    let et = if v6 { ethertype::IPV6 } else { ethertype::IPV4 };
+    write_header(&mut f, tb::UPLINK_MAC, tb::GATEWAY_MAC, et);
+    if v6 {
+        let (s, d) = ("2001:db8::7".parse().unwrap(), tb::NODE_IP6.parse().unwrap());
+        crate::wire::ipv6::write_header(&mut f[14..], s, d, proto::UDP, 65535, 64, 0);
+    } else {
+        let (s, d) = (OUTSIDE_CLIENT.parse().unwrap(), tb::NODE_IP.parse().unwrap());
+        crate::wire::ipv4::write_header(&mut f[14..], s, d, proto::UDP, 65535 - 20, 64);
+    }
+    f
+}
+
+#[test]
+fn frames_longer_than_the_offsets_can_say_are_dropped_not_panicked_on() {
+    for len in [65_550, 70_000] {
+        for v6 in [false, true] {
+            let f = jumbo_frame(len, v6);
+            assert_eq!(parse(&f, STRICT), Err(DropReason::FrameTooLong), "{len} bytes, v6 {v6}");
+            let mut b = Bed::new();
+            assert_eq!(b.run(tb::UPLINK, &f).0, Verdict::Drop(DropReason::FrameTooLong));
+            let up = b.w.stats().ports[tb::UPLINK.index()];
+            assert_eq!((up.drops[DropReason::FrameTooLong.index()], up.rx_bytes), (1, len as u64));
+        }
+    }
+    // The longest frame parse takes is still parsed (the IP packet ends before the padding).
+    let mut f = jumbo_frame(crate::parse::MAX_FRAME_LEN, false);
+    let total = (crate::parse::MAX_FRAME_LEN - 14) as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = crate::wire::checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(parse(&f, ParseOptions::default()), Err(DropReason::L4Malformed), "UDP length 0 disagrees");
+}
+
+#[test]
+fn frames_the_backend_could_only_partly_hold_are_counted() {
+    let mut b = Bed::new();
+    let mut buf = OwnedBuf::new(2048, 256);
+    buf.load_cut(&vec![0xab; 9000], 9000, tb::UPLINK, 256);
+    let mut v = [Verdict::Drop(DropReason::NoRoute)];
+    b.w.process(&b.t, 1, std::slice::from_mut(&mut buf), &mut v);
+    assert_eq!(v[0], Verdict::Drop(DropReason::FrameExceedsBuffer));
+    assert_eq!(b.w.stats().ports[tb::UPLINK.index()].rx_bytes, 9000);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Around the 16-bit boundary, whatever length the IP header claims: a verdict, no panic.
+    #[test]
+    fn long_frames_never_panic(len in 65_400usize..70_000, claimed in proptest::prelude::any::<u16>(), v6: bool) {
+        let mut f = jumbo_frame(len, v6);
+        if v6 {
+            f[18..20].copy_from_slice(&claimed.to_be_bytes());
+        } else {
+            f[16..18].copy_from_slice(&claimed.to_be_bytes());
+            f[24..26].copy_from_slice(&[0, 0]);
+            let c = crate::wire::checksum::checksum(&f[14..34]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+        let _ = parse(&f, STRICT);
+        let mut b = Bed::new();
+        let (v, _) = b.run(tb::UPLINK, &f);
+        if len > crate::parse::MAX_FRAME_LEN {
+            proptest::prop_assert_eq!(v, Verdict::Drop(DropReason::FrameTooLong));
+        }
+    }
 }

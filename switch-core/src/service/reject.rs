@@ -1,8 +1,10 @@
 //! Replies written in place of a refused packet: for a service with no backends, as
 //! kube-proxy gives them (TCP gets a reset, UDP and SCTP an ICMP port unreachable from the
-//! service address), and for a policy denial in reject mode (a reset, or ICMP
-//! administratively prohibited).
+//! service address), for a policy denial in reject mode (a reset, or ICMP
+//! administratively prohibited), and for a packet too big for the tunnel (ICMP fragmentation
+//! needed or packet too big, from the node: `pipeline/mtu.rs`).
 
+use crate::addr::Addr;
 use crate::drop::DropReason;
 use crate::packet::PacketBuf;
 use crate::parse::PacketMeta;
@@ -17,20 +19,21 @@ use core::net::{Ipv4Addr, Ipv6Addr};
 const V4_ERROR_MAX: usize = 576;
 const V6_ERROR_MAX: usize = 1280;
 
-fn write_ip(b: &mut [u8], m: &PacketMeta, protocol: u8, payload: usize) {
+/// Writes the IP header of a reply from `from` to the packet's source.
+fn write_ip(b: &mut [u8], m: &PacketMeta, from: Addr, protocol: u8, payload: usize) {
     if m.is_v4() {
-        ipv4::write_header(b, Ipv4Addr::from(m.dst.low32()), Ipv4Addr::from(m.src.low32()), protocol, payload, 64);
+        ipv4::write_header(b, Ipv4Addr::from(from.low32()), Ipv4Addr::from(m.src.low32()), protocol, payload, 64);
     } else {
-        ipv6::write_header(b, Ipv6Addr::from(m.dst.bits()), Ipv6Addr::from(m.src.bits()), protocol, payload, 64, 0);
+        ipv6::write_header(b, Ipv6Addr::from(from.bits()), Ipv6Addr::from(m.src.bits()), protocol, payload, 64, 0);
     }
 }
 
-fn pseudo(m: &PacketMeta, protocol: u8, len: usize) -> u32 {
-    // The reply goes from the packet's destination back to its source.
+/// The pseudo-header sum of a reply from `from` back to the packet's source.
+fn pseudo(m: &PacketMeta, from: Addr, protocol: u8, len: usize) -> u32 {
     if m.is_v4() {
-        pseudo_header_sum(&(m.dst.low32()).to_be_bytes(), &(m.src.low32()).to_be_bytes(), protocol, len as u32)
+        pseudo_header_sum(&from.low32().to_be_bytes(), &m.src.low32().to_be_bytes(), protocol, len as u32)
     } else {
-        pseudo_header_sum(&m.dst.bits().to_be_bytes(), &m.src.bits().to_be_bytes(), protocol, len as u32)
+        pseudo_header_sum(&from.bits().to_be_bytes(), &m.src.bits().to_be_bytes(), protocol, len as u32)
     }
 }
 
@@ -57,10 +60,10 @@ pub(crate) fn tcp_reset<B: PacketBuf>(pkt: &mut B, m: &PacketMeta) -> Result<(),
     }
     let b = pkt.data_mut();
     swap_macs(b);
-    write_ip(&mut b[l3..], m, proto::TCP, l4::TCP_MIN_LEN);
+    write_ip(&mut b[l3..], m, m.dst, proto::TCP, l4::TCP_MIN_LEN);
     let seg = &mut b[l4..l4 + l4::TCP_MIN_LEN];
     l4::write_tcp(seg, m.dport, m.sport, rseq, rack, rflags, 0);
-    let c = transport_checksum(pseudo(m, proto::TCP, l4::TCP_MIN_LEN), seg);
+    let c = transport_checksum(pseudo(m, m.dst, proto::TCP, l4::TCP_MIN_LEN), seg);
     seg[l4::TCP_CHECKSUM..l4::TCP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
 }
@@ -72,13 +75,40 @@ pub(crate) enum Unreachable {
     AdminProhibited,
 }
 
-/// Replaces a datagram with an ICMP destination unreachable of `kind` that quotes it.
+/// What an ICMP error written in place of a packet says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IcmpError {
+    Unreachable(Unreachable),
+    /// IPv4 fragmentation needed (type 3 code 4, RFC 1191) or IPv6 packet too big (type 2,
+    /// RFC 4443), with the MTU the packet must fit.
+    TooBig {
+        mtu: u16,
+    },
+}
+
+/// Replaces a datagram with an ICMP destination unreachable of `kind` that quotes it, from
+/// the address it was sent to.
 pub(crate) fn unreachable<B: PacketBuf>(pkt: &mut B, m: &PacketMeta, kind: Unreachable) -> Result<(), DropReason> {
+    icmp_error(pkt, m, m.dst, IcmpError::Unreachable(kind))
+}
+
+/// Replaces a packet with the ICMP error `what` from `from` (same family) to its source,
+/// quoting the packet as it is in the buffer, cut so that the error is at most 576 bytes
+/// (IPv4, RFC 1812 section 4.3.2.3) or 1280 bytes (IPv6, RFC 4443 section 2.4).
+pub(crate) fn icmp_error<B: PacketBuf>(
+    pkt: &mut B,
+    m: &PacketMeta,
+    from: Addr,
+    what: IcmpError,
+) -> Result<(), DropReason> {
     let l3 = usize::from(m.l3_off);
     if l3 != ethernet::HEADER_LEN {
         return Err(DropReason::VlanNotAllowed);
     }
     let v4 = m.is_v4();
+    if from.is_v4() != v4 {
+        return Err(DropReason::NoRoute);
+    }
     let ip_len = if v4 { ipv4::HEADER_LEN } else { ipv6::HEADER_LEN };
     let grow = ip_len + icmp::HEADER_LEN;
     let max = if v4 { V4_ERROR_MAX } else { V6_ERROR_MAX };
@@ -91,10 +121,17 @@ pub(crate) fn unreachable<B: PacketBuf>(pkt: &mut B, m: &PacketMeta, kind: Unrea
         sm.copy_from_slice(&d[6..12]);
         (dm, sm)
     };
+    let reply_len = ethernet::HEADER_LEN + grow + quote;
+    // The quoted packet stays where it is and the new headers go in front of it; without
+    // headroom, a packet longer than its error (as a packet too big for the tunnel is) has
+    // the part quoted moved back instead.
     if !pkt.push_head(grow) {
-        return Err(DropReason::NoHeadroom);
+        if pkt.data().len() < reply_len {
+            return Err(DropReason::NoHeadroom);
+        }
+        pkt.data_mut().copy_within(l3..l3 + quote, l3 + grow);
     }
-    if !pkt.set_len(ethernet::HEADER_LEN + grow + quote) {
+    if !pkt.set_len(reply_len) {
         return Err(DropReason::NoHeadroom);
     }
     let b = pkt.data_mut();
@@ -103,25 +140,31 @@ pub(crate) fn unreachable<B: PacketBuf>(pkt: &mut B, m: &PacketMeta, kind: Unrea
     b[12..14].copy_from_slice(&(if v4 { ethertype::IPV4 } else { ethertype::IPV6 }).to_be_bytes());
     let icmp_len = icmp::HEADER_LEN + quote;
     let protocol = if v4 { proto::ICMP } else { proto::ICMPV6 };
-    write_ip(&mut b[l3..], m, protocol, icmp_len);
+    write_ip(&mut b[l3..], m, from, protocol, icmp_len);
     let body = &mut b[l3 + ip_len..l3 + ip_len + icmp_len];
-    if v4 {
-        let code = match kind {
-            Unreachable::Port => icmp::v4::CODE_PORT_UNREACHABLE,
-            Unreachable::AdminProhibited => icmp::v4::CODE_ADMIN_PROHIBITED,
-        };
-        icmp::write_header(body, icmp::v4::DEST_UNREACHABLE, code, [0; 4]);
-        let c = transport_checksum(0, body);
-        icmp::set_checksum(body, c);
-    } else {
-        let code = match kind {
-            Unreachable::Port => icmp::v6::CODE_PORT_UNREACHABLE,
-            Unreachable::AdminProhibited => icmp::v6::CODE_ADMIN_PROHIBITED,
-        };
-        icmp::write_header(body, icmp::v6::DEST_UNREACHABLE, code, [0; 4]);
-        let c = transport_checksum(pseudo(m, proto::ICMPV6, icmp_len), body);
-        icmp::set_checksum(body, c);
-    }
+    let (ty, code, rest) = match (what, v4) {
+        (IcmpError::Unreachable(Unreachable::Port), true) => {
+            (icmp::v4::DEST_UNREACHABLE, icmp::v4::CODE_PORT_UNREACHABLE, [0; 4])
+        }
+        (IcmpError::Unreachable(Unreachable::AdminProhibited), true) => {
+            (icmp::v4::DEST_UNREACHABLE, icmp::v4::CODE_ADMIN_PROHIBITED, [0; 4])
+        }
+        (IcmpError::Unreachable(Unreachable::Port), false) => {
+            (icmp::v6::DEST_UNREACHABLE, icmp::v6::CODE_PORT_UNREACHABLE, [0; 4])
+        }
+        (IcmpError::Unreachable(Unreachable::AdminProhibited), false) => {
+            (icmp::v6::DEST_UNREACHABLE, icmp::v6::CODE_ADMIN_PROHIBITED, [0; 4])
+        }
+        (IcmpError::TooBig { mtu }, true) => {
+            let [hi, lo] = mtu.to_be_bytes();
+            (icmp::v4::DEST_UNREACHABLE, icmp::v4::CODE_FRAG_NEEDED, [0, 0, hi, lo])
+        }
+        (IcmpError::TooBig { mtu }, false) => (icmp::v6::PACKET_TOO_BIG, 0, u32::from(mtu).to_be_bytes()),
+    };
+    icmp::write_header(body, ty, code, rest);
+    let sum = if v4 { 0 } else { pseudo(m, from, proto::ICMPV6, icmp_len) };
+    let c = transport_checksum(sum, body);
+    icmp::set_checksum(body, c);
     Ok(())
 }
 

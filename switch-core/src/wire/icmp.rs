@@ -15,11 +15,15 @@ pub mod v4 {
     pub const CODE_PORT_UNREACHABLE: u8 = 3;
     /// Communication administratively prohibited (RFC 1812, 5.2.7.1).
     pub const CODE_ADMIN_PROHIBITED: u8 = 13;
+    /// Fragmentation needed and DF set; the next-hop MTU is in bytes 6-7 (RFC 1191).
+    pub const CODE_FRAG_NEEDED: u8 = 4;
 }
 
 /// ICMPv6 types.
 pub mod v6 {
     pub const DEST_UNREACHABLE: u8 = 1;
+    /// Packet too big; the MTU is in bytes 4-7 (RFC 4443 section 3.2).
+    pub const PACKET_TOO_BIG: u8 = 2;
     pub const TIME_EXCEEDED: u8 = 3;
     pub const ECHO_REQUEST: u8 = 128;
     pub const ECHO_REPLY: u8 = 129;
