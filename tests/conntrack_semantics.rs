@@ -158,9 +158,9 @@ fn an_answered_connection_survives_a_policy_change() {
 #[test]
 fn a_full_table_keeps_answered_flows() {
     let m = Model::new();
-    m.apply(&format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: dns, namespace: x}}\nspec:\n  clusterIP: 10.96.0.53\n  ports: [{{name: dns, port: 53, protocol: UDP, targetPort: 5353}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: dns-1, namespace: x, labels: {{kubernetes.io/service-name: dns}}}}\naddressType: IPv4\nports: [{{name: dns, port: 5353, protocol: UDP}}]\nendpoints: [{{addresses: [10.244.1.3]}}]\n"
-    ));
+    m.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: dns, namespace: x}\nspec:\n  clusterIP: 10.96.0.53\n  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 5353}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: dns-1, namespace: x, labels: {kubernetes.io/service-name: dns}}\naddressType: IPv4\nports: [{name: dns, port: 5353, protocol: UDP}]\nendpoints: [{addresses: [10.244.1.3]}]\n"
+    );
     let mut w = m.worker_with(WorkerConfig { conntrack_flows: 64, ..WorkerConfig::default() });
     let (a, dns, b, c) = (m.pod("x/a").clone(), m.pod("x/c").clone(), m.pod("x/b").clone(), m.pod("y/c").clone());
     let query = |m: &Model| m.frame_from(&a, ip("10.96.0.53"), 53, "UDP", 33000);

@@ -473,26 +473,20 @@ impl Controller {
         Ok(live.with_services(table, generation))
     }
 
-    fn parse_manifests(
-        &self,
-        manifests: &[pb::Manifest],
-        validate: Validation,
-    ) -> Result<(Vec<k8s::Object>, Vec<String>, Vec<String>), Refusal> {
+    fn parse_manifests(&self, manifests: &[pb::Manifest], validate: Validation) -> Result<k8s::Parsed, Refusal> {
         let node = self.node_name();
-        let mut objects = Vec::new();
-        let mut warnings = Vec::new();
-        let mut skipped = Vec::new();
+        let mut all = k8s::Parsed::default();
         for m in manifests {
             let format = Format::parse(&m.format).ok_or_else(|| {
                 Refusal::Invalid(format!("{}: format '{}' is not yaml, json or toml", m.source, m.format))
             })?;
             let p = k8s::parse(format, &m.source, &m.content, &node, validate)
                 .map_err(|e| Refusal::Invalid(e.to_string()))?;
-            objects.extend(p.objects);
-            warnings.extend(p.warnings);
-            skipped.extend(p.skipped);
+            all.objects.extend(p.objects);
+            all.warnings.extend(p.warnings);
+            all.skipped.extend(p.skipped);
         }
-        Ok((objects, warnings, skipped))
+        Ok(all)
     }
 
     /// Applies every object of `manifests`, all or none, refusing fields the Kubernetes
@@ -508,7 +502,7 @@ impl Controller {
         dry_run: bool,
         validate: Validation,
     ) -> Result<Outcome, Refusal> {
-        let (objects, warnings, skipped) = self.parse_manifests(manifests, validate)?;
+        let k8s::Parsed { objects, warnings, skipped } = self.parse_manifests(manifests, validate)?;
         if objects.is_empty() {
             let mut m = String::from("no objects in the request");
             if !skipped.is_empty() {
@@ -544,7 +538,7 @@ impl Controller {
             all.push(Key { kind, namespace, name: r.name.clone() });
         }
         // Deleting needs only the objects' names: fields are not validated.
-        let (objects, warnings, _) = self.parse_manifests(manifests, Validation::Ignore)?;
+        let k8s::Parsed { objects, warnings, .. } = self.parse_manifests(manifests, Validation::Ignore)?;
         all.extend(objects.iter().map(k8s::Object::key));
         if all.is_empty() {
             return Err(Refusal::Invalid("nothing to delete".into()));

@@ -35,7 +35,7 @@ pub fn worker_config(b: &Built, index: u16) -> WorkerConfig {
 fn process_hash_key() -> u64 {
     use std::hash::BuildHasher;
     static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *KEY.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x6b65_79u64))
+    *KEY.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x006b_6579_u64))
 }
 
 /// Runs a worker over a backend until it is exhausted.

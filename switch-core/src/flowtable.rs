@@ -53,7 +53,7 @@ pub trait Evictable {
 impl Evictable for u32 {
     /// Test values: odd ones are protected.
     fn evictable(&self) -> bool {
-        self % 2 == 0
+        self.is_multiple_of(2)
     }
 }
 
@@ -161,12 +161,12 @@ impl<K: Copy + Eq + Default + WarmWord, V: Copy + Default + WarmWord + Evictable
             }
             let exp = self.expires[i];
             if exp <= now {
-                if free.map_or(true, |f| exp < self.expires[f]) {
+                if free.is_none_or(|f| exp < self.expires[f]) {
                     free = Some(i);
                 }
             } else if self.tags[i] == tag && self.slots[i].0 == *key {
                 return Some(i);
-            } else if self.slots[i].1.evictable() && evict.map_or(true, |e| exp < self.expires[e]) {
+            } else if self.slots[i].1.evictable() && evict.is_none_or(|e| exp < self.expires[e]) {
                 evict = Some(i);
             }
         }
