@@ -264,7 +264,7 @@ fn a_rejected_policy_changes_nothing() {
     let before = m.c.cell().generation();
     let e = m.refuse(&np("bad", "x", "  podSelector: {matchExpressions: [{key: pod, operator: Near, values: [a]}]}\n"));
     assert!(e.contains("Near"), "{e}");
-    let e = m.refuse(&np("bad", "y", "  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.1/8}}]\n"));
+    let e = m.refuse(&np("bad", "y", "  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.0/33}}]\n"));
     assert!(e.contains("NetworkPolicy y/bad"), "{e}");
     assert_eq!(m.c.cell().generation(), before);
     m.expect("still deny in x", 80, &["TCP"], &Reachability::all(true).set("*", "x/*", false));
@@ -340,4 +340,65 @@ fn ip_blocks_see_the_outside_client_through_node_ports_and_load_balancers() {
     ));
     let want = want.set("x/b", "*", false).set("x/b", "x/a", true);
     m.expect_via("and x/b only to x/a", 80, &["TCP"], &want, [true; 9]);
+}
+
+/// Issue 9 item 11: an ipBlock CIDR with host bits set is accepted, as the API server does,
+/// and means the masked network; the apply says so in a warning.
+#[test]
+fn ip_block_with_host_bits_is_the_masked_network_with_a_warning() {
+    let m = Model::new();
+    let o = m
+        .c
+        .apply(
+            &[podswitch_tests::model::manifest(&np(
+                "a-from-cidr",
+                "x",
+                "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.244.1.10/29, except: [10.244.1.9/32]}}]\n",
+            ))],
+            false,
+        )
+        .expect("accepted");
+    assert!(
+        o.warnings.iter().any(|w| w.contains(
+            "spec.ingress[0].from[0].ipBlock.cidr: 10.244.1.10/29 has host bits set; taken as 10.244.1.8/29"
+        )),
+        "{:?}",
+        o.warnings
+    );
+    // 10.244.1.8/29 holds .8 and .9 (z/b and z/c); .9 is excepted.
+    m.expect(
+        "x/a from 10.244.1.8/29",
+        80,
+        &["TCP"],
+        &Reachability::all(true).set("*", "x/a", false).set("z/b", "x/a", true),
+    );
+}
+
+/// Issue 9 item 10: an egress rule's named port opens, on each destination pod, that pod's
+/// own number for the name. y/b serves "http" on 8080, y/c on 9090; y/a may egress to
+/// app=web on "http".
+#[test]
+fn egress_named_ports_resolve_per_destination_pod() {
+    let m = Model::new();
+    let pod = |name: &str, n: u8, port: u16| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: y\n  labels: {{pod: {name}, app: web}}\n  annotations: {{podswitch.io/port: y-{name}, podswitch.io/mac: \"02:00:00:00:02:{n:02x}\"}}\nspec:\n  nodeName: node-1\n  containers:\n  - name: c\n    ports: [{{name: http, containerPort: {port}}}]\nstatus:\n  podIPs: [{{ip: 10.244.1.{n}}}]\n")
+    };
+    m.apply(&format!("{}---\n{}", pod("b", 5, 8080), pod("c", 6, 9090)));
+    m.apply(&np(
+        "a-to-web-http",
+        "y",
+        "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{podSelector: {matchLabels: {app: web}}}]\n    ports: [{port: http}]\n",
+    ));
+    let a = m.pod("y/a").clone();
+    for (to, port, allowed) in [("y/b", 8080, true), ("y/c", 9090, true), ("y/b", 9090, false), ("y/c", 8080, false)] {
+        let dst = m.pod(to).clone();
+        let mut w = m.worker();
+        let (v, _) = m.send(&mut w, m.frame_from(&a, dst.ip, port, "TCP", 40000), a.port);
+        let want = if allowed {
+            switch_core::pipeline::Verdict::Tx(dst.port)
+        } else {
+            switch_core::pipeline::Verdict::Drop(switch_core::drop::DropReason::PolicyDeniedEgress)
+        };
+        assert_eq!(v, want, "y/a -> {to}:{port}");
+    }
 }

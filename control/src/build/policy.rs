@@ -11,6 +11,7 @@ use super::Pod;
 use crate::config::{Config, Labels, PeerConfig, PolicyConfig, PolicyPortConfig, PortRef};
 use crate::error::FieldError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use switch_core::addr::Prefix;
 use switch_core::endpoint::{Endpoint, Identity};
 use switch_core::policy::{
     Classifier, ClassifierId, DirectionRules, PeerMatch, PolicyRule, PolicyTable, PortMatch, RuleId,
@@ -246,6 +247,31 @@ pub(crate) fn compile(
                             s.into_iter().collect()
                         }
                     };
+                    let by_name = |p: &&PolicyPortConfig| matches!(p.port, Some(PortRef::Name(_)));
+                    if dir == Dir::Egress && ports_cfg.iter().any(|p| by_name(&p)) {
+                        // A named port opens, on each destination pod, that pod's own number
+                        // for the name (pods with one identity may number it differently, so
+                        // each pod is matched by its addresses).
+                        let numbered: Vec<PolicyPortConfig> =
+                            ports_cfg.iter().filter(|p| !by_name(p)).cloned().collect();
+                        let named_cfg: Vec<PolicyPortConfig> = ports_cfg.iter().filter(by_name).cloned().collect();
+                        if !numbered.is_empty() {
+                            if let Some(pm) = ports(sec, &field, &numbered, &|_, _| Vec::new())? {
+                                rules.push(PolicyRule { id, peers: peers.clone(), ports: pm });
+                            }
+                        }
+                        for pp in named_pool {
+                            let own = |name: &str, proto: u8| pp.named_port(name, proto).into_iter().collect();
+                            if let Some(pm) = ports(sec, &field, &named_cfg, &own)? {
+                                let hosts = pp
+                                    .ips
+                                    .iter()
+                                    .map(|ip| PeerMatch::Cidr { prefix: Prefix::host(*ip), except: Vec::new() });
+                                rules.push(PolicyRule { id, peers: hosts.collect(), ports: pm });
+                            }
+                        }
+                        continue;
+                    }
                     let Some(port_matches) = ports(sec, &field, ports_cfg, &named)? else { continue };
                     rules.push(PolicyRule { id, peers, ports: port_matches });
                 }

@@ -116,7 +116,7 @@ pub(super) fn document(v: Value, index: usize, node: &str, validate: Validation,
             expect("networking.k8s.io/v1")?;
             let p: types::NetworkPolicy =
                 typed(v, &mut ignored, |p| p.starts_with("spec.")).map_err(|e| (loc.clone(), e))?;
-            Some(Object::NetworkPolicy(policy(p).map_err(|e| (loc.clone(), e))?))
+            Some(Object::NetworkPolicy(policy(p, &mut out.warnings, &what).map_err(|e| (loc.clone(), e))?))
         }
         other => {
             out.warnings.push(format!(
@@ -444,14 +444,51 @@ fn selector(s: types::LabelSelector) -> LabelSelector {
     }
 }
 
-fn peers(list: Vec<types::Peer>) -> Vec<PeerConfig> {
+fn peers(list: Vec<types::Peer>, field: &str, warnings: &mut Vec<String>) -> Vec<PeerConfig> {
     list.into_iter()
-        .map(|p| PeerConfig {
+        .enumerate()
+        .map(|(k, p)| PeerConfig {
             pod_selector: p.pod_selector.map(selector),
             namespace_selector: p.namespace_selector.map(selector),
-            ip_block: p.ip_block.map(|b| IpBlock { cidr: b.cidr, except: b.except }),
+            ip_block: p.ip_block.map(|b| {
+                let f = format!("{field}[{k}].ipBlock");
+                IpBlock {
+                    cidr: masked(b.cidr, &format!("{f}.cidr"), warnings),
+                    except: b
+                        .except
+                        .into_iter()
+                        .enumerate()
+                        .map(|(x, e)| masked(e, &format!("{f}.except[{x}]"), warnings))
+                        .collect(),
+                }
+            }),
         })
         .collect()
+}
+
+/// An ipBlock CIDR with host bits set (`10.244.1.10/24`) is accepted by the API server (Go's
+/// `ParseCIDR` masks it; recent versions warn): it means the masked network. Anything else
+/// is returned as written, for the builder to judge.
+fn masked(cidr: String, field: &str, warnings: &mut Vec<String>) -> String {
+    let Some((ip, len)) = cidr.trim().split_once('/') else { return cidr };
+    let (Ok(ip), Ok(len)) = (ip.parse::<std::net::IpAddr>(), len.parse::<u32>()) else { return cidr };
+    let net = match ip {
+        std::net::IpAddr::V4(a) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            std::net::IpAddr::from(std::net::Ipv4Addr::from(u32::from(a) & mask))
+        }
+        std::net::IpAddr::V6(a) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            std::net::IpAddr::from(std::net::Ipv6Addr::from(u128::from(a) & mask))
+        }
+        _ => return cidr,
+    };
+    if net == ip {
+        return cidr;
+    }
+    let canonical = format!("{net}/{len}");
+    warnings.push(format!("{field}: {cidr} has host bits set; taken as {canonical}"));
+    canonical
 }
 
 fn policy_ports(list: Vec<types::PolicyPort>, field: &str) -> Result<Vec<PolicyPortConfig>, String> {
@@ -472,21 +509,26 @@ fn policy_ports(list: Vec<types::PolicyPort>, field: &str) -> Result<Vec<PolicyP
         .collect()
 }
 
-fn policy(p: types::NetworkPolicy) -> Result<PolicyConfig, String> {
+fn policy(p: types::NetworkPolicy, warnings: &mut Vec<String>, what: &str) -> Result<PolicyConfig, String> {
+    let mut notes = Vec::new();
     name_check(&p.metadata.name, false)?;
     let namespace = namespace_of(&p.metadata)?;
     let spec = p.spec;
     let mut ingress = Vec::new();
     for (j, r) in spec.ingress.into_iter().enumerate() {
         ingress.push(IngressRuleConfig {
-            from: peers(r.from),
+            from: peers(r.from, &format!("spec.ingress[{j}].from"), &mut notes),
             ports: policy_ports(r.ports, &format!("spec.ingress[{j}]"))?,
         });
     }
     let mut egress = Vec::new();
     for (j, r) in spec.egress.into_iter().enumerate() {
-        egress.push(EgressRuleConfig { to: peers(r.to), ports: policy_ports(r.ports, &format!("spec.egress[{j}]"))? });
+        egress.push(EgressRuleConfig {
+            to: peers(r.to, &format!("spec.egress[{j}].to"), &mut notes),
+            ports: policy_ports(r.ports, &format!("spec.egress[{j}]"))?,
+        });
     }
+    warnings.extend(notes.into_iter().map(|n| format!("{what}: {n}")));
     Ok(PolicyConfig {
         name: p.metadata.name,
         namespace,
