@@ -133,6 +133,34 @@ fn endpoint_slices_conditions_and_terminating_fallback() {
     assert_eq!(v, Verdict::Tx(m.pod("y/a").port), "refused again");
 }
 
+/// Issue 9 item 9: an endpoint serves only the ports its own slice lists, by name; an address
+/// in two slices with different ports serves each slice's ports.
+#[test]
+fn endpoint_slice_ports_belong_to_their_slice() {
+    let m = Model::new();
+    m.apply(&svc("two", "  clusterIP: 10.96.0.18\n  ports: [{name: http, port: 80, targetPort: 8080}, {name: admin, port: 81, targetPort: 9000}]\n"));
+    let slice = |name: &str, ports: &str, addr: &str| {
+        format!("---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}, namespace: x, labels: {{kubernetes.io/service-name: two}}}}\naddressType: IPv4\nports: {ports}\nendpoints: [{{addresses: [{addr}]}}]\n")
+    };
+    // .1 in a slice listing http only; .2 in two slices, one for http (8081), one for admin.
+    m.apply(&format!(
+        "{}{}{}",
+        slice("two-http", "[{name: http, port: 8080}]", "10.244.1.1"),
+        slice("two-b-http", "[{name: http, port: 8081}]", "10.244.1.2"),
+        slice("two-b-admin", "[{name: admin, port: 9001}]", "10.244.1.2"),
+    ));
+    assert_eq!(
+        backends_seen(&m, "y/a", "10.96.0.18", 80, "TCP"),
+        [(a("10.244.1.1"), 8080), (a("10.244.1.2"), 8081)].into(),
+        "http: both, each on its own slice's number"
+    );
+    assert_eq!(
+        backends_seen(&m, "y/a", "10.96.0.18", 81, "TCP"),
+        [(a("10.244.1.2"), 9001)].into(),
+        "admin: only the address whose slice lists it (not .1 on the service's targetPort 9000)"
+    );
+}
+
 #[test]
 fn legacy_endpoints_object() {
     let m = Model::new();

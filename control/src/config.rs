@@ -252,6 +252,11 @@ pub struct EndpointConfig {
     /// it; overrides the service's target_port for this endpoint.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ports: BTreeMap<String, u16>,
+    /// The endpoint serves only the ports `ports` lists (an EndpointSlice or an Endpoints
+    /// subset says which ports its endpoints serve: `discovery.k8s.io/v1` EndpointSlice
+    /// `ports`); otherwise a service port it does not list goes to the service's target port.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub listed_ports_only: bool,
 }
 
 fn yes() -> bool {

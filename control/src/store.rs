@@ -364,8 +364,9 @@ impl Store {
     }
 }
 
-/// Replaces a service's endpoints by those of its slices (when it has any): one endpoint per
-/// address, the pod kept only when the switch knows it.
+/// Replaces a service's endpoints by those of its slices (when it has any): an address keeps
+/// the ports of every slice that lists it (the same address and ports twice is one
+/// endpoint), the pod kept only when the switch knows it.
 fn merge_slices(
     s: &mut crate::config::ServiceConfig,
     slices: &[&crate::k8s::Slice],
@@ -376,9 +377,9 @@ fn merge_slices(
     }
     s.selector = None;
     s.endpoints.clear();
-    let mut ips = BTreeSet::new();
+    let mut seen = BTreeSet::new();
     for e in slices.iter().flat_map(|sl| &sl.endpoints) {
-        if !ips.insert(e.ip.clone()) {
+        if !seen.insert((e.ip.clone(), e.ports.clone())) {
             continue;
         }
         let mut e = e.clone();

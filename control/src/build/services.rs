@@ -36,6 +36,8 @@ struct Ep<'a> {
     weight: u16,
     /// Target ports by service port name, from an EndpointSlice.
     ports: &'a std::collections::BTreeMap<String, u16>,
+    /// Serves only the ports in `ports`.
+    listed_only: bool,
 }
 
 static NO_PORTS: std::collections::BTreeMap<String, u16> = std::collections::BTreeMap::new();
@@ -58,7 +60,15 @@ fn endpoints<'a>(
         for p in pods.iter().filter(|p| p.namespace == s.namespace) {
             if sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)) {
                 let state = if p.ready { BackendState::Ready } else { BackendState::NotServing };
-                out.push(Ep { ips: p.ips.clone(), pod: Some(p), local: p.local, state, weight: 1, ports: &NO_PORTS });
+                out.push(Ep {
+                    ips: p.ips.clone(),
+                    pod: Some(p),
+                    local: p.local,
+                    state,
+                    weight: 1,
+                    ports: &NO_PORTS,
+                    listed_only: false,
+                });
             }
         }
         return Ok(out);
@@ -90,7 +100,7 @@ fn endpoints<'a>(
         } else {
             BackendState::NotServing
         };
-        out.push(Ep { ips, pod, local, state, weight: e.weight, ports: &e.ports });
+        out.push(Ep { ips, pod, local, state, weight: e.weight, ports: &e.ports, listed_only: e.listed_ports_only });
     }
     Ok(out)
 }
@@ -354,10 +364,13 @@ pub(crate) fn compile(
                     continue;
                 }
                 let mut backends = Vec::new();
+                let mut seen = std::collections::HashSet::new();
                 for ep in &eps {
                     let by_slice = ep.ports.get(p.name.as_deref().unwrap_or("")).copied();
                     let target = match &p.target_port {
                         _ if by_slice.is_some() => by_slice,
+                        // A slice's endpoints serve the ports the slice lists, by name.
+                        _ if ep.listed_only => None,
                         None => Some(p.port),
                         Some(PortRef::Number(0)) => {
                             return Err(FieldError::new(sec, pf("target_port"), "must be 1-65535"))
@@ -369,6 +382,10 @@ pub(crate) fn compile(
                     };
                     let Some(target) = target else { continue };
                     for ip in ep.ips.iter().filter(|a| fam(a)) {
+                        // An address in two slices with the same port is one backend.
+                        if !seen.insert((*ip, target)) {
+                            continue;
+                        }
                         backends.push(Backend {
                             addr: Addr::from(*ip),
                             port: target,

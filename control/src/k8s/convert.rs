@@ -395,6 +395,7 @@ fn slice(s: types::EndpointSlice, warnings: &mut Vec<String>, what: &str) -> Res
             terminating: e.conditions.terminating.unwrap_or(false),
             weight: 1,
             ports: ports.clone(),
+            listed_ports_only: true,
         });
     }
     Ok(Some(Slice { kind: Kind::EndpointSlice, name: s.metadata.name, namespace, service, endpoints }))
@@ -420,6 +421,7 @@ fn endpoints(e: types::Endpoints) -> Result<Slice, String> {
                     terminating: false,
                     weight: 1,
                     ports: ports.clone(),
+                    listed_ports_only: true,
                 });
             }
         }
