@@ -212,8 +212,18 @@ pub fn run(
         None => None,
     };
     let mut last_stats = Instant::now();
+    let mut ended = None;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        // A worker only ends when told to: one that ended by itself (a panic, in a build that
+        // unwinds) leaves its queues unserved, so the daemon stops and exits non-zero for its
+        // supervisor to restart it.
+        if let Some(i) = threads.iter().position(|t| t.is_finished()) {
+            tracing::error!("worker {i} stopped unexpectedly; stopping the daemon");
+            ended = Some(i);
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
         if reload.swap(false, Ordering::Relaxed) {
             match controller.reload() {
                 Ok(o) => log(&format!(
@@ -230,7 +240,7 @@ pub fn run(
             write_stats(opts.stats_file.as_deref(), &reports, &cell);
         }
     }
-    let mut failed = false;
+    let mut failed = ended.is_some();
     for t in threads {
         failed |= t.join().is_err();
     }
@@ -282,6 +292,11 @@ where
         let (opts, modes, wcfg) = (s.opts.clone(), s.modes.clone(), s.configs[i]);
         let cpu = (!opts.cpu.is_empty()).then(|| opts.cpu[i % opts.cpu.len()]);
         let spawned = std::thread::Builder::new().name(format!("psw-worker-{i}")).spawn(move || {
+            // Test hook: the fault suite makes a worker die to check that the daemon does not
+            // go on without it (read once at start, never on the packet path).
+            if std::env::var_os("PODSWITCH_FAILPOINT").is_some_and(|v| v == "worker-panic") {
+                panic!("failpoint worker-panic: worker {i} stops");
+            }
             if let Some(cpu) = cpu {
                 if let Err(e) = io_backends::sys::pin_to_cpu(cpu) {
                     log(&format!("cannot pin worker {i} to CPU {cpu}: {e}"));
