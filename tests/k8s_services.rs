@@ -283,7 +283,11 @@ fn deleting_a_service_removes_its_frontend() {
     assert!(matches!(from_pod(&m, "y/a", "10.96.0.19", 80, "TCP", 1).0, Verdict::Tx(p) if p == m.pod("x/a").port));
     m.delete("service", "x", "gone");
     let (v, _) = from_pod(&m, "y/a", "10.96.0.19", 80, "TCP", 1);
-    assert_eq!(v, Verdict::Tx(m.uplink), "no longer a service: routed out by the default route");
+    assert_eq!(
+        v,
+        Verdict::Drop(DropReason::ServiceNoFrontend),
+        "no longer a service: dropped, not routed out by the default route"
+    );
     assert!(m.c.list("svc", "x", "gone").is_err());
 }
 
@@ -382,4 +386,46 @@ fn incremental_matches_full(m: Model, workers: u16) {
     m.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {ns: x, extra: y}}\n");
     m.apply(&slice("two-b", "two", &["10.244.1.6"]));
     check("an increment after a full rebuild");
+}
+
+/// Issue 9 item 14: cluster IPs lie in the service CIDRs (a cluster IP equal to a pod address
+/// would take that pod's traffic), and a packet to an address or port of the service ranges
+/// that no Service serves is dropped with a reason, never routed out.
+#[test]
+fn cluster_ips_come_from_the_service_cidrs_and_unknown_ones_go_nowhere() {
+    let m = Model::new();
+    let e = m.refuse(&svc("hijack", "  clusterIP: 10.244.1.1\n  ports: [{port: 80}]\n"));
+    assert!(
+        e.contains("Service x/hijack")
+            && e.contains("10.244.1.1 is not in the service CIDRs [10.96.0.0/12, fd00:96::/108]"),
+        "{e}"
+    );
+    let e = m.refuse(&svc(
+        "v6",
+        "  clusterIPs: [10.96.0.40, \"fd00:97::1\"]\n  ipFamilies: [IPv4, IPv6]\n  ports: [{port: 80}]\n",
+    ));
+    assert!(e.contains("fd00:97::1 is not in the service CIDRs"), "{e}");
+    // x/a still gets its own traffic.
+    let (v, _) = from_pod(&m, "y/a", "10.244.1.1", 80, "TCP", 1);
+    assert_eq!(v, Verdict::Tx(m.pod("x/a").port));
+    m.apply(&svc("web", "  clusterIP: 10.96.0.41\n  selector: {pod: a}\n  ports: [{port: 80}]\n"));
+    for (dst, port, proto) in
+        [("10.96.7.7", 80, "TCP"), ("10.96.0.41", 81, "TCP"), ("10.96.0.41", 80, "UDP"), ("fd00:96::77", 80, "TCP")]
+    {
+        let p = m.pod("y/a").clone();
+        let src = if dst.contains(':') { ip("fd00:244:1::4") } else { p.ip };
+        let f = IpFrame::new(
+            p.mac,
+            podswitch_tests::model::ROUTER_MAC,
+            src,
+            ip(dst),
+            podswitch_tests::model::l4(proto, 4000, port),
+        )
+        .build();
+        let mut w = m.worker();
+        let (v, _) = m.send(&mut w, f, p.port);
+        assert_eq!(v, Verdict::Drop(DropReason::ServiceNoFrontend), "{dst}:{port}/{proto}");
+    }
+    let (v, _) = from_pod(&m, "y/a", "10.96.0.41", 80, "TCP", 1);
+    assert_eq!(v, Verdict::Tx(m.pod("x/a").port), "the service itself works");
 }

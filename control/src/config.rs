@@ -75,6 +75,12 @@ pub struct DatapathConfig {
     pub workers: u16,
     #[serde(default = "default_nodeport_range")]
     pub nodeport_range: String,
+    /// The ranges cluster IPs are taken from (the API server's
+    /// `--service-cluster-ip-range`, one per family). A cluster IP outside them is refused,
+    /// and a packet to an address in them that no Service has is dropped
+    /// (`service_no_frontend`), never routed out.
+    #[serde(default = "default_service_cidrs")]
+    pub service_cidrs: Vec<String>,
     #[serde(default)]
     pub verify_l4_checksum: bool,
     #[serde(default = "default_seed")]
@@ -100,6 +106,11 @@ fn default_ct() -> usize {
 fn default_workers() -> u16 {
     1
 }
+/// kubeadm's IPv4 default, and the IPv6 range of this project's examples.
+fn default_service_cidrs() -> Vec<String> {
+    vec!["10.96.0.0/12".into(), "fd00:96::/108".into()]
+}
+
 fn default_nodeport_range() -> String {
     "30000-32767".into()
 }
@@ -119,6 +130,7 @@ impl Default for DatapathConfig {
             nodeport_range: default_nodeport_range(),
             verify_l4_checksum: false,
             hash_seed: default_seed(),
+            service_cidrs: default_service_cidrs(),
             max_ports: default_max_ports(),
             policy_denied: default_policy_denied(),
         }

@@ -66,6 +66,7 @@ drop_reasons! {
     PolicyDeniedIngress => "policy_denied_ingress",
     ServiceNoBackends => "service_no_backends",
     ServiceNoLocalBackend => "service_no_local_backend",
+    ServiceNoFrontend => "service_no_frontend",
     LoadBalancerSourceDenied => "loadbalancer_source_denied",
     NoRoute => "no_route",
     RouteBlackhole => "route_blackhole",

@@ -87,6 +87,9 @@ pub struct Tables {
     /// Answer a packet a NetworkPolicy denies (TCP reset, ICMP administratively prohibited)
     /// instead of dropping it silently; either way it is counted under its policy reason.
     pub policy_reject: bool,
+    /// The ranges cluster IPs come from: a new flow to an address in them that no frontend
+    /// has is dropped (`service_no_frontend`) rather than routed out.
+    pub service_cidrs: Vec<crate::addr::Prefix>,
 }
 
 impl Tables {
@@ -121,6 +124,7 @@ impl Tables {
             hash_seed,
             verify_l4_checksum,
             policy_reject: false,
+            service_cidrs: Vec::new(),
         }
     }
 

@@ -201,6 +201,12 @@ pub fn build_cached(
         ));
     }
     let nodeport_range = parse::port_range(dsec, "datapath.nodeport_range", &dp.nodeport_range)?;
+    let service_cidrs: Vec<Prefix> = dp
+        .service_cidrs
+        .iter()
+        .enumerate()
+        .map(|(j, c)| parse::prefix(dsec, &format!("datapath.service_cidrs[{j}]"), c))
+        .collect::<Result<_, _>>()?;
     let policy_reject = match dp.policy_denied.as_str() {
         "drop" => false,
         "reject" => true,
@@ -327,6 +333,16 @@ pub fn build_cached(
     }
     for (j, c) in n.pod_cidrs.iter().enumerate() {
         routes.push((parse::prefix(ns, &format!("node.pod_cidrs[{j}]"), c)?, RouteTarget::Local));
+    }
+    // Pod and service addresses must never be confused.
+    for (p, _) in routes.iter().filter(|(_, t)| matches!(t, RouteTarget::Local | RouteTarget::Tunnel(_))) {
+        if let Some(s) = service_cidrs.iter().find(|s| s.contains(p.addr()) || p.contains(s.addr())) {
+            return Err(FieldError::new(
+                dsec,
+                "datapath.service_cidrs",
+                format!("service CIDR {s} overlaps the pod CIDR {p}"),
+            ));
+        }
     }
     for (i, r) in cfg.routes.iter().enumerate() {
         let sec = Some(("routes", i));
@@ -485,6 +501,7 @@ pub fn build_cached(
         node: node.clone(),
         node_ips: node_ips.clone(),
         nodeport_range,
+        service_cidrs: service_cidrs.clone(),
         maglev: dp.maglev_table_size,
         steering: dp.workers > 1,
     };
@@ -503,6 +520,7 @@ pub fn build_cached(
         dp.verify_l4_checksum,
     );
     tables.policy_reject = policy_reject;
+    tables.service_cidrs = service_cidrs;
     Ok(Built {
         tables,
         ports,

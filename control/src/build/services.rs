@@ -130,6 +130,8 @@ pub(crate) struct ServiceContext {
     pub node: NodeInfo,
     pub node_ips: Vec<Addr>,
     pub nodeport_range: (u16, u16),
+    /// Where cluster IPs may lie (`datapath.service_cidrs`).
+    pub service_cidrs: Vec<Prefix>,
     pub maglev: usize,
     /// Several workers: tables carry what the flow-owner rules look up.
     pub steering: bool,
@@ -259,6 +261,16 @@ pub(crate) fn compile(
                 .map(|(j, c)| parse::ip(sec, &f(&format!("cluster_ips[{j}]")), c))
                 .collect::<Result<_, _>>()?
         };
+        for (j, c) in cluster_ips.iter().enumerate() {
+            if !ctx.service_cidrs.iter().any(|p| p.contains(Addr::from(*c))) {
+                let ranges: Vec<String> = ctx.service_cidrs.iter().map(|p| p.to_string()).collect();
+                return Err(FieldError::new(
+                    sec,
+                    f(&format!("cluster_ips[{j}]")),
+                    format!("{c} is not in the service CIDRs [{}] (datapath.service_cidrs)", ranges.join(", ")),
+                ));
+            }
+        }
         if cluster_ips.len() == 2 && cluster_ips[0].is_ipv4() == cluster_ips[1].is_ipv4() || cluster_ips.len() > 2 {
             return Err(FieldError::new(sec, f("cluster_ips"), "at most one IPv4 and one IPv6 cluster IP"));
         }

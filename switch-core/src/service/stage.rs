@@ -95,10 +95,21 @@ pub(crate) fn select<B: PacketBuf>(
     now: u64,
     stats: &mut Stats,
 ) {
-    if !c.is_new_flow() || !c.meta.has_ports() || c.from_tunnel.is_some() {
+    if !c.is_new_flow() {
         return;
     }
-    let Some(fe) = t.services.lookup(c.tuple.dst, c.tuple.dport, c.meta.proto) else {
+    let fe = if c.meta.has_ports() && c.from_tunnel.is_none() {
+        t.services.lookup(c.tuple.dst, c.tuple.dport, c.meta.proto)
+    } else {
+        None
+    };
+    let Some(fe) = fe else {
+        // An address of the service ranges that no Service has (or a port, or a protocol, it
+        // does not serve, or a packet whose sender should have translated it) goes nowhere:
+        // routed, it would leave by the default route.
+        if t.service_cidrs.iter().any(|p| p.contains(c.tuple.dst)) {
+            c.drop(DropReason::ServiceNoFrontend);
+        }
         return;
     };
     let fe = *fe;
