@@ -38,6 +38,27 @@ status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$out" || status=$?
 passed=$(awk '/^test result:/ {p += $4} END {print p + 0}' "$out")
 failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$out")
+
+# The fuzz targets (their own workspace, fuzz/) are built on the main workspace's compiled
+# dependencies and each runs over its committed seeds plus a bounded number of mutations
+# (frames up to 70,000 bytes; the pipeline's seeds include fragments, VXLAN and two workers).
+# This build has no coverage instrumentation: it proves the targets compile and that no seed
+# crashes; long, guided runs use cargo-fuzz (README, Fuzzing).
+log "fuzz targets: build and smoke run over the seeds"
+if (cd fuzz && CARGO_TARGET_DIR=../target cargo build --locked --bins); then
+  for t in parse_frame pipeline config pcap_reader manifest; do
+    if target/debug/$t "fuzz/corpus/$t" -runs=20000 -max_len=70000 -seed=1 -timeout=20 > "target/fuzz-$t.log" 2>&1; then
+      passed=$((passed + 1))
+      echo "fuzz $t: ok ($(grep -c . "target/fuzz-$t.log") log lines, target/fuzz-$t.log)"
+    else
+      failed=$((failed + 1)); status=1
+      echo "fuzz $t: FAILED"; tail -40 "target/fuzz-$t.log"
+    fi
+  done
+else
+  failed=$((failed + 1)); status=1
+  echo "fuzz targets: build FAILED"
+fi
 echo
 echo "podswitch: $passed passed, $failed failed"
 exit "$status"

@@ -1,8 +1,9 @@
 //! The whole pipeline on arbitrary frames arriving on any port of the reference node. Input:
 //! a mode byte, then a sequence of [port byte, length byte, frame bytes...]; every frame must
-//! get a verdict and nothing may panic (NAT, encapsulation, refusals and ARP/ND replies
-//! included). Mode bit 0: policy reject mode; bit 1: a worker of two, which also decides each
-//! frame's flow owner between stage 1 and the rest (the handoff path).
+//! get a verdict and nothing may panic (NAT, encapsulation, fragments, refusals and ARP/ND
+//! replies included). Mode bit 0: policy reject mode; bit 1: a worker of two, which also
+//! decides each frame's flow owner between stage 1 and the rest (the handoff path); bit 2:
+//! lengths are 3 bytes, little-endian, up to 70,000 (jumbo and oversized frames).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,11 +31,17 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, mut rest)) = data.split_first() else { return };
     let t = t(mode & 1 == 1);
     let mut bufs = Vec::new();
-    while rest.len() >= 2 {
+    let long = mode & 4 != 0;
+    let head = if long { 4 } else { 2 };
+    while rest.len() >= head {
         let port = PortId(u16::from(rest[0] % 6));
-        let len = usize::from(rest[1]) * 8 + usize::from(rest[1] & 7);
-        let end = (2 + len).min(rest.len());
-        bufs.push(OwnedBuf::from_frame(&rest[2..end], port));
+        let len = if long {
+            (usize::from(rest[1]) | usize::from(rest[2]) << 8 | usize::from(rest[3]) << 16).min(70_000)
+        } else {
+            usize::from(rest[1]) * 8 + usize::from(rest[1] & 7)
+        };
+        let end = (head + len).min(rest.len());
+        bufs.push(OwnedBuf::from_frame(&rest[head..end], port));
         rest = &rest[end..];
     }
     let small = WorkerConfig { conntrack_flows: 256, affinity_entries: 64, max_ports: 8, ..WorkerConfig::default() };
