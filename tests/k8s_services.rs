@@ -428,4 +428,12 @@ fn cluster_ips_come_from_the_service_cidrs_and_unknown_ones_go_nowhere() {
     }
     let (v, _) = from_pod(&m, "y/a", "10.96.0.41", 80, "TCP", 1);
     assert_eq!(v, Verdict::Tx(m.pod("x/a").port), "the service itself works");
+    // Nor may an external or load-balancer IP take a pod's or a service's address.
+    let e = m.refuse(&svc("ext", "  clusterIP: 10.96.0.42\n  externalIPs: [10.244.1.2]\n  ports: [{port: 80}]\n"));
+    assert!(e.contains("10.244.1.2 is inside the cluster range 10.244.1.0/24"), "{e}");
+    let e = m.refuse(&format!(
+        "{}status: {{loadBalancer: {{ingress: [{{ip: 10.96.0.41}}]}}}}\n",
+        svc("lb", "  type: LoadBalancer\n  clusterIP: 10.96.0.43\n  ports: [{port: 80, nodePort: 30100}]\n")
+    ));
+    assert!(e.contains("10.96.0.41 is inside the cluster range 10.96.0.0/12"), "{e}");
 }

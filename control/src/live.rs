@@ -219,6 +219,11 @@ pub fn run(
         // unwinds) leaves its queues unserved, so the daemon stops and exits non-zero for its
         // supervisor to restart it.
         if let Some(i) = threads.iter().position(|t| t.is_finished()) {
+            // Workers end on their own only after `stop` is set (a signal): then this is the
+            // ordinary shutdown, seen before the loop condition.
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             tracing::error!("worker {i} stopped unexpectedly; stopping the daemon");
             ended = Some(i);
             stop.store(true, Ordering::Relaxed);

@@ -502,6 +502,11 @@ pub fn build_cached(
         node_ips: node_ips.clone(),
         nodeport_range,
         service_cidrs: service_cidrs.clone(),
+        pod_cidrs: routes
+            .iter()
+            .filter(|(_, t)| matches!(t, RouteTarget::Local | RouteTarget::Tunnel(_)))
+            .map(|(p, _)| *p)
+            .collect(),
         maglev: dp.maglev_table_size,
         steering: dp.workers > 1,
     };

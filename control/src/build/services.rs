@@ -132,6 +132,8 @@ pub(crate) struct ServiceContext {
     pub nodeport_range: (u16, u16),
     /// Where cluster IPs may lie (`datapath.service_cidrs`).
     pub service_cidrs: Vec<Prefix>,
+    /// Every node's pod CIDRs: no external or load-balancer IP may lie in them.
+    pub pod_cidrs: Vec<Prefix>,
     pub maglev: usize,
     /// Several workers: tables carry what the flow-owner rules look up.
     pub steering: bool,
@@ -274,17 +276,28 @@ pub(crate) fn compile(
         if cluster_ips.len() == 2 && cluster_ips[0].is_ipv4() == cluster_ips[1].is_ipv4() || cluster_ips.len() > 2 {
             return Err(FieldError::new(sec, f("cluster_ips"), "at most one IPv4 and one IPv6 cluster IP"));
         }
+        // External and load-balancer addresses are frontends too: one inside the pod or
+        // service ranges would take a pod's or another service's traffic (CVE-2020-8554's
+        // kind), so it is refused.
+        let outside_cluster = |field: String, c: &String| -> Result<IpAddr, FieldError> {
+            let ip = parse::ip(sec, &field, c)?;
+            let a = Addr::from(ip);
+            if let Some(p) = ctx.pod_cidrs.iter().chain(&ctx.service_cidrs).find(|p| p.contains(a)) {
+                return Err(FieldError::new(sec, field, format!("{ip} is inside the cluster range {p}")));
+            }
+            Ok(ip)
+        };
         let external_ips: Vec<IpAddr> = s
             .external_ips
             .iter()
             .enumerate()
-            .map(|(j, c)| parse::ip(sec, &f(&format!("external_ips[{j}]")), c))
+            .map(|(j, c)| outside_cluster(f(&format!("external_ips[{j}]")), c))
             .collect::<Result<_, _>>()?;
         let lb_ips: Vec<IpAddr> = s
             .load_balancer_ips
             .iter()
             .enumerate()
-            .map(|(j, c)| parse::ip(sec, &f(&format!("load_balancer_ips[{j}]")), c))
+            .map(|(j, c)| outside_cluster(f(&format!("load_balancer_ips[{j}]")), c))
             .collect::<Result<_, _>>()?;
         if !lb && !lb_ips.is_empty() {
             return Err(FieldError::new(

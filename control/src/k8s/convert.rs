@@ -62,7 +62,18 @@ pub(super) fn document(v: Value, index: usize, node: &str, validate: Validation,
     let ns = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default");
     let what = format!("{doc} ({kind} {ns}/{name})");
     let loc = format!("{what}: ");
-    let unknown = unknown_fields(&kind, &v);
+    let unknown = match unknown_fields(&kind, &api, &v) {
+        Ok(u) => u,
+        Err(e) if validate == Validation::Strict => {
+            return Err((loc, format!("does not fit the Kubernetes API schema of {api} {kind}: {e}")))
+        }
+        Err(e) => {
+            if validate == Validation::Warn {
+                out.warnings.push(format!("{what}: does not fit the Kubernetes API schema ({e})"));
+            }
+            Vec::new()
+        }
+    };
     if validate != Validation::Ignore {
         for f in &unknown {
             if validate == Validation::Strict {
@@ -136,21 +147,45 @@ pub(super) fn document(v: Value, index: usize, node: &str, validate: Validation,
     Ok(())
 }
 
-/// A field path as Kubernetes writes it: serde_ignored puts a `?` for every optional level.
+/// A field path as Kubernetes writes it (`spec.ports[0].nodeport`): serde_ignored puts a `?`
+/// for every optional level and list indices as `.0`.
 fn clean_path(p: &str) -> String {
-    p.split('.').filter(|s| *s != "?").collect::<Vec<_>>().join(".")
+    let mut out = String::new();
+    for seg in p.split('.').filter(|s| *s != "?") {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 /// The fields of `v` that the Kubernetes API schema of `kind` (as `k8s-openapi` describes it)
 /// does not have, as paths such as `spec.podSelector.matchLabel`. Kinds podswitch does not
 /// read are not checked (they are skipped as a whole).
-fn unknown_fields(kind: &str, v: &Value) -> Vec<String> {
+fn unknown_fields(kind: &str, api: &str, v: &Value) -> Result<Vec<String>, String> {
     use k8s_openapi::api::{core::v1 as core, discovery::v1 as discovery, networking::v1 as networking};
-    fn check<T: DeserializeOwned>(v: &Value) -> Vec<String> {
+    fn check<T: DeserializeOwned>(v: &Value) -> Result<Vec<String>, String> {
         let mut out = Vec::new();
-        // A document that does not fit the schema at all fails later with its own message.
-        let _ = serde_ignored::deserialize::<_, _, T>(v, |p| out.push(clean_path(&p.to_string())));
-        out
+        // serde stops at the first value of the wrong type, so the fields after it are not
+        // seen: such a document does not fit the schema and is refused in strict mode.
+        match serde_ignored::deserialize::<_, _, T>(v, |p| out.push(clean_path(&p.to_string()))) {
+            Ok(_) => Ok(out),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    let served = match kind {
+        "EndpointSlice" => "discovery.k8s.io/v1",
+        "NetworkPolicy" => "networking.k8s.io/v1",
+        _ => "v1",
+    };
+    if api != served {
+        // Refused below with the apiVersion to use.
+        return Ok(Vec::new());
     }
     match kind {
         "Namespace" => check::<core::Namespace>(v),
@@ -159,7 +194,7 @@ fn unknown_fields(kind: &str, v: &Value) -> Vec<String> {
         "Endpoints" => check::<core::Endpoints>(v),
         "EndpointSlice" => check::<discovery::EndpointSlice>(v),
         "NetworkPolicy" => check::<networking::NetworkPolicy>(v),
-        _ => Vec::new(),
+        _ => Ok(Vec::new()),
     }
 }
 

@@ -145,8 +145,9 @@ pub struct Parsed {
 
 /// How fields that the Kubernetes API schema does not know are treated, as kubectl's
 /// `--validate` says: `strict` (the default) refuses the manifest, `warn` applies it with a
-/// warning per field, `ignore` applies it silently. Duplicate keys in a mapping are always
-/// refused in `strict` mode and otherwise warned about (the last one wins, as with kubectl).
+/// warning per field, `ignore` applies it silently. A document that does not fit the schema
+/// (a value of the wrong type) or has a duplicate key in a mapping is refused in `strict`
+/// mode; otherwise the last duplicate wins, as with kubectl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Validation {
     #[default]

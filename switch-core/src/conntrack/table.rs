@@ -4,7 +4,7 @@
 use super::state::{CtTimeouts, TcpState};
 use crate::addr::Addr;
 use crate::flowtable::{Displaced, Evictable, FlowTable, WarmWord, NO_SLOT};
-use crate::hash::hash_words;
+use crate::hash::{hash_words, SecretHash};
 use crate::policy::RuleId;
 use crate::service::ServicePortId;
 
@@ -34,10 +34,22 @@ impl FlowKey {
     pub fn reversed(self) -> FlowKey {
         FlowKey { t: self.t.reversed(), proto: self.proto }
     }
+    /// The fast hash with a seed every node shares (flow owners, Maglev, tunnel ports).
     #[inline]
     pub fn hash(&self, seed: u64) -> u64 {
+        hash_words(seed, &self.words())
+    }
+
+    /// The hash under a secret key, for the conntrack table's sets.
+    #[inline]
+    pub fn secret_hash(&self, h: &SecretHash) -> u64 {
+        h.hash(&self.words())
+    }
+
+    #[inline]
+    fn words(&self) -> [u64; 5] {
         let ports = (u64::from(self.t.sport) << 32) | (u64::from(self.t.dport) << 16) | u64::from(self.proto);
-        hash_words(seed, &[self.t.src.hi(), self.t.src.lo(), self.t.dst.hi(), self.t.dst.lo(), ports])
+        [self.t.src.hi(), self.t.src.lo(), self.t.dst.hi(), self.t.dst.lo(), ports]
     }
 }
 
@@ -116,10 +128,10 @@ pub struct CtStats {
 #[derive(Debug, Clone)]
 pub struct Conntrack {
     table: FlowTable<FlowKey, CtEntry>,
-    /// Secret key of the hash that places entries in sets: random per process in the daemon
-    /// (tests pass a fixed one), so that nobody can compute which tuples share a set with a
-    /// victim's flow and crowd it out.
-    key: u64,
+    /// The keyed hash that places entries in sets: its key is random per process in the
+    /// daemon (tests pass a fixed one), so that nobody can compute which tuples share a set
+    /// with a victim's flow and crowd it out.
+    key: SecretHash,
     next_flow: u32,
     pub timeouts: CtTimeouts,
     pub stats: CtStats,
@@ -153,7 +165,7 @@ impl Conntrack {
     pub fn new(capacity: usize, key: u64, timeouts: CtTimeouts) -> Conntrack {
         Conntrack {
             table: FlowTable::with_capacity(capacity * 2),
-            key,
+            key: SecretHash::new(key),
             next_flow: 1,
             timeouts,
             stats: CtStats::default(),
@@ -163,13 +175,13 @@ impl Conntrack {
     /// The slot of the live entry for `key`.
     #[inline]
     pub fn lookup(&self, key: &FlowKey, now: u64) -> Option<usize> {
-        self.table.find(key.hash(self.key), key, now)
+        self.table.find(key.secret_hash(&self.key), key, now)
     }
 
     /// This table's hash of `key`.
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u64 {
-        key.hash(self.key)
+        key.secret_hash(&self.key)
     }
 
     /// `lookup` with the hash already computed.
@@ -257,7 +269,7 @@ impl Conntrack {
     /// has no room: the flow is then not tracked and `stats.refused` counts it.
     pub fn commit(&mut self, f: &NewFlow, now: u64) -> Option<usize> {
         let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
-        self.commit_hashed(f, f.key.hash(self.key), rkey.hash(self.key), now)
+        self.commit_hashed(f, f.key.secret_hash(&self.key), rkey.secret_hash(&self.key), now)
     }
 
     /// `commit` with both keys' hashes already computed (the reply key is the reverse of
@@ -273,6 +285,19 @@ impl Conntrack {
             self.stats.refused += 1;
             return None;
         };
+        // A flow that gives way goes whole (the kernel's early_drop deletes the conntrack,
+        // not one direction): its other entry would keep translating one way only.
+        for v in [o, r] {
+            let (k, e, exp) = self.table.get(v);
+            let evicted = exp > now && *k != f.key && *k != rkey;
+            let peer = e.peer as usize;
+            if evicted && peer != o && peer != r && peer < self.table.capacity() {
+                let id = e.flow_id;
+                if self.table.get(peer).1.flow_id == id {
+                    self.table.remove(peer);
+                }
+            }
+        }
         let flow_id = self.next_flow;
         self.next_flow = self.next_flow.wrapping_add(1).max(1);
         let mut fins = 0;
@@ -467,6 +492,15 @@ mod tests {
         }
         assert!(ct.stats.evicted > 0);
         assert!(ct.lookup(&live.key, 20).is_some(), "the answered flow is kept");
+        // Flows that gave way went whole: none is left translating one direction only.
+        let halves = (0..4000)
+            .filter(|&i| {
+                let f = nth(i);
+                let r = FlowKey { t: f.xlate.reversed(), proto: proto::TCP };
+                ct.lookup(&f.key, 20).is_some() != ct.lookup(&r, 20).is_some()
+            })
+            .count();
+        assert_eq!(halves, 0, "half-evicted flows");
         assert!(ct.lookup(&FlowKey { t: live.xlate.reversed(), proto: proto::TCP }, 20).is_some());
         // Answer every flow that is left: nothing may give way any more.
         for i in 0..4000 {
@@ -479,6 +513,35 @@ mod tests {
         let refused = (5000..5400).filter(|&i| ct.commit(&nth(i), 40).is_none()).count();
         assert!(refused > 0 && ct.stats.refused == before + refused as u64);
         assert!(ct.lookup(&live.key, 50).is_some());
+    }
+
+    /// Issue 9 item 4, the case that evicted a flow's own entry: every way holds an
+    /// evictable entry that expires later than the new flow, so the reply entry's soonest
+    /// victim is the original entry just written.
+    #[test]
+    fn the_reply_entry_never_takes_the_original_entrys_slot() {
+        let t = CtTimeouts { tcp_syn: 10, udp: 100, unreplied: 1000, ..CtTimeouts::default() };
+        let mut ct = Conntrack::new(4, 7, t);
+        for i in 0..4 {
+            let mut g = nth(i);
+            g.key.proto = proto::UDP;
+            g.tcp_flags = 0;
+            ct.commit(&g, 0).unwrap();
+        }
+        let f = nth(10);
+        let o = ct.commit(&f, 1).unwrap();
+        assert_eq!(ct.lookup(&f.key, 2), Some(o), "the original entry survives its own commit");
+        assert!(ct.lookup(&FlowKey { t: f.xlate.reversed(), proto: proto::TCP }, 2).is_some());
+        // The flows that gave way went whole: no half flow is left to translate one way.
+        let halves = (0..4)
+            .filter(|&i| {
+                let mut g = nth(i);
+                g.key.proto = proto::UDP;
+                let r = FlowKey { t: g.xlate.reversed(), proto: proto::UDP };
+                ct.lookup(&g.key, 2).is_some() != ct.lookup(&r, 2).is_some()
+            })
+            .count();
+        assert_eq!(halves, 0);
     }
 
     fn answer(ct: &mut Conntrack, f: &NewFlow, now: u64) {

@@ -5,7 +5,7 @@
 
 use crate::addr::Addr;
 use crate::flowtable::{Evictable, FlowTable, WarmWord};
-use crate::hash::hash_words;
+use crate::hash::SecretHash;
 use crate::parse::IcmpKind;
 
 /// Nanoseconds an entry lives after its first fragment (the later ones follow within
@@ -25,9 +25,9 @@ pub struct FragKey {
 }
 
 impl FragKey {
-    fn hash(&self, seed: u64) -> u64 {
+    fn hash(&self, h: &SecretHash) -> u64 {
         let last = u64::from(self.id) << 8 | u64::from(self.proto);
-        hash_words(seed, &[self.src.hi(), self.src.lo(), self.dst.hi(), self.dst.lo(), last])
+        h.hash(&[self.src.hi(), self.src.lo(), self.dst.hi(), self.dst.lo(), last])
     }
 }
 
@@ -67,26 +67,30 @@ impl Evictable for FragEntry {
 #[derive(Debug, Clone)]
 pub struct FragmentTable {
     table: FlowTable<FragKey, FragEntry>,
-    /// Secret hash key (per process, as for conntrack).
-    key: u64,
+    /// Keyed hash (its key secret and per process, as for conntrack).
+    key: SecretHash,
     timeout: u64,
 }
 
 impl FragmentTable {
     /// A table of at least `entries` slots, hashed with `key`, whose entries live `timeout_ns`.
     pub fn new(entries: usize, key: u64, timeout_ns: u64) -> FragmentTable {
-        FragmentTable { table: FlowTable::with_capacity(entries), key, timeout: timeout_ns.max(1) }
+        FragmentTable {
+            table: FlowTable::with_capacity(entries),
+            key: SecretHash::new(key),
+            timeout: timeout_ns.max(1),
+        }
     }
 
     /// Records (or refreshes) the entry of a first fragment at `now`.
     pub fn record(&mut self, key: &FragKey, e: FragEntry, now: u64) {
         // Every entry is evictable, so the insert always finds a way.
-        let _ = self.table.insert(key.hash(self.key), *key, e, now.saturating_add(self.timeout), now);
+        let _ = self.table.insert(key.hash(&self.key), *key, e, now.saturating_add(self.timeout), now);
     }
 
     /// The entry of a live datagram.
     pub fn lookup(&self, key: &FragKey, now: u64) -> Option<FragEntry> {
-        let slot = self.table.find(key.hash(self.key), key, now)?;
+        let slot = self.table.find(key.hash(&self.key), key, now)?;
         Some(*self.table.get(slot).1)
     }
 

@@ -4,7 +4,7 @@
 
 use crate::addr::Addr;
 use crate::flowtable::{Evictable, FlowTable, WarmWord};
-use crate::hash::hash_words;
+use crate::hash::SecretHash;
 
 /// Key of an affinity entry: the service (all its ports share one group, so a client reaches
 /// the same pod on every port, as Kubernetes describes ClientIP affinity) and the client.
@@ -43,19 +43,19 @@ impl Evictable for AffinityEntry {
 #[derive(Debug, Clone)]
 pub struct AffinityTable {
     table: FlowTable<AffinityKey, AffinityEntry>,
-    /// Secret hash key (per process, like conntrack's), so that no client can pick
-    /// addresses that crowd another client's entry out of its set.
-    key: u64,
+    /// Keyed hash (its key secret and per process, like conntrack's), so that no client can
+    /// pick addresses that crowd another client's entry out of its set.
+    key: SecretHash,
 }
 
 impl AffinityTable {
     /// A table of at least `n` entries whose hash is keyed with `key`.
     pub fn with_capacity(n: usize, key: u64) -> AffinityTable {
-        AffinityTable { table: FlowTable::with_capacity(n), key }
+        AffinityTable { table: FlowTable::with_capacity(n), key: SecretHash::new(key) }
     }
 
     fn hash(&self, k: &AffinityKey) -> u64 {
-        hash_words(self.key, &[k.group, k.client.hi(), k.client.lo()])
+        self.key.hash(&[k.group, k.client.hi(), k.client.lo()])
     }
 
     pub fn get(&self, k: &AffinityKey, now: u64) -> Option<AffinityEntry> {

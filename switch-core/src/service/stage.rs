@@ -67,7 +67,7 @@ pub(crate) fn warm(t: &Tables, c: &mut PacketCtx) {
     }
     if let Some(fe) = t.services.lookup(c.tuple.dst, c.tuple.dport, c.meta.proto) {
         let sp = t.services.port(fe.target);
-        c.warm ^= sp.warm(policy_kind(fe.kind, sp, c), c.flow_hash);
+        c.warm ^= sp.warm(policy_kind(t, fe.kind, sp, c), c.flow_hash);
     }
 }
 
@@ -75,8 +75,9 @@ pub(crate) fn warm(t: &Tables, c: &mut PacketCtx) {
 /// is for external clients only: a pod of this node (or the node itself) reaching the
 /// service's node port, load-balancer or external IP is sent to any endpoint, as through the
 /// cluster IP, and keeps its own address (kube-proxy short-circuits such traffic the same way).
-fn policy_kind(kind: FrontendKind, sp: &super::ServicePort, c: &PacketCtx) -> FrontendKind {
-    let in_cluster = c.src_ep.is_some() || c.in_kind == crate::snapshot::PortKind::Host;
+fn policy_kind(t: &Tables, kind: FrontendKind, sp: &super::ServicePort, c: &PacketCtx) -> FrontendKind {
+    let from_node = c.in_kind == crate::snapshot::PortKind::Host && t.endpoints.is_node_ip(c.orig.src);
+    let in_cluster = c.src_ep.is_some() || from_node;
     if kind.is_external() && sp.spec.external_local && in_cluster {
         FrontendKind::ClusterIp
     } else {
@@ -120,7 +121,7 @@ pub(crate) fn select<B: PacketBuf>(
     {
         return c.drop(DropReason::LoadBalancerSourceDenied);
     }
-    let kind = policy_kind(fe.kind, sp, c);
+    let kind = policy_kind(t, fe.kind, sp, c);
     let ev: &mut EventStats = &mut stats.events;
     let mut chosen = None;
     let akey = AffinityKey { group: sp.spec.affinity_group, client: c.tuple.src };
