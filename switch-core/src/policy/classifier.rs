@@ -21,11 +21,11 @@ use std::fmt;
 /// cut the address space into, of the distinct (rule, port match) pairs that apply in each.
 /// Neighbouring intervals with the same pairs count once. It bounds the compile time and
 /// memory of one classifier (an entry is 12 bytes and an interval 24, so at most about 3 MiB
-/// of entries and 12 MiB of intervals, as intervals with no entry cannot be neighbours);
-/// ipBlocks that overlap
-/// but admit the same rules and ports count little (4,000 peers `0.0.0.0/0 except` a distinct
-/// /32, all in one rule, count 1), while rules that differ in ports or are cut by different
-/// excepts count the product (4,000 such rules, one port each: about 32 million, refused).
+/// of entries and 12 MiB of intervals, as intervals with no entry cannot be neighbours).
+/// ipBlocks that overlap but admit the same rules and ports count little (4,000 peers
+/// `0.0.0.0/0 except` a distinct /32, all in one rule, count 1), while rules that differ in
+/// ports and are cut by different excepts count the product (4,000 such rules, one port each:
+/// about 32 million, refused).
 pub const MAX_CIDR_ENTRIES: usize = 1 << 18;
 
 /// Why a classifier was not built.
