@@ -1,7 +1,8 @@
 //! Each table's lookup alone, against the naive structure it replaces, in the same run:
 //! LPM vs a linear scan of the routes, the policy classifier vs the rule list it was compiled
 //! from, the service frontend hash vs a scan, plus Maglev choice and conntrack lookup at
-//! 1,000,000 flows.
+//! 1,000,000 flows; and compiling a classifier from 4,000 overlapping ipBlock peers
+//! (`0.0.0.0/0 except` a distinct /32), against building the rule list it compiles from.
 
 use criterion::{black_box, criterion_group, Criterion};
 use podswitch_benches::*;
@@ -50,6 +51,18 @@ fn rules() -> DirectionRules {
     DirectionRules { rules }
 }
 
+/// Issue 9 item 18: one rule with `n` peers `0.0.0.0/0 except <a distinct /32>`.
+fn overlapping_peers(n: u32) -> DirectionRules {
+    let peers = (0..n)
+        .map(|i| PeerMatch::Cidr {
+            prefix: "0.0.0.0/0".parse().expect("p"),
+            except: vec![Prefix::new(std::net::Ipv4Addr::from(0x0b00_0000 + i * 7).into(), 32).expect("p")],
+        })
+        .collect();
+    let ports = vec![PortMatch { proto: Some(proto::TCP), lo: 443, hi: 443 }];
+    DirectionRules { rules: vec![PolicyRule { id: RuleId(0), peers, ports }] }
+}
+
 fn time_ns(n: usize, mut f: impl FnMut(usize)) -> f64 {
     let mut v: Vec<f64> = (0..5)
         .map(|_| {
@@ -68,7 +81,8 @@ fn bench(c: &mut Criterion) {
     let (rt, entries) = routes();
     let probes: Vec<Addr> = (0..4096u32).map(|i| Addr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i * 617))).collect();
     let dr = rules();
-    let cls = Classifier::compile(&dr);
+    let cls = Classifier::compile(&dr).expect("within the limits");
+    let wide = overlapping_peers(4000);
     let peer = Addr::from(std::net::Ipv4Addr::new(10, 244, 2, 5));
     let t = tables();
     let mut w = worker();
@@ -102,6 +116,9 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("policy_classifier_10k_rules", |b| {
         b.iter(|| black_box(cls.lookup(peer, Identity(300), proto::TCP, Some(8080))))
+    });
+    g.bench_function("policy_compile_4000_overlapping_peers", |b| {
+        b.iter(|| black_box(Classifier::compile(black_box(&wide)).expect("within the limits")))
     });
     g.bench_function("service_frontend_lookup_10k", |b| {
         let mut i = 0;
@@ -140,6 +157,22 @@ fn bench(c: &mut Criterion) {
     let naive = time_ns(1 << 10, |_| {
         black_box(dr.first_match(peer, Identity(300), proto::TCP, Some(8080)));
     });
+    // Compiling 4,000 overlapping peers against only building the rule list (the input).
+    let compile = time_ns(16, |_| {
+        black_box(Classifier::compile(&wide).expect("within the limits"));
+    });
+    let build = time_ns(16, |_| {
+        black_box(overlapping_peers(4000));
+    });
+    let wide_cls = Classifier::compile(&wide).expect("within the limits");
+    // An IPv6 peer no ipBlock admits: the rule list tries all 4,000 before saying no.
+    let v6_peer = Addr::from("fd00::5".parse::<std::net::IpAddr>().expect("v6"));
+    let wl = time_ns(1 << 16, |_| {
+        black_box(wide_cls.lookup(v6_peer, Identity::WORLD, proto::TCP, Some(443)));
+    });
+    let wl_naive = time_ns(1 << 10, |_| {
+        black_box(wide.first_match(v6_peer, Identity::WORLD, proto::TCP, Some(443)));
+    });
     let fe = time_ns(1 << 16, |i| {
         black_box(t.services.lookup(synthetic_vip(i % SERVICES), 80, proto::TCP));
     });
@@ -154,8 +187,25 @@ fn bench(c: &mut Criterion) {
     println!("{:<42} {:>10} {:>12} {:>9}", "lookup", "ns", "naive ns", "speedup");
     println!("{:<42} {:>10.1} {:>12.1} {:>8.0}x", "route LPM, 10,002 prefixes", lpm, scan, scan / lpm);
     println!("{:<42} {:>10.1} {:>12.1} {:>8.0}x", "policy classifier, 10,001 rules", cl, naive, naive / cl);
+    println!(
+        "{:<42} {:>10.1} {:>12.1} {:>8.0}x",
+        "policy classifier, 4,000 ipBlocks, denied",
+        wl,
+        wl_naive,
+        wl_naive / wl
+    );
     println!("{:<42} {:>10.1} {:>12.1} {:>8.0}x", "service frontend, 10,006 frontends", fe, fe_scan, fe_scan / fe);
     println!("{:<42} {:>10.1} {:>12} {:>9}", "conntrack lookup, 1,000,000 flows", ctl, "-", "-");
+    println!("\n== compiling 4,000 peers `0.0.0.0/0 except <distinct /32>`, against building their rule list ==");
+    println!("{:<42} {:>10} {:>12} {:>9}", "", "compile us", "rule list us", "ratio");
+    println!("{:<42} {:>10.1} {:>12.1} {:>8.1}x", "Classifier::compile", compile / 1e3, build / 1e3, compile / build);
+    println!(
+        "{:<42} {:>10} intervals, {} bytes ({:.3} bytes/peer)",
+        "compiled",
+        wide_cls.cidr_intervals(),
+        wide_cls.table_bytes(),
+        wide_cls.table_bytes() as f64 / 4000.0
+    );
 }
 
 criterion_group!(benches, bench);

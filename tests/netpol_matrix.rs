@@ -194,6 +194,48 @@ fn ip_block_with_except() {
     );
 }
 
+/// Issue 9 item 18: 4,000 peers `0.0.0.0/0 except` a distinct /32 compile at once (they all
+/// except y/a too, which is then the one pod denied); rules whose excepts and ports all differ
+/// past the classifier's limit are refused by name, and the running policy stays.
+#[test]
+fn many_overlapping_ip_blocks_compile_and_too_many_are_refused() {
+    let m = Model::new();
+    // y/a is 10.244.1.4.
+    let peers: String = (0..4000u32)
+        .map(|i| {
+            format!(
+                "    - ipBlock: {{cidr: 0.0.0.0/0, except: [11.{}.{}.{}/32, 10.244.1.4/32]}}\n",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            )
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    m.apply(&np("wide", "x", &format!("  podSelector: {{matchLabels: {{pod: a}}}}\n  ingress:\n  - from:\n{peers}")));
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "apply took {:?}", t.elapsed());
+    let want = Reachability::all(true).set("y/a", "x/a", false);
+    m.expect("x/a from everyone but y/a", 80, ALL, &want);
+
+    let before = m.c.cell().generation();
+    let rules: String = (0..600u32)
+        .map(|i| {
+            format!(
+                "  - from: [{{ipBlock: {{cidr: 0.0.0.0/0, except: [11.0.{}.{}/32]}}}}]\n    ports: [{{port: {}}}]\n",
+                i >> 8,
+                i & 255,
+                1000 + i
+            )
+        })
+        .collect();
+    let e = m.refuse(&np("too-wide", "y", &format!("  podSelector: {{}}\n  ingress:\n{rules}")));
+    assert!(e.contains("NetworkPolicy y/too-wide"), "{e}");
+    assert!(e.contains(&format!("more than {}", switch_core::policy::MAX_CIDR_ENTRIES)), "{e}");
+    assert!(e.contains("MAX_CIDR_ENTRIES"), "{e}");
+    assert_eq!(m.c.cell().generation(), before);
+    m.expect("unchanged after the refusal", 80, ALL, &want);
+}
+
 #[test]
 fn several_policies_are_a_union() {
     let m = Model::new();

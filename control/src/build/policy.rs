@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use switch_core::addr::Prefix;
 use switch_core::endpoint::{Endpoint, Identity};
 use switch_core::policy::{
-    Classifier, ClassifierId, DirectionRules, PeerMatch, PolicyRule, PolicyTable, PortMatch, RuleId,
+    Classifier, ClassifierId, CompileError, DirectionRules, PeerMatch, PolicyRule, PolicyTable, PortMatch, RuleId,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -193,6 +193,8 @@ pub(crate) fn compile(
             let mut selected = false;
             let mut ids: Vec<RuleId> = Vec::new();
             let mut rules: Vec<PolicyRule> = Vec::new();
+            // (policy, its ipBlock peers in this direction), to name them if compiling is refused.
+            let mut cidr_policies: Vec<(usize, usize)> = Vec::new();
             for (i, p) in cfg.policies.iter().enumerate() {
                 if p.namespace != pod.namespace || !selector::matches(&p.pod_selector, &pod.labels) {
                     continue;
@@ -203,6 +205,14 @@ pub(crate) fn compile(
                     continue;
                 }
                 selected = true;
+                let blocks = if dir == Dir::Ingress {
+                    p.ingress.iter().flat_map(|r| &r.from).filter(|x| x.ip_block.is_some()).count()
+                } else {
+                    p.egress.iter().flat_map(|r| &r.to).filter(|x| x.ip_block.is_some()).count()
+                };
+                if blocks > 0 {
+                    cidr_policies.push((i, blocks));
+                }
                 let n = if dir == Dir::Ingress { p.ingress.len() } else { p.egress.len() };
                 for j in 0..n {
                     let (peers_cfg, ports_cfg, field) = if dir == Dir::Ingress {
@@ -284,7 +294,9 @@ pub(crate) fn compile(
                 Some(c) => *c,
                 None => {
                     let c = ClassifierId(classifiers.len() as u32);
-                    classifiers.push(Classifier::compile(&DirectionRules { rules }));
+                    let compiled = Classifier::compile(&DirectionRules { rules })
+                        .map_err(|e| too_large(cfg, pod, dir, &cidr_policies, e))?;
+                    classifiers.push(compiled);
                     cache.insert(key, c);
                     c
                 }
@@ -297,4 +309,27 @@ pub(crate) fn compile(
         }
     }
     Ok(PolicyTable::new(classifiers, names))
+}
+
+/// The refusal of a classifier over its limits, blamed on the selecting policy with the most
+/// ipBlock peers in that direction (and naming the others that add to it).
+fn too_large(cfg: &Config, pod: &Pod, dir: Dir, cidr_policies: &[(usize, usize)], e: CompileError) -> FieldError {
+    let d = if dir == Dir::Ingress { "ingress" } else { "egress" };
+    let name = |i: usize| format!("{}/{}", cfg.policies[i].namespace, cfg.policies[i].name);
+    let Some(&(blamed, _)) = cidr_policies.iter().rev().max_by_key(|(_, n)| *n) else {
+        // Only CIDR peers make a classifier too large; keep a message if that ever changes.
+        return FieldError::new(None, "policies", format!("{d} rules of pod {}/{}: {e}", pod.namespace, pod.name));
+    };
+    let others: Vec<String> = cidr_policies.iter().filter(|(i, _)| *i != blamed).map(|(i, _)| name(*i)).collect();
+    let with = if others.is_empty() { String::new() } else { format!(" (together with {})", others.join(", ")) };
+    FieldError::new(
+        Some(("policies", blamed)),
+        format!("policies[{blamed}].{d}"),
+        format!(
+            "NetworkPolicy {}{with} selects pod {}/{} for {d} with too many overlapping ipBlocks: {e}",
+            name(blamed),
+            pod.namespace,
+            pod.name
+        ),
+    )
 }

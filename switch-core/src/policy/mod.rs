@@ -9,6 +9,8 @@
 mod classifier;
 mod model;
 pub(crate) mod stage;
+#[cfg(test)]
+mod tests;
 
-pub use classifier::{Classifier, ClassifierId, PolicyTable};
+pub use classifier::{Classifier, ClassifierId, CompileError, PolicyTable, MAX_CIDR_ENTRIES};
 pub use model::{DirectionRules, PeerMatch, PolicyRule, PortMatch, RuleId};

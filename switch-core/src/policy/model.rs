@@ -9,7 +9,7 @@ use crate::endpoint::Identity;
 pub struct RuleId(pub u32);
 
 /// A protocol and port range; `proto == None` matches every packet (a rule with no `ports`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortMatch {
     pub proto: Option<u8>,
     pub lo: u16,
