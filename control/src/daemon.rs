@@ -78,3 +78,17 @@ pub fn run_pcap(built: Built) -> Result<(Report, switch_core::snapshot::Tables),
     let report = Report::of_worker(&worker, cell.generation(), vec!["pcap".to_string(); built_ports]);
     Ok((report, built.tables))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9 item 5: the daemon's workers hash conntrack with a key of this process, not the
+    /// public default that tests use (with which colliding tuples can be found offline).
+    #[test]
+    fn workers_get_a_secret_per_process_hash_key() {
+        let k = process_hash_key();
+        assert_ne!(k, WorkerConfig::default().hash_key);
+        assert_eq!(k, process_hash_key(), "one key for every worker of the process");
+    }
+}

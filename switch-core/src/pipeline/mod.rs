@@ -233,11 +233,12 @@ impl Worker {
                 l2::answer(t, p, c, &mut stats.events);
             }
         }
+        // Martians, then anti-spoofing, in one pass (both read only the packet's metadata).
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             martian::check(c);
-        }
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            antispoof::check(t, c);
+            if !c.is_done() {
+                antispoof::check(t, c);
+            }
         }
         // Conntrack in three passes: loads of independent sets and entries overlap in memory
         // (the CPU keeps many misses in flight), so the lookups then hit the cache.
@@ -247,9 +248,11 @@ impl Worker {
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::conntrack::stage::warm_entry(&self.ct, c);
         }
+        let mut later_fragments = false;
         for c in ctx.iter_mut().filter(|c| !c.is_done()) {
             crate::conntrack::stage::lookup(&mut self.ct, t, c, now, &mut stats.events);
             crate::fragment::stage::require_flow(c);
+            later_fragments |= c.meta.is_later_fragment();
         }
         for (p, c) in pkts.iter().zip(ctx.iter_mut()) {
             if !c.is_done() && c.meta.icmp == crate::parse::IcmpKind::Error {
@@ -296,16 +299,19 @@ impl Worker {
                 }
             }
         }
+        // Path MTU before the commit (a new flow answered with an ICMP error is not tracked).
         for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
             if !c.is_done() {
                 mtu::check(t, p, c, stats);
             }
+            if !c.is_done() {
+                crate::conntrack::stage::commit(&mut self.ct, t, c, now);
+            }
         }
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::conntrack::stage::commit(&mut self.ct, t, c, now);
-        }
-        for c in ctx.iter_mut() {
-            crate::fragment::stage::retry(&mut self.ct, t, c, now, &mut stats.events);
+        if later_fragments {
+            for c in ctx.iter_mut() {
+                crate::fragment::stage::retry(&mut self.ct, t, c, now, &mut stats.events);
+            }
         }
         for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
             if !c.is_done() {
