@@ -28,6 +28,10 @@ pub struct FlowTable<K, V> {
     tags: Vec<u32>,
     /// Per slot: expiry in nanoseconds (0 when free).
     expires: Vec<u64>,
+    /// Per slot: the live entry may not be evicted. Kept beside the tags (and set from
+    /// [`Evictable`] when a value is written, or by [`FlowTable::pin`]) so that choosing a
+    /// victim never reads the entries themselves.
+    pinned: Vec<bool>,
     slots: Vec<(K, V)>,
     set_mask: usize,
     live: usize,
@@ -73,6 +77,7 @@ impl<K: Copy + Eq + Default + WarmWord, V: Copy + Default + WarmWord + Evictable
         FlowTable {
             tags: vec![0; n],
             expires: vec![0; n],
+            pinned: vec![false; n],
             slots: vec![(K::default(), V::default()); n],
             set_mask: sets - 1,
             live: 0,
@@ -166,7 +171,7 @@ impl<K: Copy + Eq + Default + WarmWord, V: Copy + Default + WarmWord + Evictable
                 }
             } else if self.tags[i] == tag && self.slots[i].0 == *key {
                 return Some(i);
-            } else if self.slots[i].1.evictable() && evict.is_none_or(|e| exp < self.expires[e]) {
+            } else if !self.pinned[i] && evict.is_none_or(|e| exp < self.expires[e]) {
                 evict = Some(i);
             }
         }
@@ -187,6 +192,7 @@ impl<K: Copy + Eq + Default + WarmWord, V: Copy + Default + WarmWord + Evictable
         };
         self.tags[slot] = tag_of(hash);
         self.expires[slot] = expires.max(1);
+        self.pinned[slot] = !val.evictable();
         self.slots[slot] = (key, val);
         displaced
     }
@@ -196,6 +202,12 @@ impl<K: Copy + Eq + Default + WarmWord, V: Copy + Default + WarmWord + Evictable
     pub fn insert(&mut self, hash: u64, key: K, val: V, expires: u64, now: u64) -> Option<(usize, Displaced)> {
         let slot = self.victim(hash, &key, now, NO_SLOT)?;
         Some((slot, self.place(slot, hash, key, val, expires, now)))
+    }
+
+    /// Protects a live slot from eviction (or not), after its value changed in place.
+    #[inline]
+    pub fn pin(&mut self, slot: usize, pinned: bool) {
+        self.pinned[slot] = pinned;
     }
 
     /// Frees a slot.

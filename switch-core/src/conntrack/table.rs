@@ -243,6 +243,9 @@ impl Conntrack {
         }
         *self.table.val_mut(slot) = e;
         self.table.set_expiry(slot, expires);
+        if e.replied != old_replied {
+            self.table.pin(slot, true);
+        }
         let peer = e.peer as usize;
         if refresh_peer && peer < self.table.capacity() {
             let (_, pe, pexp) = self.table.get(peer);
@@ -251,6 +254,9 @@ impl Conntrack {
                 p.state = state;
                 p.fins = e.fins;
                 p.replied = e.replied;
+                if e.replied != old_replied {
+                    self.table.pin(peer, true);
+                }
                 self.table.set_expiry(peer, expires);
             }
         }
