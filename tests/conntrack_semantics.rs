@@ -87,16 +87,23 @@ fn conn(m: &Model) -> Conn<'_> {
     Conn { m, w: m.worker(), client: m.pod("z/c").clone(), now: SEC }
 }
 
+/// The setting of item 2 (a) and (b): a connection from port 45000 to web1 (x/a), closed by
+/// RST or FINs, then the EndpointSlice replaced by web2 (x/b).
+fn closed_then_replaced(m: &Model, fin: bool) -> Conn<'_> {
+    web(m, "10.244.1.1");
+    let mut c = conn(m);
+    c.connect_and_close("x/a", fin);
+    slice(m, "10.244.1.2");
+    c
+}
+
 /// Item 2 (a): after a close, the same client port reaches the service's current endpoint,
 /// not the one that left (closed by RST, and in a second round by FINs).
 #[test]
 fn a_reused_tuple_after_close_reaches_the_current_endpoint() {
     for fin in [false, true] {
         let m = Model::new();
-        web(&m, "10.244.1.1");
-        let mut c = conn(&m);
-        c.connect_and_close("x/a", fin);
-        slice(&m, "10.244.1.2");
+        let mut c = closed_then_replaced(&m, fin);
         let (v, out) = c.syn();
         assert_eq!(v, Verdict::Tx(m.pod("x/b").port), "fin={fin}: the new connection goes to web2 (x/b)");
         assert_eq!(meta(&out).dst, switch_core::addr::Addr::from(ip("10.244.1.2")));
@@ -108,10 +115,7 @@ fn a_reused_tuple_after_close_reaches_the_current_endpoint() {
 fn a_reused_tuple_after_close_is_judged_by_the_current_policy() {
     for fin in [false, true] {
         let m = Model::new();
-        web(&m, "10.244.1.1");
-        let mut c = conn(&m);
-        c.connect_and_close("x/a", fin);
-        slice(&m, "10.244.1.2");
+        let mut c = closed_then_replaced(&m, fin);
         m.apply(DENY_X);
         assert_eq!(c.syn().0, Verdict::Drop(DropReason::PolicyDeniedIngress), "fin={fin}");
     }

@@ -212,7 +212,7 @@ pub fn run(
         None => None,
     };
     let mut last_stats = Instant::now();
-    let mut ended = None;
+    let mut failed = false;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         // A worker only ends when told to: one that ended by itself (a panic, in a build that
@@ -225,7 +225,7 @@ pub fn run(
                 break;
             }
             tracing::error!("worker {i} stopped unexpectedly; stopping the daemon");
-            ended = Some(i);
+            failed = true;
             stop.store(true, Ordering::Relaxed);
             break;
         }
@@ -245,7 +245,6 @@ pub fn run(
             write_stats(opts.stats_file.as_deref(), &reports, &cell);
         }
     }
-    let mut failed = ended.is_some();
     for t in threads {
         failed |= t.join().is_err();
     }

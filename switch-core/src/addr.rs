@@ -130,6 +130,13 @@ impl Prefix {
         }
         Ok(Prefix { addr, len128 })
     }
+    /// The prefix of length `len` that contains `ip`, host bits cleared (Go's `ParseCIDR`,
+    /// which the API server accepts `ipBlock.cidr` with).
+    pub fn containing(ip: IpAddr, len: u8) -> Result<Prefix, PrefixError> {
+        let len128 = if ip.is_ipv4() { len.wrapping_add(96) } else { len };
+        let net = Addr::from_bits(Addr::from(ip).bits() & mask(len128));
+        Prefix::new(net.to_ip(), len)
+    }
     /// A prefix that covers exactly one address.
     pub fn host(ip: IpAddr) -> Prefix {
         let len = if ip.is_ipv4() { 32 } else { 128 };

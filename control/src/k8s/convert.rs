@@ -508,22 +508,12 @@ fn peers(list: Vec<types::Peer>, field: &str, warnings: &mut Vec<String>) -> Vec
 /// is returned as written, for the builder to judge.
 fn masked(cidr: String, field: &str, warnings: &mut Vec<String>) -> String {
     let Some((ip, len)) = cidr.trim().split_once('/') else { return cidr };
-    let (Ok(ip), Ok(len)) = (ip.parse::<std::net::IpAddr>(), len.parse::<u32>()) else { return cidr };
-    let net = match ip {
-        std::net::IpAddr::V4(a) if len <= 32 => {
-            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            std::net::IpAddr::from(std::net::Ipv4Addr::from(u32::from(a) & mask))
-        }
-        std::net::IpAddr::V6(a) if len <= 128 => {
-            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            std::net::IpAddr::from(std::net::Ipv6Addr::from(u128::from(a) & mask))
-        }
-        _ => return cidr,
-    };
-    if net == ip {
+    let (Ok(ip), Ok(len)) = (ip.parse::<std::net::IpAddr>(), len.parse::<u8>()) else { return cidr };
+    let Ok(net) = switch_core::addr::Prefix::containing(ip, len) else { return cidr };
+    if net.addr() == switch_core::addr::Addr::from(ip) {
         return cidr;
     }
-    let canonical = format!("{net}/{len}");
+    let canonical = net.to_string();
     warnings.push(format!("{field}: {cidr} has host bits set; taken as {canonical}"));
     canonical
 }
