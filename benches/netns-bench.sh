@@ -218,7 +218,7 @@ TOML
 psw_start() { # $@ extra args; WORKERS=2 runs two workers, on CPUs 1 and 0
   local cpus=1
   [ "${WORKERS:-1}" = 2 ] && cpus=1,0
-  ip netns exec "$NODE" taskset -c "$cpus" "$BIN" --config "$WORK/node.toml" --cpu "$cpus" --workers "${WORKERS:-1}" --pid-file "$WORK/psw.pid" \
+  ip netns exec "$NODE" taskset -c "$cpus" "$BIN" --config "$WORK/node.toml" --no-state --cpu "$cpus" --workers "${WORKERS:-1}" --pid-file "$WORK/psw.pid" \
     --stats-file "$WORK/stats.txt" --busy-polls "${BUSY:-100000}" "$@" > "$WORK/psw.out" 2> "$WORK/psw.err" &
   for _ in $(seq 300); do [ -s "$WORK/stats.txt" ] && break; sleep 0.1; done
   [ -s "$WORK/stats.txt" ] || { echo "podswitchd did not start:" >&2; cat "$WORK/psw.err" >&2; exit 1; }

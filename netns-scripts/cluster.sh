@@ -169,7 +169,7 @@ NGINX
   echo "$MODE" > "$RUNDIR/mode"
   write_config
   in_ns "$NODE" "$BIN" --config "$RUNDIR/node.toml" --stats-file "$RUNDIR/stats.txt" \
-    --pid-file "$RUNDIR/podswitchd.pid" --socket "$RUNDIR/podswitch.sock" --metrics 127.0.0.1:9464 --busy-polls 200 --workers "$WORKERS" > "$RUNDIR/podswitchd.out" 2> "$RUNDIR/podswitchd.err" &
+    --pid-file "$RUNDIR/podswitchd.pid" --socket "$RUNDIR/podswitch.sock" --state-dir "$RUNDIR/state" --metrics 127.0.0.1:9464 --busy-polls 200 --workers "$WORKERS" > "$RUNDIR/podswitchd.out" 2> "$RUNDIR/podswitchd.err" &
   for _ in $(seq 50); do
     [ -s "$RUNDIR/stats.txt" ] && [ -s "$RUNDIR/podswitchd.pid" ] && break
     sleep 0.1

@@ -41,7 +41,7 @@ fn server(name: &str) -> Server {
     model.apply("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: x}\nspec:\n  clusterIP: 10.96.0.10\n  selector: {pod: a}\n  ports: [{port: 80}]\n");
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel::<WorkerCmd>();
-    model.c.add_worker(tx);
+    model.c.add_worker(control::controller::WorkerLink { tx, bell: None });
     let mut threads = Vec::new();
     {
         let cell = Arc::clone(model.c.cell());

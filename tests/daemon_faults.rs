@@ -49,7 +49,7 @@ fn a_worker_that_dies_stops_the_daemon_with_a_failure() {
     let bin = podswitch_tests::podswitchd();
     let run = |failpoint: Option<&str>| {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns.0]).arg(&bin).arg("--config").arg(&cfg).arg("--no-socket");
+        cmd.args(["netns", "exec", &ns.0]).arg(&bin).arg("--config").arg(&cfg).args(["--no-socket", "--no-state"]);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         if let Some(f) = failpoint {
             cmd.env("PODSWITCH_FAILPOINT", f);

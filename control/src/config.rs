@@ -52,6 +52,16 @@ pub struct NodeConfig {
     pub uplink_mtu: u16,
     /// Next hop on the uplink for destinations outside the cluster (adds default routes).
     pub gateway_mac: Option<String>,
+    /// Nameservers pods are given (the cluster DNS service's clusterIP), in CNI results.
+    #[serde(default)]
+    pub cluster_dns: Vec<String>,
+    /// The cluster's DNS domain (kubelet's `clusterDomain`), for pods' search list.
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+}
+
+fn default_cluster_domain() -> String {
+    "cluster.local".into()
 }
 
 fn default_tunnel() -> String {
@@ -141,6 +151,11 @@ impl Default for DatapathConfig {
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     pub name: String,
+    /// The port id (counters, traces, `conntrack list`); by default its position in the
+    /// list. Ports attached at run time carry the id they were given, which they keep for as
+    /// long as they live. Below `datapath.max_ports`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u16>,
     /// `pod`, `uplink` or `host`.
     pub kind: String,
     /// `pcap` (issue 2); `afxdp`, `afpacket` and `auto` come with the live backends.

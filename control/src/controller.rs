@@ -22,8 +22,13 @@ use std::time::{Duration, Instant, SystemTime};
 use switch_core::addr::Addr;
 use switch_core::conntrack::{CtEntry, FlowKey};
 use switch_core::drop::DropReason;
+use switch_core::packet::PortId;
 use switch_core::snapshot::Tables;
 use tokio::sync::broadcast;
+
+#[path = "controller_attach.rs"]
+mod attach_ops;
+pub use attach_ops::PortOut;
 
 /// Why a request was refused (mapped onto gRPC status codes by the server).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +41,9 @@ pub enum Refusal {
     Precondition(String),
     #[error("{0}")]
     Unavailable(String),
+    /// No address, port id or other resource is left.
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 impl From<StoreError> for Refusal {
@@ -51,8 +59,45 @@ impl From<StoreError> for Refusal {
 /// A request to a worker, answered between two batches.
 #[derive(Debug)]
 pub enum WorkerCmd {
-    ListFlows { filter: FlowFilter, limit: usize, reply: mpsc::Sender<(Vec<pb::Flow>, u64)> },
-    Flush { filter: FlowFilter, reply: mpsc::Sender<u64> },
+    ListFlows {
+        filter: FlowFilter,
+        limit: usize,
+        reply: mpsc::Sender<(Vec<pb::Flow>, u64)>,
+    },
+    Flush {
+        filter: FlowFilter,
+        reply: mpsc::Sender<u64>,
+    },
+    /// Open `interface` as switch port `port` (see `io_backends::Backend::attach_port`); the
+    /// reply carries what the next worker joins.
+    AttachPort {
+        port: PortId,
+        interface: String,
+        share: io_backends::PortShare,
+        reply: mpsc::Sender<Result<io_backends::PortShare, String>>,
+    },
+    /// Close port `port` and forget its counters (the id may be given to another port).
+    DetachPort {
+        port: PortId,
+        reply: mpsc::Sender<bool>,
+    },
+}
+
+/// A worker's command queue and the doorbell that wakes it when it sleeps in poll(2).
+#[derive(Debug, Clone)]
+pub struct WorkerLink {
+    pub tx: mpsc::Sender<WorkerCmd>,
+    pub bell: Option<Arc<std::os::fd::OwnedFd>>,
+}
+
+impl WorkerLink {
+    fn send(&self, cmd: WorkerCmd) -> Result<(), Refusal> {
+        self.tx.send(cmd).map_err(|_| Refusal::Unavailable("a worker has stopped".into()))?;
+        if let Some(b) = &self.bell {
+            io_backends::sys::eventfd_signal(b);
+        }
+        Ok(())
+    }
 }
 
 /// Which flows a conntrack request is about.
@@ -179,6 +224,17 @@ impl From<build::ServicesState> for LiveServices {
     }
 }
 
+/// A snapshot built for a change, before it is published.
+struct Rebuilt {
+    tables: Tables,
+    /// After a full build: the ports attached at run time, as built.
+    ports: Option<Vec<PortSpec>>,
+    /// After a full build: its compiled services, kept once it is published.
+    services: Option<build::ServicesState>,
+    /// After a service-only build: the compiled services it replaced.
+    undo: Undo,
+}
+
 /// Compiled services a change replaced, to put back if it is refused.
 type Undo = Vec<((String, String), Option<Arc<build::services::CompiledService>>)>;
 
@@ -189,6 +245,10 @@ struct State {
     /// Maglev tables of the live snapshot, reused by the next build.
     cache: switch_core::service::MaglevCache,
     services: Option<LiveServices>,
+    /// Ports the workers have open besides those of the config file, by id.
+    open: std::collections::BTreeMap<PortId, String>,
+    /// Per pod CIDR, the address handed out last.
+    ipam_last: std::collections::BTreeMap<String, String>,
 }
 
 /// The control plane's state and its links to the workers.
@@ -196,13 +256,16 @@ struct State {
 pub struct Controller {
     state: Mutex<State>,
     cell: Arc<SnapshotCell>,
+    /// The config file's ports, opened at start; they change only with a restart.
     ports: Vec<PortSpec>,
     base_dir: PathBuf,
+    /// Where every committed change is written before it is published.
+    state_file: Option<crate::state::StateFile>,
     config_path: Option<PathBuf>,
     events: broadcast::Sender<pb::Event>,
     /// The workers' published counters, by worker.
     pub reports: Vec<Arc<Mutex<Option<Report>>>>,
-    workers: Mutex<Vec<mpsc::Sender<WorkerCmd>>>,
+    workers: Mutex<Vec<WorkerLink>>,
     /// Nanoseconds the last build-and-publish took.
     pub apply_ns: Arc<AtomicU64>,
     /// Workers the daemon runs, when it overrides the config's `datapath.workers`.
@@ -224,10 +287,13 @@ impl Controller {
                 store: Store::new(base),
                 cache: switch_core::service::MaglevCache::default(),
                 services: None,
+                open: std::collections::BTreeMap::new(),
+                ipam_last: std::collections::BTreeMap::new(),
             }),
             cell,
             ports,
             base_dir,
+            state_file: None,
             config_path,
             events,
             reports: Vec::new(),
@@ -259,10 +325,17 @@ impl Controller {
     }
 
     /// Registers a worker's command queue.
-    pub fn add_worker(&self, tx: mpsc::Sender<WorkerCmd>) {
+    pub fn add_worker(&self, link: WorkerLink) {
         if let Ok(mut w) = self.workers.lock() {
-            w.push(tx);
+            w.push(link);
         }
+    }
+
+    /// Writes every committed change to `file` before publishing it. Objects read from the
+    /// file at start are given with [`Controller::restore`].
+    pub fn with_state_file(mut self, file: crate::state::StateFile) -> Controller {
+        self.state_file = Some(file);
+        self
     }
 
     pub fn cell(&self) -> &Arc<SnapshotCell> {
@@ -305,9 +378,21 @@ impl Controller {
         f: impl FnOnce(&mut Store) -> Result<Vec<(Key, Action)>, StoreError>,
     ) -> Result<Outcome, Refusal> {
         let mut st = self.lock()?;
+        self.change_in(&mut st, action, warnings, dry_run, f)
+    }
+
+    /// [`Controller::change`] under the lock, already held.
+    fn change_in(
+        &self,
+        st: &mut State,
+        action: &str,
+        warnings: Vec<String>,
+        dry_run: bool,
+        f: impl FnOnce(&mut Store) -> Result<Vec<(Key, Action)>, StoreError>,
+    ) -> Result<Outcome, Refusal> {
         st.store.begin();
         let r = match f(&mut st.store) {
-            Ok(changes) => self.rebuild(&mut st, changes, warnings, dry_run, action),
+            Ok(changes) => self.rebuild(st, changes, warnings, dry_run, action),
             Err(e) => Err(e.into()),
         };
         if r.is_ok() && !dry_run {
@@ -316,6 +401,20 @@ impl Controller {
             st.store.rollback();
         }
         r
+    }
+
+    /// Puts back the objects and allocations of the state file read at start, and builds and
+    /// publishes them (opening their ports) before the daemon takes any request. Objects the
+    /// current config file makes invalid are refused all together: the daemon must not run
+    /// with less policy than it had.
+    pub fn restore(&self, state: crate::state::State) -> Result<Outcome, Refusal> {
+        let mut st = self.lock()?;
+        let keys: Vec<(Key, Action)> = state.objects.iter().map(|o| (o.key(), Action::Created)).collect();
+        st.ipam_last = state.ipam_last;
+        self.change_in(&mut st, "restored", Vec::new(), false, |s| {
+            s.restore(state.objects);
+            Ok(keys)
+        })
     }
 
     /// The services a service-only change touches, or `None` when it touches anything else.
@@ -351,50 +450,84 @@ impl Controller {
         action: &str,
     ) -> Result<Outcome, Refusal> {
         let t0 = Instant::now();
-        let changed = changes.iter().any(|(_, a)| *a != Action::Unchanged) || action == "reloaded";
+        let changed =
+            changes.iter().any(|(_, a)| *a != Action::Unchanged) || action == "reloaded" || action == "restored";
         if !changed {
             return Ok(Outcome { generation: self.cell.generation(), changes, warnings, build_micros: 0 });
         }
         let generation = self.cell.generation() + 1;
-        let touched = if action == "reloaded" { None } else { Controller::touched_services(&st.store, &changes) };
+        let touched = if action == "reloaded" || action == "restored" {
+            None
+        } else {
+            Controller::touched_services(&st.store, &changes)
+        };
         let result = match (touched, st.services.take()) {
             (Some(touched), Some(mut services)) => {
                 let mut undo = Vec::new();
                 let r = self.rebuild_services(st, &mut services, &touched, generation, &mut undo);
                 if r.is_err() || dry_run {
-                    // Put the compiled entries of the live snapshot back.
-                    for (k, old) in undo.into_iter().rev() {
-                        match old {
-                            Some(c) => services.compiled.insert(k, c),
-                            None => services.compiled.remove(&k),
-                        };
-                    }
+                    Controller::undo_services(&mut services, undo);
+                    st.services = Some(services);
+                    r.map(|t| Rebuilt { tables: t, ports: None, services: None, undo: Vec::new() })
+                } else {
+                    st.services = Some(services);
+                    r.map(|t| Rebuilt { tables: t, ports: None, services: None, undo })
                 }
-                st.services = Some(services);
-                r
             }
             (_, old) => {
                 st.services = old;
-                self.rebuild_all(st, generation, dry_run)
+                self.rebuild_all(st, generation)
             }
         };
-        let tables = match result {
-            Ok(t) => t,
-            Err(m) => {
-                st.cache.abandon();
-                if !dry_run {
-                    self.emit("rejected", &changes, m.to_string());
-                }
-                return Err(m);
+        let rejected = |st: &mut State, m: Refusal| {
+            st.cache.abandon();
+            if !dry_run {
+                self.emit("rejected", &changes, m.to_string());
             }
+            Err(m)
+        };
+        let rebuilt = match result {
+            Ok(r) => r,
+            Err(m) => return rejected(st, m),
         };
         let build_micros = t0.elapsed().as_micros() as u64;
         if dry_run {
             st.cache.abandon();
             return Ok(Outcome { generation: self.cell.generation(), changes, warnings, build_micros });
         }
+        // Ports new in this change are opened before it is published (a frame that arrives
+        // first meets the old snapshot, where the port has no pod, and is dropped); ports it
+        // removes are closed after, once no snapshot sends there.
+        let (opening, closing) = match &rebuilt.ports {
+            Some(ports) => self.port_plan(st, ports),
+            None => (Vec::new(), Vec::new()),
+        };
+        let undo_services = |st: &mut State, undo: Undo| {
+            if let Some(services) = st.services.as_mut() {
+                Controller::undo_services(services, undo);
+            }
+        };
+        if let Err(m) = self.open_ports(&opening) {
+            undo_services(st, rebuilt.undo);
+            return rejected(st, m);
+        }
+        if let Err(m) = self.persist(st) {
+            self.close_ports(&opening);
+            undo_services(st, rebuilt.undo);
+            return rejected(st, m);
+        }
         st.cache.finish();
-        let generation = self.cell.publish(tables);
+        if let Some(s) = rebuilt.services {
+            st.services = Some(LiveServices::from(s));
+        }
+        let generation = self.cell.publish(rebuilt.tables);
+        self.close_ports(&closing);
+        for (id, interface) in &opening {
+            st.open.insert(*id, interface.clone());
+        }
+        for (id, _) in &closing {
+            st.open.remove(id);
+        }
         self.apply_ns.store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let n = changes.iter().filter(|(_, a)| *a != Action::Unchanged).count();
         tracing::info!(generation, objects = n, micros = t0.elapsed().as_micros() as u64, "{action}");
@@ -402,8 +535,25 @@ impl Controller {
         Ok(Outcome { generation, changes, warnings, build_micros })
     }
 
+    /// Puts back the compiled services a refused change replaced.
+    fn undo_services(services: &mut LiveServices, undo: Undo) {
+        for (k, old) in undo.into_iter().rev() {
+            match old {
+                Some(c) => services.compiled.insert(k, c),
+                None => services.compiled.remove(&k),
+            };
+        }
+    }
+
+    /// Writes the store to the state file (when the daemon keeps one).
+    fn persist(&self, st: &State) -> Result<(), Refusal> {
+        let Some(f) = &self.state_file else { return Ok(()) };
+        f.save(&st.store.base().node.name, st.store.api_objects(), &st.ipam_last)
+            .map_err(|e| Refusal::Unavailable(format!("state not saved, change refused: {e}")))
+    }
+
     /// Everything from the merged config.
-    fn rebuild_all(&self, st: &mut State, generation: u64, dry_run: bool) -> Result<Tables, Refusal> {
+    fn rebuild_all(&self, st: &mut State, generation: u64) -> Result<Rebuilt, Refusal> {
         let (mut cfg, origins) = st.store.config();
         if let Some(n) = self.workers_running {
             // The workers that run, not the file's figure: tables must carry the steering data
@@ -414,15 +564,17 @@ impl Controller {
             let (what, msg) = origins.describe(&e);
             Refusal::Invalid(format!("{what}: {msg}"))
         })?;
-        if built.ports != self.ports {
+        let attached: BTreeSet<&str> = st.store.attachments().map(|a| a.port.as_str()).collect();
+        let fixed: Vec<&PortSpec> = built.ports.iter().filter(|p| !attached.contains(p.name.as_str())).collect();
+        if fixed.len() != self.ports.len() || fixed.iter().zip(&self.ports).any(|(a, b)| *a != b) {
             return Err(Refusal::Precondition(
-                "ports differ from the running ones; ports change only with a restart".into(),
+                "the config file's ports differ from the running ones; they change only with a restart \
+                 (ports come and go at run time through `podswitchctl port` and the CNI plugin)"
+                    .into(),
             ));
         }
-        if !dry_run {
-            st.services = Some(LiveServices::from(built.services));
-        }
-        Ok(built.tables)
+        let ports = built.ports.into_iter().filter(|p| attached.contains(p.name.as_str())).collect();
+        Ok(Rebuilt { tables: built.tables, ports: Some(ports), services: Some(built.services), undo: Vec::new() })
     }
 
     /// Only the touched services, recompiled; the rest of the snapshot is shared.
@@ -677,7 +829,7 @@ impl Controller {
         }
     }
 
-    fn senders(&self) -> Result<Vec<mpsc::Sender<WorkerCmd>>, Refusal> {
+    fn senders(&self) -> Result<Vec<WorkerLink>, Refusal> {
         let w = self.workers.lock().map_err(|_| Refusal::Unavailable("worker list poisoned".into()))?;
         if w.is_empty() {
             return Err(Refusal::Unavailable("no workers are running".into()));
@@ -692,8 +844,7 @@ impl Controller {
         let mut out = pb::ConntrackList::default();
         for tx in self.senders()? {
             let (rtx, rrx) = mpsc::channel();
-            tx.send(WorkerCmd::ListFlows { filter: filter.clone(), limit, reply: rtx })
-                .map_err(|_| Refusal::Unavailable("a worker has stopped".into()))?;
+            tx.send(WorkerCmd::ListFlows { filter: filter.clone(), limit, reply: rtx })?;
             let (flows, more) = rrx
                 .recv_timeout(Duration::from_secs(2))
                 .map_err(|_| Refusal::Unavailable("a worker did not answer within 2 s".into()))?;
@@ -713,8 +864,7 @@ impl Controller {
         let mut flushed = 0;
         for tx in self.senders()? {
             let (rtx, rrx) = mpsc::channel();
-            tx.send(WorkerCmd::Flush { filter: filter.clone(), reply: rtx })
-                .map_err(|_| Refusal::Unavailable("a worker has stopped".into()))?;
+            tx.send(WorkerCmd::Flush { filter: filter.clone(), reply: rtx })?;
             flushed += rrx
                 .recv_timeout(Duration::from_secs(2))
                 .map_err(|_| Refusal::Unavailable("a worker did not answer within 2 s".into()))?;
@@ -776,6 +926,13 @@ pub fn serve_worker_cmd(cmd: WorkerCmd, w: &mut switch_core::pipeline::Worker, t
         WorkerCmd::Flush { filter, reply } => {
             let n = w.conntrack_mut().flush_matching(now, |k, e| filter.matches(k, e));
             let _ = reply.send(n as u64);
+        }
+        // Port commands need the backend: the worker loop serves them itself.
+        WorkerCmd::AttachPort { reply, .. } => {
+            let _ = reply.send(Err("this worker cannot attach ports".into()));
+        }
+        WorkerCmd::DetachPort { reply, .. } => {
+            let _ = reply.send(false);
         }
     }
 }

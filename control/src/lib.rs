@@ -3,10 +3,13 @@
 //! The control plane: the TOML config model ([`config`]) and Kubernetes manifests ([`k8s`]),
 //! the desired state they make ([`store`]), its validation and compilation into a table
 //! snapshot ([`build`]), the one writer that changes it ([`controller`]), snapshot publication
-//! to workers ([`publish`]), the gRPC API ([`api`]), packet traces ([`trace`]), and the
-//! daemon's run loops ([`daemon`] on captures, [`live`] on interfaces).
+//! to workers ([`publish`]), the gRPC API ([`api`]), packet traces ([`trace`]), the
+//! daemon's run loops ([`daemon`] on captures, [`live`] on interfaces), ports and pods
+//! attached at run time ([`attach`], for the CNI plugin) and the crash-safe local state
+//! ([`state`]).
 
 pub mod api;
+pub mod attach;
 pub mod build;
 pub mod config;
 pub mod controller;
@@ -18,5 +21,6 @@ pub mod live;
 pub mod metrics;
 pub mod publish;
 pub mod report;
+pub mod state;
 pub mod store;
 pub mod trace;

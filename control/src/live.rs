@@ -6,7 +6,7 @@
 
 use crate::build::Built;
 use crate::config::Config;
-use crate::controller::{serve_worker_cmd, Controller, WorkerCmd};
+use crate::controller::{serve_worker_cmd, Controller, WorkerCmd, WorkerLink};
 use crate::daemon::worker_config;
 use crate::publish::SnapshotCell;
 use crate::report::Report;
@@ -44,6 +44,9 @@ pub struct LiveOptions {
     pub socket_group: Option<String>,
     /// Directory relative pcap paths in the config are taken from.
     pub base_dir: PathBuf,
+    /// Keep applied objects, attached ports and address allocations here (crash-safe), and
+    /// restore them at start; `None`: everything applied is lost on exit.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Why the live daemon stopped with an error.
@@ -57,6 +60,8 @@ pub enum LiveError {
     Worker,
     #[error("control socket: {0}")]
     Socket(std::io::Error),
+    #[error("state: {0}")]
+    State(String),
 }
 
 fn log(msg: &str) {
@@ -130,7 +135,18 @@ pub fn run(
 
     let interfaces: Vec<_> = built.ports.iter().map(|p| (p.id, p.interface.clone().unwrap_or_default())).collect();
     let kind = built.ports.first().map(|p| p.backend.clone()).unwrap_or_default();
-    let nports = built.ports.len();
+    // Backends have room for every port id, so that ports can be attached at run time.
+    let nports = built.max_ports.max(built.ports.iter().map(|p| p.id.index() + 1).max().unwrap_or(0));
+    // Read before any port is opened: a state that cannot be read stops the daemon (it must
+    // not forward with less policy than it had).
+    let state = match &opts.state_dir {
+        Some(dir) => {
+            let f = crate::state::StateFile::in_dir(dir);
+            let s = f.load(&built.tables.node.name).map_err(|e| LiveError::State(e.to_string()))?;
+            Some((f, s))
+        }
+        None => None,
+    };
     // Bind before opening any port, so a second daemon fails before touching an interface.
     let listener = match &opts.socket {
         Some(p) => {
@@ -159,12 +175,22 @@ pub fn run(
     let wcfgs: Vec<_> = (0..workers).map(|i| worker_config(&built, i as u16)).collect();
     let cell = Arc::new(SnapshotCell::new(built.tables));
     let reports: Vec<Arc<Mutex<Option<Report>>>> = (0..workers).map(|_| Arc::new(Mutex::new(None))).collect();
-    let controller = Arc::new(
+    let mut controller =
         Controller::new(base, built.ports.clone(), Arc::clone(&cell), opts.base_dir.clone(), Some(opts.config.clone()))
             .with_reports(reports.clone())
             .with_workers(workers as u16)
-            .with_services(built.services),
-    );
+            .with_services(built.services);
+    if let Some((file, saved)) = state {
+        controller = controller.with_state_file(file);
+        if !saved.objects.is_empty() {
+            // Published before any worker runs: the first frame of any port meets the
+            // restored policies. Attached ports open once the workers run.
+            let n = saved.objects.len();
+            let o = controller.restore(saved).map_err(|e| LiveError::State(format!("restoring: {e}")))?;
+            log(&format!("restored {n} object(s) from the state file: generation {}", o.generation));
+        }
+    }
+    let controller = Arc::new(controller);
     let start = Start {
         cell: Arc::clone(&cell),
         reports: reports.clone(),
@@ -179,6 +205,7 @@ pub fn run(
         Opened::Packet(bes) => start_workers(bes, &start)?,
     };
 
+    controller.reopen_ports();
     let apply_ns = Arc::clone(&controller.apply_ns);
     let api = match (listener, &opts.socket) {
         (Some(l), Some(p)) => {
@@ -291,7 +318,10 @@ where
     let mut threads = Vec::with_capacity(n);
     for (i, (be, links)) in bes.into_iter().zip(links).enumerate() {
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCmd>();
-        s.controller.add_worker(cmd_tx);
+        // Rung after each command, so a worker asleep in poll(2) answers at once (a pod's
+        // port opened within a millisecond, not after the idle timeout).
+        let bell = Arc::new(io_backends::sys::eventfd().map_err(LiveError::Ports)?);
+        s.controller.add_worker(WorkerLink { tx: cmd_tx, bell: Some(Arc::clone(&bell)) });
         let (cell, shared, stop) = (Arc::clone(&s.cell), Arc::clone(&s.reports[i]), Arc::clone(&s.stop));
         let (opts, modes, wcfg) = (s.opts.clone(), s.modes.clone(), s.configs[i]);
         let cpu = (!opts.cpu.is_empty()).then(|| opts.cpu[i % opts.cpu.len()]);
@@ -312,6 +342,7 @@ where
                 shared: &shared,
                 opts: &opts,
                 cmds: &cmd_rx,
+                bell: &bell,
                 modes: &modes,
                 index: i as u16,
             };
@@ -341,13 +372,15 @@ struct Loop<'a> {
     shared: &'a Mutex<Option<Report>>,
     opts: &'a LiveOptions,
     cmds: &'a std::sync::mpsc::Receiver<WorkerCmd>,
+    bell: &'a std::os::fd::OwnedFd,
     modes: &'a [String],
     index: u16,
 }
 
 fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worker, l: &Loop<'_>) {
-    let Loop { cell, stop, shared, opts, cmds, modes, index } = *l;
+    let Loop { cell, stop, shared, opts, cmds, bell, modes, index } = *l;
     let mut d = Dispatch::new(&mut be, links);
+    be.watch_fd(std::os::fd::AsRawFd::as_raw_fd(bell));
     let mut batch: Batch<B::Buf> = Batch::with_capacity(BATCH);
     let start = Instant::now();
     let mut idle = 0u32;
@@ -374,9 +407,27 @@ fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worke
         if !round.is_multiple_of(64) && idle < opts.busy_polls {
             continue;
         }
-        if let Ok(cmd) = cmds.try_recv() {
-            let now = start.elapsed().as_nanos() as u64;
-            serve_worker_cmd(cmd, &mut w, &cell.load(), now, index);
+        io_backends::sys::eventfd_clear(bell);
+        while let Ok(cmd) = cmds.try_recv() {
+            match cmd {
+                WorkerCmd::AttachPort { port, interface, mut share, reply } => {
+                    let r = be.attach_port(port, &interface, &mut share).map(|()| share).map_err(|e| e.to_string());
+                    if r.is_ok() {
+                        w.forget_port(port);
+                        log(&format!("worker {index}: {interface} attached as port {}", port.0));
+                    }
+                    let _ = reply.send(r);
+                }
+                WorkerCmd::DetachPort { port, reply } => {
+                    let was = be.detach_port(port);
+                    w.forget_port(port);
+                    let _ = reply.send(was);
+                }
+                cmd => {
+                    let now = start.elapsed().as_nanos() as u64;
+                    serve_worker_cmd(cmd, &mut w, &cell.load(), now, index);
+                }
+            }
         }
         if last_publish.elapsed() >= Duration::from_millis(200) {
             last_publish = Instant::now();

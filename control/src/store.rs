@@ -176,6 +176,56 @@ impl Store {
         self.api.get(k)
     }
 
+    /// Every object applied through the API (attachments included), in key order.
+    pub fn api_objects(&self) -> impl Iterator<Item = &Object> {
+        self.api.values()
+    }
+
+    /// The config file's part.
+    pub fn base(&self) -> &Config {
+        &self.base
+    }
+
+    /// Puts back objects read from the state file, before any change is made.
+    pub fn restore(&mut self, objects: Vec<Object>) {
+        for o in objects {
+            self.put(o.key(), Some(o));
+        }
+    }
+
+    /// The ports attached at run time.
+    pub fn attachments(&self) -> impl Iterator<Item = &crate::attach::Attachment> {
+        self.api.values().filter_map(|o| match o {
+            Object::Port(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// Records a port attached at run time (replacing one of the same name).
+    pub fn attach(&mut self, a: crate::attach::Attachment) -> Vec<(Key, Action)> {
+        let o = Object::Port(a);
+        let k = o.key();
+        let action = if self.api.contains_key(&k) { Action::Configured } else { Action::Created };
+        self.record(&k);
+        self.put(k.clone(), Some(o));
+        vec![(k, action)]
+    }
+
+    /// Forgets the attached port `name`.
+    pub fn detach(&mut self, name: &str) -> Result<(crate::attach::Attachment, Vec<(Key, Action)>), StoreError> {
+        let k = Key { kind: Kind::Port, namespace: String::new(), name: name.to_string() };
+        match self.api.get(&k) {
+            Some(Object::Port(a)) => {
+                let a = a.clone();
+                self.record(&k);
+                self.put(k.clone(), None);
+                Ok((a, vec![(k, Action::Deleted)]))
+            }
+            _ if self.base_has(&k) => Err(StoreError::FromConfig(k)),
+            _ => Err(StoreError::NotFound(k)),
+        }
+    }
+
     /// Service `namespace/name` as the builder sees it: the API's or the file's, with the
     /// endpoints of its EndpointSlices and Endpoints merged in; `has_pod` says which pods
     /// the switch knows (they give locality and named ports).
@@ -249,6 +299,7 @@ impl Store {
             Kind::Service => b.services.iter().any(|s| s.namespace == k.namespace && s.name == k.name),
             Kind::NetworkPolicy => b.policies.iter().any(|p| p.namespace == k.namespace && p.name == k.name),
             Kind::Route => b.routes.iter().any(|r| r.prefix == k.name),
+            Kind::Port => b.ports.iter().any(|p| p.name == k.name),
             Kind::EndpointSlice | Kind::Endpoints => false,
         }
     }
@@ -263,6 +314,12 @@ impl Store {
                 Object::Route(r) => Object::Route(
                     normalize_route(&r).map_err(|m| StoreError::Invalid(format!("Route {}", r.prefix), m))?,
                 ),
+                Object::Port(a) => {
+                    return Err(StoreError::Invalid(
+                        format!("Port {}", a.port),
+                        "ports are attached with `podswitchctl port add` or by the CNI plugin".into(),
+                    ))
+                }
                 o => o,
             };
             let k = o.key();
@@ -293,6 +350,12 @@ impl Store {
                     name: normalize_prefix(&k.name).map_err(|m| StoreError::Invalid(k.to_string(), m))?,
                     ..k.clone()
                 },
+                Kind::Port => {
+                    return Err(StoreError::Invalid(
+                        k.to_string(),
+                        "ports are removed with `podswitchctl port del` or by the CNI plugin".into(),
+                    ))
+                }
                 _ => k.clone(),
             };
             if self.api.contains_key(&k) {
@@ -325,13 +388,25 @@ impl Store {
         for (k, o) in &self.api {
             order.insert(k, (o, Origin::Api));
         }
-        let pods: std::collections::HashSet<(&str, &str)> = order
+        // Pods attached by the CNI plugin, by namespace and name.
+        let attached: BTreeMap<(&str, &str), &crate::attach::Attachment> = self
+            .api
+            .values()
+            .filter_map(|o| match o {
+                Object::Port(a) => a.cni.as_ref().map(|c| ((c.pod_namespace.as_str(), c.pod_name.as_str()), a)),
+                _ => None,
+            })
+            .collect();
+        let pod_objects: std::collections::HashSet<(&str, &str)> = order
             .values()
             .filter_map(|(o, _)| match o {
                 Object::Pod(p) => Some((p.namespace.as_str(), p.name.as_str())),
                 _ => None,
             })
             .collect();
+        let pods: std::collections::HashSet<(&str, &str)> =
+            pod_objects.iter().chain(attached.keys()).copied().collect();
+        let backend = self.base.ports.first().map_or_else(|| "afpacket".to_string(), |p| p.backend.clone());
         for (k, (o, origin)) in order {
             match o {
                 Object::Namespace(n) => {
@@ -339,8 +414,53 @@ impl Store {
                     cfg.namespaces.push(n.clone());
                 }
                 Object::Pod(p) => {
-                    origins.push("pods", k, origin);
-                    cfg.pods.push(p.clone());
+                    let local = p.port.is_none() && p.node.as_ref().is_none_or(|n| *n == self.base.node.name);
+                    match attached.get(&(p.namespace.as_str(), p.name.as_str())) {
+                        // Bound to the port its sandbox was attached to: the attachment's
+                        // addresses and MAC, the object's labels and ports.
+                        Some(a) if local => {
+                            let mut p = p.clone();
+                            bind(&mut p, a);
+                            origins.push("pods", k, origin);
+                            cfg.pods.push(p);
+                        }
+                        // A Pod as Kubernetes writes it before it runs: kept, not built.
+                        None if origin == Origin::Api && p.port.is_none() && p.ips.is_empty() => {}
+                        _ => {
+                            origins.push("pods", k, origin);
+                            cfg.pods.push(p.clone());
+                        }
+                    }
+                }
+                Object::Port(a) => {
+                    cfg.ports.push(crate::config::PortConfig {
+                        name: a.port.clone(),
+                        id: Some(a.id),
+                        kind: "pod".into(),
+                        backend: backend.clone(),
+                        pcap_in: None,
+                        pcap_out: None,
+                        interface: Some(a.interface.clone()),
+                    });
+                    // A pod attached before (or without) its Pod object.
+                    if let Some(c) = &a.cni {
+                        if !pod_objects.contains(&(c.pod_namespace.as_str(), c.pod_name.as_str())) {
+                            let mut p = crate::config::PodConfig {
+                                name: c.pod_name.clone(),
+                                namespace: c.pod_namespace.clone(),
+                                port: None,
+                                node: None,
+                                mac: None,
+                                ips: Vec::new(),
+                                labels: c.labels.clone(),
+                                container_ports: Vec::new(),
+                                ready: true,
+                            };
+                            bind(&mut p, a);
+                            origins.push("pods", k, origin);
+                            cfg.pods.push(p);
+                        }
+                    }
                 }
                 Object::Service(svc) => {
                     let mut svc = svc.clone();
@@ -361,6 +481,16 @@ impl Store {
             }
         }
         (cfg, origins)
+    }
+}
+
+/// Puts a pod on the port of its attachment, with the attachment's MAC and addresses.
+fn bind(p: &mut crate::config::PodConfig, a: &crate::attach::Attachment) {
+    p.port = Some(a.port.clone());
+    p.node = None;
+    if let Some(c) = &a.cni {
+        p.mac = Some(c.mac.clone());
+        p.ips = a.ips().iter().map(ToString::to_string).collect();
     }
 }
 

@@ -78,4 +78,30 @@ pub trait Backend {
     fn put_free(&mut self, buf: Self::Buf) {
         drop(buf);
     }
+
+    /// Starts serving `interface` as switch port `port` while running (a pod's veth attached
+    /// by the CNI plugin, say). `share` carries what the workers of one port have in common:
+    /// the first worker to attach fills it in, the next ones join it (AF_PACKET's fanout
+    /// group). Errors: the interface does not exist or cannot be opened, the port id is out of
+    /// range or in use, or the backend cannot add ports at run time (`Unsupported`).
+    fn attach_port(&mut self, port: PortId, interface: &str, share: &mut PortShare) -> std::io::Result<()> {
+        let _ = (port, interface, share);
+        Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "this backend cannot add ports at run time"))
+    }
+
+    /// Stops serving `port` and closes its sockets; frames still queued for it are dropped.
+    /// Returns false when the port was not attached.
+    fn detach_port(&mut self, port: PortId) -> bool {
+        let _ = port;
+        false
+    }
+}
+
+/// What the workers attaching one port share (see [`Backend::attach_port`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortShare {
+    /// AF_PACKET fanout group of the port's sockets (PACKET_FANOUT_HASH).
+    pub fanout: Option<u16>,
+    /// How many workers serve the port (a group is needed only with several).
+    pub workers: usize,
 }

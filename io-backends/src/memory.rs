@@ -1,7 +1,7 @@
 //! The in-memory backend: frames are injected by the caller and transmitted frames are kept
 //! per port for inspection. For tests and tools; the buffer pool is allocated once.
 
-use crate::{Backend, Batch, TxReport};
+use crate::{Backend, Batch, PortShare, TxReport};
 use std::collections::VecDeque;
 use switch_core::packet::{OwnedBuf, PacketBuf, PortId, DEFAULT_BUF_SIZE, DEFAULT_HEADROOM};
 use switch_core::pipeline::Verdict;
@@ -26,6 +26,8 @@ pub struct MemoryBackend {
     pub replay: bool,
     /// Descriptors `wait` blocks on (a worker's doorbell); without any it returns at once.
     fds: Vec<std::os::fd::RawFd>,
+    /// Ports attached at run time, by id: their interface names.
+    attached: Vec<Option<String>>,
 }
 
 impl MemoryBackend {
@@ -41,7 +43,13 @@ impl MemoryBackend {
             record_tx: true,
             replay: false,
             fds: Vec::new(),
+            attached: vec![None; ports],
         }
+    }
+
+    /// The interface attached at run time as `port`, if any.
+    pub fn attached(&self, port: PortId) -> Option<&str> {
+        self.attached.get(port.index()).and_then(|a| a.as_deref())
     }
 
     /// Queues a frame as if it arrived on `port`.
@@ -145,6 +153,28 @@ impl Backend for MemoryBackend {
 
     fn put_free(&mut self, buf: OwnedBuf) {
         self.pool.push(buf);
+    }
+
+    fn attach_port(&mut self, port: PortId, interface: &str, _share: &mut PortShare) -> std::io::Result<()> {
+        match self.attached.get_mut(port.index()) {
+            None => {
+                Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("port id {} out of range", port.0)))
+            }
+            Some(Some(_)) => {
+                Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("port id {} is in use", port.0)))
+            }
+            Some(slot) => {
+                *slot = Some(interface.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    fn detach_port(&mut self, port: PortId) -> bool {
+        let was = self.attached.get_mut(port.index()).and_then(Option::take).is_some();
+        // Frames still queued from the port are gone with it.
+        self.rx.retain(|(p, _)| *p != port);
+        was
     }
 }
 

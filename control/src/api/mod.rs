@@ -7,4 +7,5 @@ pub mod pb {
 }
 
 pub mod client;
+pub mod cni;
 pub mod server;

@@ -24,6 +24,7 @@ fn status(e: Refusal) -> Status {
         Refusal::NotFound(m) => Status::not_found(m),
         Refusal::Precondition(m) => Status::failed_precondition(m),
         Refusal::Unavailable(m) => Status::unavailable(m),
+        Refusal::Exhausted(m) => Status::resource_exhausted(m),
     }
 }
 
@@ -113,6 +114,50 @@ impl Control for Service {
             generation: self.c.cell().generation(),
             node: self.c.node_name(),
         }))
+    }
+
+    async fn add_port(&self, r: Request<pb::AddPortRequest>) -> Result<Response<pb::PortResponse>, Status> {
+        let r = r.into_inner();
+        blocking(&self.c, move |c| c.add_port(&r.name, &r.kind, &r.interface).map(|p| super::cni::port_pb(&p))).await
+    }
+
+    async fn remove_port(&self, r: Request<pb::RemovePortRequest>) -> Result<Response<pb::PortResponse>, Status> {
+        let r = r.into_inner();
+        blocking(&self.c, move |c| c.remove_port(&r.name).map(|p| super::cni::port_pb(&p))).await
+    }
+
+    async fn cni_add(&self, r: Request<pb::CniAddRequest>) -> Result<Response<pb::CniAttachment>, Status> {
+        let r = super::cni::add_request(r.into_inner()).map_err(Status::invalid_argument)?;
+        blocking(&self.c, move |c| c.cni_add(r).map(|a| super::cni::attachment_pb(&a))).await
+    }
+
+    async fn cni_del(&self, r: Request<pb::CniRef>) -> Result<Response<pb::CniAttachment>, Status> {
+        let r = super::cni::cni_ref(Some(r.into_inner())).map_err(Status::invalid_argument)?;
+        blocking(&self.c, move |c| c.cni_del(&r).map(|a| super::cni::attachment_pb(&a))).await
+    }
+
+    async fn cni_check(&self, r: Request<pb::CniRef>) -> Result<Response<pb::CniAttachment>, Status> {
+        let r = super::cni::cni_ref(Some(r.into_inner())).map_err(Status::invalid_argument)?;
+        blocking(&self.c, move |c| c.cni_check(&r).map(|a| super::cni::attachment_pb(&a))).await
+    }
+
+    async fn cni_gc(&self, r: Request<pb::CniGcRequest>) -> Result<Response<pb::CniGcResponse>, Status> {
+        let valid = r
+            .into_inner()
+            .valid
+            .into_iter()
+            .map(|v| super::cni::cni_ref(Some(v)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Status::invalid_argument)?;
+        blocking(&self.c, move |c| {
+            c.cni_gc(&valid).map(|v| pb::CniGcResponse { removed: v.iter().map(super::cni::attachment_pb).collect() })
+        })
+        .await
+    }
+
+    async fn cni_status(&self, _: Request<pb::CniStatusRequest>) -> Result<Response<pb::CniStatusResponse>, Status> {
+        let (ready, message) = self.c.cni_status();
+        Ok(Response::new(pb::CniStatusResponse { ready, message }))
     }
 }
 

@@ -59,7 +59,8 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// List objects: namespaces, pods, services, endpointslices, endpoints, policies, routes.
+    /// List objects: namespaces, pods, services, endpointslices, endpoints, policies, routes,
+    /// ports (those attached at run time).
     Get {
         kind: String,
         name: Option<String>,
@@ -73,6 +74,11 @@ enum Cmd {
     Route {
         #[command(subcommand)]
         cmd: RouteCmd,
+    },
+    /// Switch ports added and removed at run time (pods' ports come from the CNI plugin).
+    Port {
+        #[command(subcommand)]
+        cmd: PortCmd,
     },
     /// Counters per port, per drop reason, per table.
     Stats {
@@ -105,6 +111,23 @@ enum Cmd {
     Version,
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+enum PortCmd {
+    /// Add a pod port on an interface of the daemon's namespace: `port add p7 --interface veth7`.
+    Add {
+        name: String,
+        #[arg(long)]
+        interface: String,
+    },
+    /// Remove a port added at run time.
+    Del { name: String },
+    /// List the ports attached at run time (with their pods, for CNI attachments).
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +335,20 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 print_objects("routes", &r, output)?;
             }
         },
+        Cmd::Port { cmd } => match cmd {
+            PortCmd::Add { name, interface } => {
+                let r = c.add_port(pb::AddPortRequest { name, kind: "pod".into(), interface }).await?.into_inner();
+                println!("port {} added: id {} on {} (generation {})", r.name, r.id, r.interface, r.generation);
+            }
+            PortCmd::Del { name } => {
+                let r = c.remove_port(pb::RemovePortRequest { name }).await?.into_inner();
+                println!("port {} removed: id {} on {} (generation {})", r.name, r.id, r.interface, r.generation);
+            }
+            PortCmd::List { output } => {
+                let r = c.list(pb::ListRequest { kind: "ports".into(), ..Default::default() }).await?.into_inner();
+                print_objects("ports", &r, output)?;
+            }
+        },
         Cmd::Stats { output } => {
             let r = c.counters(pb::CountersRequest {}).await?.into_inner();
             print_stats(&r, output)?;
@@ -477,6 +514,7 @@ fn print_objects(kind: &str, r: &pb::ListResponse, o: Output) -> Result<(), Fail
             head(&["NAMESPACE", "NAME", "POD-SELECTOR", "TYPES"], &["INGRESS-RULES", "EGRESS-RULES", "ORIGIN"])
         }
         "Route" => head(&["PREFIX", "VIA", "MAC"], &["ORIGIN"]),
+        "Port" => head(&["NAME", "ID", "INTERFACE", "POD", "ADDRESSES"], &["CONTAINER", "MAC"]),
         _ => head(&["NAME", "LABELS"], &["ORIGIN"]),
     }
     for (_, v, origin) in &parsed {
@@ -516,6 +554,14 @@ fn print_objects(kind: &str, r: &pb::ListResponse, o: Output) -> Result<(), Fail
                 vec![s(v, &["namespace"]), s(v, &["name"]), s(v, &["pod_selector", "match_labels"]), types]
             }
             "Route" => vec![s(v, &["prefix"]), s(v, &["via"]), s(v, &["mac"])],
+            "Port" => {
+                let pod = if v["cni"].is_object() {
+                    format!("{}/{}", s(v, &["cni", "pod_namespace"]), s(v, &["cni", "pod_name"]))
+                } else {
+                    String::new()
+                };
+                vec![s(v, &["port"]), s(v, &["id"]), s(v, &["interface"]), pod, s(v, &["cni", "addresses"])]
+            }
             _ => vec![s(v, &["name"]), s(v, &["labels"])],
         };
         if wide {
@@ -524,6 +570,7 @@ fn print_objects(kind: &str, r: &pb::ListResponse, o: Output) -> Result<(), Fail
                     row.extend([s(v, &["selector"]), s(v, &["session_affinity"]), s(v, &["external_traffic_policy"])])
                 }
                 "Pod" => row.extend([s(v, &["labels"]), s(v, &["mac"])]),
+                "Port" => row.extend([s(v, &["cni", "ref", "container_id"]), s(v, &["cni", "mac"])]),
                 "EndpointSlice" | "Endpoints" => {
                     let ready = v["endpoints"]
                         .as_array()

@@ -48,6 +48,15 @@ struct Args {
     /// With live ports: no control socket.
     #[arg(long)]
     no_socket: bool,
+    /// With live ports: keep every applied object, attached port and address allocation in
+    /// DIR/state.json (replaced atomically after each change) and restore them at start,
+    /// before any port forwards, so policies hold across restarts and crashes.
+    #[arg(long, value_name = "DIR", default_value = control::state::DEFAULT_DIR, conflicts_with = "no_state")]
+    state_dir: PathBuf,
+    /// With live ports: keep no state; everything applied through the API is lost on exit
+    /// (for tests and throw-away nodes).
+    #[arg(long)]
+    no_state: bool,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: tracing::Level,
@@ -140,6 +149,7 @@ fn main() -> ExitCode {
             socket: (!args.no_socket).then(|| args.socket.clone()),
             socket_group: args.socket_group.clone(),
             base_dir: args.pcap_dir.clone().unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default()),
+            state_dir: (!args.no_state).then(|| args.state_dir.clone()),
         };
         let result = control::live::run(base, built, &opts);
         if let Some(p) = &args.pid_file {

@@ -49,6 +49,18 @@ pub struct Built {
     pub services: ServicesState,
 }
 
+/// The snapshot's port list, indexed by port id. Ids not in use (a pod port detached at run
+/// time, say) are nameless pod ports: no endpoint is on them, so nothing is sent there, and
+/// a frame claiming to come from one is dropped as from an unknown endpoint.
+fn port_infos(ports: &[PortSpec]) -> Vec<PortInfo> {
+    let len = ports.iter().map(|p| p.id.index() + 1).max().unwrap_or(0);
+    let mut v = vec![PortInfo { name: String::new(), kind: PortKind::Pod }; len];
+    for p in ports {
+        v[p.id.index()] = PortInfo { name: p.name.clone(), kind: p.kind };
+    }
+    v
+}
+
 /// A pod after validation.
 #[derive(Debug, Clone)]
 pub(crate) struct Pod {
@@ -230,7 +242,18 @@ pub fn build_cached(
                 ))
             }
         };
-        if p.name.is_empty() || port_ids.insert(p.name.as_str(), PortId(i as u16)).is_some() {
+        let id = PortId(p.id.unwrap_or(i as u16));
+        if usize::from(id.0) >= dp.max_ports {
+            return Err(FieldError::new(
+                sec,
+                format!("ports[{i}].id"),
+                format!("{} is not below datapath.max_ports ({})", id.0, dp.max_ports),
+            ));
+        }
+        if ports.iter().any(|q: &PortSpec| q.id == id) {
+            return Err(FieldError::new(sec, format!("ports[{i}].id"), format!("id {} is used twice", id.0)));
+        }
+        if p.name.is_empty() || port_ids.insert(p.name.as_str(), id).is_some() {
             return Err(FieldError::new(
                 sec,
                 format!("ports[{i}].name"),
@@ -274,7 +297,7 @@ pub fn build_cached(
         }
         let path = |s: &Option<String>| s.as_ref().map(|s| base_dir.join(s));
         ports.push(PortSpec {
-            id: PortId(i as u16),
+            id,
             name: p.name.clone(),
             kind,
             backend: p.backend.clone(),
@@ -443,7 +466,7 @@ pub fn build_cached(
                 let id = *port_ids
                     .get(pn.as_str())
                     .ok_or_else(|| FieldError::new(sec, f("port"), format!("no port named '{pn}'")))?;
-                if ports[usize::from(id.0)].kind != PortKind::Pod {
+                if ports.iter().find(|q| q.id == id).is_none_or(|q| q.kind != PortKind::Pod) {
                     return Err(FieldError::new(sec, f("port"), format!("port '{pn}' is not a pod port")));
                 }
                 let m =
@@ -515,7 +538,7 @@ pub fn build_cached(
     let mut tables = Tables::new(
         generation,
         node,
-        ports.iter().map(|p| PortInfo { name: p.name.clone(), kind: p.kind }).collect(),
+        port_infos(&ports),
         endpoint_table,
         RouteTable::build(routes),
         nodes,

@@ -13,15 +13,20 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The endpoints of a service from one EndpointSlice or Endpoints object.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Slice {
-    #[serde(skip)]
+    /// EndpointSlice or Endpoints (saved beside the object, not in it).
+    #[serde(skip, default = "slice_kind")]
     pub kind: Kind,
     pub name: String,
     pub namespace: String,
     /// The service it belongs to (label `kubernetes.io/service-name`, or the Endpoints' name).
     pub service: String,
     pub endpoints: Vec<EndpointConfig>,
+}
+
+fn slice_kind() -> Kind {
+    Kind::EndpointSlice
 }
 
 type Fail = (String, String);
@@ -249,10 +254,6 @@ fn pod(p: types::Pod, node: &str, warnings: &mut Vec<String>, what: &str) -> Res
     if ips.is_empty() {
         ips.extend(p.status.pod_ip.clone());
     }
-    if ips.is_empty() {
-        warnings.push(format!("{what}: has no IP yet (status.podIPs); not applied"));
-        return Ok(None);
-    }
     let ready = p.metadata.deletion_timestamp.is_none()
         && p.status.conditions.iter().find(|c| c.kind == "Ready").is_none_or(|c| c.status == "True");
     let container_ports = p
@@ -269,6 +270,9 @@ fn pod(p: types::Pod, node: &str, warnings: &mut Vec<String>, what: &str) -> Res
     let attached = p.metadata.annotations.get(PORT_ANNOTATION).cloned();
     let (port, mac, node_name) = match attached {
         Some(port) => {
+            if ips.is_empty() {
+                return Err(format!("annotation {PORT_ANNOTATION} needs the pod's addresses in status.podIPs"));
+            }
             let mac = p
                 .metadata
                 .annotations
@@ -278,13 +282,19 @@ fn pod(p: types::Pod, node: &str, warnings: &mut Vec<String>, what: &str) -> Res
             (Some(port), Some(mac), None)
         }
         None => match p.spec.node_name.clone() {
-            Some(n) if n == node => {
-                return Err(format!(
-                "runs on this node ({node}) but has no {PORT_ANNOTATION} annotation: it is not attached to the switch"
-            ))
+            Some(n) if !n.is_empty() && n != node => {
+                if ips.is_empty() {
+                    warnings.push(format!("{what}: has no IP yet (status.podIPs); kept, and in force once it has one"));
+                }
+                (None, None, Some(n))
             }
-            Some(n) if !n.is_empty() => (None, None, Some(n)),
-            _ => return Err("spec.nodeName is empty: the switch needs to know which node runs the pod".into()),
+            // This node's, or not scheduled yet (as `kubectl run --dry-run -o yaml` writes a
+            // pod): kept, and bound to its port when the CNI plugin attaches its sandbox,
+            // which gives it its addresses.
+            _ => {
+                ips.clear();
+                (None, None, None)
+            }
         },
     };
     Ok(Some(PodConfig {

@@ -28,6 +28,8 @@ pub enum Kind {
     Endpoints,
     NetworkPolicy,
     Route,
+    /// A switch port attached at run time (by the CNI plugin or `podswitchctl port add`).
+    Port,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::NetworkPolicy => "NetworkPolicy",
             Kind::Route => "Route",
+            Kind::Port => "Port",
         }
     }
 
@@ -53,13 +56,14 @@ impl Kind {
             "endpoints" | "ep" => Kind::Endpoints,
             "networkpolicy" | "networkpolicies" | "netpol" | "policy" | "policies" => Kind::NetworkPolicy,
             "route" | "routes" => Kind::Route,
+            "port" | "ports" => Kind::Port,
             _ => return None,
         };
         Some(k)
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Route)
+        !matches!(self, Kind::Namespace | Kind::Route | Kind::Port)
     }
 }
 
@@ -93,6 +97,7 @@ pub enum Object {
     Slice(Slice),
     NetworkPolicy(PolicyConfig),
     Route(RouteConfig),
+    Port(crate::attach::Attachment),
 }
 
 impl Object {
@@ -104,6 +109,7 @@ impl Object {
             Object::Slice(s) => (s.kind, s.namespace.clone(), s.name.clone()),
             Object::NetworkPolicy(p) => (Kind::NetworkPolicy, p.namespace.clone(), p.name.clone()),
             Object::Route(r) => (Kind::Route, String::new(), r.prefix.clone()),
+            Object::Port(a) => (Kind::Port, String::new(), a.port.clone()),
         };
         Key { kind, namespace, name }
     }

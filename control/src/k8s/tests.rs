@@ -175,8 +175,7 @@ fn bad_manifests_say_where_and_why() {
         ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 80}, {port: 81}]}\n", "every port needs a name"),
         ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 99999}]}\n", "document 1 (Service default/a)"),
         ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 80, targetPort: 0}]}\n", "targetPort: 0 is outside 1-65535"),
-        ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-1}\nstatus: {podIP: 10.0.0.1}\n", "not attached to the switch"),
-        ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {}\nstatus: {podIP: 10.0.0.1}\n", "spec.nodeName is empty"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {podswitch.io/port: p1, podswitch.io/mac: \"02:00:00:00:00:09\"}}\nspec: {}\n", "needs the pod's addresses"),
         ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {podswitch.io/port: p1}}\nspec: {}\nstatus: {podIP: 10.0.0.1}\n", "needs podswitch.io/mac"),
         ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\n", "kubernetes.io/service-name"),
         ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, labels: {kubernetes.io/service-name: a}}\naddressType: IPv4\nendpoints: [{addresses: [\"fd00::1\"]}]\n", "is not an IPv4 address"),
@@ -273,12 +272,24 @@ fn unknown_fields_and_duplicate_keys_are_refused_by_default() {
 fn skipped_documents_are_listed_with_file_index_and_reason() {
     let s = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-2}\n";
     let p = parse(Format::Yaml, "app.yaml", s, "node-1", Validation::Strict).expect("parses");
-    assert!(p.objects.is_empty());
-    assert_eq!(p.skipped.len(), 2, "{:?}", p.skipped);
+    assert_eq!(p.skipped.len(), 1, "{:?}", p.skipped);
     assert!(
         p.skipped[0].starts_with("app.yaml: document 1 (Deployment default/web): kind Deployment ignored"),
         "{:?}",
         p.skipped
     );
-    assert!(p.skipped[1].starts_with("app.yaml: document 2 (Pod default/p): has no IP yet"), "{:?}", p.skipped);
+    assert_eq!(p.objects.len(), 1, "a pod without an IP is kept");
+    assert!(p.warnings.iter().any(|w| w.contains("(Pod default/p): has no IP yet")), "{:?}", p.warnings);
+}
+
+/// Issue 10: a Pod as `kubectl run web --image=x --labels=app=web --dry-run=client -o yaml`
+/// writes it applies unchanged and waits for its sandbox.
+#[test]
+fn pods_as_kubectl_writes_them_are_kept_until_attached() {
+    let s = "apiVersion: v1\nkind: Pod\nmetadata:\n  creationTimestamp: null\n  labels:\n    app: web\n  name: web\nspec:\n  containers:\n  - image: x\n    name: web\n    resources: {}\n  dnsPolicy: ClusterFirst\n  restartPolicy: Always\nstatus: {}\n";
+    let p = parse(Format::Yaml, "web.yaml", s, "node-1", Validation::Strict).expect("parses");
+    assert_eq!(p.objects.len(), 1, "{:?}", p.skipped);
+    let Object::Pod(pod) = &p.objects[0] else { panic!("a pod") };
+    assert!(pod.ips.is_empty() && pod.port.is_none() && pod.node.is_none());
+    assert_eq!(pod.labels.get("app").map(String::as_str), Some("web"));
 }

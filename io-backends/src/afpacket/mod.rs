@@ -6,7 +6,7 @@
 mod ring;
 
 use crate::sys;
-use crate::{Backend, Batch, TxReport};
+use crate::{Backend, Batch, PortShare, TxReport};
 use ring::{Mapping, Ring, RxFrame, TP_STATUS_KERNEL, TP_STATUS_SEND_REQUEST, TP_STATUS_USER};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -28,8 +28,28 @@ const ETH_P_ALL: u16 = 0x0003;
 /// Ring geometry: 2 KiB slots fit a 1500-byte MTU frame with the kernel's header.
 const FRAME_SIZE: usize = 2048;
 const BLOCK_SIZE: usize = 1 << 16;
-const BLOCKS: usize = 32;
-const FRAMES: usize = BLOCK_SIZE / FRAME_SIZE * BLOCKS;
+
+/// How large a port's rings are. Ports opened at start (uplink, host, configured pods) get
+/// deep rings; ports attached at run time (pods' veths, up to a few hundred per node) get
+/// shallow ones, so that 250 pod ports cost 250 * 2 * 256 KiB of ring memory per worker
+/// rather than 250 * 2 * 2 MiB. Frame buffers are not per port: every port of a worker draws
+/// from the worker's one pool, so an idle port holds none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingSize {
+    /// 32 blocks of 64 KiB per ring: 1,024 frames each way.
+    Deep,
+    /// 4 blocks of 64 KiB per ring: 128 frames each way.
+    Shallow,
+}
+
+impl RingSize {
+    fn blocks(self) -> usize {
+        match self {
+            RingSize::Deep => 32,
+            RingSize::Shallow => 4,
+        }
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -54,29 +74,36 @@ pub struct AfPacketPort {
 }
 
 impl AfPacketPort {
-    /// Opens a packet socket on `interface` with RX and TX rings.
+    /// Opens a packet socket on `interface` with deep RX and TX rings.
     pub fn open(port: PortId, interface: &str) -> io::Result<AfPacketPort> {
+        Self::open_sized(port, interface, RingSize::Deep)
+    }
+
+    /// Opens a packet socket on `interface` with RX and TX rings of `size`.
+    pub fn open_sized(port: PortId, interface: &str, size: RingSize) -> io::Result<AfPacketPort> {
         let ifindex = sys::ifindex(interface)?;
+        let blocks = size.blocks();
+        let frames = BLOCK_SIZE / FRAME_SIZE * blocks;
         // Protocol 0 until bind: no frame reaches the ring before it is bound to the interface.
         let fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
         sys::setsockopt(&fd, SOL_PACKET, PACKET_VERSION, &TPACKET_V2)?;
         let req = TpacketReq {
             block_size: BLOCK_SIZE as u32,
-            block_nr: BLOCKS as u32,
+            block_nr: blocks as u32,
             frame_size: FRAME_SIZE as u32,
-            frame_nr: FRAMES as u32,
+            frame_nr: frames as u32,
         };
         sys::setsockopt(&fd, SOL_PACKET, PACKET_RX_RING, &req)?;
         sys::setsockopt(&fd, SOL_PACKET, PACKET_TX_RING, &req)?;
         // Best effort: skip the qdisc on transmit, and do not see our own transmissions.
         let _ = sys::setsockopt(&fd, SOL_PACKET, PACKET_QDISC_BYPASS, &1i32);
         let _ = sys::setsockopt(&fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32);
-        let ring_bytes = BLOCK_SIZE * BLOCKS;
+        let ring_bytes = BLOCK_SIZE * blocks;
         let map = Mapping::new(&fd, 2 * ring_bytes)?;
         // SAFETY: both rings lie within the 2 * ring_bytes mapping, and they are fields of the
         // same struct as the mapping, declared before it so they are dropped first.
         let (rx, tx) =
-            unsafe { (Ring::new(&map, 0, FRAME_SIZE, FRAMES), Ring::new(&map, ring_bytes, FRAME_SIZE, FRAMES)) };
+            unsafe { (Ring::new(&map, 0, FRAME_SIZE, frames), Ring::new(&map, ring_bytes, FRAME_SIZE, frames)) };
         let sll = libc::sockaddr_ll {
             sll_family: libc::AF_PACKET as u16,
             sll_protocol: ETH_P_ALL.to_be(),
@@ -299,5 +326,37 @@ impl Backend for AfPacketBackend {
 
     fn put_free(&mut self, buf: OwnedBuf) {
         self.pool.push(buf);
+    }
+
+    fn attach_port(&mut self, port: PortId, interface: &str, share: &mut PortShare) -> io::Result<()> {
+        let Some(slot) = self.ports.get(port.index()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("port id {} is beyond the {} ports this backend was opened for", port.0, self.ports.len()),
+            ));
+        };
+        if slot.is_some() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("port id {} is in use", port.0)));
+        }
+        let ctx = |e: io::Error| io::Error::new(e.kind(), format!("{interface}: {e}"));
+        let p = AfPacketPort::open_sized(port, interface, RingSize::Shallow).map_err(ctx)?;
+        if share.workers > 1 {
+            share.fanout = Some(join_fanout(&p.fd, share.fanout).map_err(ctx)?);
+        }
+        self.fds.push(p.fd.as_raw_fd());
+        self.ports[port.index()] = Some(p);
+        self.order = (0..self.ports.len()).filter(|i| self.ports[*i].is_some()).collect();
+        self.next = 0;
+        Ok(())
+    }
+
+    fn detach_port(&mut self, port: PortId) -> bool {
+        let Some(p) = self.ports.get_mut(port.index()).and_then(Option::take) else { return false };
+        let fd = p.fd.as_raw_fd();
+        self.fds.retain(|f| *f != fd);
+        drop(p);
+        self.order = (0..self.ports.len()).filter(|i| self.ports[*i].is_some()).collect();
+        self.next = 0;
+        true
     }
 }

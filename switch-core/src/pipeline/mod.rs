@@ -141,6 +141,14 @@ impl Worker {
         &self.frags
     }
 
+    /// Forgets the counters of a port that was removed, so that a port given its id later
+    /// starts from zero.
+    pub fn forget_port(&mut self, port: crate::packet::PortId) {
+        if let Some(p) = self.stats.ports.get_mut(port.index()) {
+            *p = stats::PortStats::default();
+        }
+    }
+
     /// Counts a frame the backend could not transmit.
     pub fn count_tx_drop(&mut self, port: crate::packet::PortId, len: usize) {
         let p = self.stats.port(port);
