@@ -265,10 +265,10 @@ fn internal_traffic_policy_local() {
 #[test]
 fn external_name_and_headless_services_get_no_nat() {
     let m = Model::new();
-    let before = m.c.cell().load().services.ports().len();
+    let before = m.c.cell().load().services.port_count();
     m.apply("apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: x}\nspec: {type: ExternalName, externalName: db.example.com}\n");
     m.apply(&svc("headless", "  clusterIP: None\n  selector: {pod: a}\n  ports: [{port: 80}]\n"));
-    assert_eq!(m.c.cell().load().services.ports().len(), before, "no service ports for either");
+    assert_eq!(m.c.cell().load().services.port_count(), before, "no service ports for either");
     let l = m.c.list("svc", "x", "ext").expect("listed");
     assert!(l.objects[0].json.contains("db.example.com"));
     // Headless: clients talk to the pods directly.
@@ -436,4 +436,40 @@ fn cluster_ips_come_from_the_service_cidrs_and_unknown_ones_go_nowhere() {
         svc("lb", "  type: LoadBalancer\n  clusterIP: 10.96.0.43\n  ports: [{port: 80, nodePort: 30100}]\n")
     ));
     assert!(e.contains("10.96.0.41 is inside the cluster range 10.96.0.0/12"), "{e}");
+}
+
+/// Issue 10: identities, service ports and policy rules keep their ids while they live,
+/// whatever is applied or deleted around them (ids from sort position renamed the flows of
+/// `conntrack list` after an unrelated apply).
+#[test]
+fn ids_stay_when_unrelated_objects_come_and_go() {
+    let m = Model::new();
+    m.apply(&svc("web", "  clusterIP: 10.96.0.10\n  selector: {pod: a}\n  ports: [{port: 80}]\n"));
+    m.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: x}\nspec: {podSelector: {}, ingress: [{}], egress: [{}]}\n");
+    let snapshot = |m: &Model| {
+        let t = m.c.cell().load_full();
+        let svc = t.services.lookup(Addr::from(ip("10.96.0.10")), 80, 6).expect("frontend").target;
+        let ident = t.endpoints.identity_of(Addr::from(ip("10.244.1.1")));
+        let rules: Vec<(u32, String)> = (0..64u32)
+            .map(|i| (i, t.policy.rule_name(switch_core::policy::RuleId(i)).to_string()))
+            .filter(|(_, n)| n.starts_with("x/web "))
+            .collect();
+        (svc, ident, rules)
+    };
+    let before = snapshot(&m);
+    assert_eq!(before.2.len(), 2, "{:?}", before.2);
+    // Objects that sort before them in every order the builder used: a service, a policy and
+    // pods with new labels in a namespace named first.
+    m.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: aaa, namespace: a}\nspec: {clusterIP: 10.96.0.5, ports: [{port: 80, name: a}]}\n");
+    m.apply("apiVersion: v1\nkind: Service\nmetadata: {name: aaa, namespace: a}\nspec: {clusterIP: 10.96.0.5, ports: [{port: 80, name: a}, {port: 81, name: b}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: aaa, namespace: a}\nspec: {podSelector: {}, ingress: [{}, {}], egress: [{}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p0, namespace: a, labels: {aaa: first}}\nspec: {nodeName: node-2}\nstatus: {podIP: 10.244.2.50}\n");
+    assert_eq!(snapshot(&m), before, "nothing of x/web was renumbered");
+    m.apply("apiVersion: v1\nkind: Service\nmetadata: {name: web2, namespace: x}\nspec: {clusterIP: 10.96.0.11, ports: [{port: 80}]}\n");
+    let k = |kind: &str, ns: &str, name: &str| control::api::pb::ObjectRef {
+        kind: kind.into(),
+        namespace: ns.into(),
+        name: name.into(),
+    };
+    m.c.delete(&[k("Service", "a", "aaa"), k("NetworkPolicy", "a", "aaa"), k("Pod", "a", "p0")], &[], false)
+        .expect("delete");
+    assert_eq!(snapshot(&m), before, "deleting them renumbers nothing either");
 }

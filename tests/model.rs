@@ -106,7 +106,7 @@ impl Model {
         let built = control::build::build_text(&text, std::path::Path::new("model.toml"), &dir, 1).expect("base");
         let cfg: control::config::Config = toml::from_str(&text).expect("base parses");
         let cell = Arc::new(control::publish::SnapshotCell::new(built.tables));
-        let c = Controller::new(cfg, built.ports, cell, dir, None);
+        let c = Controller::new(cfg, built.ports, cell, dir, None).with_ids(built.ids);
         let c = Arc::new(match workers {
             Some(n) => c.with_workers(n).with_services(built.services),
             None => c,

@@ -233,6 +233,8 @@ struct Rebuilt {
     services: Option<build::ServicesState>,
     /// After a service-only build: the compiled services it replaced.
     undo: Undo,
+    /// The stable ids after this build.
+    ids: build::Ids,
 }
 
 /// Compiled services a change replaced, to put back if it is refused.
@@ -249,6 +251,8 @@ struct State {
     open: std::collections::BTreeMap<PortId, String>,
     /// Per pod CIDR, the address handed out last.
     ipam_last: std::collections::BTreeMap<String, String>,
+    /// Stable ids of the live snapshot (a change works on a copy, kept if published).
+    ids: build::Ids,
 }
 
 /// The control plane's state and its links to the workers.
@@ -289,6 +293,7 @@ impl Controller {
                 services: None,
                 open: std::collections::BTreeMap::new(),
                 ipam_last: std::collections::BTreeMap::new(),
+                ids: build::Ids::default(),
             }),
             cell,
             ports,
@@ -321,6 +326,15 @@ impl Controller {
 
     pub fn with_reports(mut self, reports: Vec<Arc<Mutex<Option<Report>>>>) -> Controller {
         self.reports = reports;
+        self
+    }
+
+    /// Keeps the stable ids of the snapshot the daemon started with, so that the first change
+    /// renumbers nothing.
+    pub fn with_ids(self, ids: build::Ids) -> Controller {
+        if let Ok(mut st) = self.state.lock() {
+            st.ids = ids;
+        }
         self
     }
 
@@ -464,14 +478,15 @@ impl Controller {
         let result = match (touched, st.services.take()) {
             (Some(touched), Some(mut services)) => {
                 let mut undo = Vec::new();
-                let r = self.rebuild_services(st, &mut services, &touched, generation, &mut undo);
+                let mut ids = st.ids.clone();
+                let r = self.rebuild_services(st, &mut services, &touched, generation, &mut undo, &mut ids);
                 if r.is_err() || dry_run {
                     Controller::undo_services(&mut services, undo);
                     st.services = Some(services);
-                    r.map(|t| Rebuilt { tables: t, ports: None, services: None, undo: Vec::new() })
+                    r.map(|t| Rebuilt { tables: t, ports: None, services: None, undo: Vec::new(), ids })
                 } else {
                     st.services = Some(services);
-                    r.map(|t| Rebuilt { tables: t, ports: None, services: None, undo })
+                    r.map(|t| Rebuilt { tables: t, ports: None, services: None, undo, ids })
                 }
             }
             (_, old) => {
@@ -520,6 +535,7 @@ impl Controller {
         if let Some(s) = rebuilt.services {
             st.services = Some(LiveServices::from(s));
         }
+        st.ids = rebuilt.ids;
         let generation = self.cell.publish(rebuilt.tables);
         self.close_ports(&closing);
         for (id, interface) in &opening {
@@ -560,7 +576,8 @@ impl Controller {
             // exactly when several workers hand frames over.
             cfg.datapath.workers = n;
         }
-        let built = build::build_cached(&cfg, &self.base_dir, generation, &mut st.cache).map_err(|e| {
+        let mut ids = st.ids.clone();
+        let built = build::build_cached(&cfg, &self.base_dir, generation, &mut st.cache, &mut ids).map_err(|e| {
             let (what, msg) = origins.describe(&e);
             Refusal::Invalid(format!("{what}: {msg}"))
         })?;
@@ -574,7 +591,7 @@ impl Controller {
             ));
         }
         let ports = built.ports.into_iter().filter(|p| attached.contains(p.name.as_str())).collect();
-        Ok(Rebuilt { tables: built.tables, ports: Some(ports), services: Some(built.services), undo: Vec::new() })
+        Ok(Rebuilt { tables: built.tables, ports: Some(ports), services: Some(built.services), undo: Vec::new(), ids })
     }
 
     /// Only the touched services, recompiled; the rest of the snapshot is shared.
@@ -585,6 +602,7 @@ impl Controller {
         touched: &BTreeSet<(String, String)>,
         generation: u64,
         undo: &mut Undo,
+        ids: &mut build::Ids,
     ) -> Result<Tables, Refusal> {
         let ctx = &services.ctx;
         let has_pod = |ns: &str, p: &str| ctx.pod_keys.contains(&(ns.to_string(), p.to_string()));
@@ -620,7 +638,7 @@ impl Controller {
                 added: changed.iter().filter_map(|(k, _)| services.compiled.get(k).map(|c| c.parts())).collect(),
             }
         };
-        let (table, _) = build::services::assemble(&services.compiled, steer)
+        let (table, _) = build::services::assemble(&services.compiled, steer, &mut ids.service_ports)
             .map_err(|e| Refusal::Invalid(format!("services: {e}")))?;
         Ok(live.with_services(table, generation))
     }
@@ -785,7 +803,7 @@ impl Controller {
         let mut sizes = pb::TableSizes {
             endpoints: t.endpoints.len() as u64,
             routes: t.routes.len() as u64,
-            service_ports: t.services.ports().len() as u64,
+            service_ports: t.services.port_count() as u64,
             frontends: t.services.frontend_count() as u64,
             policy_classifiers: t.policy.len() as u64,
             policy_rules: t.policy.rule_count() as u64,

@@ -19,6 +19,9 @@ const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest interface name Linux takes (IFNAMSIZ less the terminating NUL).
 const MAX_IFNAME: usize = 15;
 
+/// A port opened at run time: its id and interface.
+pub(super) type OpenPort = (PortId, String);
+
 /// A port as the API reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortOut {
@@ -61,7 +64,7 @@ fn check_label(what: &str, s: &str) -> Result<(), Refusal> {
 
 impl Controller {
     /// Which runtime ports a built snapshot adds and removes, compared with those open.
-    pub(super) fn port_plan(&self, st: &State, ports: &[PortSpec]) -> (Vec<(PortId, String)>, Vec<(PortId, String)>) {
+    pub(super) fn port_plan(&self, st: &State, ports: &[PortSpec]) -> (Vec<OpenPort>, Vec<OpenPort>) {
         let want: BTreeMap<PortId, String> =
             ports.iter().map(|p| (p.id, p.interface.clone().unwrap_or_default())).collect();
         let opening = want.iter().filter(|(id, i)| st.open.get(id) != Some(i)).map(|(a, b)| (*a, b.clone())).collect();

@@ -179,7 +179,8 @@ pub fn run(
         Controller::new(base, built.ports.clone(), Arc::clone(&cell), opts.base_dir.clone(), Some(opts.config.clone()))
             .with_reports(reports.clone())
             .with_workers(workers as u16)
-            .with_services(built.services);
+            .with_services(built.services)
+            .with_ids(built.ids);
     if let Some((file, saved)) = state {
         controller = controller.with_state_file(file);
         if !saved.objects.is_empty() {

@@ -84,7 +84,7 @@ pub fn render(r: &Report, t: &Tables, apply_ns: u64) -> String {
         ("podswitch_tables_generation", "Generation of the table snapshot in use.", r.generation as f64),
         ("podswitch_endpoints", "Endpoints in the snapshot.", t.endpoints.len() as f64),
         ("podswitch_routes", "Routes in the snapshot.", t.routes.len() as f64),
-        ("podswitch_service_ports", "Service ports in the snapshot.", t.services.ports().len() as f64),
+        ("podswitch_service_ports", "Service ports in the snapshot.", t.services.port_count() as f64),
         ("podswitch_service_frontends", "Service frontends in the snapshot.", t.services.frontend_count() as f64),
         ("podswitch_policy_rules", "Compiled policy rules in the snapshot.", t.policy.rule_count() as f64),
         (

@@ -119,7 +119,7 @@ impl Report {
             self.generation,
             t.endpoints.len(),
             t.routes.len(),
-            t.services.ports().len(),
+            t.services.port_count(),
             t.services.frontend_count(),
             t.policy.len(),
             t.policy.rule_count()

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
                     b.ports.len(),
                     b.tables.endpoints.len(),
                     b.tables.routes.len(),
-                    b.tables.services.ports().len(),
+                    b.tables.services.port_count(),
                     b.tables.policy.rule_count()
                 );
                 ExitCode::SUCCESS

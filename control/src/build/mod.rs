@@ -1,10 +1,12 @@
 //! From a [`Config`] to a validated table snapshot. Everything is checked here, off the packet
 //! path; a config that fails leaves whatever snapshot is running untouched.
 
+pub mod ids;
 mod parse;
 mod policy;
 pub(crate) mod selector;
 pub(crate) mod services;
+pub use ids::Ids;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +49,9 @@ pub struct Built {
     pub max_ports: usize,
     /// Kept by the daemon for service-only changes.
     pub services: ServicesState,
+    /// The stable ids this build gave (from [`build`]; [`build_cached`] leaves it empty and
+    /// updates the caller's).
+    pub ids: Ids,
 }
 
 /// The snapshot's port list, indexed by port id. Ids not in use (a pod port detached at run
@@ -129,17 +134,22 @@ fn node_section() -> Sec {
 /// Builds a snapshot from a parsed config.
 pub fn build(cfg: &Config, base_dir: &Path, generation: u64) -> Result<Built, FieldError> {
     let mut cache = MaglevCache::default();
-    build_cached(cfg, base_dir, generation, &mut cache)
+    let mut ids = Ids::default();
+    let mut built = build_cached(cfg, base_dir, generation, &mut cache, &mut ids)?;
+    built.ids = ids;
+    Ok(built)
 }
 
 /// Builds a snapshot, reusing the Maglev tables of an earlier build whose backends did not
-/// change (the daemon keeps `cache` from one change to the next). The caller ends the build
-/// with `cache.finish()` when it publishes, `cache.abandon()` otherwise.
+/// change (the daemon keeps `cache` from one change to the next) and the stable ids `ids`
+/// gave before. The caller ends the build with `cache.finish()` when it publishes,
+/// `cache.abandon()` otherwise, and keeps `ids` only from a build it publishes.
 pub fn build_cached(
     cfg: &Config,
     base_dir: &Path,
     generation: u64,
     cache: &mut MaglevCache,
+    ids: &mut Ids,
 ) -> Result<Built, FieldError> {
     let n = &cfg.node;
     let ns = node_section();
@@ -428,9 +438,11 @@ pub fn build_cached(
     for p in &cfg.pods {
         identity_of.insert((p.namespace.clone(), p.labels.clone()), Identity::UNKNOWN);
     }
-    for (i, (_, v)) in identity_of.iter_mut().enumerate() {
-        *v = Identity(Identity::FIRST_POD + i as u32);
+    // Identities keep their number while any pod has their namespace and labels.
+    for (k, v) in identity_of.iter_mut() {
+        *v = Identity(Identity::FIRST_POD + ids.identities.id(k));
     }
+    ids.identities.retain(&identity_of.keys().cloned().collect());
     let mut seen_pods: HashMap<(&str, &str), usize> = HashMap::new();
     for (i, p) in cfg.pods.iter().enumerate() {
         let sec = Some(("pods", i));
@@ -511,7 +523,7 @@ pub fn build_cached(
     }
 
     // Policies, compiled per local pod.
-    let policy = policy::compile(cfg, &pods, &ns_labels, &mut endpoints)?;
+    let policy = policy::compile(cfg, &pods, &ns_labels, &mut endpoints, &mut ids.rules)?;
 
     let node_ips: Vec<Addr> = ipv4.map(Addr::from).into_iter().chain(ipv6.map(Addr::from)).collect();
     let remote_ips = nodes.iter().map(|r| r.underlay_ip).collect();
@@ -533,7 +545,7 @@ pub fn build_cached(
         maglev: dp.maglev_table_size,
         steering: dp.workers > 1,
     };
-    let (services, external_names, compiled) = services::build(cfg, &ctx, cache)?;
+    let (services, external_names, compiled) = services::build(cfg, &ctx, cache, &mut ids.service_ports)?;
 
     let mut tables = Tables::new(
         generation,
@@ -557,6 +569,7 @@ pub fn build_cached(
         workers: dp.workers,
         max_ports: dp.max_ports,
         services: ServicesState { ctx, compiled },
+        ids: Ids::default(),
     })
 }
 

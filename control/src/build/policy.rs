@@ -144,6 +144,7 @@ pub(crate) fn compile(
     pods: &[Pod],
     ns_labels: &BTreeMap<String, Labels>,
     endpoints: &mut [Endpoint],
+    ids: &mut super::ids::Interner<String>,
 ) -> Result<PolicyTable, FieldError> {
     // Validate everything first, so that errors do not depend on which pods exist.
     let mut seen = std::collections::HashSet::new();
@@ -172,16 +173,24 @@ pub(crate) fn compile(
             ports(sec, &format!("policies[{i}].egress[{j}]"), &r.ports, &any_name)?;
         }
     }
-    let mut names: Vec<String> = Vec::new();
+    // Rules keep their id while their policy lives (see `ids.rs`); ids not in use are named "".
+    let mut named: Vec<(RuleId, String)> = Vec::new();
     let mut rule_ids: HashMap<(usize, Dir, usize), RuleId> = HashMap::new();
     for (i, p) in cfg.policies.iter().enumerate() {
         for (dir, n) in [(Dir::Ingress, p.ingress.len()), (Dir::Egress, p.egress.len())] {
             for j in 0..n {
-                rule_ids.insert((i, dir, j), RuleId(names.len() as u32));
                 let d = if dir == Dir::Ingress { "ingress" } else { "egress" };
-                names.push(format!("{}/{} {d}[{j}]", p.namespace, p.name));
+                let name = format!("{}/{} {d}[{j}]", p.namespace, p.name);
+                let id = RuleId(ids.id(&name));
+                rule_ids.insert((i, dir, j), id);
+                named.push((id, name));
             }
         }
+    }
+    ids.retain(&named.iter().map(|(_, n)| n.clone()).collect());
+    let mut names = vec![String::new(); named.iter().map(|(id, _)| id.0 as usize + 1).max().unwrap_or(0)];
+    for (id, n) in named {
+        names[id.0 as usize] = n;
     }
     let mut classifiers: Vec<Classifier> = Vec::new();
     let mut cache: HashMap<ClassifierKey, ClassifierId> = HashMap::new();

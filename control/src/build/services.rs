@@ -152,6 +152,7 @@ pub(crate) fn build(
     cfg: &Config,
     ctx: &ServiceContext,
     cache: &mut switch_core::service::MaglevCache,
+    ids: &mut super::ids::Interner<String>,
 ) -> Result<BuiltServices, FieldError> {
     let mut compiled = Compiled::new();
     for (i, s) in cfg.services.iter().enumerate() {
@@ -165,7 +166,7 @@ pub(crate) fn build(
         }
         compiled.insert(key, Arc::new(compile(i, s, ctx, cache)?));
     }
-    let (table, names) = assemble(&compiled, if ctx.steering { Steer::Full } else { Steer::Off })
+    let (table, names) = assemble(&compiled, if ctx.steering { Steer::Full } else { Steer::Off }, ids)
         .map_err(|e| FieldError::new(Some(("services", 0)), "services", e.to_string()))?;
     Ok((table, names, compiled))
 }
@@ -188,20 +189,39 @@ pub(crate) enum Steer<'a> {
     Patch { prev: &'a ServiceTable, removed: Vec<Parts<'a>>, added: Vec<Parts<'a>> },
 }
 
-/// Puts compiled services together into one table (in key order), with the flow-owner index
+/// Puts compiled services together into one table, each service port at its stable id
+/// (`ids`, by port name; ids of ports that are gone are freed), with the flow-owner index
 /// `steer` asks for; two services may not share a frontend.
 pub(crate) fn assemble(
     compiled: &Compiled,
     steer: Steer<'_>,
+    ids: &mut super::ids::Interner<String>,
 ) -> Result<(ServiceTable, Vec<(String, String)>), switch_core::service::FrontendClash> {
-    let mut ports = Vec::with_capacity(compiled.len());
+    let mut placed: Vec<(u32, &Arc<ServicePort>)> = Vec::with_capacity(compiled.len());
     let mut frontends = Vec::with_capacity(compiled.len() * 2);
     let mut names = Vec::new();
+    let mut live = std::collections::HashSet::with_capacity(compiled.len());
     for c in compiled.values() {
-        let base = ports.len() as u32;
-        ports.extend(c.ports.iter().cloned());
-        frontends.extend(c.frontends.iter().map(|f| Frontend { target: ServicePortId(base + f.target.0), ..*f }));
+        let local: Vec<u32> = c
+            .ports
+            .iter()
+            .map(|p| {
+                live.insert(p.spec.name.clone());
+                ids.id(&p.spec.name)
+            })
+            .collect();
+        placed.extend(local.iter().copied().zip(&c.ports));
+        frontends
+            .extend(c.frontends.iter().map(|f| Frontend { target: ServicePortId(local[f.target.0 as usize]), ..*f }));
         names.extend(c.external_name.clone());
+    }
+    ids.retain(&live);
+    // Ids not in use hold one shared empty port (no frontend leads there).
+    let hole = Arc::new(ServicePort::new(ServicePortSpec::default(), 0));
+    let len = placed.iter().map(|(i, _)| *i as usize + 1).max().unwrap_or(0);
+    let mut ports = vec![hole; len];
+    for (i, p) in placed {
+        ports[i as usize] = Arc::clone(p);
     }
     let table = ServiceTable::build_shared(ports, frontends)?;
     let table = match steer {

@@ -328,8 +328,14 @@ impl ServiceTable {
         &self.ports[id.0 as usize]
     }
 
+    /// Every service port by id; ids not in use hold a nameless port with no backends.
     pub fn ports(&self) -> &[Arc<ServicePort>] {
         &self.ports
+    }
+
+    /// Service ports in use (ids not in use left out).
+    pub fn port_count(&self) -> usize {
+        self.ports.iter().filter(|p| !p.spec.name.is_empty()).count()
     }
 
     pub fn frontends(&self) -> impl Iterator<Item = &Frontend> {

@@ -1,0 +1,111 @@
+//! Stable ids: identities, service ports and policy rules keep their number for as long as
+//! the object they name lives, whatever else is applied or deleted around them (ids derived
+//! from sort position renamed the flows of `conntrack list` after an unrelated apply, and
+//! could point a tracked flow's service or rule at another object).
+//!
+//! A freed id is given out again only after [`QUARANTINE`] other ids have been freed since
+//! (first freed, first reused), so that a flow still carrying it has long been checked
+//! against a newer snapshot (unanswered flows are re-checked after every table change; see
+//! `conntrack/stage.rs`), and the tables indexed by id stay within about twice their live size.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
+
+/// Freed ids waiting before one of them is reused.
+pub const QUARANTINE: usize = 1024;
+
+/// Ids of one kind of object, by the object's key.
+#[derive(Debug, Clone)]
+pub struct Interner<K> {
+    ids: HashMap<K, u32>,
+    freed: VecDeque<u32>,
+    next: u32,
+}
+
+impl<K> Default for Interner<K> {
+    fn default() -> Interner<K> {
+        Interner { ids: HashMap::new(), freed: VecDeque::new(), next: 0 }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Interner<K> {
+    /// The id of `k`, given one if it has none.
+    pub fn id(&mut self, k: &K) -> u32 {
+        if let Some(id) = self.ids.get(k) {
+            return *id;
+        }
+        let id = if self.freed.len() > QUARANTINE {
+            self.freed.pop_front().unwrap_or(self.next)
+        } else {
+            self.next += 1;
+            self.next - 1
+        };
+        self.ids.insert(k.clone(), id);
+        id
+    }
+
+    /// The id of `k` if it has one.
+    pub fn get(&self, k: &K) -> Option<u32> {
+        self.ids.get(k).copied()
+    }
+
+    /// Frees the ids of every key not in `live`.
+    pub fn retain(&mut self, live: &HashSet<K>) {
+        let freed = &mut self.freed;
+        self.ids.retain(|k, id| {
+            let keep = live.contains(k);
+            if !keep {
+                freed.push_back(*id);
+            }
+            keep
+        });
+    }
+
+    /// One more than the largest id given (the length of a table indexed by id).
+    pub fn bound(&self) -> u32 {
+        self.ids.values().map(|i| i + 1).max().unwrap_or(0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Every kind of stable id of a node's tables.
+#[derive(Debug, Clone, Default)]
+pub struct Ids {
+    /// By (namespace, labels): the security identity of the pods that share them.
+    pub identities: Interner<(String, crate::config::Labels)>,
+    /// By service port name (`namespace/name:port[/v6]`).
+    pub service_ports: Interner<String>,
+    /// By rule name (`namespace/policy ingress[j]`).
+    pub rules: Interner<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_stay_and_freed_ones_wait() {
+        let mut i: Interner<String> = Interner::default();
+        let a = i.id(&"a".to_string());
+        let b = i.id(&"b".to_string());
+        assert_eq!((a, b), (0, 1));
+        i.retain(&["b".to_string()].into());
+        assert_eq!(i.id(&"b".to_string()), 1, "b keeps its id when a goes");
+        assert_eq!(i.id(&"c".to_string()), 2, "a's id is not reused at once");
+        // Once more than QUARANTINE ids wait, the first freed is reused.
+        let many: Vec<String> = (0..QUARANTINE + 1).map(|n| format!("x{n}")).collect();
+        for k in &many {
+            i.id(k);
+        }
+        i.retain(&["b".to_string(), "c".to_string()].into());
+        assert_eq!(i.id(&"d".to_string()), 0, "the first freed id comes back first");
+        assert!(i.bound() as usize <= QUARANTINE + 4);
+    }
+}
