@@ -114,6 +114,34 @@ impl Control for Service {
             node: self.c.node_name(),
         }))
     }
+
+    async fn add_port(&self, _: Request<pb::AddPortRequest>) -> Result<Response<pb::PortResponse>, Status> {
+        Err(Status::unimplemented("being written on main (placeholder for the plugin's branch)"))
+    }
+
+    async fn remove_port(&self, _: Request<pb::RemovePortRequest>) -> Result<Response<pb::PortResponse>, Status> {
+        Err(Status::unimplemented("being written on main (placeholder for the plugin's branch)"))
+    }
+
+    async fn cni_add(&self, _: Request<pb::CniAddRequest>) -> Result<Response<pb::CniAttachment>, Status> {
+        Err(Status::unimplemented("being written on main (placeholder for the plugin's branch)"))
+    }
+
+    async fn cni_del(&self, _: Request<pb::CniRef>) -> Result<Response<pb::CniAttachment>, Status> {
+        Err(Status::unimplemented("being written on main (placeholder for the plugin's branch)"))
+    }
+
+    async fn cni_check(&self, _: Request<pb::CniRef>) -> Result<Response<pb::CniAttachment>, Status> {
+        Err(Status::unimplemented("being written on main (placeholder for the plugin's branch)"))
+    }
+
+    async fn cni_gc(&self, _: Request<pb::CniGcRequest>) -> Result<Response<pb::CniGcResponse>, Status> {
+        Err(Status::unimplemented("being written on main (placeholder for the plugin's branch)"))
+    }
+
+    async fn cni_status(&self, _: Request<pb::CniStatusRequest>) -> Result<Response<pb::CniStatusResponse>, Status> {
+        Err(Status::unimplemented("being written on main (placeholder for the plugin's branch)"))
+    }
 }
 
 use tokio_stream::StreamExt as _;
