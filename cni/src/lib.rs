@@ -11,6 +11,8 @@
 //! - [`plugin`]: the commands;
 //! - [`result`], [`error`]: what is printed.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod daemon;
 pub mod error;

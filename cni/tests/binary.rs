@@ -30,10 +30,13 @@ fn version() {
     assert_eq!(v["supportedVersions"], serde_json::json!(["0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
 }
 
+/// Environment, stdin, expected error code.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a [u8], u64);
+
 #[test]
 fn errors_are_json_on_stdout_with_a_failing_exit() {
     let conf = br#"{"cniVersion":"1.0.0","name":"podswitch","type":"podswitch-cni","socket":"/nonexistent/s.sock"}"#;
-    let cases: &[(&[(&str, &str)], &[u8], u64)] = &[
+    let cases: &[Case] = &[
         (&[], b"", 4),
         (&[("CNI_COMMAND", "FROB")], b"", 4),
         (&[("CNI_COMMAND", "ADD")], b"not json", 6),
