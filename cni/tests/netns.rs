@@ -239,6 +239,13 @@ fn binary_against_a_mock_daemon() {
     assert!(netlink::link(Some(&ns.path(2)), "eth0").unwrap().is_none());
     assert!(daemon.calls().ends_with(&["CniAdd".to_string(), "CniDel".to_string()]), "{:?}", daemon.calls());
 
+    // An attachment the plugin cannot apply: undone the same way, code 100.
+    let bad_env = [("CNI_CONTAINERID", "badaddr-1"), ("CNI_NETNS", pod_b.as_str()), ("CNI_IFNAME", "eth0")];
+    let (code, e) = plugin(&host_ns, "ADD", &bad_env, &conf);
+    assert_eq!((code, e["code"].as_u64()), (1, Some(100)), "{e}");
+    assert!(in_ns(&ns.path(0), || netlink::host_links().unwrap()).is_empty());
+    assert!(daemon.state.lock().unwrap().attachments.is_empty(), "CniDel undid the CniAdd");
+
     // GC (1.1): two attachments, one still valid: the other's host end goes.
     let b_env = [("CNI_CONTAINERID", "container-b"), ("CNI_NETNS", pod_b.as_str()), ("CNI_IFNAME", "net1")];
     assert_eq!(plugin(&host_ns, "ADD", &a_env, &conf).0, 0);
@@ -258,6 +265,23 @@ fn binary_against_a_mock_daemon() {
     let (code, e) = plugin(&host_ns, "STATUS", &[], &gc);
     assert_eq!((code, e["code"].as_u64()), (1, Some(50)), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Not a test: serves the mock daemon on `$PSW_MOCK_SOCKET` until killed, to try the plugin
+/// with a real runtime before podswitchd implements the CNI calls:
+/// `PSW_MOCK_SOCKET=/tmp/m.sock cargo test -p podswitch-cni --test netns -- --ignored serve_mock`.
+#[test]
+#[ignore = "manual aid: serves the mock daemon until killed"]
+fn serve_mock() {
+    let Ok(path) = std::env::var("PSW_MOCK_SOCKET") else {
+        eprintln!("set PSW_MOCK_SOCKET");
+        return;
+    };
+    let _daemon = MockDaemon::start(Path::new(&path));
+    eprintln!("mock podswitchd on {path}");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
 }
 
 trait Merge {

@@ -2,8 +2,9 @@
 //! the next address of 10.99.0.0/24 (gateway 10.99.0.1) and returns the existing attachment
 //! for the same container and interface; CniDel, CniCheck answer NOT_FOUND for unknown
 //! attachments; CniGc removes every attachment not listed; CniStatus is ready. A container id
-//! starting with `exhaust` gets RESOURCE_EXHAUSTED from CniAdd. Every other RPC is
-//! UNIMPLEMENTED. Runs on its own thread until dropped.
+//! starting with `exhaust` gets RESOURCE_EXHAUSTED from CniAdd, one starting with `badaddr`
+//! an attachment whose address has no prefix length. Every other RPC is UNIMPLEMENTED. Runs
+//! on its own thread until dropped.
 
 use control::api::pb;
 use control::api::pb::control_server::{Control, ControlServer};
@@ -128,6 +129,10 @@ impl Control for Mock {
             pod_namespace: if r.pod_namespace.is_empty() { "default".into() } else { r.pod_namespace.clone() },
             pod_name: if r.pod_name.is_empty() { k.0.clone() } else { r.pod_name.clone() },
         };
+        let mut a = a;
+        if k.0.starts_with("badaddr") {
+            a.ips[0].address = "10.99.0.250".into();
+        }
         s.attachments.insert(k, a.clone());
         Ok(Response::new(a))
     }
