@@ -310,13 +310,13 @@ pub fn delete_host(host: &str) -> Result<bool, NetError> {
     })
 }
 
-/// Writes a sysctl under /proc/sys/net of the calling thread's namespace; a missing file (no
-/// IPv6 in this kernel) is not an error.
-fn sysctl_net(path: &str, value: &str) -> Result<(), NetError> {
+/// Writes an IPv6 sysctl (`ipv6/...`) under /proc/sys/net, which shows the calling thread's
+/// namespace. Without IPv6 in the kernel (no /proc/sys/net/ipv6) there is nothing to do.
+fn sysctl_ipv6(path: &str, value: &str) -> Result<(), NetError> {
     let full = format!("/proc/sys/net/{path}");
     match std::fs::write(&full, value) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !Path::new("/proc/sys/net/ipv6").exists() => Ok(()),
         Err(e) => Err(NetError::io(full, e)),
     }
 }
@@ -328,7 +328,7 @@ pub fn configure_host(host: &str, mtu: Option<u32>) -> Result<Link, NetError> {
     run(None, |h| async move {
         let m = get_link(&h, host).await?.ok_or_else(|| NetError::new(format!("host end {host} does not exist")))?;
         let index = m.header.index;
-        sysctl_net(&format!("ipv6/conf/{host}/disable_ipv6"), "1")?;
+        sysctl_ipv6(&format!("ipv6/conf/{host}/disable_ipv6"), "1")?;
         let mut set = LinkUnspec::new_with_index(index).up();
         if let Some(mtu) = mtu {
             set = set.mtu(mtu);
@@ -434,7 +434,7 @@ pub fn configure_container(
                 .map_err(|e| NetError::nl("lo up", e))?;
         }
         if addresses.iter().any(|a| a.addr.is_ipv6()) {
-            sysctl_net(&format!("ipv6/conf/{ifname}/accept_dad"), "0")?;
+            sysctl_ipv6(&format!("ipv6/conf/{ifname}/accept_dad"), "0")?;
         }
         for a in addresses {
             let mut req = h.address().add(index, a.addr, a.len).replace();
