@@ -5,6 +5,7 @@
 # Usage: netns-scripts/cni-podman-trial.sh [SOCKET]
 #   SOCKET  a running podswitchd's control socket; without it, the mock daemon of the plugin's
 #           tests (cni/tests/mock_daemon) is served for the trial.
+# PSW_CNI_VERSION=0.3.1 (or 0.4.0, 1.1.0) runs it with that cniVersion in the conflist.
 # Runs a container (ADD, result read by podman, addresses and DNS inside), restarts it (DEL,
 # ADD), removes it (DEL) and checks that no host end is left. Needs root; installs podman,
 # runc and busybox-static if missing.
@@ -40,7 +41,9 @@ plugin=${CARGO_TARGET_DIR:-$root/target}/debug/podswitch-cni
 
 mkdir -p "$d"/{bin,conf,root,runroot,tmp,rootfs/bin}
 cp "$plugin" /usr/lib/cni/loopback "$d/bin/"
-sed "s|/run/podswitch/podswitch.sock|$socket|" "$root/configs/cni/10-podswitch.conflist" >"$d/conf/10-podswitch.conflist"
+sed -e "s|/run/podswitch/podswitch.sock|$socket|" \
+  -e "s|\"cniVersion\": \"1.0.0\"|\"cniVersion\": \"${PSW_CNI_VERSION:-1.0.0}\"|" \
+  "$root/configs/cni/10-podswitch.conflist" >"$d/conf/10-podswitch.conflist"
 cat >"$d/containers.conf" <<CONF
 [network]
 network_backend = "cni"
