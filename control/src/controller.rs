@@ -531,7 +531,13 @@ impl Controller {
             undo_services(st, rebuilt.undo);
             return rejected(st, m);
         }
-        st.cache.finish();
+        // A full build used every table the snapshot has; a service-only one, only those of
+        // the services it touched.
+        if rebuilt.services.is_some() {
+            st.cache.finish();
+        } else {
+            st.cache.finish_incremental();
+        }
         if let Some(s) = rebuilt.services {
             st.services = Some(LiveServices::from(s));
         }

@@ -134,9 +134,8 @@ impl Controller {
 
     /// The lowest port id that no port uses.
     fn free_port_id(st: &State) -> Result<u16, Refusal> {
-        let (cfg, _) = st.store.config();
-        let used: HashSet<u16> = cfg.ports.iter().enumerate().map(|(i, p)| p.id.unwrap_or(i as u16)).collect();
-        let max = cfg.datapath.max_ports.min(usize::from(u16::MAX));
+        let used = st.store.port_ids();
+        let max = st.store.base().datapath.max_ports.min(usize::from(u16::MAX));
         (0..max as u16)
             .find(|i| !used.contains(i))
             .ok_or_else(|| Refusal::Exhausted(format!("all {max} port ids are in use (datapath.max_ports)")))
@@ -218,14 +217,12 @@ impl Controller {
             return Err(Refusal::Precondition(format!("pod {namespace}/{name} is already attached ({other})")));
         }
         let id = Controller::free_port_id(&st)?;
-        let (cfg, _) = st.store.config();
-        let mut used: HashSet<IpAddr> =
-            cfg.pods.iter().flat_map(|p| p.ips.iter().filter_map(|i| i.parse().ok())).collect();
-        used.extend(st.store.attachments().flat_map(|a| a.ips()));
+        let node = st.store.base().node.clone();
+        let mut used: HashSet<IpAddr> = st.store.pod_ips();
         let mut addresses = Vec::new();
         let mut last = st.ipam_last.clone();
         let mut families = HashSet::new();
-        for c in &cfg.node.pod_cidrs {
+        for c in &node.pod_cidrs {
             let Ok(cidr) = c.parse::<Prefix>() else { continue };
             // One address per family, from the first CIDR of that family with room.
             if families.contains(&cidr.is_v4()) {
@@ -240,10 +237,10 @@ impl Controller {
             }
         }
         if addresses.is_empty() {
-            return Err(if cfg.node.pod_cidrs.is_empty() {
-                Refusal::Precondition(format!("node {} has no pod_cidrs to allocate from", cfg.node.name))
+            return Err(if node.pod_cidrs.is_empty() {
+                Refusal::Precondition(format!("node {} has no pod_cidrs to allocate from", node.name))
             } else {
-                Refusal::Exhausted(format!("no free address in the pod CIDRs {}", cfg.node.pod_cidrs.join(", ")))
+                Refusal::Exhausted(format!("no free address in the pod CIDRs {}", node.pod_cidrs.join(", ")))
             });
         }
         let a = Attachment {

@@ -70,6 +70,25 @@ impl MaglevCache {
         self.prev = std::mem::take(&mut self.next);
     }
 
+    /// Ends a build of only some services (an incremental change): what it used is added to
+    /// what the earlier builds kept, and tables no snapshot uses any more are freed (only the
+    /// cache holds them). Unlike [`MaglevCache::finish`], the tables of the services this
+    /// build did not touch stay, so the next full build finds them.
+    pub fn finish_incremental(&mut self) {
+        let next = std::mem::take(&mut self.next);
+        self.prev.retain(|_, m| m.as_ref().is_some_and(|m| Arc::strong_count(&m.table) > 1));
+        self.prev.extend(next);
+    }
+
+    /// Tables the cache holds for the next build.
+    pub fn len(&self) -> usize {
+        self.prev.len() + self.next.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forgets what the current build used (it was rejected), keeping the previous build's.
     pub fn abandon(&mut self) {
         let next = std::mem::take(&mut self.next);
@@ -164,6 +183,19 @@ mod tests {
     #[test]
     fn table_sizes_keep_a_hundred_slots_per_backend_up_to_the_configured_size() {
         assert_eq!(table_size_for(1, DEFAULT_TABLE_SIZE), 251);
+        // An incremental build keeps the tables of untouched services and frees only those
+        // nothing holds any more.
+        let mut c = MaglevCache::default();
+        let a = c.get(vec![(1, 1), (2, 1)], 251);
+        let b = c.get(vec![(3, 1)], 251);
+        c.finish();
+        drop(b);
+        let _new = c.get(vec![(4, 1)], 251);
+        c.finish_incremental();
+        assert_eq!(c.len(), 2, "a (still held) and the new table stay; b (held by nobody) goes");
+        let misses = c.misses;
+        assert_eq!(c.get(vec![(1, 1), (2, 1)], 251), a);
+        assert_eq!(c.misses, misses, "a is found");
         assert_eq!(table_size_for(5, DEFAULT_TABLE_SIZE), 509);
         assert_eq!(table_size_for(100, DEFAULT_TABLE_SIZE), 16381);
         assert_eq!(table_size_for(1000, DEFAULT_TABLE_SIZE), 16381, "capped at the configured size");
