@@ -473,3 +473,100 @@ fn ids_stay_when_unrelated_objects_come_and_go() {
         .expect("delete");
     assert_eq!(snapshot(&m), before, "deleting them renumbers nothing either");
 }
+
+/// Issue 10: a change of pods, attachments, namespaces or policies rebuilds everything but
+/// the service table and recompiles only the services whose selectors or EndpointSlices name
+/// a changed pod; after every step the live snapshot must equal a full rebuild of the same
+/// objects (services, endpoints with their policy, and the rule count).
+#[test]
+fn incremental_pod_and_policy_rebuilds_match_a_full_rebuild() {
+    for workers in [1, 2] {
+        pods_incremental_matches_full(Model::with_workers(workers), workers);
+    }
+}
+
+fn pods_incremental_matches_full(m: Model, workers: u16) {
+    let endpoints = |t: &switch_core::snapshot::Tables| -> Vec<String> {
+        let mut ips: Vec<(Addr, String)> = Vec::new();
+        for n in 1..=60u32 {
+            for a in [format!("10.244.1.{n}"), format!("10.244.2.{n}")] {
+                let a = Addr::from(ip(&a));
+                if let Some(id) = t.endpoints.by_ip(a) {
+                    let e = t.endpoints.get(id);
+                    let classes = |c: Option<switch_core::policy::ClassifierId>| {
+                        c.map(|c| t.policy.get(c).rule_count().to_string()).unwrap_or_default()
+                    };
+                    ips.push((
+                        a,
+                        format!(
+                            "{}/{} port={:?} in={} out={}",
+                            e.namespace,
+                            e.name,
+                            e.port,
+                            classes(e.ingress),
+                            classes(e.egress)
+                        ),
+                    ));
+                }
+            }
+        }
+        ips.into_iter().map(|(a, d)| format!("{a} {d}")).collect()
+    };
+    let check = |step: &str| {
+        let mut cfg = m.c.config().expect("config");
+        cfg.datapath.workers = workers;
+        let full = control::build::build(&cfg, &std::env::temp_dir(), 0).expect("full build");
+        let live = m.c.cell().load_full();
+        assert_eq!(describe(&live.services), describe(&full.tables.services), "services after {step}");
+        assert_eq!(endpoints(&live), endpoints(&full.tables), "endpoints after {step}");
+        assert_eq!(live.policy.rule_count(), full.tables.policy.rule_count(), "rules after {step}");
+    };
+    m.apply(&svc(
+        "sel",
+        "  clusterIP: 10.96.4.1\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: web}]\n",
+    ));
+    m.apply(&svc("other", "  clusterIP: 10.96.4.2\n  selector: {app: db}\n  ports: [{port: 5432}]\n"));
+    m.apply("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: named, namespace: x, labels: {kubernetes.io/service-name: other}}\naddressType: IPv4\nports: [{name: '', port: 5432}]\nendpoints: [{addresses: [10.244.2.30], targetRef: {kind: Pod, name: r30, namespace: x}}]\n");
+    check("services");
+    let remote = |name: &str, ip: &str, labels: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {labels}}}\nspec: {{nodeName: node-2, containers: [{{name: c, image: i, ports: [{{name: web, containerPort: 8080}}]}}]}}\nstatus: {{podIP: {ip}}}\n")
+    };
+    let scope = |yaml: &str| m.c.apply(&[podswitch_tests::model::manifest(yaml)], false).expect("apply").scope;
+    assert_eq!(scope(&remote("r1", "10.244.2.21", "{app: web}")), "pods", "a pod change does not rebuild services");
+    check("a remote pod the selector picks");
+    m.apply(&remote("r2", "10.244.2.22", "{app: web, tier: x}"));
+    check("a second one, a new identity");
+    m.apply(&remote("r1", "10.244.2.21", "{app: db}"));
+    check("r1 relabelled out of one selector into another");
+    m.apply(&remote("r30", "10.244.2.30", "{app: none}"));
+    check("a pod an EndpointSlice names");
+    let np = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: x}\nspec: {podSelector: {matchLabels: {pod: a}}, ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: web}]}]}\n";
+    assert_eq!(scope(np), "pods");
+    check("a policy naming the pods");
+    // A pod attached by the CNI plugin, bound to a Pod object applied later.
+    let add = control::attach::AddRequest {
+        cni: control::attach::CniRef { container_id: "c1".into(), ifname: "eth0".into() },
+        netns: "/run/netns/c1".into(),
+        host_interface: "psw1".into(),
+        mac: "02:00:00:00:aa:01".into(),
+        pod_namespace: "x".into(),
+        pod_name: "att".into(),
+        annotations: [("podswitch.io/labels".to_string(), "app=web".to_string())].into(),
+    };
+    m.c.cni_add(add).expect("attach");
+    check("a pod attached");
+    m.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: att, namespace: x, labels: {app: db}}\nspec: {containers: [{name: c, image: i}]}\n");
+    check("its Pod object relabelling it");
+    assert_eq!(scope("apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {ns: x, extra: z}}\n"), "pods");
+    check("a namespace relabelled");
+    m.delete("pod", "x", "r2");
+    check("a pod deleted");
+    m.c.cni_del(&control::attach::CniRef { container_id: "c1".into(), ifname: "eth0".into() }).expect("detach");
+    check("the attached pod detached");
+    m.delete("networkpolicy", "x", "web");
+    check("the policy deleted");
+    let gen = m.c.cell().generation();
+    m.refuse(&remote("dup", "10.244.2.21", "{app: web}"));
+    assert_eq!(m.c.cell().generation(), gen, "a pod with another's address is refused");
+    check("a refused pod");
+}

@@ -189,6 +189,8 @@ pub struct Outcome {
     pub changes: Vec<(Key, Action)>,
     pub warnings: Vec<String>,
     pub build_micros: u64,
+    /// What was built: "full", "services" or "pods" ("" when nothing was).
+    pub scope: &'static str,
 }
 
 impl Outcome {
@@ -198,6 +200,7 @@ impl Outcome {
             changes: self.changes.iter().map(|(k, a)| change_pb(k, *a)).collect(),
             warnings: self.warnings.clone(),
             build_micros: self.build_micros,
+            build_scope: self.scope.into(),
         }
     }
 }
@@ -235,6 +238,10 @@ struct Rebuilt {
     undo: Undo,
     /// The stable ids after this build.
     ids: build::Ids,
+    /// After a pods-only build: the compiled services to keep once it is published.
+    replace: Option<LiveServices>,
+    /// "full", "services" or "pods".
+    scope: &'static str,
 }
 
 /// Compiled services a change replaced, to put back if it is refused.
@@ -467,7 +474,7 @@ impl Controller {
         let changed =
             changes.iter().any(|(_, a)| *a != Action::Unchanged) || action == "reloaded" || action == "restored";
         if !changed {
-            return Ok(Outcome { generation: self.cell.generation(), changes, warnings, build_micros: 0 });
+            return Ok(Outcome { generation: self.cell.generation(), changes, warnings, build_micros: 0, scope: "" });
         }
         let generation = self.cell.generation() + 1;
         let touched = if action == "reloaded" || action == "restored" {
@@ -483,11 +490,34 @@ impl Controller {
                 if r.is_err() || dry_run {
                     Controller::undo_services(&mut services, undo);
                     st.services = Some(services);
-                    r.map(|t| Rebuilt { tables: t, ports: None, services: None, undo: Vec::new(), ids })
+                    r.map(|t| Rebuilt {
+                        tables: t,
+                        ports: None,
+                        services: None,
+                        undo: Vec::new(),
+                        ids,
+                        replace: None,
+                        scope: "services",
+                    })
                 } else {
                     st.services = Some(services);
-                    r.map(|t| Rebuilt { tables: t, ports: None, services: None, undo, ids })
+                    r.map(|t| Rebuilt {
+                        tables: t,
+                        ports: None,
+                        services: None,
+                        undo,
+                        ids,
+                        replace: None,
+                        scope: "services",
+                    })
                 }
+            }
+            (None, Some(services))
+                if action != "reloaded" && action != "restored" && Controller::pods_only(&changes) =>
+            {
+                let r = self.rebuild_pods(st, &services, &changes, generation);
+                st.services = Some(services);
+                r
             }
             (_, old) => {
                 st.services = old;
@@ -508,7 +538,13 @@ impl Controller {
         let build_micros = t0.elapsed().as_micros() as u64;
         if dry_run {
             st.cache.abandon();
-            return Ok(Outcome { generation: self.cell.generation(), changes, warnings, build_micros });
+            return Ok(Outcome {
+                generation: self.cell.generation(),
+                changes,
+                warnings,
+                build_micros,
+                scope: rebuilt.scope,
+            });
         }
         // Ports new in this change are opened before it is published (a frame that arrives
         // first meets the old snapshot, where the port has no pod, and is dropped); ports it
@@ -541,7 +577,11 @@ impl Controller {
         if let Some(s) = rebuilt.services {
             st.services = Some(LiveServices::from(s));
         }
+        if let Some(s) = rebuilt.replace {
+            st.services = Some(s);
+        }
         st.ids = rebuilt.ids;
+        let scope = rebuilt.scope;
         let generation = self.cell.publish(rebuilt.tables);
         self.close_ports(&closing);
         for (id, interface) in &opening {
@@ -554,7 +594,7 @@ impl Controller {
         let n = changes.iter().filter(|(_, a)| *a != Action::Unchanged).count();
         tracing::info!(generation, objects = n, micros = t0.elapsed().as_micros() as u64, "{action}");
         self.emit(action, &changes, format!("{n} object(s) {action}"));
-        Ok(Outcome { generation, changes, warnings, build_micros })
+        Ok(Outcome { generation, changes, warnings, build_micros, scope })
     }
 
     /// Puts back the compiled services a refused change replaced.
@@ -587,8 +627,23 @@ impl Controller {
             let (what, msg) = origins.describe(&e);
             Refusal::Invalid(format!("{what}: {msg}"))
         })?;
+        let ports = self.runtime_ports(st, built.ports)?;
+        Ok(Rebuilt {
+            tables: built.tables,
+            ports: Some(ports),
+            services: Some(built.services),
+            undo: Vec::new(),
+            ids,
+            replace: None,
+            scope: "full",
+        })
+    }
+
+    /// The ports a build attached at run time; refused if the config file's differ from those
+    /// the daemon started with.
+    fn runtime_ports(&self, st: &State, built: Vec<PortSpec>) -> Result<Vec<PortSpec>, Refusal> {
         let attached: BTreeSet<&str> = st.store.attachments().map(|a| a.port.as_str()).collect();
-        let fixed: Vec<&PortSpec> = built.ports.iter().filter(|p| !attached.contains(p.name.as_str())).collect();
+        let fixed: Vec<&PortSpec> = built.iter().filter(|p| !attached.contains(p.name.as_str())).collect();
         if fixed.len() != self.ports.len() || fixed.iter().zip(&self.ports).any(|(a, b)| *a != b) {
             return Err(Refusal::Precondition(
                 "the config file's ports differ from the running ones; they change only with a restart \
@@ -596,8 +651,7 @@ impl Controller {
                     .into(),
             ));
         }
-        let ports = built.ports.into_iter().filter(|p| attached.contains(p.name.as_str())).collect();
-        Ok(Rebuilt { tables: built.tables, ports: Some(ports), services: Some(built.services), undo: Vec::new(), ids })
+        Ok(built.into_iter().filter(|p| attached.contains(p.name.as_str())).collect())
     }
 
     /// Only the touched services, recompiled; the rest of the snapshot is shared.
@@ -610,43 +664,129 @@ impl Controller {
         undo: &mut Undo,
         ids: &mut build::Ids,
     ) -> Result<Tables, Refusal> {
-        let ctx = &services.ctx;
-        let has_pod = |ns: &str, p: &str| ctx.pod_keys.contains(&(ns.to_string(), p.to_string()));
-        for (ns, name) in touched {
-            let key = (ns.clone(), name.clone());
-            match st.store.merged_service(ns, name, &has_pod) {
-                Some(s) => {
-                    let c = build::services::compile(0, &s, ctx, &mut st.cache).map_err(|e| {
-                        let field = e.field.strip_prefix("services[0].").unwrap_or(&e.field).to_string();
-                        Refusal::Invalid(format!("Service {ns}/{name}: {field}: {}", e.message))
-                    })?;
-                    let old = services.compiled.insert(key.clone(), Arc::new(c));
-                    undo.push((key, old));
-                }
-                None => {
-                    let old = services.compiled.remove(&key);
-                    undo.push((key, old));
-                }
-            }
-        }
         let live = self.cell.load();
         // The workers that run decide, not the figure the services were first built with.
         let steering = self.workers_running.map_or(services.ctx.steering, |n| n > 1);
-        let steer = if !steering {
-            Steer::Off
-        } else {
-            // The live table's index with this change's services swapped: the undo list holds
-            // them as they were, the compiled map as they are now.
-            let changed = &undo[undo.len() - touched.len()..];
-            Steer::Patch {
-                prev: &live.services,
-                removed: changed.iter().filter_map(|(_, old)| old.as_deref().map(CompiledService::parts)).collect(),
-                added: changed.iter().filter_map(|(k, _)| services.compiled.get(k).map(|c| c.parts())).collect(),
+        let table = recompile_services(
+            &st.store,
+            &mut st.cache,
+            services,
+            touched,
+            undo,
+            &mut ids.service_ports,
+            &live.services,
+            steering,
+        )?;
+        Ok(live.with_services(table, generation))
+    }
+
+    /// A change of pods, attachments, namespaces or policies only: everything but the service
+    /// table is built from the merged config without services, and of the services only
+    /// those whose selectors or EndpointSlices name a changed pod are compiled again (with
+    /// the new pods); the rest keep their compiled form, Maglev tables included.
+    fn rebuild_pods(
+        &self,
+        st: &mut State,
+        live_services: &LiveServices,
+        changes: &[(Key, Action)],
+        generation: u64,
+    ) -> Result<Rebuilt, Refusal> {
+        let changed = Controller::changed_pods(&st.store, changes);
+        let touched = st.store.services_of_pods(&changed);
+        let (mut cfg, origins) = st.store.config_without_services();
+        if let Some(n) = self.workers_running {
+            cfg.datapath.workers = n;
+        }
+        let mut services = LiveServices { ctx: live_services.ctx.clone(), compiled: live_services.compiled.clone() };
+        let live = self.cell.load();
+        let steering = self.workers_running.map_or(services.ctx.steering, |n| n > 1);
+        let mut ids = st.ids.clone();
+        let mut refused: Option<Refusal> = None;
+        let State { store, cache, .. } = st;
+        let mut given = |ctx: &build::services::ServiceContext, sp: &mut build::ids::Interner<String>| {
+            services.ctx = ctx.clone();
+            let mut undo = Vec::new();
+            recompile_services(store, cache, &mut services, &touched, &mut undo, sp, &live.services, steering)
+                .map(|t| (t, Vec::new()))
+                .map_err(|e| {
+                    let m = crate::error::FieldError::new(None, "services", e.to_string());
+                    refused = Some(e);
+                    m
+                })
+        };
+        let built =
+            build::build_with(&cfg, &self.base_dir, generation, &mut ids, build::ServicesFrom::Given(&mut given));
+        let built = match built {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(refused.take().unwrap_or_else(|| {
+                    let (what, msg) = origins.describe(&e);
+                    Refusal::Invalid(format!("{what}: {msg}"))
+                }))
             }
         };
-        let (table, _) = build::services::assemble(&services.compiled, steer, &mut ids.service_ports)
-            .map_err(|e| Refusal::Invalid(format!("services: {e}")))?;
-        Ok(live.with_services(table, generation))
+        let ports = self.runtime_ports(st, built.ports)?;
+        Ok(Rebuilt {
+            tables: built.tables,
+            ports: Some(ports),
+            services: None,
+            undo: Vec::new(),
+            ids,
+            replace: Some(services),
+            scope: "pods",
+        })
+    }
+
+    /// The pods a change touches, with every label set each had before or has now (a pod
+    /// attached by the CNI plugin counts with its attachment's labels and its Pod object's).
+    fn changed_pods(store: &Store, changes: &[(Key, Action)]) -> Vec<(String, String, Vec<crate::config::Labels>)> {
+        let mut out: Vec<(String, String, Vec<crate::config::Labels>)> = Vec::new();
+        let mut add = |ns: &str, name: &str, labels: &crate::config::Labels| match out
+            .iter_mut()
+            .find(|(n, m, _)| n == ns && m == name)
+        {
+            Some((_, _, sets)) => sets.push(labels.clone()),
+            None => out.push((ns.to_string(), name.to_string(), vec![labels.clone()])),
+        };
+        for (k, a) in changes {
+            if *a == Action::Unchanged {
+                continue;
+            }
+            for o in [store.get(k), store.before(k).flatten()].into_iter().flatten() {
+                match o {
+                    k8s::Object::Pod(p) => add(&p.namespace, &p.name, &p.labels),
+                    k8s::Object::Port(at) => {
+                        if let Some(c) = &at.cni {
+                            add(&c.pod_namespace, &c.pod_name, &c.labels);
+                            let pk =
+                                Key { kind: Kind::Pod, namespace: c.pod_namespace.clone(), name: c.pod_name.clone() };
+                            if let Some(k8s::Object::Pod(p)) = store.get(&pk) {
+                                add(&p.namespace, &p.name, &p.labels);
+                            }
+                            if let Some(p) = store
+                                .base()
+                                .pods
+                                .iter()
+                                .find(|p| p.namespace == c.pod_namespace && p.name == c.pod_name)
+                            {
+                                add(&p.namespace, &p.name, &p.labels);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether a change may take [`Controller::rebuild_pods`]: it touches only pods,
+    /// attachments, namespaces and policies.
+    fn pods_only(changes: &[(Key, Action)]) -> bool {
+        changes
+            .iter()
+            .filter(|(_, a)| *a != Action::Unchanged)
+            .all(|(k, _)| matches!(k.kind, Kind::Pod | Kind::Port | Kind::Namespace | Kind::NetworkPolicy))
     }
 
     fn parse_manifests(&self, manifests: &[pb::Manifest], validate: Validation) -> Result<k8s::Parsed, Refusal> {
@@ -927,6 +1067,58 @@ impl Controller {
             rule: r.rule,
         })
     }
+}
+
+/// Compiles the `touched` services again into `services` (from `store`, with the pods of
+/// `services.ctx`), recording what each replaces in `undo`, and assembles the service table;
+/// the flow-owner index of several workers is patched from `prev` with the touched services
+/// swapped.
+#[allow(clippy::too_many_arguments)]
+fn recompile_services(
+    store: &Store,
+    cache: &mut switch_core::service::MaglevCache,
+    services: &mut LiveServices,
+    touched: &BTreeSet<(String, String)>,
+    undo: &mut Undo,
+    ids: &mut build::ids::Interner<String>,
+    prev: &switch_core::service::ServiceTable,
+    steering: bool,
+) -> Result<switch_core::service::ServiceTable, Refusal> {
+    let start = undo.len();
+    let ctx = &services.ctx;
+    let has_pod = |ns: &str, p: &str| ctx.pod_keys.contains(&(ns.to_string(), p.to_string()));
+    for (ns, name) in touched {
+        let key = (ns.clone(), name.clone());
+        match store.merged_service(ns, name, &has_pod) {
+            Some(s) => {
+                let c = build::services::compile(0, &s, ctx, cache).map_err(|e| {
+                    let field = e.field.strip_prefix("services[0].").unwrap_or(&e.field).to_string();
+                    Refusal::Invalid(format!("Service {ns}/{name}: {field}: {}", e.message))
+                })?;
+                let old = services.compiled.insert(key.clone(), Arc::new(c));
+                undo.push((key, old));
+            }
+            None => {
+                let old = services.compiled.remove(&key);
+                undo.push((key, old));
+            }
+        }
+    }
+    let steer = if !steering {
+        Steer::Off
+    } else {
+        // The previous table's index with this change's services swapped: the undo list holds
+        // them as they were, the compiled map as they are now.
+        let changed = &undo[start..];
+        Steer::Patch {
+            prev,
+            removed: changed.iter().filter_map(|(_, old)| old.as_deref().map(CompiledService::parts)).collect(),
+            added: changed.iter().filter_map(|(k, _)| services.compiled.get(k).map(|c| c.parts())).collect(),
+        }
+    };
+    let (table, _) = build::services::assemble(&services.compiled, steer, ids)
+        .map_err(|e| Refusal::Invalid(format!("services: {e}")))?;
+    Ok(table)
 }
 
 /// Answers one worker command; called by the worker between batches.

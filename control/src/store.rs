@@ -227,6 +227,46 @@ impl Store {
         out
     }
 
+    /// The services a change of the pods `pods` (namespace, name, every label set the pod had
+    /// or has) can alter: those of the pod's namespace whose selector matches one of its label
+    /// sets, and those whose EndpointSlices or Endpoints name the pod. Services depend on pods
+    /// through nothing else.
+    pub fn services_of_pods(
+        &self,
+        pods: &[(String, String, Vec<crate::config::Labels>)],
+    ) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        if pods.is_empty() {
+            return out;
+        }
+        let selects = |s: &crate::config::ServiceConfig| {
+            let Some(sel) = s.selector.as_ref().filter(|sel| !sel.is_empty()) else { return false };
+            pods.iter().any(|(ns, _, sets)| {
+                *ns == s.namespace && sets.iter().any(|l| sel.iter().all(|(k, v)| l.get(k) == Some(v)))
+            })
+        };
+        let api_services = self.api.values().filter_map(|o| match o {
+            Object::Service(s) => Some(s),
+            _ => None,
+        });
+        let file_services = self.base.services.iter().filter(|s| {
+            !self.api.contains_key(&Key { kind: Kind::Service, namespace: s.namespace.clone(), name: s.name.clone() })
+        });
+        for s in api_services.chain(file_services) {
+            if selects(s) || s.endpoints.iter().any(|e| names(pods, &s.namespace, e)) {
+                out.insert((s.namespace.clone(), s.name.clone()));
+            }
+        }
+        for o in self.api.values() {
+            if let Object::Slice(sl) = o {
+                if sl.endpoints.iter().any(|e| names(pods, &sl.namespace, e)) {
+                    out.insert((sl.namespace.clone(), sl.service.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// The ports attached at run time.
     pub fn attachments(&self) -> impl Iterator<Item = &crate::attach::Attachment> {
         self.api.values().filter_map(|o| match o {
@@ -314,13 +354,19 @@ impl Store {
 
     /// The config file's objects (copies).
     fn file_objects(&self) -> impl Iterator<Item = Object> + '_ {
+        self.file_objects_of(true)
+    }
+
+    /// The config file's objects (copies), its services only if `services`.
+    fn file_objects_of(&self, services: bool) -> impl Iterator<Item = Object> + '_ {
         let b = &self.base;
+        let svc: &[crate::config::ServiceConfig] = if services { &b.services } else { &[] };
         b.namespaces
             .iter()
             .cloned()
             .map(Object::Namespace)
             .chain(b.pods.iter().cloned().map(Object::Pod))
-            .chain(b.services.iter().cloned().map(Object::Service))
+            .chain(svc.iter().cloned().map(Object::Service))
             .chain(b.policies.iter().cloned().map(Object::NetworkPolicy))
             .chain(b.routes.iter().cloned().map(Object::Route))
     }
@@ -407,6 +453,16 @@ impl Store {
 
     /// The merged config and which object each section came from.
     pub fn config(&self) -> (Config, Origins) {
+        self.merged(true)
+    }
+
+    /// The merged config without services and their endpoints: what a change of pods,
+    /// namespaces, policies or ports rebuilds (the service table is patched, not rebuilt).
+    pub fn config_without_services(&self) -> (Config, Origins) {
+        self.merged(false)
+    }
+
+    fn merged(&self, with_services: bool) -> (Config, Origins) {
         let mut cfg =
             Config { node: self.base.node.clone(), datapath: self.base.datapath.clone(), ..Config::default() };
         cfg.ports = self.base.ports.clone();
@@ -414,12 +470,17 @@ impl Store {
         let mut origins = Origins::default();
         // Every object once, by reference: API objects hide file objects of the same key.
         let mut order: BTreeMap<&Key, (&Object, Origin)> = BTreeMap::new();
-        let base_objects: Vec<(Key, Object)> =
-            self.file_objects().map(|o| (o.key(), o)).filter(|(k, _)| !self.api.contains_key(k)).collect();
+        let wanted =
+            |k: &Key| with_services || !matches!(k.kind, Kind::Service | Kind::EndpointSlice | Kind::Endpoints);
+        let base_objects: Vec<(Key, Object)> = self
+            .file_objects_of(with_services)
+            .map(|o| (o.key(), o))
+            .filter(|(k, _)| !self.api.contains_key(k))
+            .collect();
         for (k, o) in &base_objects {
             order.insert(k, (o, Origin::Config));
         }
-        for (k, o) in &self.api {
+        for (k, o) in self.api.iter().filter(|(k, _)| wanted(k)) {
             order.insert(k, (o, Origin::Api));
         }
         // Pods attached by the CNI plugin, by namespace and name.
@@ -496,6 +557,7 @@ impl Store {
                         }
                     }
                 }
+                Object::Service(_) if !with_services => {}
                 Object::Service(svc) => {
                     let mut svc = svc.clone();
                     let slices = self.slices_of(&svc.namespace, &svc.name);
@@ -516,6 +578,15 @@ impl Store {
         }
         (cfg, origins)
     }
+}
+
+/// Whether endpoint `e` (of a service in `namespace`) names one of `pods`.
+fn names(
+    pods: &[(String, String, Vec<crate::config::Labels>)],
+    namespace: &str,
+    e: &crate::config::EndpointConfig,
+) -> bool {
+    e.pod.as_ref().is_some_and(|p| pods.iter().any(|(ns, n, _)| ns == namespace && n == p))
 }
 
 /// Puts a pod on the port of its attachment, with the attachment's MAC and addresses.

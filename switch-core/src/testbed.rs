@@ -151,7 +151,10 @@ pub fn tables(scale: Scale) -> Tables {
         });
     }
     let compile = |r: &DirectionRules| Classifier::compile(r).expect("testbed rules are within the limits");
-    let policy = PolicyTable::new(vec![compile(&ingress_c), compile(&egress_a)], names);
+    let policy = PolicyTable::new(
+        vec![std::sync::Arc::new(compile(&ingress_c)), std::sync::Arc::new(compile(&egress_a))],
+        names,
+    );
     let ep = |name: &str, port: Option<PortId>, mac, ips: &[&str], identity, ingress, egress| Endpoint {
         name: name.into(),
         namespace: "default".into(),

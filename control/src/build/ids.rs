@@ -9,6 +9,10 @@
 //! `conntrack/stage.rs`), and the tables indexed by id stay within about twice their live size.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use switch_core::policy::{Classifier, DirectionRules};
+
+/// A classifier's input: whether it is for ingress, and its rules in order.
+pub(crate) type ClassifierInput = (bool, DirectionRules);
 use std::hash::Hash;
 
 /// Freed ids waiting before one of them is reused.
@@ -75,9 +79,13 @@ impl<K: Hash + Eq + Clone> Interner<K> {
     }
 }
 
-/// Every kind of stable id of a node's tables.
+/// What one build hands the next: every kind of stable id of a node's tables, and the
+/// policy classifiers it compiled (by their input), so that the next build compiles only the
+/// classifiers whose rules changed. A change works on a copy and keeps it only if published.
 #[derive(Debug, Clone, Default)]
 pub struct Ids {
+    /// Compiled classifiers by direction and rules (what the last build used, nothing else).
+    pub(crate) classifiers: std::collections::HashMap<ClassifierInput, std::sync::Arc<Classifier>>,
     /// By (namespace, labels): the security identity of the pods that share them.
     pub identities: Interner<(String, crate::config::Labels)>,
     /// By service port name (`namespace/name:port[/v6]`).

@@ -20,7 +20,7 @@ use switch_core::addr::{Addr, Prefix};
 use switch_core::endpoint::{Endpoint, EndpointTable, Identity};
 use switch_core::packet::PortId;
 use switch_core::route::{NodeId, RemoteNode, RouteTable, RouteTarget};
-use switch_core::service::MaglevCache;
+use switch_core::service::{MaglevCache, ServiceTable};
 use switch_core::snapshot::{NodeInfo, PortInfo, PortKind, Tables};
 use switch_core::wire::build::TunnelKind;
 use switch_core::wire::MacAddr;
@@ -150,6 +150,35 @@ pub fn build_cached(
     generation: u64,
     cache: &mut MaglevCache,
     ids: &mut Ids,
+) -> Result<Built, FieldError> {
+    build_with(cfg, base_dir, generation, ids, ServicesFrom::Config(cache))
+}
+
+/// Given a build's service context (its pods, node and ranges), the service table, the
+/// ExternalName services, and the stable service port ids to place them by.
+pub(crate) type GivenServices<'a> = &'a mut dyn FnMut(
+    &services::ServiceContext,
+    &mut ids::Interner<String>,
+) -> Result<(ServiceTable, Vec<(String, String)>), FieldError>;
+
+/// Where a build's service table comes from.
+pub(crate) enum ServicesFrom<'a> {
+    /// Compiled from every service of the config (with the Maglev tables of `cache`).
+    Config(&'a mut MaglevCache),
+    /// Made by the caller from the new service context: a change that touched no service
+    /// recompiles only the services whose selectors or EndpointSlices name the pods it
+    /// changed, and the config holds no service (`Built::services` then has the context and
+    /// no compiled service).
+    Given(GivenServices<'a>),
+}
+
+/// [`build_cached`] with the service table from `services`.
+pub(crate) fn build_with(
+    cfg: &Config,
+    base_dir: &Path,
+    generation: u64,
+    ids: &mut Ids,
+    from: ServicesFrom<'_>,
 ) -> Result<Built, FieldError> {
     let n = &cfg.node;
     let ns = node_section();
@@ -523,7 +552,7 @@ pub fn build_cached(
     }
 
     // Policies, compiled per local pod.
-    let policy = policy::compile(cfg, &pods, &ns_labels, &mut endpoints, &mut ids.rules)?;
+    let policy = policy::compile(cfg, &pods, &ns_labels, &mut endpoints, &mut ids.rules, &mut ids.classifiers)?;
 
     let node_ips: Vec<Addr> = ipv4.map(Addr::from).into_iter().chain(ipv6.map(Addr::from)).collect();
     let remote_ips = nodes.iter().map(|r| r.underlay_ip).collect();
@@ -545,7 +574,13 @@ pub fn build_cached(
         maglev: dp.maglev_table_size,
         steering: dp.workers > 1,
     };
-    let (services, external_names, compiled) = services::build(cfg, &ctx, cache, &mut ids.service_ports)?;
+    let (services, external_names, compiled) = match from {
+        ServicesFrom::Config(cache) => services::build(cfg, &ctx, cache, &mut ids.service_ports)?,
+        ServicesFrom::Given(f) => {
+            let (t, names) = f(&ctx, &mut ids.service_ports)?;
+            (t, names, services::Compiled::new())
+        }
+    };
 
     let mut tables = Tables::new(
         generation,

@@ -190,6 +190,7 @@ pub(crate) fn compile(
     ns_labels: &BTreeMap<String, Labels>,
     endpoints: &mut [Endpoint],
     ids: &mut super::ids::Interner<String>,
+    memo: &mut HashMap<super::ids::ClassifierInput, std::sync::Arc<Classifier>>,
 ) -> Result<PolicyTable, FieldError> {
     // Validate everything first, so that errors do not depend on which pods exist.
     let mut seen = std::collections::HashSet::new();
@@ -237,7 +238,9 @@ pub(crate) fn compile(
     for (id, n) in named {
         names[id.0 as usize] = n;
     }
-    let mut classifiers: Vec<Classifier> = Vec::new();
+    // What the last build compiled; this build keeps what it uses.
+    let previous = std::mem::take(memo);
+    let mut classifiers: Vec<std::sync::Arc<Classifier>> = Vec::new();
     let mut cache: HashMap<ClassifierKey, ClassifierId> = HashMap::new();
     let mut peer_index = Peers::new(pods, ns_labels);
     let everyone: Vec<&Pod> = pods.iter().collect();
@@ -349,8 +352,15 @@ pub(crate) fn compile(
                 Some(c) => *c,
                 None => {
                     let c = ClassifierId(classifiers.len() as u32);
-                    let compiled = Classifier::compile(&DirectionRules { rules })
-                        .map_err(|e| too_large(cfg, pod, dir, &cidr_policies, e))?;
+                    let input = (dir == Dir::Ingress, DirectionRules { rules });
+                    // Compiled by an earlier build from the same rules: shared, not compiled.
+                    let compiled = match previous.get(&input) {
+                        Some(c) => std::sync::Arc::clone(c),
+                        None => std::sync::Arc::new(
+                            Classifier::compile(&input.1).map_err(|e| too_large(cfg, pod, dir, &cidr_policies, e))?,
+                        ),
+                    };
+                    memo.insert(input, std::sync::Arc::clone(&compiled));
                     classifiers.push(compiled);
                     cache.insert(key, c);
                     c

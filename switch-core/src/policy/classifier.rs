@@ -286,15 +286,17 @@ fn min_opt(a: Option<RuleId>, b: Option<RuleId>) -> Option<RuleId> {
     }
 }
 
-/// All classifiers of a snapshot, and the text behind each rule id.
+/// All classifiers of a snapshot, and the text behind each rule id. Classifiers are shared
+/// (reference counted) with other snapshots and with the builder's memory of them, so a change
+/// compiles only the classifiers whose rules it changed.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyTable {
-    classifiers: Vec<Classifier>,
+    classifiers: Vec<std::sync::Arc<Classifier>>,
     rule_names: Vec<String>,
 }
 
 impl PolicyTable {
-    pub fn new(classifiers: Vec<Classifier>, rule_names: Vec<String>) -> PolicyTable {
+    pub fn new(classifiers: Vec<std::sync::Arc<Classifier>>, rule_names: Vec<String>) -> PolicyTable {
         PolicyTable { classifiers, rule_names }
     }
 
@@ -316,6 +318,6 @@ impl PolicyTable {
     }
 
     pub fn rule_count(&self) -> usize {
-        self.classifiers.iter().map(Classifier::rule_count).sum()
+        self.classifiers.iter().map(|c| c.rule_count()).sum()
     }
 }

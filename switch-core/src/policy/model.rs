@@ -30,7 +30,7 @@ impl PortMatch {
 }
 
 /// Who a rule admits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PeerMatch {
     Identity(Identity),
     Cidr { prefix: Prefix, except: Vec<Prefix> },
@@ -53,7 +53,7 @@ pub(crate) fn family_contains(p: &Prefix, a: Addr) -> bool {
 }
 
 /// One rule: any of `peers` (all peers when empty) on any of `ports` (all when empty).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PolicyRule {
     pub id: RuleId,
     pub peers: Vec<PeerMatch>,
@@ -61,7 +61,7 @@ pub struct PolicyRule {
 }
 
 /// The union of the rules of every policy that selects an endpoint, for one direction.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct DirectionRules {
     pub rules: Vec<PolicyRule>,
 }
