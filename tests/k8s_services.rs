@@ -486,31 +486,43 @@ fn incremental_pod_and_policy_rebuilds_match_a_full_rebuild() {
 }
 
 fn pods_incremental_matches_full(m: Model, workers: u16) {
+    // Every endpoint with its port, and what its classifiers admit from and to every other
+    // endpoint on a few ports (by rule name: ids and identities are the tables' own).
     let endpoints = |t: &switch_core::snapshot::Tables| -> Vec<String> {
-        let mut ips: Vec<(Addr, String)> = Vec::new();
+        let mut all: Vec<Addr> = Vec::new();
         for n in 1..=60u32 {
             for a in [format!("10.244.1.{n}"), format!("10.244.2.{n}")] {
                 let a = Addr::from(ip(&a));
-                if let Some(id) = t.endpoints.by_ip(a) {
-                    let e = t.endpoints.get(id);
-                    let classes = |c: Option<switch_core::policy::ClassifierId>| {
-                        c.map(|c| t.policy.get(c).rule_count().to_string()).unwrap_or_default()
-                    };
-                    ips.push((
-                        a,
-                        format!(
-                            "{}/{} port={:?} in={} out={}",
-                            e.namespace,
-                            e.name,
-                            e.port,
-                            classes(e.ingress),
-                            classes(e.egress)
-                        ),
-                    ));
+                if t.endpoints.by_ip(a).is_some() {
+                    all.push(a);
                 }
             }
         }
-        ips.into_iter().map(|(a, d)| format!("{a} {d}")).collect()
+        let mut out = Vec::new();
+        for a in &all {
+            let e = t.endpoints.get(t.endpoints.by_ip(*a).expect("endpoint"));
+            let verdicts = |c: Option<switch_core::policy::ClassifierId>| -> String {
+                let Some(c) = c else { return "none".into() };
+                let cl = t.policy.get(c);
+                let mut v = Vec::new();
+                for peer in &all {
+                    for port in [80u16, 5432, 8080, 9] {
+                        let r = cl.lookup(*peer, t.endpoints.identity_of(*peer), 6, Some(port));
+                        v.push(r.map(|r| t.policy.rule_name(r).to_string()).unwrap_or_else(|| "-".into()));
+                    }
+                }
+                v.join(",")
+            };
+            out.push(format!(
+                "{a} {}/{} port={:?} in=[{}] out=[{}]",
+                e.namespace,
+                e.name,
+                e.port,
+                verdicts(e.ingress),
+                verdicts(e.egress)
+            ));
+        }
+        out
     };
     let check = |step: &str| {
         let mut cfg = m.c.config().expect("config");
@@ -553,6 +565,10 @@ fn pods_incremental_matches_full(m: Model, workers: u16) {
         pod_name: "att".into(),
         annotations: [("podswitch.io/labels".to_string(), "app=web".to_string())].into(),
     };
+    m.apply("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: from-db, namespace: y}\nspec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {matchLabels: {ns: x}}, podSelector: {matchLabels: {app: db}}}]}], egress: [{ports: [{port: web}]}]}\n");
+    check("a policy in another namespace with a namespace selector");
+    m.apply(&remote("r2", "10.244.2.22", "{app: db}"));
+    check("a remote pod relabelled into that policy's peers");
     m.c.cni_add(add).expect("attach");
     check("a pod attached");
     m.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: att, namespace: x, labels: {app: db}}\nspec: {containers: [{name: c, image: i}]}\n");

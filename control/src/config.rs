@@ -338,7 +338,7 @@ fn default_policy() -> String {
 }
 
 /// A Kubernetes label selector.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSelector {
     #[serde(default)]
@@ -347,7 +347,7 @@ pub struct LabelSelector {
     pub match_expressions: Vec<SelectorRequirement>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct SelectorRequirement {
     pub key: String,

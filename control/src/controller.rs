@@ -697,6 +697,7 @@ impl Controller {
         if let Some(n) = self.workers_running {
             cfg.datapath.workers = n;
         }
+        let scope = Controller::scope_of(&st.store, &cfg, changes, &changed);
         let mut services = LiveServices { ctx: live_services.ctx.clone(), compiled: live_services.compiled.clone() };
         let live = self.cell.load();
         let steering = self.workers_running.map_or(services.ctx.steering, |n| n > 1);
@@ -714,8 +715,14 @@ impl Controller {
                     m
                 })
         };
-        let built =
-            build::build_with(&cfg, &self.base_dir, generation, &mut ids, build::ServicesFrom::Given(&mut given));
+        let built = build::build_with(
+            &cfg,
+            &self.base_dir,
+            generation,
+            &mut ids,
+            build::ServicesFrom::Given(&mut given),
+            &scope,
+        );
         let built = match built {
             Ok(b) => b,
             Err(e) => {
@@ -778,6 +785,86 @@ impl Controller {
             }
         }
         out
+    }
+
+    /// What a pods-only change must build again: the local pods it touches (its own pods, and
+    /// every local pod selected by a policy it changed or whose peers may pick a pod it
+    /// changed) and the policies it changed; the rest is kept from the last build.
+    fn scope_of(
+        store: &Store,
+        cfg: &Config,
+        changes: &[(Key, Action)],
+        changed: &[(String, String, Vec<crate::config::Labels>)],
+    ) -> build::Scope {
+        use crate::build::selector;
+        let changed_of = |kind: Kind| -> Vec<&Key> {
+            changes.iter().filter(|(k, a)| *a != Action::Unchanged && k.kind == kind).map(|(k, _)| k).collect()
+        };
+        let policy_keys: std::collections::HashSet<(String, String)> =
+            changed_of(Kind::NetworkPolicy).into_iter().map(|k| (k.namespace.clone(), k.name.clone())).collect();
+        let ns_changed = !changed_of(Kind::Namespace).is_empty();
+        let mut ns_labels: std::collections::HashMap<&str, crate::config::Labels> = std::collections::HashMap::new();
+        for n in &cfg.namespaces {
+            let mut l = n.labels.clone();
+            l.insert("kubernetes.io/metadata.name".into(), n.name.clone());
+            ns_labels.insert(&n.name, l);
+        }
+        let labels_of_ns = |ns: &str| -> crate::config::Labels {
+            ns_labels
+                .get(ns)
+                .cloned()
+                .unwrap_or_else(|| [("kubernetes.io/metadata.name".to_string(), ns.to_string())].into())
+        };
+        let peer_reaches = |policy_ns: &str, peer: &crate::config::PeerConfig| -> bool {
+            if peer.ip_block.is_some() {
+                return false;
+            }
+            if peer.namespace_selector.is_some() && ns_changed {
+                return true;
+            }
+            changed.iter().any(|(ns, _, sets)| {
+                let ns_ok = match &peer.namespace_selector {
+                    Some(sel) => selector::matches(sel, &labels_of_ns(ns)),
+                    None => ns == policy_ns,
+                };
+                ns_ok && sets.iter().any(|l| peer.pod_selector.as_ref().is_none_or(|sel| selector::matches(sel, l)))
+            })
+        };
+        // Every version of every policy: as merged now, and as the changed ones were.
+        let mut policies: Vec<&crate::config::PolicyConfig> = cfg.policies.iter().collect();
+        let old: Vec<crate::config::PolicyConfig> = changes
+            .iter()
+            .filter(|(k, _)| k.kind == Kind::NetworkPolicy)
+            .filter_map(|(k, _)| match store.before(k).flatten() {
+                Some(k8s::Object::NetworkPolicy(p)) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        policies.extend(old.iter());
+        let local: Vec<&crate::config::PodConfig> = cfg.pods.iter().filter(|p| p.port.is_some()).collect();
+        let mut pods: std::collections::HashSet<(String, String)> =
+            changed.iter().map(|(ns, n, _)| (ns.clone(), n.clone())).collect();
+        for p in policies {
+            let named_everyone = !changed.is_empty()
+                && p.egress.iter().any(|r| {
+                    r.to.is_empty() && r.ports.iter().any(|x| matches!(x.port, Some(crate::config::PortRef::Name(_))))
+                });
+            let reaches = policy_keys.contains(&(p.namespace.clone(), p.name.clone()))
+                || named_everyone
+                || p.ingress
+                    .iter()
+                    .flat_map(|r| &r.from)
+                    .chain(p.egress.iter().flat_map(|r| &r.to))
+                    .any(|peer| peer_reaches(&p.namespace, peer));
+            if reaches {
+                for lp in &local {
+                    if lp.namespace == p.namespace && selector::matches(&p.pod_selector, &lp.labels) {
+                        pods.insert((lp.namespace.clone(), lp.name.clone()));
+                    }
+                }
+            }
+        }
+        build::Scope { pods: Some(pods), policies: Some(policy_keys) }
     }
 
     /// Whether a change may take [`Controller::rebuild_pods`]: it touches only pods,

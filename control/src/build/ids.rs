@@ -13,6 +13,28 @@ use switch_core::policy::{Classifier, DirectionRules};
 
 /// A classifier's input: whether it is for ingress, and its rules in order.
 pub(crate) type ClassifierInput = (bool, DirectionRules);
+
+/// A local pod's classifiers: ingress, egress.
+pub(crate) type PodClassifiers = [Option<std::sync::Arc<Classifier>>; 2];
+
+/// Which parts of the last build a build may keep: the classifiers of local pods not in
+/// `pods`, and the validation of policies not in `policies` (`None`: nothing is kept). A
+/// change of pods, namespaces or policies names what it touched; see
+/// `Controller::rebuild_pods`.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Local pods (namespace, name) whose classifiers are compiled again.
+    pub pods: Option<HashSet<(String, String)>>,
+    /// Policies (namespace, name) validated again.
+    pub policies: Option<HashSet<(String, String)>>,
+}
+
+impl Scope {
+    /// Everything built again (a full build).
+    pub fn all() -> Scope {
+        Scope::default()
+    }
+}
 use std::hash::Hash;
 
 /// Freed ids waiting before one of them is reused.
@@ -86,6 +108,9 @@ impl<K: Hash + Eq + Clone> Interner<K> {
 pub struct Ids {
     /// Compiled classifiers by direction and rules (what the last build used, nothing else).
     pub(crate) classifiers: std::collections::HashMap<ClassifierInput, std::sync::Arc<Classifier>>,
+    /// Each local pod's (ingress, egress) classifiers in the last build (`None`: no policy
+    /// selects it in that direction), for pods a change does not touch.
+    pub(crate) pod_classifiers: HashMap<(String, String), PodClassifiers>,
     /// By (namespace, labels): the security identity of the pods that share them.
     pub identities: Interner<(String, crate::config::Labels)>,
     /// By service port name (`namespace/name:port[/v6]`).

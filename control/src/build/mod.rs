@@ -6,7 +6,7 @@ mod parse;
 mod policy;
 pub(crate) mod selector;
 pub(crate) mod services;
-pub use ids::Ids;
+pub use ids::{Ids, Scope};
 #[cfg(test)]
 mod tests;
 
@@ -151,7 +151,7 @@ pub fn build_cached(
     cache: &mut MaglevCache,
     ids: &mut Ids,
 ) -> Result<Built, FieldError> {
-    build_with(cfg, base_dir, generation, ids, ServicesFrom::Config(cache))
+    build_with(cfg, base_dir, generation, ids, ServicesFrom::Config(cache), &Scope::all())
 }
 
 /// Given a build's service context (its pods, node and ranges), the service table, the
@@ -179,6 +179,7 @@ pub(crate) fn build_with(
     generation: u64,
     ids: &mut Ids,
     from: ServicesFrom<'_>,
+    scope: &Scope,
 ) -> Result<Built, FieldError> {
     let n = &cfg.node;
     let ns = node_section();
@@ -552,7 +553,7 @@ pub(crate) fn build_with(
     }
 
     // Policies, compiled per local pod.
-    let policy = policy::compile(cfg, &pods, &ns_labels, &mut endpoints, &mut ids.rules, &mut ids.classifiers)?;
+    let policy = policy::compile(cfg, &pods, &ns_labels, &mut endpoints, ids, scope)?;
 
     let node_ips: Vec<Addr> = ipv4.map(Addr::from).into_iter().chain(ipv6.map(Addr::from)).collect();
     let remote_ips = nodes.iter().map(|r| r.underlay_ip).collect();

@@ -56,18 +56,26 @@ fn types(sec: Sec, i: usize, p: &PolicyConfig) -> Result<(bool, bool), FieldErro
 /// and the answer is kept for every rule that repeats the selector (10,000 rules over 1,000
 /// pods matched every pod for every peer of every rule of every local pod: 20 million label
 /// comparisons, most of a full build).
-struct Peers<'a> {
+struct Peers<'a, 'c> {
     pods: &'a [Pod],
     ns_labels: &'a BTreeMap<String, Labels>,
     /// For each pod, the index of its (namespace, labels) group.
     group_of: Vec<usize>,
     /// Each group once: (namespace, labels).
     groups: Vec<(&'a str, &'a Labels)>,
-    memo: HashMap<String, std::rc::Rc<Vec<&'a Pod>>>,
+    /// By hash of (scope, namespace selector, pod selector): each such peer met so far (a
+    /// peer of the config, compared by value) and its pods.
+    memo: HashMap<u64, Vec<Picked<'a, 'c>>>,
 }
 
-impl<'a> Peers<'a> {
-    fn new(pods: &'a [Pod], ns_labels: &'a BTreeMap<String, Labels>) -> Peers<'a> {
+/// A peer met before and the pods it picks.
+type Picked<'a, 'c> = (PeerKey<'c>, std::rc::Rc<Vec<&'a Pod>>);
+
+/// A peer's selectors with the namespace they apply in (empty with a namespace selector).
+type PeerKey<'c> = (&'c str, &'c Option<crate::config::LabelSelector>, &'c Option<crate::config::LabelSelector>);
+
+impl<'a, 'c> Peers<'a, 'c> {
+    fn new(pods: &'a [Pod], ns_labels: &'a BTreeMap<String, Labels>) -> Peers<'a, 'c> {
         let mut index: HashMap<(&str, &Labels), usize> = HashMap::new();
         let mut groups = Vec::new();
         let group_of = pods
@@ -83,14 +91,16 @@ impl<'a> Peers<'a> {
     }
 
     /// The pods `peer` (of a policy in `policy_ns`) picks, in pod order.
-    fn select(&mut self, peer: &PeerConfig, policy_ns: &str) -> std::rc::Rc<Vec<&'a Pod>> {
+    fn select(&mut self, peer: &'c PeerConfig, policy_ns: &'c str) -> std::rc::Rc<Vec<&'a Pod>> {
         let scope = if peer.namespace_selector.is_some() { "" } else { policy_ns };
-        let key = format!(
-            "{scope}\u{0}{}\u{0}{}",
-            serde_json::to_string(&peer.namespace_selector).unwrap_or_default(),
-            serde_json::to_string(&peer.pod_selector).unwrap_or_default()
-        );
-        if let Some(v) = self.memo.get(&key) {
+        let key: PeerKey<'c> = (scope, &peer.namespace_selector, &peer.pod_selector);
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            h.finish()
+        };
+        if let Some((_, v)) = self.memo.get(&hash).and_then(|l| l.iter().find(|(k, _)| *k == key)) {
             return std::rc::Rc::clone(v);
         }
         let ns_labels = self.ns_labels;
@@ -107,7 +117,7 @@ impl<'a> Peers<'a> {
             .collect();
         let v: Vec<&Pod> = self.pods.iter().zip(&self.group_of).filter(|(_, g)| picked[**g]).map(|(p, _)| p).collect();
         let v = std::rc::Rc::new(v);
-        self.memo.insert(key, std::rc::Rc::clone(&v));
+        self.memo.entry(hash).or_default().push((key, std::rc::Rc::clone(&v)));
         v
     }
 }
@@ -189,10 +199,13 @@ pub(crate) fn compile(
     pods: &[Pod],
     ns_labels: &BTreeMap<String, Labels>,
     endpoints: &mut [Endpoint],
-    ids: &mut super::ids::Interner<String>,
-    memo: &mut HashMap<super::ids::ClassifierInput, std::sync::Arc<Classifier>>,
+    carry: &mut super::ids::Ids,
+    scope: &super::ids::Scope,
 ) -> Result<PolicyTable, FieldError> {
-    // Validate everything first, so that errors do not depend on which pods exist.
+    let ids = &mut carry.rules;
+    let memo = &mut carry.classifiers;
+    // Validate everything first (every policy the scope names), so that errors do not depend
+    // on which pods exist.
     let mut seen = std::collections::HashSet::new();
     for (i, p) in cfg.policies.iter().enumerate() {
         let sec = Some(("policies", i));
@@ -202,6 +215,10 @@ pub(crate) fn compile(
                 format!("policies[{i}].name"),
                 format!("policy {}/{} is declared twice", p.namespace, p.name),
             ));
+        }
+        if scope.policies.as_ref().is_some_and(|s| !s.contains(&(p.namespace.clone(), p.name.clone()))) {
+            // Valid in the last build, and unchanged.
+            continue;
         }
         selector::validate(sec, &format!("policies[{i}].pod_selector"), &p.pod_selector)?;
         types(sec, i, p)?;
@@ -238,16 +255,69 @@ pub(crate) fn compile(
     for (id, n) in named {
         names[id.0 as usize] = n;
     }
+    // Per policy, once, when a pod it selects is compiled: its types, and per rule its field
+    // name and parsed ipBlocks.
+    let mut prepared: Vec<Option<Prepared>> = (0..cfg.policies.len()).map(|_| None).collect();
+    let prepare = |i: usize, p: &PolicyConfig| -> Result<Prepared, FieldError> {
+        let sec = Some(("policies", i));
+        let mut dirs: [Vec<PreparedRule>; 2] = [Vec::new(), Vec::new()];
+        for (d, (name, rules)) in [
+            ("ingress", p.ingress.iter().map(|r| &r.from).collect::<Vec<_>>()),
+            ("egress", p.egress.iter().map(|r| &r.to).collect::<Vec<_>>()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for (j, peers) in rules.into_iter().enumerate() {
+                let field = format!("policies[{i}].{name}[{j}]");
+                let mut cidrs = Vec::new();
+                for b in peers.iter().filter_map(|x| x.ip_block.as_ref()) {
+                    let prefix = parse::prefix(sec, &format!("{field}.ip_block.cidr"), &b.cidr)?;
+                    let except = b
+                        .except
+                        .iter()
+                        .map(|e| parse::prefix(sec, &format!("{field}.ip_block.except"), e))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    cidrs.push(PeerMatch::Cidr { prefix, except });
+                }
+                dirs[d].push(PreparedRule { field, cidrs });
+            }
+        }
+        Ok(Prepared { types: types(sec, i, p)?, rules: dirs })
+    };
     // What the last build compiled; this build keeps what it uses.
     let previous = std::mem::take(memo);
     let mut classifiers: Vec<std::sync::Arc<Classifier>> = Vec::new();
     let mut cache: HashMap<ClassifierKey, ClassifierId> = HashMap::new();
     let mut peer_index = Peers::new(pods, ns_labels);
     let everyone: Vec<&Pod> = pods.iter().collect();
+    let previous_pods = std::mem::take(&mut carry.pod_classifiers);
+    // Classifiers taken over from the last build, by address, so each is listed once.
+    let mut kept: HashMap<*const Classifier, ClassifierId> = HashMap::new();
     for (pi, pod) in pods.iter().enumerate() {
         if !pod.local {
             continue;
         }
+        let pod_key = (pod.namespace.clone(), pod.name.clone());
+        let untouched = scope.pods.as_ref().is_some_and(|s| !s.contains(&pod_key));
+        if let (true, Some(prev)) = (untouched, previous_pods.get(&pod_key)) {
+            // Nothing this build changed reaches this pod's rules: its classifiers stay.
+            for (d, c) in prev.iter().enumerate() {
+                let Some(c) = c else { continue };
+                let id = *kept.entry(std::sync::Arc::as_ptr(c)).or_insert_with(|| {
+                    classifiers.push(std::sync::Arc::clone(c));
+                    ClassifierId(classifiers.len() as u32 - 1)
+                });
+                if d == 0 {
+                    endpoints[pi].ingress = Some(id);
+                } else {
+                    endpoints[pi].egress = Some(id);
+                }
+            }
+            carry.pod_classifiers.insert(pod_key, prev.clone());
+            continue;
+        }
+        let mut mine: super::ids::PodClassifiers = [None, None];
         for dir in [Dir::Ingress, Dir::Egress] {
             let mut selected = false;
             let mut ids: Vec<RuleId> = Vec::new();
@@ -259,7 +329,11 @@ pub(crate) fn compile(
                     continue;
                 }
                 let sec = Some(("policies", i));
-                let (ing, eg) = types(sec, i, p)?;
+                if prepared[i].is_none() {
+                    prepared[i] = Some(prepare(i, p)?);
+                }
+                let Some(prep) = prepared[i].as_ref() else { continue };
+                let (ing, eg) = prep.types;
                 if (dir == Dir::Ingress && !ing) || (dir == Dir::Egress && !eg) {
                     continue;
                 }
@@ -274,25 +348,21 @@ pub(crate) fn compile(
                 }
                 let n = if dir == Dir::Ingress { p.ingress.len() } else { p.egress.len() };
                 for j in 0..n {
-                    let (peers_cfg, ports_cfg, field) = if dir == Dir::Ingress {
-                        (&p.ingress[j].from, &p.ingress[j].ports, format!("policies[{i}].ingress[{j}]"))
+                    let (peers_cfg, ports_cfg, pr) = if dir == Dir::Ingress {
+                        (&p.ingress[j].from, &p.ingress[j].ports, &prep.rules[0][j])
                     } else {
-                        (&p.egress[j].to, &p.egress[j].ports, format!("policies[{i}].egress[{j}]"))
+                        (&p.egress[j].to, &p.egress[j].ports, &prep.rules[1][j])
                     };
+                    let field = &pr.field;
+                    let mut cidrs = pr.cidrs.iter();
                     let id = rule_ids[&(i, dir, j)];
                     ids.push(id);
                     let mut peers = Vec::new();
                     let mut peer_pods_all: Vec<&Pod> = Vec::new();
                     let mut identities = BTreeSet::new();
                     for peer in peers_cfg {
-                        if let Some(b) = &peer.ip_block {
-                            let prefix = parse::prefix(sec, &format!("{field}.ip_block.cidr"), &b.cidr)?;
-                            let except = b
-                                .except
-                                .iter()
-                                .map(|e| parse::prefix(sec, &format!("{field}.ip_block.except"), e))
-                                .collect::<Result<Vec<_>, _>>()?;
-                            peers.push(PeerMatch::Cidr { prefix, except });
+                        if peer.ip_block.is_some() {
+                            peers.extend(cidrs.next().cloned());
                         } else {
                             for pp in peer_index.select(peer, &p.namespace).iter() {
                                 identities.insert(pp.identity);
@@ -324,13 +394,13 @@ pub(crate) fn compile(
                             ports_cfg.iter().filter(|p| !by_name(p)).cloned().collect();
                         let named_cfg: Vec<PolicyPortConfig> = ports_cfg.iter().filter(by_name).cloned().collect();
                         if !numbered.is_empty() {
-                            if let Some(pm) = ports(sec, &field, &numbered, &|_, _| Vec::new())? {
+                            if let Some(pm) = ports(sec, field, &numbered, &|_, _| Vec::new())? {
                                 rules.push(PolicyRule { id, peers: peers.clone(), ports: pm });
                             }
                         }
                         for pp in named_pool {
                             let own = |name: &str, proto: u8| pp.named_port(name, proto).into_iter().collect();
-                            if let Some(pm) = ports(sec, &field, &named_cfg, &own)? {
+                            if let Some(pm) = ports(sec, field, &named_cfg, &own)? {
                                 let hosts = pp
                                     .ips
                                     .iter()
@@ -340,7 +410,7 @@ pub(crate) fn compile(
                         }
                         continue;
                     }
-                    let Some(port_matches) = ports(sec, &field, ports_cfg, &named)? else { continue };
+                    let Some(port_matches) = ports(sec, field, ports_cfg, &named)? else { continue };
                     rules.push(PolicyRule { id, peers, ports: port_matches });
                 }
             }
@@ -361,19 +431,37 @@ pub(crate) fn compile(
                         ),
                     };
                     memo.insert(input, std::sync::Arc::clone(&compiled));
+                    kept.insert(std::sync::Arc::as_ptr(&compiled), c);
                     classifiers.push(compiled);
                     cache.insert(key, c);
                     c
                 }
             };
+            mine[usize::from(dir == Dir::Egress)] = Some(std::sync::Arc::clone(&classifiers[cid.0 as usize]));
             if dir == Dir::Ingress {
                 endpoints[pi].ingress = Some(cid);
             } else {
                 endpoints[pi].egress = Some(cid);
             }
         }
+        carry.pod_classifiers.insert(pod_key, mine);
     }
     Ok(PolicyTable::new(classifiers, names))
+}
+
+/// A policy as every pod it selects needs it, worked out once per build.
+struct Prepared {
+    /// (Ingress, Egress) from policyTypes.
+    types: (bool, bool),
+    /// Per direction (ingress, egress), per rule.
+    rules: [Vec<PreparedRule>; 2],
+}
+
+struct PreparedRule {
+    /// `policies[i].ingress[j]`, for errors.
+    field: String,
+    /// The rule's ipBlock peers, parsed, in order.
+    cidrs: Vec<PeerMatch>,
 }
 
 /// The refusal of a classifier over its limits, blamed on the selecting policy with the most
