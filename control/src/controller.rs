@@ -697,13 +697,14 @@ impl Controller {
         if let Some(n) = self.workers_running {
             cfg.datapath.workers = n;
         }
-        let scope = Controller::scope_of(&st.store, &cfg, changes, &changed);
+        let policies = st.store.policies();
+        let scope = Controller::scope_of(&st.store, &cfg, &policies, changes, &changed);
         let mut services = LiveServices { ctx: live_services.ctx.clone(), compiled: live_services.compiled.clone() };
         let live = self.cell.load();
         let steering = self.workers_running.map_or(services.ctx.steering, |n| n > 1);
         let mut ids = st.ids.clone();
         let mut refused: Option<Refusal> = None;
-        let State { store, cache, .. } = st;
+        let (store, cache) = (&st.store, &mut st.cache);
         let mut given = |ctx: &build::services::ServiceContext, sp: &mut build::ids::Interner<String>| {
             services.ctx = ctx.clone();
             let mut undo = Vec::new();
@@ -722,6 +723,7 @@ impl Controller {
             &mut ids,
             build::ServicesFrom::Given(&mut given),
             &scope,
+            Some(&policies),
         );
         let built = match built {
             Ok(b) => b,
@@ -793,6 +795,7 @@ impl Controller {
     fn scope_of(
         store: &Store,
         cfg: &Config,
+        merged_policies: &[&crate::config::PolicyConfig],
         changes: &[(Key, Action)],
         changed: &[(String, String, Vec<crate::config::Labels>)],
     ) -> build::Scope {
@@ -831,7 +834,7 @@ impl Controller {
             })
         };
         // Every version of every policy: as merged now, and as the changed ones were.
-        let mut policies: Vec<&crate::config::PolicyConfig> = cfg.policies.iter().collect();
+        let mut policies: Vec<&crate::config::PolicyConfig> = merged_policies.to_vec();
         let old: Vec<crate::config::PolicyConfig> = changes
             .iter()
             .filter(|(k, _)| k.kind == Kind::NetworkPolicy)

@@ -456,10 +456,31 @@ impl Store {
         self.merged(true)
     }
 
-    /// The merged config without services and their endpoints: what a change of pods,
-    /// namespaces, policies or ports rebuilds (the service table is patched, not rebuilt).
+    /// The merged config without services and their endpoints, nor policies: what a change
+    /// of pods, namespaces, policies or ports rebuilds (the service table is patched, not
+    /// rebuilt), with the policies lent in their config order instead of copied (see
+    /// [`Store::policies`]).
     pub fn config_without_services(&self) -> (Config, Origins) {
         self.merged(false)
+    }
+
+    /// Every NetworkPolicy (API objects hiding file ones), in the merged config's order.
+    pub fn policies(&self) -> Vec<&crate::config::PolicyConfig> {
+        let mut out: BTreeMap<Key, &crate::config::PolicyConfig> = BTreeMap::new();
+        for p in &self.base.policies {
+            out.insert(Key { kind: Kind::NetworkPolicy, namespace: p.namespace.clone(), name: p.name.clone() }, p);
+        }
+        let lo = Key { kind: Kind::NetworkPolicy, namespace: String::new(), name: String::new() };
+        for (k, o) in self.api.range(lo..) {
+            match o {
+                Object::NetworkPolicy(p) => {
+                    out.insert(k.clone(), p);
+                }
+                _ if k.kind != Kind::NetworkPolicy => break,
+                _ => {}
+            }
+        }
+        out.into_values().collect()
     }
 
     fn merged(&self, with_services: bool) -> (Config, Origins) {
@@ -567,7 +588,9 @@ impl Store {
                 }
                 Object::NetworkPolicy(p) => {
                     origins.push("policies", k, origin);
-                    cfg.policies.push(p.clone());
+                    if with_services {
+                        cfg.policies.push(p.clone());
+                    }
                 }
                 Object::Route(r) => {
                     origins.push("routes", k, origin);

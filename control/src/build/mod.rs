@@ -151,7 +151,7 @@ pub fn build_cached(
     cache: &mut MaglevCache,
     ids: &mut Ids,
 ) -> Result<Built, FieldError> {
-    build_with(cfg, base_dir, generation, ids, ServicesFrom::Config(cache), &Scope::all())
+    build_with(cfg, base_dir, generation, ids, ServicesFrom::Config(cache), &Scope::all(), None)
 }
 
 /// Given a build's service context (its pods, node and ranges), the service table, the
@@ -180,6 +180,7 @@ pub(crate) fn build_with(
     ids: &mut Ids,
     from: ServicesFrom<'_>,
     scope: &Scope,
+    policies: Option<&[&crate::config::PolicyConfig]>,
 ) -> Result<Built, FieldError> {
     let n = &cfg.node;
     let ns = node_section();
@@ -553,7 +554,16 @@ pub(crate) fn build_with(
     }
 
     // Policies, compiled per local pod.
-    let policy = policy::compile(cfg, &pods, &ns_labels, &mut endpoints, ids, scope)?;
+    // The config's policies, or (a pods-only change) the store's, lent rather than copied.
+    let own: Vec<&crate::config::PolicyConfig>;
+    let policies = match policies {
+        Some(p) => p,
+        None => {
+            own = cfg.policies.iter().collect();
+            &own
+        }
+    };
+    let policy = policy::compile(policies, &pods, &ns_labels, &mut endpoints, ids, scope)?;
 
     let node_ips: Vec<Addr> = ipv4.map(Addr::from).into_iter().chain(ipv6.map(Addr::from)).collect();
     let remote_ips = nodes.iter().map(|r| r.underlay_ip).collect();

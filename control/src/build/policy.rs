@@ -8,7 +8,7 @@
 use super::parse::{self, Sec};
 use super::selector;
 use super::Pod;
-use crate::config::{Config, Labels, PeerConfig, PolicyConfig, PolicyPortConfig, PortRef};
+use crate::config::{Labels, PeerConfig, PolicyConfig, PolicyPortConfig, PortRef};
 use crate::error::FieldError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use switch_core::addr::Prefix;
@@ -195,7 +195,7 @@ fn ports(
 
 /// Compiles every local pod's classifiers and sets them on `endpoints` (same order as `pods`).
 pub(crate) fn compile(
-    cfg: &Config,
+    policies: &[&PolicyConfig],
     pods: &[Pod],
     ns_labels: &BTreeMap<String, Labels>,
     endpoints: &mut [Endpoint],
@@ -207,7 +207,7 @@ pub(crate) fn compile(
     // Validate everything first (every policy the scope names), so that errors do not depend
     // on which pods exist.
     let mut seen = std::collections::HashSet::new();
-    for (i, p) in cfg.policies.iter().enumerate() {
+    for (i, &p) in policies.iter().enumerate() {
         let sec = Some(("policies", i));
         if !seen.insert((p.namespace.as_str(), p.name.as_str())) {
             return Err(FieldError::new(
@@ -239,7 +239,7 @@ pub(crate) fn compile(
     // Rules keep their id while their policy lives (see `ids.rs`); ids not in use are named "".
     let mut named: Vec<(RuleId, String)> = Vec::new();
     let mut rule_ids: HashMap<(usize, Dir, usize), RuleId> = HashMap::new();
-    for (i, p) in cfg.policies.iter().enumerate() {
+    for (i, &p) in policies.iter().enumerate() {
         for (dir, n) in [(Dir::Ingress, p.ingress.len()), (Dir::Egress, p.egress.len())] {
             for j in 0..n {
                 let d = if dir == Dir::Ingress { "ingress" } else { "egress" };
@@ -257,7 +257,7 @@ pub(crate) fn compile(
     }
     // Per policy, once, when a pod it selects is compiled: its types, and per rule its field
     // name and parsed ipBlocks.
-    let mut prepared: Vec<Option<Prepared>> = (0..cfg.policies.len()).map(|_| None).collect();
+    let mut prepared: Vec<Option<Prepared>> = (0..policies.len()).map(|_| None).collect();
     let prepare = |i: usize, p: &PolicyConfig| -> Result<Prepared, FieldError> {
         let sec = Some(("policies", i));
         let mut dirs: [Vec<PreparedRule>; 2] = [Vec::new(), Vec::new()];
@@ -324,7 +324,7 @@ pub(crate) fn compile(
             let mut rules: Vec<PolicyRule> = Vec::new();
             // (policy, its ipBlock peers in this direction), to name them if compiling is refused.
             let mut cidr_policies: Vec<(usize, usize)> = Vec::new();
-            for (i, p) in cfg.policies.iter().enumerate() {
+            for (i, &p) in policies.iter().enumerate() {
                 if p.namespace != pod.namespace || !selector::matches(&p.pod_selector, &pod.labels) {
                     continue;
                 }
@@ -427,7 +427,8 @@ pub(crate) fn compile(
                     let compiled = match previous.get(&input) {
                         Some(c) => std::sync::Arc::clone(c),
                         None => std::sync::Arc::new(
-                            Classifier::compile(&input.1).map_err(|e| too_large(cfg, pod, dir, &cidr_policies, e))?,
+                            Classifier::compile(&input.1)
+                                .map_err(|e| too_large(policies, pod, dir, &cidr_policies, e))?,
                         ),
                     };
                     memo.insert(input, std::sync::Arc::clone(&compiled));
@@ -466,9 +467,15 @@ struct PreparedRule {
 
 /// The refusal of a classifier over its limits, blamed on the selecting policy with the most
 /// ipBlock peers in that direction (and naming the others that add to it).
-fn too_large(cfg: &Config, pod: &Pod, dir: Dir, cidr_policies: &[(usize, usize)], e: CompileError) -> FieldError {
+fn too_large(
+    policies: &[&PolicyConfig],
+    pod: &Pod,
+    dir: Dir,
+    cidr_policies: &[(usize, usize)],
+    e: CompileError,
+) -> FieldError {
     let d = if dir == Dir::Ingress { "ingress" } else { "egress" };
-    let name = |i: usize| format!("{}/{}", cfg.policies[i].namespace, cfg.policies[i].name);
+    let name = |i: usize| format!("{}/{}", policies[i].namespace, policies[i].name);
     let Some(&(blamed, _)) = cidr_policies.iter().rev().max_by_key(|(_, n)| *n) else {
         // Only CIDR peers make a classifier too large; keep a message if that ever changes.
         return FieldError::new(None, "policies", format!("{d} rules of pod {}/{}: {e}", pod.namespace, pod.name));
