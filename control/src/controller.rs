@@ -59,15 +59,17 @@ impl From<StoreError> for Refusal {
 /// A request to a worker, answered between two batches.
 #[derive(Debug)]
 pub enum WorkerCmd {
+    /// The flows whose entries lie in the next [`WALK_SLOTS`] slots from `from`: the flows (at
+    /// most `limit`), how many more matched, and where the next chunk starts (`None`: done).
     ListFlows {
         filter: FlowFilter,
         limit: usize,
-        reply: mpsc::Sender<(Vec<pb::Flow>, u64)>,
+        from: usize,
+        reply: mpsc::Sender<(Vec<pb::Flow>, u64, Option<usize>)>,
     },
-    Flush {
-        filter: FlowFilter,
-        reply: mpsc::Sender<u64>,
-    },
+    /// Removes the matching flows of the next [`WALK_SLOTS`] slots from `from`: how many, and
+    /// where the next chunk starts.
+    Flush { filter: FlowFilter, from: usize, reply: mpsc::Sender<(u64, Option<usize>)> },
     /// Open `interface` as switch port `port` (see `io_backends::Backend::attach_port`); the
     /// reply carries what the next worker joins.
     AttachPort {
@@ -77,11 +79,13 @@ pub enum WorkerCmd {
         reply: mpsc::Sender<Result<io_backends::PortShare, String>>,
     },
     /// Close port `port` and forget its counters (the id may be given to another port).
-    DetachPort {
-        port: PortId,
-        reply: mpsc::Sender<bool>,
-    },
+    DetachPort { port: PortId, reply: mpsc::Sender<bool> },
 }
+
+/// Conntrack slots a worker walks for one listing or flush request, between two batches: a
+/// table of a million flows is walked in 32 steps of well under a millisecond each, not in
+/// one pause of the forwarding core.
+pub const WALK_SLOTS: usize = 1 << 16;
 
 /// A worker's command queue and the doorbell that wakes it when it sleeps in poll(2).
 #[derive(Debug, Clone)]
@@ -1091,37 +1095,44 @@ impl Controller {
         Ok(w.clone())
     }
 
-    /// The workers' flows matching `f`.
+    /// The workers' flows matching `f`, each worker's table walked in chunks of
+    /// [`WALK_SLOTS`] slots, one request each.
     pub fn conntrack_list(&self, f: &pb::ConntrackFilter) -> Result<pb::ConntrackList, Refusal> {
         let filter = FlowFilter::from_pb(f)?;
         let limit = if f.limit == 0 { 10_000 } else { f.limit as usize };
         let mut out = pb::ConntrackList::default();
         for tx in self.senders()? {
-            let (rtx, rrx) = mpsc::channel();
-            tx.send(WorkerCmd::ListFlows { filter: filter.clone(), limit, reply: rtx })?;
-            let (flows, more) = rrx
-                .recv_timeout(Duration::from_secs(2))
-                .map_err(|_| Refusal::Unavailable("a worker did not answer within 2 s".into()))?;
-            out.flows.extend(flows);
-            out.truncated += more;
-        }
-        if out.flows.len() > limit {
-            out.truncated += (out.flows.len() - limit) as u64;
-            out.flows.truncate(limit);
+            let mut from = Some(0);
+            while let Some(at) = from {
+                let (rtx, rrx) = mpsc::channel();
+                let room = limit.saturating_sub(out.flows.len());
+                tx.send(WorkerCmd::ListFlows { filter: filter.clone(), limit: room, from: at, reply: rtx })?;
+                let (flows, more, next) = rrx
+                    .recv_timeout(Duration::from_secs(2))
+                    .map_err(|_| Refusal::Unavailable("a worker did not answer within 2 s".into()))?;
+                out.flows.extend(flows);
+                out.truncated += more;
+                from = next;
+            }
         }
         Ok(out)
     }
 
-    /// Removes the workers' flows matching `f`.
+    /// Removes the workers' flows matching `f`, in chunks as [`Controller::conntrack_list`].
     pub fn conntrack_flush(&self, f: &pb::ConntrackFilter) -> Result<pb::FlushResponse, Refusal> {
         let filter = FlowFilter::from_pb(f)?;
         let mut flushed = 0;
         for tx in self.senders()? {
-            let (rtx, rrx) = mpsc::channel();
-            tx.send(WorkerCmd::Flush { filter: filter.clone(), reply: rtx })?;
-            flushed += rrx
-                .recv_timeout(Duration::from_secs(2))
-                .map_err(|_| Refusal::Unavailable("a worker did not answer within 2 s".into()))?;
+            let mut from = Some(0);
+            while let Some(at) = from {
+                let (rtx, rrx) = mpsc::channel();
+                tx.send(WorkerCmd::Flush { filter: filter.clone(), from: at, reply: rtx })?;
+                let (n, next) = rrx
+                    .recv_timeout(Duration::from_secs(2))
+                    .map_err(|_| Refusal::Unavailable("a worker did not answer within 2 s".into()))?;
+                flushed += n;
+                from = next;
+            }
         }
         tracing::info!(flushed, "conntrack flushed");
         self.emit("conntrack_flushed", &[], format!("{flushed} flow(s) flushed"));
@@ -1211,13 +1222,21 @@ fn recompile_services(
     Ok(table)
 }
 
+/// The slots of one walk step from `from`, and where the next starts.
+fn walk_chunk(w: &switch_core::pipeline::Worker, from: usize) -> (std::ops::Range<usize>, Option<usize>) {
+    let cap = w.conntrack().capacity();
+    let end = from.saturating_add(WALK_SLOTS).min(cap);
+    (from..end, (end < cap).then_some(end))
+}
+
 /// Answers one worker command; called by the worker between batches.
 pub fn serve_worker_cmd(cmd: WorkerCmd, w: &mut switch_core::pipeline::Worker, t: &Tables, now: u64, index: u16) {
     match cmd {
-        WorkerCmd::ListFlows { filter, limit, reply } => {
+        WorkerCmd::ListFlows { filter, limit, from, reply } => {
+            let (range, next) = walk_chunk(w, from);
             let mut flows = Vec::new();
             let mut more = 0u64;
-            for (k, e, expires) in w.conntrack().flows(now) {
+            for (k, e, expires) in w.conntrack().flows_in(now, range) {
                 if !filter.matches(k, e) {
                     continue;
                 }
@@ -1227,11 +1246,12 @@ pub fn serve_worker_cmd(cmd: WorkerCmd, w: &mut switch_core::pipeline::Worker, t
                     more += 1;
                 }
             }
-            let _ = reply.send((flows, more));
+            let _ = reply.send((flows, more, next));
         }
-        WorkerCmd::Flush { filter, reply } => {
-            let n = w.conntrack_mut().flush_matching(now, |k, e| filter.matches(k, e));
-            let _ = reply.send(n as u64);
+        WorkerCmd::Flush { filter, from, reply } => {
+            let (range, next) = walk_chunk(w, from);
+            let n = w.conntrack_mut().flush_matching_in(now, range, |k, e| filter.matches(k, e));
+            let _ = reply.send((n as u64, next));
         }
         // Port commands need the backend: the worker loop serves them itself.
         WorkerCmd::AttachPort { reply, .. } => {

@@ -367,9 +367,20 @@ impl Conntrack {
 
     /// Drops the flows (both entries) whose original entry `pick` selects; returns how many.
     /// Control-plane use (`conntrack flush` with a filter): it allocates.
-    pub fn flush_matching(&mut self, now: u64, mut pick: impl FnMut(&FlowKey, &CtEntry) -> bool) -> usize {
+    pub fn flush_matching(&mut self, now: u64, pick: impl FnMut(&FlowKey, &CtEntry) -> bool) -> usize {
+        self.flush_matching_in(now, 0..usize::MAX, pick)
+    }
+
+    /// As [`Conntrack::flush_matching`], over the flows whose original entry lies in slots
+    /// `range` (a flow goes whole, its reply entry wherever it lies).
+    pub fn flush_matching_in(
+        &mut self,
+        now: u64,
+        range: core::ops::Range<usize>,
+        mut pick: impl FnMut(&FlowKey, &CtEntry) -> bool,
+    ) -> usize {
         let mut slots = Vec::new();
-        for (slot, k, e, _) in self.table.iter_live(now) {
+        for (slot, k, e, _) in self.table.iter_live_in(now, range) {
             if e.dir == Direction::Original && pick(k, e) {
                 slots.push(slot);
             }
@@ -391,7 +402,19 @@ impl Conntrack {
 
     /// Live original-direction entries, for listings.
     pub fn flows(&self, now: u64) -> impl Iterator<Item = (&FlowKey, &CtEntry, u64)> {
-        self.table.iter_live(now).filter(|(_, _, e, _)| e.dir == Direction::Original).map(|(_, k, e, x)| (k, e, x))
+        self.flows_in(now, 0..usize::MAX)
+    }
+
+    /// As [`Conntrack::flows`], over the slots of `range` (see [`Conntrack::capacity`]).
+    pub fn flows_in(
+        &self,
+        now: u64,
+        range: core::ops::Range<usize>,
+    ) -> impl Iterator<Item = (&FlowKey, &CtEntry, u64)> {
+        self.table
+            .iter_live_in(now, range)
+            .filter(|(_, _, e, _)| e.dir == Direction::Original)
+            .map(|(_, k, e, x)| (k, e, x))
     }
 }
 
