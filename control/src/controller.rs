@@ -1075,6 +1075,7 @@ impl Controller {
             sizes.conntrack_entries += r.conntrack_entries as u64;
             sizes.conntrack_capacity += r.conntrack_capacity as u64;
             sizes.conntrack_evicted += r.conntrack_evicted;
+            sizes.pool_free += r.pool_free as u64;
         }
         pb::CountersResponse {
             generation: t.generation,

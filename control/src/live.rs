@@ -432,10 +432,10 @@ fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worke
         }
         if last_publish.elapsed() >= Duration::from_millis(200) {
             last_publish = Instant::now();
-            publish(&w, shared, cell, modes);
+            publish(&w, shared, cell, modes, be.free_buffers());
         }
     }
-    publish(&w, shared, cell, modes);
+    publish(&w, shared, cell, modes, be.free_buffers());
 }
 
 /// The benchmark baseline: every frame out of the paired port (0<->1, 2<->3, ...), no
@@ -450,8 +450,9 @@ fn bare_forward<B: Backend>(be: &mut B, w: &mut Worker, batch: &mut Batch<B::Buf
     n
 }
 
-fn publish(w: &Worker, shared: &Mutex<Option<Report>>, cell: &SnapshotCell, modes: &[String]) {
-    let r = Report::of_worker(w, cell.generation(), modes.to_vec());
+fn publish(w: &Worker, shared: &Mutex<Option<Report>>, cell: &SnapshotCell, modes: &[String], pool_free: usize) {
+    let mut r = Report::of_worker(w, cell.generation(), modes.to_vec());
+    r.pool_free = pool_free;
     if let Ok(mut g) = shared.lock() {
         *g = Some(r);
     }

@@ -170,6 +170,7 @@ mod tests {
             conntrack_evicted: 0,
             generation: 3,
             port_modes: vec![],
+            pool_free: 0,
         };
         let m = render(&r, &t, 1_500_000);
         assert!(m.contains("podswitch_port_rx_packets_total{port=\"pod-a\"} 5\n"), "{m}");

@@ -16,6 +16,8 @@ pub struct Report {
     pub generation: u64,
     /// How each port's I/O was set up, e.g. `afxdp native copy`, by port index.
     pub port_modes: Vec<String>,
+    /// Frame buffers in the worker's pool (see `io_backends::Backend::free_buffers`).
+    pub pool_free: usize,
 }
 
 impl Report {
@@ -29,6 +31,7 @@ impl Report {
             conntrack_evicted: ct.stats.evicted,
             generation,
             port_modes,
+            pool_free: 0,
         }
     }
 
@@ -46,6 +49,7 @@ impl Report {
                     t.conntrack_entries += r.conntrack_entries;
                     t.conntrack_capacity += r.conntrack_capacity;
                     t.conntrack_evicted += r.conntrack_evicted;
+                    t.pool_free += r.pool_free;
                     t.generation = t.generation.min(r.generation);
                 }
             }
@@ -110,8 +114,8 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "conntrack entries={} capacity={} evicted={}",
-            self.conntrack_entries, self.conntrack_capacity, self.conntrack_evicted
+            "conntrack entries={} capacity={} evicted={}\npool free={}",
+            self.conntrack_entries, self.conntrack_capacity, self.conntrack_evicted, self.pool_free
         );
         let _ = writeln!(
             s,

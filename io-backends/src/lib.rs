@@ -89,6 +89,12 @@ pub trait Backend {
         Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "this backend cannot add ports at run time"))
     }
 
+    /// Frame buffers in the worker's pool now (not in a ring, a batch or another worker's
+    /// hands), for the counters: a pool that shrinks while ports come and go leaks.
+    fn free_buffers(&self) -> usize {
+        0
+    }
+
     /// Stops serving `port` and closes its sockets; frames still queued for it are dropped.
     /// Returns false when the port was not attached.
     fn detach_port(&mut self, port: PortId) -> bool {

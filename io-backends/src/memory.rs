@@ -170,6 +170,10 @@ impl Backend for MemoryBackend {
         }
     }
 
+    fn free_buffers(&self) -> usize {
+        self.pool.len()
+    }
+
     fn detach_port(&mut self, port: PortId) -> bool {
         let was = self.attached.get_mut(port.index()).and_then(Option::take).is_some();
         // Frames still queued from the port are gone with it.

@@ -610,6 +610,7 @@ fn print_stats(r: &pb::CountersResponse, o: Output) -> Result<(), Fail> {
                 "policy_classifiers": t.policy_classifiers, "policy_rules": t.policy_rules,
                 "conntrack_entries": t.conntrack_entries, "conntrack_capacity": t.conntrack_capacity,
                 "conntrack_evicted": t.conntrack_evicted,
+                "pool_free": t.pool_free,
             },
         });
         print!("{}", render(&v, o)?);
@@ -641,9 +642,9 @@ fn print_stats(r: &pb::CountersResponse, o: Output) -> Result<(), Fail> {
     let t = r.tables.unwrap_or_default();
     println!();
     println!(
-        "tables: generation={} endpoints={} routes={} service_ports={} frontends={} policy_rules={} conntrack={}/{} evicted={} last_apply={}us workers={}",
+        "tables: generation={} endpoints={} routes={} service_ports={} frontends={} policy_rules={} conntrack={}/{} evicted={} pool_free={} last_apply={}us workers={}",
         r.generation, t.endpoints, t.routes, t.service_ports, t.frontends, t.policy_rules, t.conntrack_entries, t.conntrack_capacity,
-        t.conntrack_evicted, r.last_apply_micros, r.workers
+        t.conntrack_evicted, t.pool_free, r.last_apply_micros, r.workers
     );
     let mut e: Vec<_> = r.events.iter().filter(|(_, v)| **v > 0).collect();
     e.sort();

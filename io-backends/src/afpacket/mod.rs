@@ -350,6 +350,10 @@ impl Backend for AfPacketBackend {
         Ok(())
     }
 
+    fn free_buffers(&self) -> usize {
+        self.pool.len()
+    }
+
     fn detach_port(&mut self, port: PortId) -> bool {
         let Some(p) = self.ports.get_mut(port.index()).and_then(Option::take) else { return false };
         let fd = p.fd.as_raw_fd();

@@ -12,7 +12,7 @@ mod area;
 pub use area::{XdpBuf, FRAME_SIZE};
 
 use crate::bpf::{XdpMode, XdpProgram};
-use crate::{sys, Backend, Batch, TxReport};
+use crate::{sys, Backend, Batch, PortShare, TxReport};
 use area::Area;
 use std::io;
 use std::num::NonZeroU32;
@@ -31,6 +31,11 @@ const RING: u32 = 2048;
 const FILL_TARGET: usize = 1024;
 /// The least a queue's fill ring is stocked with.
 const FILL_MIN: usize = 256;
+/// Frames the fill rings of a port attached at run time (a pod's veth) are kept stocked with:
+/// 250 such ports hold 16,000 frames at most, and an idle one no more than this.
+const RUNTIME_FILL: usize = 64;
+/// The least a runtime port's queue is stocked with.
+const RUNTIME_FILL_MIN: usize = 16;
 /// Queues served per port at most.
 const MAX_QUEUES: usize = 64;
 
@@ -72,21 +77,30 @@ struct XdpPort {
     fill_target: usize,
 }
 
-/// Keeps the UMEM registration alive.
-struct UmemHold(#[allow(dead_code)] Umem);
+/// Keeps the UMEM registration alive, and lets ports attached at run time bind to it.
+struct UmemHold(Umem);
 
-// SAFETY: the UMEM handle is only held, never used after setup: no method is called on it
-// from any thread once the sockets are bound, and dropping it just closes descriptors.
+// SAFETY: the UMEM handle is only reached through the mutex in `XdpShared`, so one thread at a
+// time calls it (to create the rings of a socket attached at run time); dropping it just
+// closes descriptors.
 unsafe impl Send for UmemHold {}
-// SAFETY: as above; no `&self` method is ever called through a shared reference.
-unsafe impl Sync for UmemHold {}
+
+/// A program attached at run time, and how many workers hold sockets it redirects to.
+struct RuntimeProgram {
+    prog: XdpProgram,
+    users: usize,
+}
 
 /// What the workers of a node share: the XDP programs, the UMEM registration and its memory.
 /// Dropped when the last worker's backend is, in this order: programs detached, UMEM
 /// unregistered, memory unmapped.
 struct XdpShared {
     _progs: Vec<XdpProgram>,
-    _umem: UmemHold,
+    /// Programs of ports attached at run time, by port.
+    runtime: std::sync::Mutex<std::collections::HashMap<PortId, RuntimeProgram>>,
+    umem: std::sync::Mutex<UmemHold>,
+    /// Whether the UMEM was bound zero-copy (sockets sharing it follow).
+    zero_copy: bool,
     area: Area,
 }
 
@@ -101,6 +115,13 @@ pub struct AfXdpBackend {
     next: usize,
     /// Every socket (and doorbell), for blocking when idle.
     fds: Vec<i32>,
+    /// This worker's index and the number of workers (which receive queues it serves).
+    worker: usize,
+    workers: usize,
+    /// Per UMEM frame: 1 + the port whose fill or TX ring of this worker holds it, 0 when it is
+    /// in none. A port closed at run time gives back every frame it holds this way, so
+    /// churning pods never drain the pool.
+    owner: Vec<u16>,
 }
 
 impl std::fmt::Debug for AfXdpBackend {
@@ -218,40 +239,73 @@ impl AfXdpBackend {
             }
             progs.push(prog);
         }
-        let shared = Arc::new(XdpShared { _progs: progs, _umem: UmemHold(umem), area });
+        let shared = Arc::new(XdpShared {
+            _progs: progs,
+            runtime: std::sync::Mutex::new(std::collections::HashMap::new()),
+            umem: std::sync::Mutex::new(UmemHold(umem)),
+            zero_copy,
+            area,
+        });
         let mut out = Vec::with_capacity(workers);
         for (w, (mut v, modes)) in per_worker.into_iter().zip(modes).enumerate() {
             let order: Vec<usize> = (0..ports).filter(|i| v[*i].is_some()).collect();
             let frames = (w * FRAMES) as u64..((w + 1) * FRAMES) as u64;
             let mut free: Vec<u64> = frames.map(|f| f * FRAME_SIZE as u64).collect();
+            let mut owner = vec![0u16; FRAMES * workers];
             for &i in &order {
                 if let Some(p) = v[i].as_mut() {
                     for q in &mut p.queues {
-                        q.in_fill += fill(&mut q.fq, &mut free, p.fill_target);
+                        q.in_fill += fill(&mut q.fq, &mut free, p.fill_target, &mut owner, p.port);
                     }
                 }
             }
             let fds = v.iter().flatten().flat_map(|p| p.queues.iter().map(|q| q.user.as_raw_fd())).collect();
-            out.push(AfXdpBackend { ports: v, order, free, shared: Arc::clone(&shared), modes, next: 0, fds });
+            out.push(AfXdpBackend {
+                ports: v,
+                order,
+                free,
+                shared: Arc::clone(&shared),
+                modes,
+                next: 0,
+                fds,
+                worker: w,
+                workers,
+                owner,
+            });
         }
         Ok(out)
     }
 
     fn reap_completions(&mut self) {
         for p in self.ports.iter_mut().flatten() {
-            // Only the first queue transmits, so only its completion ring has frames.
-            let mut c = p.queues[0].fq.complete(RING);
-            while let Some(addr) = c.read() {
-                self.free.push(addr & !(FRAME_SIZE as u64 - 1));
-            }
-            c.release();
+            reap(p, &mut self.free, &mut self.owner);
         }
     }
 }
 
-/// Moves up to `n` frames from `free` into a fill ring (never more than it has room for);
-/// returns how many.
-fn fill(fq: &mut DeviceQueue, free: &mut Vec<u64>, n: usize) -> usize {
+/// Takes the frames a port's TX ring has sent back to `free`.
+fn reap(p: &mut XdpPort, free: &mut Vec<u64>, owner: &mut [u16]) {
+    // Only the first queue transmits, so only its completion ring has frames.
+    let mut c = p.queues[0].fq.complete(RING);
+    while let Some(addr) = c.read() {
+        let frame = addr & !(FRAME_SIZE as u64 - 1);
+        set_owner(owner, frame, None);
+        free.push(frame);
+    }
+    c.release();
+}
+
+/// Records which port's ring holds the frame at `frame` (`None`: none).
+#[inline]
+fn set_owner(owner: &mut [u16], frame: u64, port: Option<PortId>) {
+    if let Some(o) = owner.get_mut((frame / FRAME_SIZE as u64) as usize) {
+        *o = port.map_or(0, |p| p.0.wrapping_add(1));
+    }
+}
+
+/// Moves up to `n` frames from `free` into a fill ring of `port` (never more than it has
+/// room for); returns how many.
+fn fill(fq: &mut DeviceQueue, free: &mut Vec<u64>, n: usize, owner: &mut [u16], port: PortId) -> usize {
     let n = n.min(free.len()) as u32;
     if n == 0 {
         return 0;
@@ -262,7 +316,10 @@ fn fill(fq: &mut DeviceQueue, free: &mut Vec<u64>, n: usize) -> usize {
     let done = w.insert(free[from..].iter().copied()) as usize;
     w.commit();
     drop(w);
-    free.truncate(free.len() - done);
+    for &f in &free[from..from + done] {
+        set_owner(owner, f, Some(port));
+    }
+    free.drain(from..from + done);
     if fq.needs_wakeup() {
         fq.wake();
     }
@@ -281,7 +338,7 @@ impl Backend for AfXdpBackend {
             let Some(p) = self.ports[idx].as_mut() else { continue };
             for q in &mut p.queues {
                 let want = p.fill_target.saturating_sub(q.in_fill);
-                q.in_fill += fill(&mut q.fq, &mut self.free, want);
+                q.in_fill += fill(&mut q.fq, &mut self.free, want, &mut self.owner, p.port);
                 let room = (batch.capacity() - batch.len()) as u32;
                 if room == 0 {
                     break;
@@ -289,6 +346,7 @@ impl Backend for AfXdpBackend {
                 let mut r = q.rx.receive(room);
                 while let Some(d) = r.read() {
                     q.in_fill = q.in_fill.saturating_sub(1);
+                    set_owner(&mut self.owner, d.addr & !(FRAME_SIZE as u64 - 1), None);
                     // SAFETY: the kernel handed this frame to us through the RX ring; it is in
                     // no other ring until we put it on a TX or fill ring, and RX data never
                     // crosses its frame.
@@ -340,6 +398,9 @@ impl Backend for AfXdpBackend {
             let sent = w.insert(p.pending[..room].iter().copied()) as usize;
             w.commit();
             drop(w);
+            for d in &p.pending[..sent] {
+                set_owner(&mut self.owner, d.addr & !(FRAME_SIZE as u64 - 1), Some(p.port));
+            }
             for d in &p.pending[sent..] {
                 on_fail(p.port, d.len as usize);
                 rep.failed += 1;
@@ -378,6 +439,118 @@ impl Backend for AfXdpBackend {
 
     fn put_free(&mut self, buf: XdpBuf) {
         self.free.push(buf.frame_addr());
+    }
+
+    fn attach_port(&mut self, port: PortId, interface: &str, share: &mut PortShare) -> io::Result<()> {
+        let _ = share;
+        match self.ports.get(port.index()) {
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("port id {} is beyond the {} ports this backend was opened for", port.0, self.ports.len()),
+                ))
+            }
+            Some(Some(_)) => {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("port id {} is in use", port.0)))
+            }
+            Some(None) => {}
+        }
+        let ctx = |e: io::Error| io::Error::new(e.kind(), format!("{interface}: {e}"));
+        let ifindex = sys::ifindex(interface).map_err(ctx)?;
+        let nq = rx_queues(interface);
+        if nq < self.workers {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{interface} has {nq} receive queue(s); {} workers need one each", self.workers),
+            ));
+        }
+        // This worker's sockets, bound to the shared UMEM (under its lock: one thread at a time
+        // creates rings on it). Sockets sharing a UMEM bind with no flags.
+        let mut queues = Vec::new();
+        {
+            let umem = self.shared.umem.lock().map_err(|_| io::Error::other("UMEM lock poisoned"))?;
+            for q in (0..nq).filter(|q| q % self.workers == self.worker) {
+                let mut info = IfInfo::invalid();
+                info.from_ifindex(ifindex).map_err(errno).map_err(ctx)?;
+                info.set_queue(q as u32);
+                let sock = Socket::new(&info).map_err(errno).map_err(ctx)?;
+                let fq = umem.0.fq_cq(&sock).map_err(errno).map_err(ctx)?;
+                let scfg =
+                    SocketConfig { rx_size: NonZeroU32::new(RING), tx_size: NonZeroU32::new(RING), bind_flags: 0 };
+                let user = umem.0.rx_tx(&sock, &scfg).map_err(errno).map_err(ctx)?;
+                let rx = user.map_rx().map_err(errno).map_err(ctx)?;
+                let tx = user.map_tx().map_err(errno).map_err(ctx)?;
+                umem.0.bind(&user).map_err(errno).map_err(ctx)?;
+                queues.push((q, XdpQueue { rx, tx, fq, user, in_fill: 0 }));
+            }
+        }
+        // The port's redirect program: attached by the first worker, each worker points its
+        // queues at its sockets.
+        {
+            let mut progs = self.shared.runtime.lock().map_err(|_| io::Error::other("program lock poisoned"))?;
+            if !progs.contains_key(&port) {
+                let prog = match XdpProgram::attach(ifindex, nq as u32, XdpMode::Native) {
+                    Ok(p) => p,
+                    Err(_) => XdpProgram::attach(ifindex, nq as u32, XdpMode::Generic).map_err(ctx)?,
+                };
+                progs.insert(port, RuntimeProgram { prog, users: 0 });
+            }
+            let rp = progs.get_mut(&port).ok_or_else(|| io::Error::other("program vanished"))?;
+            for (q, xq) in &queues {
+                rp.prog.set_socket(*q as u32, xq.user.as_raw_fd()).map_err(ctx)?;
+            }
+            rp.users += 1;
+        }
+        let fill_target = (RUNTIME_FILL / queues.len().max(1)).max(RUNTIME_FILL_MIN);
+        let mut p = XdpPort {
+            port,
+            queues: queues.into_iter().map(|(_, q)| q).collect(),
+            pending: Vec::with_capacity(switch_core::pipeline::BATCH),
+            zero_copy: self.shared.zero_copy,
+            fill_target,
+        };
+        for q in &mut p.queues {
+            q.in_fill += fill(&mut q.fq, &mut self.free, fill_target, &mut self.owner, port);
+            self.fds.push(q.user.as_raw_fd());
+        }
+        self.ports[port.index()] = Some(p);
+        self.order = (0..self.ports.len()).filter(|i| self.ports[*i].is_some()).collect();
+        self.next = 0;
+        Ok(())
+    }
+
+    fn detach_port(&mut self, port: PortId) -> bool {
+        let Some(mut p) = self.ports.get_mut(port.index()).and_then(Option::take) else { return false };
+        reap(&mut p, &mut self.free, &mut self.owner);
+        let fds: Vec<i32> = p.queues.iter().map(|q| q.user.as_raw_fd()).collect();
+        self.fds.retain(|f| !fds.contains(f));
+        // Closing the sockets ends the kernel's use of their rings: every frame still in this
+        // port's fill, RX or TX rings comes back to the pool.
+        drop(p);
+        let tag = port.0.wrapping_add(1);
+        for (i, o) in self.owner.iter_mut().enumerate() {
+            if *o == tag {
+                *o = 0;
+                self.free.push((i * FRAME_SIZE) as u64);
+            }
+        }
+        if let Ok(mut progs) = self.shared.runtime.lock() {
+            let gone = progs.get_mut(&port).is_some_and(|rp| {
+                rp.users = rp.users.saturating_sub(1);
+                rp.users == 0
+            });
+            if gone {
+                // The last worker's sockets are closed: the program goes (its link detached).
+                progs.remove(&port);
+            }
+        }
+        self.order = (0..self.ports.len()).filter(|i| self.ports[*i].is_some()).collect();
+        self.next = 0;
+        true
+    }
+
+    fn free_buffers(&self) -> usize {
+        self.free.len()
     }
 }
 
