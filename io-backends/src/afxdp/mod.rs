@@ -488,14 +488,16 @@ impl Backend for AfXdpBackend {
         // queues at its sockets.
         {
             let mut progs = self.shared.runtime.lock().map_err(|_| io::Error::other("program lock poisoned"))?;
-            if !progs.contains_key(&port) {
-                let prog = match XdpProgram::attach(ifindex, nq as u32, XdpMode::Native) {
-                    Ok(p) => p,
-                    Err(_) => XdpProgram::attach(ifindex, nq as u32, XdpMode::Generic).map_err(ctx)?,
-                };
-                progs.insert(port, RuntimeProgram { prog, users: 0 });
-            }
-            let rp = progs.get_mut(&port).ok_or_else(|| io::Error::other("program vanished"))?;
+            let rp = match progs.entry(port) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let prog = match XdpProgram::attach(ifindex, nq as u32, XdpMode::Native) {
+                        Ok(p) => p,
+                        Err(_) => XdpProgram::attach(ifindex, nq as u32, XdpMode::Generic).map_err(ctx)?,
+                    };
+                    v.insert(RuntimeProgram { prog, users: 0 })
+                }
+            };
             for (q, xq) in &queues {
                 rp.prog.set_socket(*q as u32, xq.user.as_raw_fd()).map_err(ctx)?;
             }
