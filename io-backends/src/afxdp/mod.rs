@@ -498,8 +498,13 @@ impl Backend for AfXdpBackend {
                     v.insert(RuntimeProgram { prog, users: 0 })
                 }
             };
-            for (q, xq) in &queues {
-                rp.prog.set_socket(*q as u32, xq.user.as_raw_fd()).map_err(ctx)?;
+            let set = queues.iter().try_for_each(|(q, xq)| rp.prog.set_socket(*q as u32, xq.user.as_raw_fd()));
+            if let Err(e) = set {
+                if rp.users == 0 {
+                    // Nobody else uses the program just attached: it goes with this failure.
+                    progs.remove(&port);
+                }
+                return Err(ctx(e));
             }
             rp.users += 1;
         }
