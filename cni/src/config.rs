@@ -188,6 +188,10 @@ pub struct NetConf {
     pub socket: PathBuf,
     /// `mtu`: overrides the daemon's MTU for both ends of the pair (68..=65535 bytes).
     pub mtu: Option<u32>,
+    /// `queues`: receive and transmit queues of each end of the pair (1..=64). Each of
+    /// podswitchd's AF_XDP workers needs a queue of every port, so the default is the number
+    /// of CPUs (at most 16), enough for a daemon with a worker per CPU.
+    pub queues: u32,
     /// `runtimeConfig["io.kubernetes.cri.pod-annotations"]`, empty when absent.
     pub annotations: BTreeMap<String, String>,
     /// `prevResult` as given (ignored: this plugin is the interface plugin, first in a list).
@@ -258,6 +262,15 @@ impl NetConf {
                 _ => return Err(invalid("field \"mtu\" must be an integer from 68 to 65535")),
             },
         };
+        let queues = match o.get("queues") {
+            None | Some(Value::Null) => {
+                std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1).clamp(1, 16)
+            }
+            Some(v) => match v.as_u64() {
+                Some(q @ 1..=64) => q as u32,
+                _ => return Err(invalid("field \"queues\" must be an integer from 1 to 64")),
+            },
+        };
         let mut annotations = BTreeMap::new();
         match o.get("runtimeConfig") {
             None | Some(Value::Null) => {}
@@ -289,6 +302,7 @@ impl NetConf {
             plugin_type: plugin_type.to_string(),
             socket,
             mtu,
+            queues,
             annotations,
             prev_result,
             valid_attachments,
@@ -358,6 +372,8 @@ mod tests {
             (r#"{"cniVersion":"1.0.0","name":"n"}"#, INVALID_CONFIG),
             (r#"{"cniVersion":"1.0.0","name":"n","type":"t","mtu":10}"#, INVALID_CONFIG),
             (r#"{"cniVersion":"1.0.0","name":"n","type":"t","mtu":"1500"}"#, INVALID_CONFIG),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"t","queues":0}"#, INVALID_CONFIG),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"t","queues":65}"#, INVALID_CONFIG),
             (r#"{"cniVersion":"1.0.0","name":"n","type":"t","socket":7}"#, INVALID_CONFIG),
             (r#"{"cniVersion":"1.0.0","name":"n","type":"t","runtimeConfig":[]}"#, INVALID_CONFIG),
             (

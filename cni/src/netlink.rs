@@ -278,12 +278,18 @@ pub fn link(netns: Option<&Path>, name: &str) -> Result<Option<Link>, NetError> 
 /// the namespace at `netns` under the name `ifname` (so it never exists under a temporary
 /// name in the host namespace). Both ends are left down. Errors carry EEXIST when either
 /// name is taken.
-pub fn create_pair(host: &str, netns: &Path, ifname: &str) -> Result<(), NetError> {
+pub fn create_pair(host: &str, netns: &Path, ifname: &str, queues: u32) -> Result<(), NetError> {
     let ns = File::open(netns).map_err(|e| NetError::io(format!("network namespace {}", netns.display()), e))?;
     let fd = ns.as_raw_fd();
     run(None, |h| async move {
-        let peer = LinkUnspec::new_with_name(ifname).setns_by_fd(fd).build();
+        let peer = LinkUnspec::new_with_name(ifname)
+            .setns_by_fd(fd)
+            .append_extra_attribute(LinkAttribute::NumRxQueues(queues))
+            .append_extra_attribute(LinkAttribute::NumTxQueues(queues))
+            .build();
         let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .append_extra_attribute(LinkAttribute::NumRxQueues(queues))
+            .append_extra_attribute(LinkAttribute::NumTxQueues(queues))
             .name(host.to_string())
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();

@@ -140,7 +140,7 @@ fn add(env: &Env, conf: &NetConf) -> Result<CniResult, CniError> {
     if host_link.is_some() {
         netlink::delete_host(&host).map_err(io)?;
     }
-    netlink::create_pair(&host, Path::new(netns), ifname).map_err(|e| {
+    netlink::create_pair(&host, Path::new(netns), ifname, conf.queues).map_err(|e| {
         if e.is_exists() {
             CniError::new(IO_FAILURE, format!("cannot create {ifname} in {netns}: the name is taken"))
                 .with_details(e.msg)

@@ -93,13 +93,13 @@ fn netlink_steps_in_a_namespace() {
     let pod_name = ns.names[1].clone();
     let host = netlink::host_ifname("netlink-test-container", "eth0");
     in_ns(&host_ns, || {
-        netlink::create_pair(&host, &pod_ns, "eth0").unwrap();
+        netlink::create_pair(&host, &pod_ns, "eth0", 2).unwrap();
         let h = netlink::link(None, &host).unwrap().expect("host end");
         assert_eq!(h.kind, "veth");
         let c = netlink::link(Some(&pod_ns), "eth0").unwrap().expect("container end in the pod namespace");
         assert_eq!(c.mac.len(), 17);
         assert!(netlink::link(None, "eth0").unwrap().is_none(), "the peer never lives in the host namespace");
-        assert!(netlink::create_pair(&host, &pod_ns, "eth0").unwrap_err().is_exists());
+        assert!(netlink::create_pair(&host, &pod_ns, "eth0", 2).unwrap_err().is_exists());
 
         let h = netlink::configure_host(&host, Some(1400)).unwrap();
         assert!(h.up && h.mtu == 1400 && h.addresses.is_empty(), "{h:?}");
