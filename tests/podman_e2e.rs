@@ -256,6 +256,23 @@ impl Node {
         }
     }
 
+    /// CPU time (user and system) the daemon uses over `period`.
+    fn daemon_cpu(&self, period: Duration) -> Duration {
+        let Some(pid) = self.daemon.as_ref().map(Child::id) else { return Duration::ZERO };
+        let ticks = || -> u64 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Fields after the command name (which ends with ')'): utime and stime are the
+            // 12th and 13th.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum()
+        };
+        // SAFETY: sysconf takes no pointers.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let before = ticks();
+        std::thread::sleep(period);
+        Duration::from_millis((ticks() - before) * 1000 / hz)
+    }
+
     /// `podman run -d` of `script` as container `name` on the podswitch network.
     fn run_container(&mut self, name: &str, script: &str) {
         let image = self.image.clone();
@@ -497,6 +514,12 @@ fn podman_containers_on_podswitch() {
     n.run_container("client", SLEEPER);
     n.run_container("other", SLEEPER);
 
+    // Idle, the daemon sleeps: new ports must not keep its worker polling.
+    let busy = n.daemon_cpu(Duration::from_secs(1));
+    if busy > Duration::from_millis(500) {
+        n.fail(&format!("idle podswitchd used {busy:?} of CPU in 1 s"), &n.ctl(&["stats"], None));
+    }
+
     // 3. Addresses and routes, a ping, the ClusterIP served by both containers.
     let mut ips = std::collections::BTreeMap::new();
     for c in ["web1", "web2", "client", "other"] {
@@ -512,7 +535,9 @@ fn podman_containers_on_podswitch() {
         );
         n.must(out);
     }
-    let out = n.exec("client", &format!("ping -c 2 -W 2 {}", ips["web1"]));
+    // One echo request, the first frame the switch sends to web1's port: it must leave at
+    // once, not wait in the ring for the next one.
+    let out = n.exec("client", &format!("ping -c 1 -W 2 {}", ips["web1"]));
     if !out.ok {
         n.fail("client cannot ping web1", &out);
     }
@@ -557,6 +582,10 @@ fn podman_containers_on_podswitch() {
     }
     n.run_container("late", SLEEPER);
     let late = n.address_of("late");
+    let out = n.exec("client", &format!("ping -c 1 -W 2 {late}"));
+    if !out.ok {
+        n.fail("client cannot ping late", &out);
+    }
     if [&ips["web1"], &ips["client"], &ips["other"]].contains(&&late) {
         n.fail(&format!("late got {late}, an address in use: {ips:?}"), &n.ctl(&["port", "list"], None));
     }
