@@ -606,8 +606,13 @@ fn podman_containers_on_podswitch() {
     }
     let pods = n.must(n.ctl(&["get", "pods"], None));
     for c in ["web1", "client", "other"] {
-        if !pods.stdout.lines().any(|l| l.split_whitespace().nth(1) == Some(c)) {
-            n.fail(&format!("get pods does not list {c}"), &pods);
+        // NAMESPACE NAME IPS ...: the pod's row shows its address.
+        let listed = pods.stdout.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.get(1) == Some(&c) && cols.get(2) == Some(&ips[c].as_str())
+        });
+        if !listed {
+            n.fail(&format!("get pods does not list {c} with {}", ips[c]), &pods);
         }
     }
     for c in ["web1", "client", "other", "late"] {
