@@ -1,8 +1,8 @@
 //! A port attached while its interface is down, as a pod's host end is when the CNI plugin asks
-//! podswitchd for it (the plugin sets the link up afterwards): once the link is up the worker
-//! still sleeps when idle, and the first frame sent to the port leaves at once. Runs in a
-//! network namespace of its own (`psw-iob-<pid>`), deleted by name; skipped, with the reason
-//! printed, when not root (a failure under CI=true).
+//! podswitchd for it (the plugin sets the link up afterwards), and a link that goes down and up
+//! again: each time, the worker still sleeps when idle, and the first frame sent to the port
+//! leaves at once. Runs in a network namespace of its own (`psw-iob-<pid>`), deleted by name;
+//! skipped, with the reason printed, when not root (a failure under CI=true).
 
 use io_backends::afpacket::AfPacketBackend;
 use io_backends::{Backend, Batch, PortShare};
@@ -34,7 +34,7 @@ fn enter(name: &str) {
 }
 
 #[test]
-fn a_port_attached_while_down_sleeps_and_sends_once_up() {
+fn ports_sleep_and_send_after_their_link_comes_up() {
     let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
     if !root {
         if std::env::var("CI").as_deref() == Ok("true") {
@@ -64,43 +64,56 @@ fn a_port_attached_while_down_sleeps_and_sends_once_up() {
         ip(&["-n", &name, "link", "set", "vb", "up"]);
         be.attach_port(PortId(1), "vb", &mut share).expect("attach vb");
 
-        // Idle: poll(2) blocks for the timeout rather than report an error at once.
-        let mut now = 0;
-        let t0 = Instant::now();
-        for _ in 0..5 {
-            be.wait(60);
-            let mut rx = Batch::with_capacity(32);
-            be.rx_burst(&mut rx, &mut now);
-        }
-        assert!(t0.elapsed() >= Duration::from_millis(250), "the worker would spin: {:?}", t0.elapsed());
-
-        // One frame out of va arrives on vb.
-        let mut frame = vec![0xffu8; 6];
-        frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01, 0x88, 0xb5]);
-        frame.extend_from_slice(b"podswitch: first frame after link up");
-        frame.resize(60, 0);
-        let mut buf = OwnedBuf::new(DEFAULT_BUF_SIZE, DEFAULT_HEADROOM);
-        assert!(buf.load(&frame, PortId(1), DEFAULT_HEADROOM));
-        let mut batch = Batch::with_capacity(32);
-        assert!(batch.push(buf).is_ok());
-        let rep = be.tx_burst(&mut batch, &[Verdict::Tx(PortId(0))], &mut |_, _| {});
-        assert_eq!(rep.sent, 1);
-        let t0 = Instant::now();
-        let got = loop {
-            let mut rx = Batch::with_capacity(32);
-            be.rx_burst(&mut rx, &mut now);
-            let mut found = false;
-            rx.drain_into(|_, b| found |= b.data() == frame.as_slice());
-            if found {
-                break true;
-            }
-            if t0.elapsed() > Duration::from_secs(2) {
-                break false;
-            }
-            be.wait(10);
-        };
-        assert!(got, "the first frame sent to the port did not leave within 2 s");
+        // Once up, and again after the link went down and up.
+        idle_sleeps(&mut be, "after the link came up");
+        frame_crosses(&mut be, "after the link came up");
+        ip(&["-n", &name, "link", "set", "va", "down"]);
+        ip(&["-n", &name, "link", "set", "va", "up"]);
+        idle_sleeps(&mut be, "after the link went down and up");
+        frame_crosses(&mut be, "after the link went down and up");
     })
     .join()
     .expect("test thread");
+}
+
+/// Idle, the backend's wait blocks for its timeout rather than return at once with an error
+/// to report (once, when it reads the error, is allowed).
+fn idle_sleeps(be: &mut AfPacketBackend, when: &str) {
+    let mut now = 0;
+    let t0 = Instant::now();
+    for _ in 0..5 {
+        be.wait(60);
+        let mut rx = Batch::with_capacity(32);
+        be.rx_burst(&mut rx, &mut now);
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(200), "{when}: the worker would spin: {:?}", t0.elapsed());
+}
+
+/// A frame sent out of port 0 (va) arrives on port 1 (vb) at once, without another send.
+fn frame_crosses(be: &mut AfPacketBackend, when: &str) {
+    let mut frame = vec![0xffu8; 6];
+    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01, 0x88, 0xb5]);
+    frame.extend_from_slice(format!("podswitch: first frame {when}").as_bytes());
+    frame.resize(80, 0);
+    let mut buf = OwnedBuf::new(DEFAULT_BUF_SIZE, DEFAULT_HEADROOM);
+    assert!(buf.load(&frame, PortId(1), DEFAULT_HEADROOM));
+    let mut batch = Batch::with_capacity(32);
+    assert!(batch.push(buf).is_ok());
+    let rep = be.tx_burst(&mut batch, &[Verdict::Tx(PortId(0))], &mut |_, _| {});
+    assert_eq!(rep.sent, 1);
+    let (t0, mut now) = (Instant::now(), 0);
+    let got = loop {
+        let mut rx = Batch::with_capacity(32);
+        be.rx_burst(&mut rx, &mut now);
+        let mut found = false;
+        rx.drain_into(|_, b| found |= b.data() == frame.as_slice());
+        if found {
+            break true;
+        }
+        if t0.elapsed() > Duration::from_secs(2) {
+            break false;
+        }
+        be.wait(10);
+    };
+    assert!(got, "{when}: the frame sent to the port did not leave within 2 s");
 }

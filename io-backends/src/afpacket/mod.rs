@@ -329,7 +329,15 @@ impl Backend for AfPacketBackend {
     }
 
     fn wait(&mut self, timeout_ms: i32) {
-        let _ = sys::poll_readable(&self.fds, timeout_ms);
+        let ports = &self.ports;
+        let _ = sys::poll_readable_errors(&self.fds, timeout_ms, &mut |fd| {
+            // A link that went down (and up again) leaves ENETDOWN pending on its sockets,
+            // which poll(2) reports at once every time until it is read: read it, so the worker
+            // sleeps again.
+            if let Some(p) = ports.iter().flatten().find(|p| p.fd.as_raw_fd() == fd) {
+                let _ = sys::getsockopt_int(&p.fd, libc::SOL_SOCKET, libc::SO_ERROR);
+            }
+        });
     }
 
     fn watch_fd(&mut self, fd: RawFd) {
