@@ -8,7 +8,7 @@
 //! and podman (entered with `nsenter --net`, see shared/RUNTIMES.md), the node's uplink (a veth
 //! pair within it) and the containers' host ends. Podman's state is private (`--root`,
 //! `--runroot`, `--tmpdir` under a temporary directory); what it still writes elsewhere
-//! (/run/runc, /var/lib/containers/cache, /var/lib/cni/results, /run/netns/cni-*) is removed
+//! (/run/runc, /var/lib/containers/cache, /var/lib/cni/results, /run/netns/netns-*) is removed
 //! by name at the end. Needs root, podman, runc, busybox-static and the reference loopback
 //! plugin (test-all.sh installs them); skipped with the reason printed otherwise, except under
 //! CI=true, where it fails.
