@@ -9,10 +9,13 @@ log() { printf '\n== %s ==\n' "$*"; }
 # Real peers the tests use: tshark decodes every output capture independently of our parser;
 # nginx, curl, iperf3, ping and ethtool run in the network-namespace tests; protoc compiles
 # the control API's .proto at build time; setpriv runs a client as an unprivileged user; pip
-# fetches grpcio for the test that uses the API from Python.
+# fetches grpcio for the test that uses the API from Python; podman (with runc, the CNI
+# loopback plugin and a static busybox for its image) runs containers on podswitch-cni in
+# tests/podman_e2e.rs.
 . netns-scripts/install-tools.sh
 if ! install_tools protoc:protobuf-compiler tshark:tshark nginx:nginx-light curl:curl iperf3:iperf3 \
-  ping:iputils-ping ethtool:ethtool ip:iproute2 setpriv:util-linux; then
+  ping:iputils-ping ethtool:ethtool ip:iproute2 setpriv:util-linux podman:podman runc:runc \
+  busybox:busybox-static /usr/lib/cni/loopback:containernetworking-plugins; then
   [ "${CI:-}" = true ] && exit 1
 fi
 

@@ -157,6 +157,15 @@ fn cni_add_check_del_and_gc_over_the_socket() {
         assert_eq!(p.labels.get("app").map(String::as_str), Some("shop"));
         let t = s.model.c.cell().load_full();
         assert_eq!(t.endpoints.on_port(PortId(a.port_id as u16)), t.endpoints.by_ip(v4));
+        // `get pods` shows it as it runs.
+        let listed = c
+            .list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web1".into() })
+            .await
+            .expect("list the pod")
+            .into_inner();
+        let v: serde_json::Value = serde_json::from_str(&listed.objects[0].json).expect("json");
+        assert_eq!((v["ips"][0].as_str(), v["port"].as_str()), (Some("10.244.1.10"), Some("psw1")), "{v}");
+        assert_eq!(v["labels"]["app"], "shop");
         let ports = c.list(pb::ListRequest { kind: "ports".into(), ..Default::default() }).await.expect("list").into_inner();
         assert_eq!(ports.objects.len(), 2);
 

@@ -15,20 +15,23 @@ pub fn root() -> PathBuf {
 /// Builds `podswitchd` once per test binary and returns its path.
 pub fn podswitchd() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-q", "-p", "control", "--bin", "podswitchd"])
-            .current_dir(root())
-            .status()
-            .expect("run cargo build");
-        assert!(st.success(), "building podswitchd failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
-        let bin = target.join("debug").join("podswitchd");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| build_bin("control", "podswitchd")).clone()
+}
+
+/// Builds binary `bin` of workspace package `package` (debug profile, as the tests are) and
+/// returns its path.
+pub fn build_bin(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "-q", "-p", package, "--bin", bin])
+        .current_dir(root())
+        .status()
+        .expect("run cargo build");
+    assert!(st.success(), "building {bin} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let path = target.join("debug").join(bin);
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
 }
 
 /// Whether tshark can be used. Missing tshark fails under CI (`CI=true`), where `.ci/run`

@@ -1005,6 +1005,13 @@ impl Controller {
             ))
         })?;
         let st = self.lock()?;
+        // A Pod object whose sandbox the CNI plugin attached is shown bound, as it runs: with
+        // the attachment's addresses, MAC and port (a Pod as kubectl writes it has none).
+        let running: std::collections::HashMap<(String, String), crate::config::PodConfig> = if kind == Kind::Pod {
+            st.store.config().0.pods.into_iter().map(|p| ((p.namespace.clone(), p.name.clone()), p)).collect()
+        } else {
+            Default::default()
+        };
         let mut objects = Vec::new();
         for (k, o, origin) in st.store.objects() {
             if k.kind != kind
@@ -1013,6 +1020,12 @@ impl Controller {
             {
                 continue;
             }
+            let o = match o {
+                k8s::Object::Pod(p) => {
+                    k8s::Object::Pod(running.get(&(p.namespace.clone(), p.name.clone())).cloned().unwrap_or(p))
+                }
+                o => o,
+            };
             let json = serde_json::to_string(&o).map_err(|e| Refusal::Unavailable(e.to_string()))?;
             objects.push(pb::Object { r#ref: Some(key_pb(&k)), json, origin: origin.name().into() });
         }

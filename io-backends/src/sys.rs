@@ -64,6 +64,25 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<usize> {
     Ok(r as usize)
 }
 
+/// Like [`poll_readable`], and calls `on_error` with each descriptor poll(2) flagged POLLERR.
+pub fn poll_readable_errors(fds: &[RawFd], timeout_ms: i32, on_error: &mut dyn FnMut(RawFd)) -> io::Result<usize> {
+    let mut p: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `p` is a valid array of `p.len()` pollfd structs for the duration of the call.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    for q in p.iter().filter(|q| q.revents & libc::POLLERR != 0) {
+        on_error(q.fd);
+    }
+    Ok(r as usize)
+}
+
 /// Pins the calling thread to CPU `cpu`.
 pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     if cpu >= libc::CPU_SETSIZE as usize {

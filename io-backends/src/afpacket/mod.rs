@@ -124,6 +124,12 @@ impl AfPacketPort {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
+        // Bound to an interface that is down (a pod's host end, attached before the CNI
+        // plugin sets it up), the socket is left with ENETDOWN pending although bind(2)
+        // succeeded: poll(2) would report POLLERR until it is read (a worker that never
+        // sleeps), and the first sendto(2) would fail with it. Read it here; the kernel starts
+        // delivering once the link is up.
+        let _ = sys::getsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_ERROR);
         Ok(AfPacketPort { port, interface: interface.to_string(), rx, tx, _map: map, fd, tx_pending: 0 })
     }
 
@@ -133,7 +139,17 @@ impl AfPacketPort {
         }
         // SAFETY: a zero-length send on our own socket tells the kernel to transmit the slots
         // marked SEND_REQUEST; no user memory is passed.
-        unsafe { libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+        let send = || unsafe {
+            libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
+        };
+        if send() < 0 {
+            // A socket error left pending (ENETDOWN after the link went down and up again) is
+            // reported once, by this call, and the slots stay marked: send them now.
+            let e = io::Error::last_os_error().raw_os_error();
+            if e != Some(libc::EAGAIN) && e != Some(libc::ENOBUFS) {
+                send();
+            }
+        }
         self.tx_pending = 0;
     }
 
@@ -313,7 +329,15 @@ impl Backend for AfPacketBackend {
     }
 
     fn wait(&mut self, timeout_ms: i32) {
-        let _ = sys::poll_readable(&self.fds, timeout_ms);
+        let ports = &self.ports;
+        let _ = sys::poll_readable_errors(&self.fds, timeout_ms, &mut |fd| {
+            // A link that went down (and up again) leaves ENETDOWN pending on its sockets,
+            // which poll(2) reports at once every time until it is read: read it, so the worker
+            // sleeps again.
+            if let Some(p) = ports.iter().flatten().find(|p| p.fd.as_raw_fd() == fd) {
+                let _ = sys::getsockopt_int(&p.fd, libc::SOL_SOCKET, libc::SO_ERROR);
+            }
+        });
     }
 
     fn watch_fd(&mut self, fd: RawFd) {
