@@ -12,6 +12,7 @@
 #   cluster.sh down  [-p PREFIX] [-d RUNDIR]            stop and delete (safe to repeat)
 #   cluster.sh check [-p PREFIX] [-d RUNDIR]            curl the ClusterIP from the client
 #   cluster.sh exec  POD CMD...                         run CMD in a pod namespace
+#   cluster.sh restart [-p PREFIX] [-d RUNDIR]          stop podswitchd and start it again
 #
 # The daemon serves its control API on RUNDIR/podswitch.sock:
 #   podswitchctl --socket RUNDIR/podswitch.sock get services
@@ -167,15 +168,31 @@ NGINX
     in_ns "$ns" iperf3 -s -D -B "${IP[$p]}" --pidfile "$d/iperf3.pid" >/dev/null 2>&1 || true
   done
   echo "$MODE" > "$RUNDIR/mode"
+  echo "$WORKERS" > "$RUNDIR/workers"
+  echo "$BIN" > "$RUNDIR/bin"
   write_config
+  start_daemon
+  echo "up: $NODE with ${PODS[*]} (run dir $RUNDIR)"
+}
+
+# Starts podswitchd in the node namespace (its state in RUNDIR/state survives a restart).
+start_daemon() {
+  rm -f "$RUNDIR/stats.txt"
   in_ns "$NODE" "$BIN" --config "$RUNDIR/node.toml" --stats-file "$RUNDIR/stats.txt" \
-    --pid-file "$RUNDIR/podswitchd.pid" --socket "$RUNDIR/podswitch.sock" --state-dir "$RUNDIR/state" --metrics 127.0.0.1:9464 --busy-polls 200 --workers "$WORKERS" > "$RUNDIR/podswitchd.out" 2> "$RUNDIR/podswitchd.err" &
+    --pid-file "$RUNDIR/podswitchd.pid" --socket "$RUNDIR/podswitch.sock" --state-dir "$RUNDIR/state" --metrics 127.0.0.1:9464 --busy-polls 200 --workers "$WORKERS" > "$RUNDIR/podswitchd.out" 2>> "$RUNDIR/podswitchd.err" &
   for _ in $(seq 50); do
     [ -s "$RUNDIR/stats.txt" ] && [ -s "$RUNDIR/podswitchd.pid" ] && break
     sleep 0.1
   done
   [ -s "$RUNDIR/stats.txt" ] || { echo "podswitchd did not start:" >&2; cat "$RUNDIR/podswitchd.err" >&2; exit 1; }
-  echo "up: $NODE with ${PODS[*]} (run dir $RUNDIR)"
+}
+
+# Stops podswitchd (SIGTERM) and starts it again with the same options.
+restart() {
+  WORKERS=$(cat "$RUNDIR/workers"); BIN=$(cat "$RUNDIR/bin")
+  kill_pidfile "$RUNDIR/podswitchd.pid"
+  start_daemon
+  echo "restarted podswitchd in $NODE"
 }
 
 kill_pidfile() {
@@ -217,6 +234,7 @@ case $cmd in
   down) down ;;
   check) check ;;
   reload) MODE=$(cat "$RUNDIR/mode"); write_config; kill -HUP "$(cat "$RUNDIR/podswitchd.pid")" ;;
+  restart) restart ;;
   exec) pod=$1; shift; in_ns "$PREFIX-$pod" "$@" ;;
-  *) echo "usage: $0 up|down|check|reload|exec [-p PREFIX] [-d RUNDIR] [-b BIN]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|check|reload|restart|exec [-p PREFIX] [-d RUNDIR] [-b BIN]" >&2; exit 2 ;;
 esac

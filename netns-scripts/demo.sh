@@ -4,9 +4,14 @@
 # handed to the one owning their flow), a client pod and three nginx pods, then shows a
 # ClusterIP spreading requests, a service without endpoints refusing at once, ping and iperf3 through the switch,
 # then podswitchctl on the control socket: a Kubernetes Service and NetworkPolicy applied from
-# YAML, a trace naming the deciding rule, conntrack and counters. Everything runs in
-# namespaces named pswdemo-*, deleted at the end. Needs root (installs missing tools with
-# apt-get: iproute2, ethtool, nginx-light, curl, iperf3, iputils-ping, protobuf-compiler).
+# YAML, a trace naming the deciding rule, conntrack and counters; then containers: podman
+# starts busybox containers on the podswitch CNI network (podswitch-cni attaches each as a
+# port of the running switch, the daemon gives its address), a ClusterIP whose endpoints are
+# the containers, a NetworkPolicy selecting them by label, a restart of podswitchd that
+# keeps them working, and podman rm detaching them. Everything runs in namespaces named
+# pswdemo-*, deleted at the end, and podman keeps its state under the run directory. Needs
+# root (installs missing tools with apt-get: iproute2, ethtool, nginx-light, curl, iperf3,
+# iputils-ping, protobuf-compiler, podman, runc, busybox-static, containernetworking-plugins).
 #
 #   sudo netns-scripts/demo.sh [afxdp|afpacket|auto]
 set -euo pipefail
@@ -19,12 +24,30 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need it" >&2; exit 1; }
 . netns-scripts/install-tools.sh
-install_tools ip:iproute2 ethtool:ethtool nginx:nginx-light curl:curl iperf3:iperf3 ping:iputils-ping protoc:protobuf-compiler
+install_tools ip:iproute2 ethtool:ethtool nginx:nginx-light curl:curl iperf3:iperf3 ping:iputils-ping protoc:protobuf-compiler \
+  podman:podman runc:runc busybox:busybox-static nsenter:util-linux
+[ -x /usr/lib/cni/loopback ] || install_tools /usr/lib/cni/loopback:containernetworking-plugins
 
-say "building podswitchd and podswitchctl"
-cargo build --release -q -p control --bins
+say "building podswitchd, podswitchctl and podswitch-cni"
+cargo build --release -q -p control --bins -p podswitch-cni
 ctl() { target/release/podswitchctl --socket $RUN/podswitch.sock "$@"; }
-trap 'cluster down >/dev/null 2>&1 || true' EXIT
+PM=$RUN/podman
+# podman in the node's namespace (nsenter --net: `ip netns exec` would remount /sys), with
+# private state and its CNI backend pointed at podswitch-cni.
+pm() { CONTAINERS_CONF=$PM/containers.conf TMPDIR=$PM/tmp nsenter --net=/run/netns/$P-node \
+  podman --root $PM/root --runroot $PM/runroot --storage-driver overlay "$@"; }
+# What podman writes outside its private state, removed at the end if this run made it.
+made=()
+for d in /run/libpod /run/runc /var/lib/containers /var/lib/cni; do [ -e "$d" ] || made+=("$d"); done
+cleanup() {
+  if [ -e "$PM/containers.conf" ]; then
+    pm rm -a -f -t 0 >/dev/null 2>&1 || true
+    pm rmi -a -f >/dev/null 2>&1 || true
+  fi
+  cluster down >/dev/null 2>&1 || true
+  rm -rf "${made[@]}"
+}
+trap cleanup EXIT
 
 say "starting node $P-node ($MODE, two workers) with pods client, web1, web2, web3"
 cluster up -m "$MODE" -q 2 -w 2
@@ -61,6 +84,74 @@ ctl trace tcp 10.244.1.10:40001 to 10.96.0.30:80 | tail -3
 say "policy deleted"
 ctl delete networkpolicy web-from-monitoring
 cluster exec client curl -s --max-time 3 http://10.96.0.30/
+
+say "containers: podman on the podswitch CNI network (podswitch-cni -> podswitchd)"
+mkdir -p $PM/tmp $PM/bin $PM/net.d $PM/rootfs/bin $PM/www
+netns-scripts/install-cni.sh $PM/bin $PM/net.d >/dev/null
+cp /usr/lib/cni/loopback $PM/bin/
+# The daemon's socket, and a queue per worker on every pod's veth (AF_XDP needs one each).
+sed -i -e "s|/run/podswitch/podswitch.sock|$RUN/podswitch.sock|" -e 's|"type": "podswitch-cni",|"type": "podswitch-cni",\n      "queues": 2,|' \
+  $PM/net.d/10-podswitch.conflist
+cat > $PM/containers.conf <<CONF
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["$PM/bin"]
+network_config_dir = "$PM/net.d"
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+events_logger = "file"
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+CONF
+# An image made here (no registry): Debian's static busybox and its applets.
+cp "$(command -v busybox)" $PM/rootfs/bin/busybox
+for a in sh ip ping wget httpd sleep cat hostname timeout; do ln -sf busybox $PM/rootfs/bin/$a; done
+tar -C $PM/rootfs -cf $PM/rootfs.tar .
+pm import --change 'CMD ["/bin/sh"]' $PM/rootfs.tar localhost/pswdemo:1 >/dev/null 2>&1
+# Pods as kubectl writes them (no address, no node): podman's containers bind to them by name.
+for p in shop1:shop shop2:shop buyer:buyer stranger:stranger; do
+  target/release/podswitchctl --socket $RUN/podswitch.sock apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: ${p%%:*}, labels: {app: ${p#*:}}}
+spec: {containers: [{name: c, image: localhost/pswdemo:1}]}
+YAML
+done
+ctl apply -f - <<'YAML'
+apiVersion: v1
+kind: Service
+metadata: {name: shop}
+spec: {clusterIP: 10.96.0.50, selector: {app: shop}, ports: [{port: 80, targetPort: 8080}]}
+YAML
+for c in shop1 shop2; do
+  pm run -d --name $c --network podswitch localhost/pswdemo:1 \
+    sh -c "mkdir -p /www && echo $c > /www/index.html && exec httpd -f -p 8080 -h /www" >/dev/null
+done
+for c in buyer stranger; do pm run -d --name $c --network podswitch localhost/pswdemo:1 sleep 600 >/dev/null; done
+pm exec buyer ip -4 addr show eth0 | grep inet
+ctl port list
+ctl get pods
+say "buyer -> ClusterIP 10.96.0.50 (its endpoints are the shop containers), eight requests"
+for _ in $(seq 8); do pm exec buyer timeout 3 wget -qO- http://10.96.0.50/ || true; done | sort | uniq -c
+say "NetworkPolicy: shop takes traffic from app=buyer only"
+ctl apply -f - <<'YAML'
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: shop-from-buyers}
+spec:
+  podSelector: {matchLabels: {app: shop}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: buyer}}}]}]
+YAML
+pm exec buyer timeout 3 wget -qO- http://10.96.0.50/ || true
+pm exec stranger timeout 2 wget -qO- http://10.96.0.50/ || echo "stranger: denied, as the policy says"
+say "podswitchd restarted (SIGTERM, started again with its state directory): all still holds"
+cluster restart >/dev/null
+pm exec buyer timeout 3 wget -qO- http://10.96.0.50/ || true
+pm exec stranger timeout 2 wget -qO- http://10.96.0.50/ || echo "stranger: still denied"
+say "podman rm shop2: its port is detached, its address freed"
+pm rm -f -t 0 shop2 >/dev/null
+ctl port list
 
 say "podswitchctl stats (summed over the workers; handed_off: frames that changed worker)"
 sleep 0.6

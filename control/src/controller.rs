@@ -1090,6 +1090,8 @@ impl Controller {
             sizes.conntrack_evicted += r.conntrack_evicted;
             sizes.pool_free += r.pool_free as u64;
         }
+        // Ids not in use (a pod port detached at run time) have no name and nothing to show.
+        ports.retain(|p| !p.name.is_empty());
         pb::CountersResponse {
             generation: t.generation,
             ports,

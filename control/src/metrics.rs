@@ -50,7 +50,8 @@ pub fn render_workers(reports: &[Option<Report>]) -> String {
 pub fn render(r: &Report, t: &Tables, apply_ns: u64) -> String {
     let mut s = String::new();
     let name = |i: usize| t.ports.get(i).map(|p| p.name.as_str()).unwrap_or("?");
-    let ports = r.stats.ports.iter().enumerate().take(t.ports.len());
+    // Ids not in use (a pod port detached at run time) have no name: no series.
+    let ports = r.stats.ports.iter().enumerate().take(t.ports.len()).filter(|(i, _)| !name(*i).is_empty());
     for (metric, help, get) in [
         (
             "podswitch_port_rx_packets_total",

@@ -85,7 +85,7 @@ impl Report {
     pub fn render(&self, t: &Tables) -> String {
         let mut s = String::new();
         let name = |i: usize| t.ports.get(i).map(|p| p.name.as_str()).unwrap_or("?");
-        for (i, p) in self.stats.ports.iter().enumerate().take(t.ports.len()) {
+        for (i, p) in self.stats.ports.iter().enumerate().take(t.ports.len()).filter(|(i, _)| !name(*i).is_empty()) {
             let _ = writeln!(
                 s,
                 "port {} rx_packets={} rx_bytes={} tx_packets={} tx_bytes={} dropped={}",
