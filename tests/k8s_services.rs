@@ -538,6 +538,10 @@ fn pods_incremental_matches_full(m: Model, workers: u16) {
         "  clusterIP: 10.96.4.1\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: web}]\n",
     ));
     m.apply(&svc("other", "  clusterIP: 10.96.4.2\n  selector: {app: db}\n  ports: [{port: 5432}]\n"));
+    m.apply(&svc(
+        "numbered",
+        "  clusterIP: 10.96.4.3\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n",
+    ));
     m.apply("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: named, namespace: x, labels: {kubernetes.io/service-name: other}}\naddressType: IPv4\nports: [{name: '', port: 5432}]\nendpoints: [{addresses: [10.244.2.30], targetRef: {kind: Pod, name: r30, namespace: x}}]\n");
     check("services");
     let remote = |name: &str, ip: &str, labels: &str| {
@@ -581,6 +585,17 @@ fn pods_incremental_matches_full(m: Model, workers: u16) {
     check("the attached pod detached");
     m.delete("networkpolicy", "x", "web");
     check("the policy deleted");
+    // A Pod kept without an address (not running yet) that an EndpointSlice names: the slice
+    // keeps no pod name for it, in the pods path and in a full rebuild alike.
+    m.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: pend, namespace: x, labels: {app: p}}\nspec: {containers: [{name: c, image: i}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: pend, namespace: x, labels: {kubernetes.io/service-name: other}}\naddressType: IPv4\nports: [{name: '', port: 5432}]\nendpoints: [{addresses: [10.244.2.40], targetRef: {kind: Pod, name: pend, namespace: x}}]\n");
+    check("a slice naming a pod kept without an address");
+    let route = "[[routes]]\nprefix = \"10.99.0.0/16\"\nvia = \"blackhole\"\n";
+    let full = m.c.apply(
+        &[control::api::pb::Manifest { format: "toml".into(), source: "r".into(), content: route.into() }],
+        false,
+    );
+    assert_eq!(full.expect("a full rebuild takes what the pods path took").scope, "full");
+    check("a full rebuild after it");
     let gen = m.c.cell().generation();
     m.refuse(&remote("dup", "10.244.2.21", "{app: web}"));
     assert_eq!(m.c.cell().generation(), gen, "a pod with another's address is refused");

@@ -765,6 +765,18 @@ impl Controller {
             if *a == Action::Unchanged {
                 continue;
             }
+            if k.kind == Kind::Pod {
+                // What else gave (or gives) this pod its labels: a file Pod the API object
+                // hides or uncovers, and a CNI attachment whose labels the object replaces.
+                if let Some(p) = store.base().pods.iter().find(|p| p.namespace == k.namespace && p.name == k.name) {
+                    add(&p.namespace, &p.name, &p.labels);
+                }
+                for a in store.attachments() {
+                    if let Some(c) = a.cni.as_ref().filter(|c| c.pod_namespace == k.namespace && c.pod_name == k.name) {
+                        add(&c.pod_namespace, &c.pod_name, &c.labels);
+                    }
+                }
+            }
             for o in [store.get(k), store.before(k).flatten()].into_iter().flatten() {
                 match o {
                     k8s::Object::Pod(p) => add(&p.namespace, &p.name, &p.labels),
@@ -844,7 +856,9 @@ impl Controller {
             .filter(|(k, _)| k.kind == Kind::NetworkPolicy)
             .filter_map(|(k, _)| match store.before(k).flatten() {
                 Some(k8s::Object::NetworkPolicy(p)) => Some(p.clone()),
-                _ => None,
+                // Created (or deleted) through the API over a file policy of the same name:
+                // the file's version is the one it replaces (or brings back).
+                _ => store.base().policies.iter().find(|p| p.namespace == k.namespace && p.name == k.name).cloned(),
             })
             .collect();
         policies.extend(old.iter());

@@ -105,17 +105,22 @@ impl Controller {
 
     /// After a restart: opens on the workers, now running, the attached ports the restored
     /// snapshot has. A port whose interface has gone (its container ended while the daemon
-    /// was down) stays recorded but closed, with a warning, until the runtime's CNI DEL.
+    /// was down) stays recorded but closed, with a warning, until the runtime's CNI DEL (or
+    /// GC); CNI CHECK reports it (the plugin finds no host end).
     pub fn reopen_ports(&self) {
         let Ok(mut st) = self.lock() else { return };
         let ports: Vec<(PortId, String)> = std::mem::take(&mut st.open).into_iter().collect();
         for (id, interface) in ports {
-            match self.open_ports(&[(id, interface.clone())]) {
-                Ok(()) => {
-                    st.open.insert(id, interface);
-                }
-                Err(e) => tracing::warn!("attached port {} ({interface}) not reopened: {e}", id.0),
+            if let Err(e) = self.open_ports(&[(id, interface.clone())]) {
+                tracing::warn!(
+                    "attached port {} ({interface}) not reopened: {e}; kept as a record until the runtime's DEL",
+                    id.0
+                );
             }
+            // Counted as open either way: a later change must not try (and fail) to open it
+            // again, which would refuse every change until the runtime's DEL comes; closing
+            // it then is harmless.
+            st.open.insert(id, interface);
         }
     }
 

@@ -13,6 +13,7 @@ use crate::k8s::{Kind, Object};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The format tag of the file; a file with another tag is refused, not guessed at.
@@ -96,7 +97,8 @@ fn object_of(s: SavedObject) -> Result<Object, String> {
 }
 
 impl StateFile {
-    /// The state file in `dir` (created, mode 0700, if missing, when first written).
+    /// The state file in `dir` (the directory created mode 0700 if missing, the file written
+    /// mode 0600, when first saved).
     pub fn in_dir(dir: &Path) -> StateFile {
         StateFile { path: dir.join(FILE_NAME) }
     }
@@ -147,17 +149,29 @@ impl StateFile {
         let text = serde_json::to_vec(&saved).map_err(|e| StateError::Invalid(self.path.clone(), e.to_string()))?;
         let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-            std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(dir).map_err(io)?.permissions(), 0o700);
+            // Policies, labels and namespaces of the node: for root only.
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
         }
         let tmp = self.path.with_extension("json.tmp");
         {
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io)?;
             f.write_all(&text).map_err(io)?;
             f.sync_all().map_err(io)?;
         }
         std::fs::rename(&tmp, &self.path).map_err(io)?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        // The new file is in place: the change is committed. A directory that cannot be
+        // synced leaves the rename's durability to the file system's next commit, which is
+        // worth a warning, not a refusal (refusing now would report a committed change as
+        // refused).
+        if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!("{}: directory not synced after the state was replaced: {e}", dir.display());
+        }
         Ok(())
     }
 }
@@ -182,6 +196,9 @@ mod tests {
         }));
         let last: BTreeMap<String, String> = [("10.244.1.0/24".to_string(), "10.244.1.9".to_string())].into();
         f.save("n1", objects.iter(), &last).expect("saves");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(f.path()).unwrap().permissions().mode() & 0o777, 0o600);
         let back = f.load("n1").expect("loads");
         let keys = |v: &[Object]| v.iter().map(|o| o.key()).collect::<Vec<_>>();
         assert_eq!(keys(&back.objects), keys(&objects));

@@ -520,8 +520,21 @@ impl Store {
                 _ => None,
             })
             .collect();
-        let pods: std::collections::HashSet<(&str, &str)> =
-            pod_objects.iter().chain(attached.keys()).copied().collect();
+        // The pods the build gets (an EndpointSlice keeps the name of these only): every Pod
+        // object but those kept without an address and not attached, and the attached ones.
+        let pods: std::collections::HashSet<(&str, &str)> = order
+            .values()
+            .filter_map(|(o, origin)| match o {
+                Object::Pod(p) => Some((p, *origin)),
+                _ => None,
+            })
+            .filter(|(p, origin)| {
+                let key = (p.namespace.as_str(), p.name.as_str());
+                !(*origin == Origin::Api && p.port.is_none() && p.ips.is_empty()) || attached.contains_key(&key)
+            })
+            .map(|(p, _)| (p.namespace.as_str(), p.name.as_str()))
+            .chain(attached.keys().copied())
+            .collect();
         let backend = self.base.ports.first().map_or_else(|| "afpacket".to_string(), |p| p.backend.clone());
         for (k, (o, origin)) in order {
             match o {
