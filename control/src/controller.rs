@@ -709,7 +709,7 @@ impl Controller {
         let mut ids = st.ids.clone();
         let mut refused: Option<Refusal> = None;
         let (store, cache) = (&st.store, &mut st.cache);
-        let mut given = |ctx: &build::services::ServiceContext, sp: &mut build::ids::Interner<String>| {
+        let mut given = |ctx: &build::services::ServiceContext, sp: &mut Arc<build::ids::Interner<String>>| {
             services.ctx = ctx.clone();
             let mut undo = Vec::new();
             recompile_services(store, cache, &mut services, &touched, &mut undo, sp, &live.services, steering)
@@ -1211,7 +1211,7 @@ fn recompile_services(
     services: &mut LiveServices,
     touched: &BTreeSet<(String, String)>,
     undo: &mut Undo,
-    ids: &mut build::ids::Interner<String>,
+    ids: &mut Arc<build::ids::Interner<String>>,
     prev: &switch_core::service::ServiceTable,
     steering: bool,
 ) -> Result<switch_core::service::ServiceTable, Refusal> {
@@ -1247,7 +1247,13 @@ fn recompile_services(
             added: changed.iter().filter_map(|(k, _)| services.compiled.get(k).map(|c| c.parts())).collect(),
         }
     };
-    let (table, _) = build::services::assemble(&services.compiled, steer, ids)
+    // The ports the touched services had: their ids go if the services no longer have them.
+    let gone: Vec<&str> = undo[start..]
+        .iter()
+        .filter_map(|(_, old)| old.as_deref())
+        .flat_map(|c| c.ports.iter().map(|p| p.spec.name.as_str()))
+        .collect();
+    let (table, _) = build::services::assemble(&services.compiled, steer, ids, build::services::Freed::Of(gone))
         .map_err(|e| Refusal::Invalid(format!("services: {e}")))?;
     Ok(table)
 }

@@ -14,8 +14,14 @@ use switch_core::policy::{Classifier, DirectionRules};
 /// A classifier's input: whether it is for ingress, and its rules in order.
 pub(crate) type ClassifierInput = (bool, DirectionRules);
 
-/// A local pod's classifiers: ingress, egress.
-pub(crate) type PodClassifiers = [Option<std::sync::Arc<Classifier>>; 2];
+/// A compiled classifier with the input it was compiled from.
+pub(crate) type Compiled = (ClassifierInput, std::sync::Arc<Classifier>);
+
+/// A local pod's classifiers: ingress, egress (with the hash of each one's input).
+pub(crate) type PodClassifiers = [Option<(u64, std::sync::Arc<Compiled>)>; 2];
+
+/// Rule ids by (policy index, ingress?, rule index), names by id, and the policy count.
+pub(crate) type RuleTable = (HashMap<(usize, bool, usize), u32>, std::sync::Arc<Vec<String>>, usize);
 
 /// Which parts of the last build a build may keep: the classifiers of local pods not in
 /// `pods`, and the validation of policies not in `policies` (`None`: nothing is kept). A
@@ -75,6 +81,13 @@ impl<K: Hash + Eq + Clone> Interner<K> {
         self.ids.get(k).copied()
     }
 
+    /// Frees the id of `k` (if it has one).
+    pub fn free(&mut self, k: &K) {
+        if let Some(id) = self.ids.remove(k) {
+            self.freed.push_back(id);
+        }
+    }
+
     /// Frees the ids of every key not in `live`.
     pub fn retain(&mut self, live: &HashSet<K>) {
         let freed = &mut self.freed;
@@ -106,17 +119,22 @@ impl<K: Hash + Eq + Clone> Interner<K> {
 /// classifiers whose rules changed. A change works on a copy and keeps it only if published.
 #[derive(Debug, Clone, Default)]
 pub struct Ids {
-    /// Compiled classifiers by direction and rules (what the last build used, nothing else).
-    pub(crate) classifiers: std::collections::HashMap<ClassifierInput, std::sync::Arc<Classifier>>,
+    /// Compiled classifiers by the hash of their input (what the last build used, nothing
+    /// else); shared, so that copying `Ids` for a change copies pointers only.
+    pub(crate) classifiers: std::sync::Arc<HashMap<u64, std::sync::Arc<Compiled>>>,
     /// Each local pod's (ingress, egress) classifiers in the last build (`None`: no policy
     /// selects it in that direction), for pods a change does not touch.
-    pub(crate) pod_classifiers: HashMap<(String, String), PodClassifiers>,
+    pub(crate) pod_classifiers: std::sync::Arc<HashMap<(String, String), PodClassifiers>>,
     /// By (namespace, labels): the security identity of the pods that share them.
     pub identities: Interner<(String, crate::config::Labels)>,
-    /// By service port name (`namespace/name:port[/v6]`).
-    pub service_ports: Interner<String>,
-    /// By rule name (`namespace/policy ingress[j]`).
-    pub rules: Interner<String>,
+    /// By service port name (`namespace/name:port[/v6]`); shared between a change's copy and
+    /// the live one until the change gives or frees an id (most changes do neither).
+    pub service_ports: std::sync::Arc<Interner<String>>,
+    /// By rule name (`namespace/policy ingress[j]`), shared likewise.
+    pub rules: std::sync::Arc<Interner<String>>,
+    /// The last build's rule ids by (policy index, ingress?, rule index) and rule names by id,
+    /// with the number of policies: kept as they are by a build that changes no policy.
+    pub(crate) rule_table: Option<std::sync::Arc<RuleTable>>,
 }
 
 #[cfg(test)]

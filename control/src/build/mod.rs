@@ -158,7 +158,7 @@ pub fn build_cached(
 /// ExternalName services, and the stable service port ids to place them by.
 pub(crate) type GivenServices<'a> = &'a mut dyn FnMut(
     &services::ServiceContext,
-    &mut ids::Interner<String>,
+    &mut std::sync::Arc<ids::Interner<String>>,
 ) -> Result<(ServiceTable, Vec<(String, String)>), FieldError>;
 
 /// Where a build's service table comes from.

@@ -202,8 +202,6 @@ pub(crate) fn compile(
     carry: &mut super::ids::Ids,
     scope: &super::ids::Scope,
 ) -> Result<PolicyTable, FieldError> {
-    let ids = &mut carry.rules;
-    let memo = &mut carry.classifiers;
     // Validate everything first (every policy the scope names), so that errors do not depend
     // on which pods exist.
     let mut seen = std::collections::HashSet::new();
@@ -237,24 +235,36 @@ pub(crate) fn compile(
         }
     }
     // Rules keep their id while their policy lives (see `ids.rs`); ids not in use are named "".
-    let mut named: Vec<(RuleId, String)> = Vec::new();
-    let mut rule_ids: HashMap<(usize, Dir, usize), RuleId> = HashMap::new();
-    for (i, &p) in policies.iter().enumerate() {
-        for (dir, n) in [(Dir::Ingress, p.ingress.len()), (Dir::Egress, p.egress.len())] {
-            for j in 0..n {
-                let d = if dir == Dir::Ingress { "ingress" } else { "egress" };
-                let name = format!("{}/{} {d}[{j}]", p.namespace, p.name);
-                let id = RuleId(ids.id(&name));
-                rule_ids.insert((i, dir, j), id);
-                named.push((id, name));
+    // A build that changes no policy keeps the last build's table as it is.
+    let unchanged = scope.policies.as_ref().is_some_and(|s| s.is_empty());
+    let table = match &carry.rule_table {
+        Some(t) if unchanged && t.2 == policies.len() => std::sync::Arc::clone(t),
+        _ => {
+            let ids = std::sync::Arc::make_mut(&mut carry.rules);
+            let mut named: Vec<(u32, String)> = Vec::new();
+            let mut rule_ids: HashMap<(usize, bool, usize), u32> = HashMap::new();
+            for (i, &p) in policies.iter().enumerate() {
+                for (ingress, n) in [(true, p.ingress.len()), (false, p.egress.len())] {
+                    for j in 0..n {
+                        let d = if ingress { "ingress" } else { "egress" };
+                        let name = format!("{}/{} {d}[{j}]", p.namespace, p.name);
+                        let id = ids.id(&name);
+                        rule_ids.insert((i, ingress, j), id);
+                        named.push((id, name));
+                    }
+                }
             }
+            ids.retain(&named.iter().map(|(_, n)| n.clone()).collect());
+            let mut names = vec![String::new(); named.iter().map(|(id, _)| *id as usize + 1).max().unwrap_or(0)];
+            for (id, n) in named {
+                names[id as usize] = n;
+            }
+            let t = std::sync::Arc::new((rule_ids, std::sync::Arc::new(names), policies.len()));
+            carry.rule_table = Some(std::sync::Arc::clone(&t));
+            t
         }
-    }
-    ids.retain(&named.iter().map(|(_, n)| n.clone()).collect());
-    let mut names = vec![String::new(); named.iter().map(|(id, _)| id.0 as usize + 1).max().unwrap_or(0)];
-    for (id, n) in named {
-        names[id.0 as usize] = n;
-    }
+    };
+    let (rule_ids, names) = (&table.0, std::sync::Arc::clone(&table.1));
     // Per policy, once, when a pod it selects is compiled: its types, and per rule its field
     // name and parsed ipBlocks.
     let mut prepared: Vec<Option<Prepared>> = (0..policies.len()).map(|_| None).collect();
@@ -286,14 +296,18 @@ pub(crate) fn compile(
         Ok(Prepared { types: types(sec, i, p)?, rules: dirs })
     };
     // What the last build compiled; this build keeps what it uses.
-    let previous = std::mem::take(memo);
+    let previous = std::sync::Arc::clone(&carry.classifiers);
+    let mut memo: HashMap<u64, std::sync::Arc<super::ids::Compiled>> = HashMap::new();
     let mut classifiers: Vec<std::sync::Arc<Classifier>> = Vec::new();
     let mut cache: HashMap<ClassifierKey, ClassifierId> = HashMap::new();
     let mut peer_index = Peers::new(pods, ns_labels);
     let everyone: Vec<&Pod> = pods.iter().collect();
-    let previous_pods = std::mem::take(&mut carry.pod_classifiers);
+    let previous_pods = std::sync::Arc::clone(&carry.pod_classifiers);
+    let mut pod_classifiers: HashMap<(String, String), super::ids::PodClassifiers> = HashMap::new();
     // Classifiers taken over from the last build, by address, so each is listed once.
     let mut kept: HashMap<*const Classifier, ClassifierId> = HashMap::new();
+    // Classifiers compiled (or found) by this build, by id, with their memo entry.
+    let mut entries: HashMap<ClassifierId, (u64, std::sync::Arc<super::ids::Compiled>)> = HashMap::new();
     for (pi, pod) in pods.iter().enumerate() {
         if !pod.local {
             continue;
@@ -303,7 +317,9 @@ pub(crate) fn compile(
         if let (true, Some(prev)) = (untouched, previous_pods.get(&pod_key)) {
             // Nothing this build changed reaches this pod's rules: its classifiers stay.
             for (d, c) in prev.iter().enumerate() {
-                let Some(c) = c else { continue };
+                let Some((hash, entry)) = c else { continue };
+                memo.entry(*hash).or_insert_with(|| std::sync::Arc::clone(entry));
+                let c = &entry.1;
                 let id = *kept.entry(std::sync::Arc::as_ptr(c)).or_insert_with(|| {
                     classifiers.push(std::sync::Arc::clone(c));
                     ClassifierId(classifiers.len() as u32 - 1)
@@ -314,7 +330,7 @@ pub(crate) fn compile(
                     endpoints[pi].egress = Some(id);
                 }
             }
-            carry.pod_classifiers.insert(pod_key, prev.clone());
+            pod_classifiers.insert(pod_key, prev.clone());
             continue;
         }
         let mut mine: super::ids::PodClassifiers = [None, None];
@@ -355,7 +371,7 @@ pub(crate) fn compile(
                     };
                     let field = &pr.field;
                     let mut cidrs = pr.cidrs.iter();
-                    let id = rule_ids[&(i, dir, j)];
+                    let id = RuleId(rule_ids[&(i, dir == Dir::Ingress, j)]);
                     ids.push(id);
                     let mut peers = Vec::new();
                     let mut peer_pods_all: Vec<&Pod> = Vec::new();
@@ -423,31 +439,41 @@ pub(crate) fn compile(
                 None => {
                     let c = ClassifierId(classifiers.len() as u32);
                     let input = (dir == Dir::Ingress, DirectionRules { rules });
-                    // Compiled by an earlier build from the same rules: shared, not compiled.
-                    let compiled = match previous.get(&input) {
-                        Some(c) => std::sync::Arc::clone(c),
-                        None => std::sync::Arc::new(
-                            Classifier::compile(&input.1)
-                                .map_err(|e| too_large(policies, pod, dir, &cidr_policies, e))?,
-                        ),
+                    let hash = {
+                        use std::hash::{Hash, Hasher};
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        input.hash(&mut h);
+                        h.finish()
                     };
-                    memo.insert(input, std::sync::Arc::clone(&compiled));
-                    kept.insert(std::sync::Arc::as_ptr(&compiled), c);
-                    classifiers.push(compiled);
+                    // Compiled by an earlier build from the same rules: shared, not compiled.
+                    let entry = match previous.get(&hash).filter(|e| e.0 == input) {
+                        Some(e) => std::sync::Arc::clone(e),
+                        None => {
+                            let compiled = Classifier::compile(&input.1)
+                                .map_err(|e| too_large(policies, pod, dir, &cidr_policies, e))?;
+                            std::sync::Arc::new((input, std::sync::Arc::new(compiled)))
+                        }
+                    };
+                    memo.insert(hash, std::sync::Arc::clone(&entry));
+                    kept.insert(std::sync::Arc::as_ptr(&entry.1), c);
+                    classifiers.push(std::sync::Arc::clone(&entry.1));
+                    entries.insert(c, (hash, entry));
                     cache.insert(key, c);
                     c
                 }
             };
-            mine[usize::from(dir == Dir::Egress)] = Some(std::sync::Arc::clone(&classifiers[cid.0 as usize]));
+            mine[usize::from(dir == Dir::Egress)] = entries.get(&cid).cloned();
             if dir == Dir::Ingress {
                 endpoints[pi].ingress = Some(cid);
             } else {
                 endpoints[pi].egress = Some(cid);
             }
         }
-        carry.pod_classifiers.insert(pod_key, mine);
+        pod_classifiers.insert(pod_key, mine);
     }
-    Ok(PolicyTable::new(classifiers, names))
+    carry.classifiers = std::sync::Arc::new(memo);
+    carry.pod_classifiers = std::sync::Arc::new(pod_classifiers);
+    Ok(PolicyTable::with_shared_names(classifiers, names))
 }
 
 /// A policy as every pod it selects needs it, worked out once per build.

@@ -152,7 +152,7 @@ pub(crate) fn build(
     cfg: &Config,
     ctx: &ServiceContext,
     cache: &mut switch_core::service::MaglevCache,
-    ids: &mut super::ids::Interner<String>,
+    ids: &mut Arc<super::ids::Interner<String>>,
 ) -> Result<BuiltServices, FieldError> {
     let mut compiled = Compiled::new();
     for (i, s) in cfg.services.iter().enumerate() {
@@ -166,7 +166,7 @@ pub(crate) fn build(
         }
         compiled.insert(key, Arc::new(compile(i, s, ctx, cache)?));
     }
-    let (table, names) = assemble(&compiled, if ctx.steering { Steer::Full } else { Steer::Off }, ids)
+    let (table, names) = assemble(&compiled, if ctx.steering { Steer::Full } else { Steer::Off }, ids, Freed::Unused)
         .map_err(|e| FieldError::new(Some(("services", 0)), "services", e.to_string()))?;
     Ok((table, names, compiled))
 }
@@ -189,25 +189,36 @@ pub(crate) enum Steer<'a> {
     Patch { prev: &'a ServiceTable, removed: Vec<Parts<'a>>, added: Vec<Parts<'a>> },
 }
 
+/// Which service port ids an assembly may free.
+#[derive(Debug)]
+pub(crate) enum Freed<'a> {
+    /// Every id whose port is not in the table (a full build).
+    Unused,
+    /// The ids of these ports, if the table no longer has them (a change of a few services:
+    /// the ports those services had before).
+    Of(Vec<&'a str>),
+}
+
 /// Puts compiled services together into one table, each service port at its stable id
-/// (`ids`, by port name; ids of ports that are gone are freed), with the flow-owner index
-/// `steer` asks for; two services may not share a frontend.
+/// (`ids`, by port name; ids of ports that are gone are freed as `freed` says), with the
+/// flow-owner index `steer` asks for; two services may not share a frontend. `ids` is copied
+/// only if an id is given or freed.
 pub(crate) fn assemble(
     compiled: &Compiled,
     steer: Steer<'_>,
-    ids: &mut super::ids::Interner<String>,
+    ids: &mut Arc<super::ids::Interner<String>>,
+    freed: Freed<'_>,
 ) -> Result<(ServiceTable, Vec<(String, String)>), switch_core::service::FrontendClash> {
     let mut placed: Vec<(u32, &Arc<ServicePort>)> = Vec::with_capacity(compiled.len());
     let mut frontends = Vec::with_capacity(compiled.len() * 2);
     let mut names = Vec::new();
-    let mut live = std::collections::HashSet::with_capacity(compiled.len());
     for c in compiled.values() {
         let local: Vec<u32> = c
             .ports
             .iter()
-            .map(|p| {
-                live.insert(p.spec.name.clone());
-                ids.id(&p.spec.name)
+            .map(|p| match ids.get(&p.spec.name) {
+                Some(id) => id,
+                None => Arc::make_mut(ids).id(&p.spec.name),
             })
             .collect();
         placed.extend(local.iter().copied().zip(&c.ports));
@@ -215,7 +226,21 @@ pub(crate) fn assemble(
             .extend(c.frontends.iter().map(|f| Frontend { target: ServicePortId(local[f.target.0 as usize]), ..*f }));
         names.extend(c.external_name.clone());
     }
-    ids.retain(&live);
+    match freed {
+        Freed::Unused => {
+            let live: std::collections::HashSet<String> =
+                compiled.values().flat_map(|c| c.ports.iter().map(|p| p.spec.name.clone())).collect();
+            if live.len() != ids.len() {
+                Arc::make_mut(ids).retain(&live);
+            }
+        }
+        Freed::Of(gone) => {
+            let still: std::collections::HashSet<&str> = placed.iter().map(|(_, p)| p.spec.name.as_str()).collect();
+            for name in gone.into_iter().filter(|n| !still.contains(n)) {
+                Arc::make_mut(ids).free(&name.to_string());
+            }
+        }
+    }
     // Ids not in use hold one shared empty port (no frontend leads there).
     let hole = Arc::new(ServicePort::new(ServicePortSpec::default(), 0));
     let len = placed.iter().map(|(i, _)| *i as usize + 1).max().unwrap_or(0);

@@ -292,11 +292,19 @@ fn min_opt(a: Option<RuleId>, b: Option<RuleId>) -> Option<RuleId> {
 #[derive(Debug, Clone, Default)]
 pub struct PolicyTable {
     classifiers: Vec<std::sync::Arc<Classifier>>,
-    rule_names: Vec<String>,
+    rule_names: std::sync::Arc<Vec<String>>,
 }
 
 impl PolicyTable {
     pub fn new(classifiers: Vec<std::sync::Arc<Classifier>>, rule_names: Vec<String>) -> PolicyTable {
+        PolicyTable { classifiers, rule_names: std::sync::Arc::new(rule_names) }
+    }
+
+    /// As [`PolicyTable::new`], with rule names shared with other snapshots.
+    pub fn with_shared_names(
+        classifiers: Vec<std::sync::Arc<Classifier>>,
+        rule_names: std::sync::Arc<Vec<String>>,
+    ) -> PolicyTable {
         PolicyTable { classifiers, rule_names }
     }
 
