@@ -1253,7 +1253,12 @@ fn recompile_services(
         .filter_map(|(_, old)| old.as_deref())
         .flat_map(|c| c.ports.iter().map(|p| p.spec.name.as_str()))
         .collect();
-    let (table, _) = build::services::assemble(&services.compiled, steer, ids, build::services::Freed::Of(gone))
+    let still: std::collections::HashSet<&str> = touched
+        .iter()
+        .filter_map(|k| services.compiled.get(k))
+        .flat_map(|c| c.ports.iter().map(|p| p.spec.name.as_str()))
+        .collect();
+    let (table, _) = build::services::assemble(&services.compiled, steer, ids, build::services::Freed::Of(gone, still))
         .map_err(|e| Refusal::Invalid(format!("services: {e}")))?;
     Ok(table)
 }

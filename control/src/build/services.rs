@@ -112,6 +112,9 @@ pub(crate) struct CompiledService {
     pub ports: Vec<Arc<ServicePort>>,
     pub frontends: Vec<Frontend>,
     pub external_name: Option<(String, String)>,
+    /// The stable ids of `ports`, found by the first assembly that placed them (they do not
+    /// change while this compiled form lives), so that later ones need not look them up.
+    pub port_ids: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl CompiledService {
@@ -194,9 +197,10 @@ pub(crate) enum Steer<'a> {
 pub(crate) enum Freed<'a> {
     /// Every id whose port is not in the table (a full build).
     Unused,
-    /// The ids of these ports, if the table no longer has them (a change of a few services:
-    /// the ports those services had before).
-    Of(Vec<&'a str>),
+    /// The ids of the ports in `.0` that are not in `.1` (a change of a few services: the
+    /// ports those services had before, and those they have now; a port's name carries its
+    /// service's, so no other service can have it).
+    Of(Vec<&'a str>, std::collections::HashSet<&'a str>),
 }
 
 /// Puts compiled services together into one table, each service port at its stable id
@@ -213,14 +217,20 @@ pub(crate) fn assemble(
     let mut frontends = Vec::with_capacity(compiled.len() * 2);
     let mut names = Vec::new();
     for c in compiled.values() {
-        let local: Vec<u32> = c
-            .ports
-            .iter()
-            .map(|p| match ids.get(&p.spec.name) {
-                Some(id) => id,
-                None => Arc::make_mut(ids).id(&p.spec.name),
-            })
-            .collect();
+        let local: &[u32] = match c.port_ids.get() {
+            Some(v) => v,
+            None => {
+                let v = c
+                    .ports
+                    .iter()
+                    .map(|p| match ids.get(&p.spec.name) {
+                        Some(id) => id,
+                        None => Arc::make_mut(ids).id(&p.spec.name),
+                    })
+                    .collect();
+                c.port_ids.get_or_init(|| v)
+            }
+        };
         placed.extend(local.iter().copied().zip(&c.ports));
         frontends
             .extend(c.frontends.iter().map(|f| Frontend { target: ServicePortId(local[f.target.0 as usize]), ..*f }));
@@ -234,8 +244,7 @@ pub(crate) fn assemble(
                 Arc::make_mut(ids).retain(&live);
             }
         }
-        Freed::Of(gone) => {
-            let still: std::collections::HashSet<&str> = placed.iter().map(|(_, p)| p.spec.name.as_str()).collect();
+        Freed::Of(gone, still) => {
             for name in gone.into_iter().filter(|n| !still.contains(n)) {
                 Arc::make_mut(ids).free(&name.to_string());
             }
@@ -281,7 +290,7 @@ pub(crate) fn compile(
                     FieldError::new(sec, f("external_name"), "an ExternalName service needs external_name")
                 })?;
                 external_name = Some((format!("{}/{}", s.namespace, s.name), name));
-                return Ok(CompiledService { ports, frontends, external_name });
+                return Ok(CompiledService { ports, frontends, external_name, port_ids: Default::default() });
             }
             t => {
                 return Err(FieldError::new(
@@ -503,5 +512,5 @@ pub(crate) fn compile(
             }
         }
     }
-    Ok(CompiledService { ports, frontends, external_name })
+    Ok(CompiledService { ports, frontends, external_name, port_ids: Default::default() })
 }
