@@ -828,12 +828,18 @@ impl Controller {
             l.insert("kubernetes.io/metadata.name".into(), n.name.clone());
             ns_labels.insert(&n.name, l);
         }
-        let labels_of_ns = |ns: &str| -> crate::config::Labels {
-            ns_labels
-                .get(ns)
-                .cloned()
-                .unwrap_or_else(|| [("kubernetes.io/metadata.name".to_string(), ns.to_string())].into())
-        };
+        // The labels of the changed pods' namespaces, once (a namespace without an object has
+        // only its name label).
+        let changed_ns: std::collections::HashMap<&str, crate::config::Labels> = changed
+            .iter()
+            .map(|(ns, _, _)| {
+                let l = ns_labels
+                    .get(ns.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| [("kubernetes.io/metadata.name".to_string(), ns.to_string())].into());
+                (ns.as_str(), l)
+            })
+            .collect();
         let peer_reaches = |policy_ns: &str, peer: &crate::config::PeerConfig| -> bool {
             if peer.ip_block.is_some() {
                 return false;
@@ -843,7 +849,7 @@ impl Controller {
             }
             changed.iter().any(|(ns, _, sets)| {
                 let ns_ok = match &peer.namespace_selector {
-                    Some(sel) => selector::matches(sel, &labels_of_ns(ns)),
+                    Some(sel) => changed_ns.get(ns.as_str()).is_some_and(|l| selector::matches(sel, l)),
                     None => ns == policy_ns,
                 };
                 ns_ok && sets.iter().any(|l| peer.pod_selector.as_ref().is_none_or(|sel| selector::matches(sel, l)))

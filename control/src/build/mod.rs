@@ -465,15 +465,19 @@ pub(crate) fn build_with(
     }
     let mut pods: Vec<Pod> = Vec::new();
     let mut endpoints = Vec::new();
-    let mut identity_of: BTreeMap<(String, Labels), Identity> = BTreeMap::new();
+    // Identities by (namespace, labels), borrowed from the pods; each distinct pair is
+    // interned once (see `ids.rs`).
+    let mut identity_of: HashMap<(&str, &Labels), Identity> = HashMap::new();
     for p in &cfg.pods {
-        identity_of.insert((p.namespace.clone(), p.labels.clone()), Identity::UNKNOWN);
+        identity_of.entry((p.namespace.as_str(), &p.labels)).or_insert(Identity::UNKNOWN);
     }
-    // Identities keep their number while any pod has their namespace and labels.
-    for (k, v) in identity_of.iter_mut() {
-        *v = Identity(Identity::FIRST_POD + ids.identities.id(k));
+    let mut live_identities = std::collections::HashSet::with_capacity(identity_of.len());
+    for ((ns, labels), v) in identity_of.iter_mut() {
+        let key = (ns.to_string(), (*labels).clone());
+        *v = Identity(Identity::FIRST_POD + ids.identities.id(&key));
+        live_identities.insert(key);
     }
-    ids.identities.retain(&identity_of.keys().cloned().collect());
+    ids.identities.retain(&live_identities);
     let mut seen_pods: HashMap<(&str, &str), usize> = HashMap::new();
     for (i, p) in cfg.pods.iter().enumerate() {
         let sec = Some(("pods", i));
@@ -503,7 +507,7 @@ pub(crate) fn build_with(
                 parse::protocol(sec, &f(&format!("container_ports[{j}].protocol")), &cp.protocol)?,
             ));
         }
-        let identity = identity_of[&(p.namespace.clone(), p.labels.clone())];
+        let identity = identity_of[&(p.namespace.as_str(), &p.labels)];
         let (port, mac, local, node_name) = match (&p.port, &p.node) {
             (Some(pn), None) => {
                 let id = *port_ids
