@@ -270,7 +270,7 @@ fn external_name_and_headless_services_get_no_nat() {
     m.apply(&svc("headless", "  clusterIP: None\n  selector: {pod: a}\n  ports: [{port: 80}]\n"));
     assert_eq!(m.c.cell().load().services.port_count(), before, "no service ports for either");
     let l = m.c.list("svc", "x", "ext").expect("listed");
-    assert!(l.objects[0].json.contains("db.example.com"));
+    assert!(l.objects[0].1.contains("db.example.com"));
     // Headless: clients talk to the pods directly.
     let (v, _) = from_pod(&m, "y/a", "10.244.1.1", 80, "TCP", 1);
     assert_eq!(v, Verdict::Tx(m.pod("x/a").port));
@@ -464,7 +464,7 @@ fn ids_stay_when_unrelated_objects_come_and_go() {
     m.apply("apiVersion: v1\nkind: Service\nmetadata: {name: aaa, namespace: a}\nspec: {clusterIP: 10.96.0.5, ports: [{port: 80, name: a}, {port: 81, name: b}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: aaa, namespace: a}\nspec: {podSelector: {}, ingress: [{}, {}], egress: [{}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p0, namespace: a, labels: {aaa: first}}\nspec: {nodeName: node-2}\nstatus: {podIP: 10.244.2.50}\n");
     assert_eq!(snapshot(&m), before, "nothing of x/web was renumbered");
     m.apply("apiVersion: v1\nkind: Service\nmetadata: {name: web2, namespace: x}\nspec: {clusterIP: 10.96.0.11, ports: [{port: 80}]}\n");
-    let k = |kind: &str, ns: &str, name: &str| control::api::pb::ObjectRef {
+    let k = |kind: &str, ns: &str, name: &str| control::controller::ObjectRef {
         kind: kind.into(),
         namespace: ns.into(),
         name: name.into(),
@@ -547,7 +547,7 @@ fn pods_incremental_matches_full(m: Model, workers: u16) {
     let remote = |name: &str, ip: &str, labels: &str| {
         format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {labels}}}\nspec: {{nodeName: node-2, containers: [{{name: c, image: i, ports: [{{name: web, containerPort: 8080}}]}}]}}\nstatus: {{podIP: {ip}}}\n")
     };
-    let scope = |yaml: &str| m.c.apply(&[podswitch_tests::model::manifest(yaml)], false).expect("apply").scope;
+    let scope = |yaml: &str| m.c.apply(&[podswitch_tests::model::doc(yaml)], false).expect("apply").scope;
     assert_eq!(scope(&remote("r1", "10.244.2.21", "{app: web}")), "pods", "a pod change does not rebuild services");
     check("a remote pod the selector picks");
     m.apply(&remote("r2", "10.244.2.22", "{app: web, tier: x}"));
@@ -591,7 +591,7 @@ fn pods_incremental_matches_full(m: Model, workers: u16) {
     check("a slice naming a pod kept without an address");
     let route = "[[routes]]\nprefix = \"10.99.0.0/16\"\nvia = \"blackhole\"\n";
     let full = m.c.apply(
-        &[control::api::pb::Manifest { format: "toml".into(), source: "r".into(), content: route.into() }],
+        &[control::controller::Manifest { format: "toml".into(), source: "r".into(), content: route.into() }],
         false,
     );
     assert_eq!(full.expect("a full rebuild takes what the pods path took").scope, "full");

@@ -84,8 +84,14 @@ pub fn model_yaml() -> String {
     y
 }
 
+/// YAML as a gRPC request carries it.
 pub fn manifest(yaml: &str) -> pb::Manifest {
     pb::Manifest { format: "yaml".into(), source: "test".into(), content: yaml.into() }
+}
+
+/// YAML as the controller takes it.
+pub fn doc(yaml: &str) -> control::controller::Manifest {
+    control::controller::Manifest { format: "yaml".into(), source: "test".into(), content: yaml.into() }
 }
 
 impl Model {
@@ -131,7 +137,7 @@ impl Model {
 
     /// Applies YAML; panics with the daemon's message when refused.
     pub fn apply(&self, yaml: &str) -> u64 {
-        match self.c.apply(&[manifest(yaml)], false) {
+        match self.c.apply(&[doc(yaml)], false) {
             Ok(o) => o.generation,
             Err(e) => panic!("apply refused: {e}"),
         }
@@ -139,14 +145,14 @@ impl Model {
 
     /// Applies YAML expecting a refusal; returns its message.
     pub fn refuse(&self, yaml: &str) -> String {
-        match self.c.apply(&[manifest(yaml)], false) {
+        match self.c.apply(&[doc(yaml)], false) {
             Ok(_) => panic!("apply accepted, expected a refusal:\n{yaml}"),
             Err(e) => e.to_string(),
         }
     }
 
     pub fn delete(&self, kind: &str, namespace: &str, name: &str) {
-        let r = pb::ObjectRef { kind: kind.into(), namespace: namespace.into(), name: name.into() };
+        let r = control::controller::ObjectRef { kind: kind.into(), namespace: namespace.into(), name: name.into() };
         if let Err(e) = self.c.delete(&[r], &[], false) {
             panic!("delete refused: {e}");
         }

@@ -392,7 +392,7 @@ fn ip_block_with_host_bits_is_the_masked_network_with_a_warning() {
     let o = m
         .c
         .apply(
-            &[podswitch_tests::model::manifest(&np(
+            &[podswitch_tests::model::doc(&np(
                 "a-from-cidr",
                 "x",
                 "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.244.1.10/29, except: [10.244.1.9/32]}}]\n",

@@ -5,15 +5,15 @@
 //! only load the published snapshot. Conntrack listings and flushes are requests to the
 //! workers (which own their tables), answered between batches.
 
-use crate::api::pb;
 use crate::build::services::{CompiledService, Steer};
 use crate::build::{self, PortSpec};
 use crate::config::{Config, RouteConfig};
 use crate::k8s::{self, Format, Key, Kind, Validation};
 use crate::publish::SnapshotCell;
 use crate::report::Report;
-use crate::store::{Action, Store, StoreError};
+use crate::store::{Action, Origin, Store, StoreError};
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -65,7 +65,7 @@ pub enum WorkerCmd {
         filter: FlowFilter,
         limit: usize,
         from: usize,
-        reply: mpsc::Sender<(Vec<pb::Flow>, u64, Option<usize>)>,
+        reply: mpsc::Sender<(Vec<FlowInfo>, u64, Option<usize>)>,
     },
     /// Removes the matching flows of the next [`WALK_SLOTS`] slots from `from`: how many, and
     /// where the next chunk starts.
@@ -113,20 +113,22 @@ pub struct FlowFilter {
 }
 
 impl FlowFilter {
-    pub fn from_pb(f: &pb::ConntrackFilter) -> Result<FlowFilter, Refusal> {
-        let proto = match f.protocol.to_ascii_lowercase().as_str() {
+    /// A filter from a client's terms: protocol by name (empty: any), address (empty: any),
+    /// port (0: any). Errors name the bad value.
+    pub fn parse(protocol: &str, address: &str, port: u32) -> Result<FlowFilter, Refusal> {
+        let proto = match protocol.to_ascii_lowercase().as_str() {
             "" => None,
             p => Some(protocol_number(p).ok_or_else(|| {
                 Refusal::Invalid(format!("protocol '{p}' is not one of tcp, udp, sctp, icmp, icmpv6"))
             })?),
         };
-        let addr = match f.address.as_str() {
+        let addr = match address {
             "" => None,
             a => Some(Addr::from(
                 a.parse::<std::net::IpAddr>().map_err(|_| Refusal::Invalid(format!("'{a}' is not an IP address")))?,
             )),
         };
-        let port = match f.port {
+        let port = match port {
             0 => None,
             p => Some(u16::try_from(p).map_err(|_| Refusal::Invalid(format!("port {p} is outside 1-65535")))?),
         };
@@ -162,10 +164,30 @@ fn protocol_name(p: u8) -> String {
     }
 }
 
-/// A flow as the API lists it.
-pub fn flow_to_pb(t: &Tables, k: &FlowKey, e: &CtEntry, expires_in_ns: u64, worker: u16) -> pb::Flow {
+/// A tracked flow as listings show it (addresses as `a.b.c.d:port` or `[v6]:port`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowInfo {
+    pub protocol: String,
+    pub src: String,
+    pub dst: String,
+    pub xlate_src: String,
+    pub xlate_dst: String,
+    pub state: String,
+    pub expires_in_ms: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The service port it was translated for, by name ("" when none).
+    pub service: String,
+    /// The rules that admitted it, by name ("" when no policy applied).
+    pub egress_rule: String,
+    pub ingress_rule: String,
+    pub worker: u16,
+}
+
+/// A flow of a worker's conntrack, named with the snapshot `t`.
+pub fn flow_info(t: &Tables, k: &FlowKey, e: &CtEntry, expires_in_ns: u64, worker: u16) -> FlowInfo {
     let sa = |a: Addr, p: u16| if a.is_v4() { format!("{a}:{p}") } else { format!("[{a}]:{p}") };
-    pb::Flow {
+    FlowInfo {
         protocol: protocol_name(k.proto),
         src: sa(k.t.src, k.t.sport),
         dst: sa(k.t.dst, k.t.dport),
@@ -182,8 +204,102 @@ pub fn flow_to_pb(t: &Tables, k: &FlowKey, e: &CtEntry, expires_in_ns: u64, work
             .unwrap_or_default(),
         egress_rule: e.egress_rule.map(|r| t.policy.rule_name(r).to_string()).unwrap_or_default(),
         ingress_rule: e.ingress_rule.map(|r| t.policy.rule_name(r).to_string()).unwrap_or_default(),
-        worker: u32::from(worker),
+        worker,
     }
+}
+
+/// Flows matching a listing, and how many more matched than were returned.
+#[derive(Debug, Clone, Default)]
+pub struct FlowList {
+    pub flows: Vec<FlowInfo>,
+    pub truncated: u64,
+}
+
+/// A manifest as a client sends it: `yaml`, `json` or `toml`, a name for errors, the text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    pub format: String,
+    pub source: String,
+    pub content: String,
+}
+
+/// An object named by a client: kind (any name kubectl takes), namespace (empty: `default`
+/// for namespaced kinds), name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Objects of one kind as stored, each as JSON with where it came from.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub generation: u64,
+    pub objects: Vec<(Key, String, Origin)>,
+}
+
+/// One port's counters summed over the workers.
+#[derive(Debug, Clone, Default)]
+pub struct PortCount {
+    pub name: String,
+    pub kind: String,
+    /// How the port's I/O was set up (`afxdp native copy queues=2 ...`).
+    pub io: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: HashMap<String, u64>,
+}
+
+/// Table sizes of the live snapshot and the workers' tables.
+#[derive(Debug, Clone, Default)]
+pub struct TableSizes {
+    pub endpoints: u64,
+    pub routes: u64,
+    pub service_ports: u64,
+    pub frontends: u64,
+    pub policy_classifiers: u64,
+    pub policy_rules: u64,
+    pub conntrack_entries: u64,
+    pub conntrack_capacity: u64,
+    pub conntrack_evicted: u64,
+    pub pool_free: u64,
+}
+
+/// Every counter, summed over the workers.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub generation: u64,
+    pub ports: Vec<PortCount>,
+    pub drops: HashMap<String, u64>,
+    pub events: HashMap<String, u64>,
+    pub tables: TableSizes,
+    pub workers: u32,
+    pub last_apply_micros: u64,
+}
+
+/// What a trace showed: each stage and its result, the verdict (`forwarded`, `dropped`,
+/// `refused`), its detail and the deciding rule.
+#[derive(Debug, Clone, Default)]
+pub struct TraceResult {
+    pub generation: u64,
+    pub steps: Vec<(String, String)>,
+    pub verdict: &'static str,
+    pub detail: String,
+    pub rule: String,
+}
+
+/// A change as watchers see it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub generation: u64,
+    /// `applied`, `deleted`, `rejected`, `reloaded`, `attached`, ...
+    pub action: String,
+    pub changes: Vec<(Key, Action)>,
+    pub message: String,
+    pub unix_millis: u64,
 }
 
 /// What a successful change returns.
@@ -195,26 +311,6 @@ pub struct Outcome {
     pub build_micros: u64,
     /// What was built: "full", "services" or "pods" ("" when nothing was).
     pub scope: &'static str,
-}
-
-impl Outcome {
-    pub fn to_pb(&self) -> pb::ChangeResponse {
-        pb::ChangeResponse {
-            generation: self.generation,
-            changes: self.changes.iter().map(|(k, a)| change_pb(k, *a)).collect(),
-            warnings: self.warnings.clone(),
-            build_micros: self.build_micros,
-            build_scope: self.scope.into(),
-        }
-    }
-}
-
-fn change_pb(k: &Key, a: Action) -> pb::Change {
-    pb::Change { object: Some(key_pb(k)), action: a.name().into() }
-}
-
-pub fn key_pb(k: &Key) -> pb::ObjectRef {
-    pb::ObjectRef { kind: k.kind.name().into(), namespace: k.namespace.clone(), name: k.name.clone() }
 }
 
 /// The compiled services behind the live snapshot, for service-only rebuilds.
@@ -277,7 +373,7 @@ pub struct Controller {
     /// Where every committed change is written before it is published.
     state_file: Option<crate::state::StateFile>,
     config_path: Option<PathBuf>,
-    events: broadcast::Sender<pb::Event>,
+    events: broadcast::Sender<Event>,
     /// The workers' published counters, by worker.
     pub reports: Vec<Arc<Mutex<Option<Report>>>>,
     workers: Mutex<Vec<WorkerLink>>,
@@ -371,7 +467,7 @@ impl Controller {
         self.cell.load().node.name.clone()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<pb::Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 
@@ -379,10 +475,10 @@ impl Controller {
         let unix_millis =
             SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         // No receiver is fine: nobody is watching.
-        let _ = self.events.send(pb::Event {
+        let _ = self.events.send(Event {
             generation: self.cell.generation(),
             action: action.into(),
-            changes: changes.iter().map(|(k, a)| change_pb(k, *a)).collect(),
+            changes: changes.to_vec(),
             message,
             unix_millis,
         });
@@ -903,7 +999,7 @@ impl Controller {
             .all(|(k, _)| matches!(k.kind, Kind::Pod | Kind::Port | Kind::Namespace | Kind::NetworkPolicy))
     }
 
-    fn parse_manifests(&self, manifests: &[pb::Manifest], validate: Validation) -> Result<k8s::Parsed, Refusal> {
+    fn parse_manifests(&self, manifests: &[Manifest], validate: Validation) -> Result<k8s::Parsed, Refusal> {
         let node = self.node_name();
         let mut all = k8s::Parsed::default();
         for m in manifests {
@@ -921,14 +1017,14 @@ impl Controller {
 
     /// Applies every object of `manifests`, all or none, refusing fields the Kubernetes
     /// schema does not know (kubectl's `--validate=strict`).
-    pub fn apply(&self, manifests: &[pb::Manifest], dry_run: bool) -> Result<Outcome, Refusal> {
+    pub fn apply(&self, manifests: &[Manifest], dry_run: bool) -> Result<Outcome, Refusal> {
         self.apply_validated(manifests, dry_run, Validation::Strict)
     }
 
     /// [`Controller::apply`] with the given validation of unknown fields.
     pub fn apply_validated(
         &self,
-        manifests: &[pb::Manifest],
+        manifests: &[Manifest],
         dry_run: bool,
         validate: Validation,
     ) -> Result<Outcome, Refusal> {
@@ -944,12 +1040,7 @@ impl Controller {
     }
 
     /// Deletes the objects named by `keys` and by `manifests`, all or none.
-    pub fn delete(
-        &self,
-        keys: &[pb::ObjectRef],
-        manifests: &[pb::Manifest],
-        dry_run: bool,
-    ) -> Result<Outcome, Refusal> {
+    pub fn delete(&self, keys: &[ObjectRef], manifests: &[Manifest], dry_run: bool) -> Result<Outcome, Refusal> {
         let mut all = Vec::new();
         for r in keys {
             let kind = Kind::parse(&r.kind).ok_or_else(|| Refusal::Invalid(format!("unknown kind '{}'", r.kind)))?;
@@ -976,17 +1067,14 @@ impl Controller {
         self.change("deleted", warnings, dry_run, |s| s.delete(&all))
     }
 
-    pub fn add_route(&self, r: &pb::Route) -> Result<Outcome, Refusal> {
-        let route = RouteConfig {
-            prefix: r.prefix.clone(),
-            via: r.via.clone(),
-            mac: Some(r.mac.clone()).filter(|m| !m.is_empty()),
-        };
+    /// Adds or replaces a route.
+    pub fn add_route(&self, route: RouteConfig) -> Result<Outcome, Refusal> {
         self.change("applied", Vec::new(), false, |s| s.apply(vec![k8s::Object::Route(route)]))
     }
 
-    pub fn delete_route(&self, r: &pb::Route) -> Result<Outcome, Refusal> {
-        let key = Key { kind: Kind::Route, namespace: String::new(), name: r.prefix.clone() };
+    /// Deletes the route of `prefix` (added through the API).
+    pub fn delete_route(&self, prefix: &str) -> Result<Outcome, Refusal> {
+        let key = Key { kind: Kind::Route, namespace: String::new(), name: prefix.to_string() };
         self.change("deleted", Vec::new(), false, |s| s.delete(&[key]))
     }
 
@@ -1018,7 +1106,7 @@ impl Controller {
     }
 
     /// Objects of one kind.
-    pub fn list(&self, kind: &str, namespace: &str, name: &str) -> Result<pb::ListResponse, Refusal> {
+    pub fn list(&self, kind: &str, namespace: &str, name: &str) -> Result<Listing, Refusal> {
         let kind = Kind::parse(kind).ok_or_else(|| {
             Refusal::Invalid(format!(
                 "unknown kind '{kind}' (namespaces, pods, services, endpointslices, endpoints, networkpolicies, routes)"
@@ -1047,7 +1135,7 @@ impl Controller {
                 o => o,
             };
             let json = serde_json::to_string(&o).map_err(|e| Refusal::Unavailable(e.to_string()))?;
-            objects.push(pb::Object { r#ref: Some(key_pb(&k)), json, origin: origin.name().into() });
+            objects.push((k, json, origin));
         }
         if !name.is_empty() && objects.is_empty() {
             return Err(Refusal::NotFound(format!(
@@ -1056,16 +1144,16 @@ impl Controller {
                 if namespace.is_empty() { String::new() } else { format!("{namespace}/") }
             )));
         }
-        Ok(pb::ListResponse { generation: self.cell.generation(), objects })
+        Ok(Listing { generation: self.cell.generation(), objects })
     }
 
     /// Counters summed over the workers.
-    pub fn counters(&self) -> pb::CountersResponse {
+    pub fn counters(&self) -> Counters {
         let t = self.cell.load();
-        let mut ports: Vec<pb::PortCounters> = t
+        let mut ports: Vec<PortCount> = t
             .ports
             .iter()
-            .map(|p| pb::PortCounters {
+            .map(|p| PortCount {
                 name: p.name.clone(),
                 kind: format!("{:?}", p.kind).to_lowercase(),
                 ..Default::default()
@@ -1073,7 +1161,7 @@ impl Controller {
             .collect();
         let mut drops = std::collections::HashMap::new();
         let mut events = std::collections::HashMap::new();
-        let mut sizes = pb::TableSizes {
+        let mut sizes = TableSizes {
             endpoints: t.endpoints.len() as u64,
             routes: t.routes.len() as u64,
             service_ports: t.services.port_count() as u64,
@@ -1112,12 +1200,12 @@ impl Controller {
         }
         // Ids not in use (a pod port detached at run time) have no name and nothing to show.
         ports.retain(|p| !p.name.is_empty());
-        pb::CountersResponse {
+        Counters {
             generation: t.generation,
             ports,
             drops,
             events,
-            tables: Some(sizes),
+            tables: sizes,
             workers: self.reports.len() as u32,
             last_apply_micros: self.apply_ns.load(Ordering::Relaxed) / 1000,
         }
@@ -1133,10 +1221,9 @@ impl Controller {
 
     /// The workers' flows matching `f`, each worker's table walked in chunks of
     /// [`WALK_SLOTS`] slots, one request each.
-    pub fn conntrack_list(&self, f: &pb::ConntrackFilter) -> Result<pb::ConntrackList, Refusal> {
-        let filter = FlowFilter::from_pb(f)?;
-        let limit = if f.limit == 0 { 10_000 } else { f.limit as usize };
-        let mut out = pb::ConntrackList::default();
+    pub fn conntrack_list(&self, filter: &FlowFilter, limit: usize) -> Result<FlowList, Refusal> {
+        let limit = if limit == 0 { 10_000 } else { limit };
+        let mut out = FlowList::default();
         for tx in self.senders()? {
             let mut from = Some(0);
             while let Some(at) = from {
@@ -1155,8 +1242,7 @@ impl Controller {
     }
 
     /// Removes the workers' flows matching `f`, in chunks as [`Controller::conntrack_list`].
-    pub fn conntrack_flush(&self, f: &pb::ConntrackFilter) -> Result<pb::FlushResponse, Refusal> {
-        let filter = FlowFilter::from_pb(f)?;
+    pub fn conntrack_flush(&self, filter: &FlowFilter) -> Result<u64, Refusal> {
         let mut flushed = 0;
         for tx in self.senders()? {
             let mut from = Some(0);
@@ -1172,34 +1258,26 @@ impl Controller {
         }
         tracing::info!(flushed, "conntrack flushed");
         self.emit("conntrack_flushed", &[], format!("{flushed} flow(s) flushed"));
-        Ok(pb::FlushResponse { flushed })
+        Ok(flushed)
     }
 
     /// Traces a synthesized packet through the live snapshot.
-    pub fn trace(&self, req: &pb::TraceRequest) -> Result<pb::TraceResponse, Refusal> {
+    pub fn trace(&self, spec: &crate::trace::TraceSpec) -> Result<TraceResult, Refusal> {
         let t = self.cell.load_full();
         let st = self.lock()?;
         // The merged config is made only if a denial has to name its policies.
         let selecting =
             |ns: &str, name: &str, egress: bool| crate::trace::selecting(&st.store.config().0, ns, name, egress);
-        let spec = crate::trace::TraceSpec {
-            protocol: req.protocol.clone(),
-            src: req.src.clone(),
-            dst: req.dst.clone(),
-            input: req.r#in.clone(),
-            tcp_flags: req.tcp_flags.clone(),
-        };
         let workers = self.workers_running.unwrap_or(1);
-        let r = crate::trace::run(&t, &selecting, &spec, workers).map_err(Refusal::Invalid)?;
-        Ok(pb::TraceResponse {
+        let r = crate::trace::run(&t, &selecting, spec, workers).map_err(Refusal::Invalid)?;
+        Ok(TraceResult {
             generation: t.generation,
-            steps: r.steps.into_iter().map(|(stage, result)| pb::TraceStep { stage, result }).collect(),
+            steps: r.steps,
             verdict: match (r.forwarded, r.refused) {
                 (_, true) => "refused",
                 (true, false) => "forwarded",
                 (false, false) => "dropped",
-            }
-            .into(),
+            },
             detail: r.detail,
             rule: r.rule,
         })
@@ -1288,7 +1366,7 @@ pub fn serve_worker_cmd(cmd: WorkerCmd, w: &mut switch_core::pipeline::Worker, t
                     continue;
                 }
                 if flows.len() < limit {
-                    flows.push(flow_to_pb(t, k, e, expires.saturating_sub(now), index));
+                    flows.push(flow_info(t, k, e, expires.saturating_sub(now), index));
                 } else {
                     more += 1;
                 }

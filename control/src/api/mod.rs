@@ -8,4 +8,5 @@ pub mod pb {
 
 pub mod client;
 pub mod cni;
+pub mod convert;
 pub mod server;

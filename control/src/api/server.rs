@@ -1,6 +1,7 @@
 //! The gRPC server on a Unix socket: tonic glue over [`Controller`], on its own thread with a
 //! single-threaded tokio runtime (the control plane is never on the packet path).
 
+use super::convert;
 use super::pb;
 use super::pb::control_server::{Control, ControlServer};
 use crate::controller::{Controller, Refusal};
@@ -54,46 +55,52 @@ impl Control for Service {
         let Some(validate) = crate::k8s::Validation::parse(&r.validate) else {
             return Err(Status::invalid_argument(format!("validate '{}' is not strict, warn or ignore", r.validate)));
         };
-        blocking(&self.c, move |c| c.apply_validated(&r.manifests, r.dry_run, validate).map(|o| o.to_pb())).await
+        let m = convert::manifests(r.manifests);
+        blocking(&self.c, move |c| c.apply_validated(&m, r.dry_run, validate).map(|o| convert::outcome(&o))).await
     }
 
     async fn delete(&self, r: Request<pb::DeleteRequest>) -> Result<Response<pb::ChangeResponse>, Status> {
         let r = r.into_inner();
-        blocking(&self.c, move |c| c.delete(&r.objects, &r.manifests, r.dry_run).map(|o| o.to_pb())).await
+        let (refs, m) = (convert::object_refs(r.objects), convert::manifests(r.manifests));
+        blocking(&self.c, move |c| c.delete(&refs, &m, r.dry_run).map(|o| convert::outcome(&o))).await
     }
 
     async fn list(&self, r: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
         let r = r.into_inner();
-        blocking(&self.c, move |c| c.list(&r.kind, &r.namespace, &r.name)).await
+        blocking(&self.c, move |c| c.list(&r.kind, &r.namespace, &r.name).map(convert::listing)).await
     }
 
     async fn add_route(&self, r: Request<pb::Route>) -> Result<Response<pb::ChangeResponse>, Status> {
         let r = r.into_inner();
-        blocking(&self.c, move |c| c.add_route(&r).map(|o| o.to_pb())).await
+        blocking(&self.c, move |c| c.add_route(convert::route(r)).map(|o| convert::outcome(&o))).await
     }
 
     async fn delete_route(&self, r: Request<pb::Route>) -> Result<Response<pb::ChangeResponse>, Status> {
         let r = r.into_inner();
-        blocking(&self.c, move |c| c.delete_route(&r).map(|o| o.to_pb())).await
+        blocking(&self.c, move |c| c.delete_route(&r.prefix).map(|o| convert::outcome(&o))).await
     }
 
     async fn counters(&self, _: Request<pb::CountersRequest>) -> Result<Response<pb::CountersResponse>, Status> {
-        Ok(Response::new(self.c.counters()))
+        Ok(Response::new(convert::counters(self.c.counters())))
     }
 
     async fn list_conntrack(&self, r: Request<pb::ConntrackFilter>) -> Result<Response<pb::ConntrackList>, Status> {
         let r = r.into_inner();
-        blocking(&self.c, move |c| c.conntrack_list(&r)).await
+        let f = convert::filter(&r).map_err(status)?;
+        let limit = r.limit as usize;
+        blocking(&self.c, move |c| c.conntrack_list(&f, limit).map(convert::flows)).await
     }
 
     async fn flush_conntrack(&self, r: Request<pb::ConntrackFilter>) -> Result<Response<pb::FlushResponse>, Status> {
         let r = r.into_inner();
-        blocking(&self.c, move |c| c.conntrack_flush(&r)).await
+        let f = convert::filter(&r).map_err(status)?;
+        blocking(&self.c, move |c| c.conntrack_flush(&f).map(|flushed| pb::FlushResponse { flushed })).await
     }
 
     async fn trace(&self, r: Request<pb::TraceRequest>) -> Result<Response<pb::TraceResponse>, Status> {
         let r = r.into_inner();
-        blocking(&self.c, move |c| c.trace(&r)).await
+        let spec = convert::trace_spec(r);
+        blocking(&self.c, move |c| c.trace(&spec).map(convert::trace)).await
     }
 
     type WatchStream = EventStream;
@@ -101,7 +108,7 @@ impl Control for Service {
     async fn watch(&self, _: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
         let rx = self.c.subscribe();
         let s = tokio_stream::wrappers::BroadcastStream::new(rx).map_while(|e| match e {
-            Ok(ev) => Some(Ok(ev)),
+            Ok(ev) => Some(Ok(convert::event(ev))),
             // A watcher that fell behind is told so and ends; it can list and watch again.
             Err(_) => Some(Err(Status::data_loss("watcher fell behind; events were dropped"))),
         });
