@@ -6,15 +6,6 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
-}
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("run ip");
-    assert!(st.success(), "ip {args:?} failed");
-}
-
 /// The namespace, deleted by name when the test ends however it ends.
 struct Netns(String);
 
@@ -26,18 +17,14 @@ impl Drop for Netns {
 
 #[test]
 fn a_worker_that_dies_stops_the_daemon_with_a_failure() {
-    if !is_root() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("cannot run: not root; CI expects it to run");
-        }
-        eprintln!("SKIPPED: needs root for a network namespace");
+    if !podswitch_tests::root_or_skip(module_path!()) {
         return;
     }
     let ns = Netns(format!("pswf{}", std::process::id()));
-    ip(&["netns", "add", &ns.0]);
-    ip(&["-n", &ns.0, "link", "add", "f0", "type", "veth", "peer", "name", "f1"]);
-    ip(&["-n", &ns.0, "link", "set", "f0", "up"]);
-    ip(&["-n", &ns.0, "link", "set", "f1", "up"]);
+    podswitch_tests::ip(&["netns", "add", &ns.0]);
+    podswitch_tests::ip(&["-n", &ns.0, "link", "add", "f0", "type", "veth", "peer", "name", "f1"]);
+    podswitch_tests::ip(&["-n", &ns.0, "link", "set", "f0", "up"]);
+    podswitch_tests::ip(&["-n", &ns.0, "link", "set", "f1", "up"]);
     let dir = std::env::temp_dir().join(format!("{}-run", ns.0));
     std::fs::create_dir_all(&dir).expect("run dir");
     let cfg = dir.join("node.toml");

@@ -34,6 +34,31 @@ pub fn build_bin(package: &str, bin: &str) -> PathBuf {
     path
 }
 
+/// Whether this process runs as root (network namespaces need it).
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+}
+
+/// Whether a test that needs root may run: without root it is skipped with the reason
+/// printed, except under CI (`CI=true`), where `.ci/run` runs as root and a skip would hide a
+/// failure.
+pub fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: cannot run: not root; CI expects it to run");
+    }
+    eprintln!("SKIPPED {test}: needs root for network namespaces");
+    false
+}
+
+/// Runs `ip ARGS`; panics with the arguments if it fails.
+pub fn ip(args: &[&str]) {
+    let st = Command::new("ip").args(args).status().expect("run ip");
+    assert!(st.success(), "ip {args:?} failed");
+}
+
 /// Whether tshark can be used. Missing tshark fails under CI (`CI=true`), where `.ci/run`
 /// installs it; elsewhere the caller skips loudly.
 pub fn tshark_ready(test: &str) -> bool {

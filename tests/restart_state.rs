@@ -7,15 +7,6 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
-}
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("run ip");
-    assert!(st.success(), "ip {args:?} failed");
-}
-
 /// Namespaces deleted by name, and the daemon killed by PID, however the test ends.
 struct Topology {
     names: Vec<String>,
@@ -54,11 +45,7 @@ fn ping(ns: &str, to: &str) -> bool {
 
 #[test]
 fn a_deny_policy_and_runtime_ports_survive_kill_9() {
-    if !is_root() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("cannot run: not root; CI expects it to run");
-        }
-        eprintln!("SKIPPED: needs root for network namespaces");
+    if !podswitch_tests::root_or_skip(module_path!()) {
         return;
     }
     let tag = std::process::id();
@@ -66,17 +53,30 @@ fn a_deny_policy_and_runtime_ports_survive_kill_9() {
     let dir = std::env::temp_dir().join(format!("psws{tag}-run"));
     std::fs::create_dir_all(&dir).expect("run dir");
     let mut topo = Topology { names: vec![node.clone()], daemon: None, dir: dir.clone() };
-    ip(&["netns", "add", &node]);
+    podswitch_tests::ip(&["netns", "add", &node]);
     for (p, addr, mac) in PODS {
         let ns = format!("psws{tag}-{p}");
-        ip(&["netns", "add", &ns]);
+        podswitch_tests::ip(&["netns", "add", &ns]);
         topo.names.push(ns.clone());
-        ip(&["-n", &node, "link", "add", &format!("sw-{p}"), "type", "veth", "peer", "name", "eth0", "netns", &ns]);
-        ip(&["-n", &node, "link", "set", &format!("sw-{p}"), "up"]);
-        ip(&["-n", &ns, "link", "set", "eth0", "address", mac]);
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
-        ip(&["-n", &ns, "route", "add", "default", "via", "10.244.1.1", "dev", "eth0"]);
+        podswitch_tests::ip(&[
+            "-n",
+            &node,
+            "link",
+            "add",
+            &format!("sw-{p}"),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns,
+        ]);
+        podswitch_tests::ip(&["-n", &node, "link", "set", &format!("sw-{p}"), "up"]);
+        podswitch_tests::ip(&["-n", &ns, "link", "set", "eth0", "address", mac]);
+        podswitch_tests::ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        podswitch_tests::ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        podswitch_tests::ip(&["-n", &ns, "route", "add", "default", "via", "10.244.1.1", "dev", "eth0"]);
         // The switch reads frames: the pod's stack fills its own checksums.
         let _ = Command::new("ip").args(["netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off"]).output();
     }
@@ -91,13 +91,7 @@ fn a_deny_policy_and_runtime_ports_survive_kill_9() {
     }
     std::fs::write(&cfg, toml).expect("config");
     let bin = podswitch_tests::podswitchd();
-    let ctl_bin = bin.with_file_name("podswitchctl");
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-q", "-p", "control", "--bin", "podswitchctl"])
-        .current_dir(podswitch_tests::root())
-        .status()
-        .expect("cargo");
-    assert!(st.success());
+    let ctl_bin = podswitch_tests::build_bin("control", "podswitchctl");
     let socket = dir.join("podswitch.sock");
     let state = dir.join("state");
     let start = || -> Child {

@@ -10,15 +10,6 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
-}
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("run ip");
-    assert!(st.success(), "ip {args:?} failed");
-}
-
 struct Topology {
     names: Vec<String>,
     daemon: Option<Child>,
@@ -38,22 +29,8 @@ impl Drop for Topology {
     }
 }
 
-fn build(bin: &str, package: &str) -> std::path::PathBuf {
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-q", "-p", package, "--bin", bin])
-        .current_dir(podswitch_tests::root())
-        .status()
-        .expect("cargo");
-    assert!(st.success(), "building {bin}");
-    podswitch_tests::podswitchd().with_file_name(bin)
-}
-
 fn run(backend: &str, tag: &str) {
-    if !is_root() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("cannot run: not root; CI expects it to run");
-        }
-        eprintln!("SKIPPED: needs root for network namespaces");
+    if !podswitch_tests::root_or_skip(module_path!()) {
         return;
     }
     let node = format!("psw{tag}{}-node", std::process::id());
@@ -62,18 +39,18 @@ fn run(backend: &str, tag: &str) {
     let dir = std::env::temp_dir().join(format!("psw{tag}{}-run", std::process::id()));
     std::fs::create_dir_all(&dir).expect("run dir");
     let mut topo = Topology { names: vec![node.clone()], daemon: None, dir: dir.clone() };
-    ip(&["netns", "add", &node]);
-    ip(&["-n", &node, "link", "set", "lo", "up"]);
+    podswitch_tests::ip(&["netns", "add", &node]);
+    podswitch_tests::ip(&["-n", &node, "link", "set", "lo", "up"]);
     for ns in [&pod_a, &ctr] {
-        ip(&["netns", "add", ns]);
+        podswitch_tests::ip(&["netns", "add", ns]);
         topo.names.push(ns.to_string());
     }
-    ip(&["-n", &node, "link", "add", "sw-a", "type", "veth", "peer", "name", "eth0", "netns", &pod_a]);
-    ip(&["-n", &node, "link", "set", "sw-a", "up"]);
-    ip(&["-n", &pod_a, "link", "set", "eth0", "address", "02:00:00:00:10:02"]);
-    ip(&["-n", &pod_a, "link", "set", "eth0", "up"]);
-    ip(&["-n", &pod_a, "addr", "add", "10.244.1.2/24", "dev", "eth0"]);
-    ip(&["-n", &pod_a, "route", "add", "default", "via", "10.244.1.1", "dev", "eth0"]);
+    podswitch_tests::ip(&["-n", &node, "link", "add", "sw-a", "type", "veth", "peer", "name", "eth0", "netns", &pod_a]);
+    podswitch_tests::ip(&["-n", &node, "link", "set", "sw-a", "up"]);
+    podswitch_tests::ip(&["-n", &pod_a, "link", "set", "eth0", "address", "02:00:00:00:10:02"]);
+    podswitch_tests::ip(&["-n", &pod_a, "link", "set", "eth0", "up"]);
+    podswitch_tests::ip(&["-n", &pod_a, "addr", "add", "10.244.1.2/24", "dev", "eth0"]);
+    podswitch_tests::ip(&["-n", &pod_a, "route", "add", "default", "via", "10.244.1.1", "dev", "eth0"]);
     let _ = Command::new("ip").args(["netns", "exec", &pod_a, "ethtool", "-K", "eth0", "tx", "off"]).output();
     let cfg = dir.join("node.toml");
     std::fs::write(
@@ -82,8 +59,8 @@ fn run(backend: &str, tag: &str) {
     )
     .expect("config");
     let bin = podswitch_tests::podswitchd();
-    let ctl_bin = build("podswitchctl", "control");
-    let plugin = build("podswitch-cni", "podswitch-cni");
+    let ctl_bin = podswitch_tests::build_bin("control", "podswitchctl");
+    let plugin = podswitch_tests::build_bin("podswitch-cni", "podswitch-cni");
     let socket = dir.join("podswitch.sock");
     let log = dir.join("podswitchd.err");
     topo.daemon = Some(
