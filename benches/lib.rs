@@ -135,3 +135,47 @@ pub fn assert_forwarded(r: &Ring) {
 
 /// The port the frames enter on.
 pub const IN_PORT: PortId = tb::POD_A;
+
+/// Manifests of the control-plane examples (`examples/apply.rs`, `examples/attach.rs`).
+pub mod manifests {
+    use std::fmt::Write as _;
+
+    /// ClusterIP of service `i` (10.96.0.0/16).
+    pub fn vip(i: usize) -> String {
+        format!("10.96.{}.{}", (i >> 8) & 0xff, i & 0xff)
+    }
+
+    /// Address of endpoint `e` (10.128.0.0/9, on node-2).
+    pub fn ep_ip(e: usize) -> String {
+        format!("10.{}.{}.{}", 128 + (e >> 16), (e >> 8) & 0xff, e & 0xff)
+    }
+
+    /// `policies` NetworkPolicies in namespace `bench` of five rules each, policy i selecting
+    /// pod `p{i % pods}` and admitting, per rule, a /24 ipBlock and pod `p{(i + k) % pods}` on
+    /// one port: 5 * `policies` rules over `pods` local pods.
+    pub fn policies(y: &mut String, policies: usize, pods: usize) {
+        for i in 0..policies {
+            let _ = write!(
+                y,
+                "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: np{i}, namespace: bench}}\nspec:\n  podSelector: {{matchLabels: {{app: p{}}}}}\n  ingress:\n",
+                i % pods
+            );
+            for k in 0..5 {
+                let _ = writeln!(
+                    y,
+                    "  - from: [{{ipBlock: {{cidr: 172.{}.{}.0/24}}}}, {{podSelector: {{matchLabels: {{app: p{}}}}}}}]\n    ports: [{{port: {}}}]",
+                    16 + (i * 5 + k) / 65536 % 16,
+                    (i * 5 + k) / 256 % 256,
+                    (i + k) % pods,
+                    1000 + (i * 5 + k) % 30000
+                );
+            }
+        }
+    }
+
+    /// The `p`-quantile (0..=1) of `v` (sorted in place).
+    pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    }
+}

@@ -12,6 +12,7 @@
 
 use control::api::pb;
 use control::controller::Controller;
+use podswitch_benches::manifests::{ep_ip, percentile, vip};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,14 +23,6 @@ use switch_core::wire::build::{IpFrame, L4Repr};
 use switch_core::wire::MacAddr;
 
 const LOCAL_PODS: usize = 20;
-
-fn vip(i: usize) -> String {
-    format!("10.96.{}.{}", (i >> 8) & 0xff, i & 0xff)
-}
-
-fn ep_ip(e: usize) -> String {
-    format!("10.{}.{}.{}", 128 + (e >> 16), (e >> 8) & 0xff, e & 0xff)
-}
 
 fn base() -> String {
     let mut s = String::from(
@@ -70,29 +63,8 @@ fn manifests(services: usize, per: usize, policies: usize) -> String {
         );
         y.push_str(&slice(i, per, 0));
     }
-    for i in 0..policies {
-        let _ = write!(
-            y,
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: np{i}, namespace: bench}}\nspec:\n  podSelector: {{matchLabels: {{app: p{}}}}}\n  ingress:\n",
-            i % LOCAL_PODS
-        );
-        for k in 0..5 {
-            let _ = writeln!(
-                y,
-                "  - from: [{{ipBlock: {{cidr: 172.{}.{}.0/24}}}}, {{podSelector: {{matchLabels: {{app: p{}}}}}}}]\n    ports: [{{port: {}}}]",
-                16 + (i * 5 + k) / 65536 % 16,
-                (i * 5 + k) / 256 % 256,
-                (i + k) % LOCAL_PODS,
-                1000 + (i * 5 + k) % 30000
-            );
-        }
-    }
+    podswitch_benches::manifests::policies(&mut y, policies, LOCAL_PODS);
     y
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// kube-proxy's iptables layout (KUBE-SERVICES -> KUBE-SVC -> statistic -> KUBE-SEP DNAT)

@@ -19,6 +19,7 @@ use control::api::pb;
 use control::controller::{Controller, WorkerCmd, WorkerLink};
 use io_backends::memory::MemoryBackend;
 use io_backends::Backend;
+use podswitch_benches::manifests::{ep_ip, percentile, vip};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -32,14 +33,6 @@ use switch_core::wire::MacAddr;
 const LOCAL_PODS: usize = 20;
 const REMOTE_PODS: usize = 980;
 const ROUTER: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
-
-fn vip(i: usize) -> String {
-    format!("10.96.{}.{}", (i >> 8) & 0xff, i & 0xff)
-}
-
-fn ep_ip(e: usize) -> String {
-    format!("10.{}.{}.{}", 128 + (e >> 16), (e >> 8) & 0xff, e & 0xff)
-}
 
 fn local_ip(i: usize) -> String {
     format!("10.244.0.{}", i + 10)
@@ -84,31 +77,10 @@ fn manifests(services: usize, per: usize, policies: usize) -> String {
             let _ = writeln!(y, "- {{addresses: [{}], nodeName: node-2}}", ep_ip(i * per + k));
         }
     }
-    for i in 0..policies {
-        let _ = write!(
-            y,
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: np{i}, namespace: bench}}\nspec:\n  podSelector: {{matchLabels: {{app: p{}}}}}\n  ingress:\n",
-            i % LOCAL_PODS
-        );
-        for k in 0..5 {
-            let _ = writeln!(
-                y,
-                "  - from: [{{ipBlock: {{cidr: 172.{}.{}.0/24}}}}, {{podSelector: {{matchLabels: {{app: p{}}}}}}}]\n    ports: [{{port: {}}}]",
-                16 + (i * 5 + k) / 65536 % 16,
-                (i * 5 + k) / 256 % 256,
-                (i + k) % LOCAL_PODS,
-                1000 + (i * 5 + k) % 30000
-            );
-        }
-    }
+    podswitch_benches::manifests::policies(&mut y, policies, LOCAL_PODS);
     // The attached pods' own policy: ingress on 8080 from p0 only.
     y.push_str("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: attached, namespace: bench}\nspec:\n  podSelector: {matchLabels: {app: attached}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: p0}}}], ports: [{port: 8080}]}]\n");
     y
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// A frame from local pod `i` to `dst:dport`.
