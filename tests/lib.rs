@@ -59,6 +59,28 @@ pub fn ip(args: &[&str]) {
     assert!(st.success(), "ip {args:?} failed");
 }
 
+/// What a network-namespace test made, undone however the test ends: its daemon killed by
+/// PID, its namespaces deleted by name (in reverse order), its run directory removed.
+#[derive(Debug)]
+pub struct Topology {
+    pub names: Vec<String>,
+    pub daemon: Option<std::process::Child>,
+    pub dir: PathBuf,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in self.names.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Whether tshark can be used. Missing tshark fails under CI (`CI=true`), where `.ci/run`
 /// installs it; elsewhere the caller skips loudly.
 pub fn tshark_ready(test: &str) -> bool {

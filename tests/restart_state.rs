@@ -7,26 +7,6 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Namespaces deleted by name, and the daemon killed by PID, however the test ends.
-struct Topology {
-    names: Vec<String>,
-    daemon: Option<Child>,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 const PODS: [(&str, &str, &str); 3] = [
     ("a", "10.244.1.2", "02:00:00:00:10:02"),
     ("b", "10.244.1.3", "02:00:00:00:10:03"),
@@ -52,7 +32,7 @@ fn a_deny_policy_and_runtime_ports_survive_kill_9() {
     let node = format!("psws{tag}-node");
     let dir = std::env::temp_dir().join(format!("psws{tag}-run"));
     std::fs::create_dir_all(&dir).expect("run dir");
-    let mut topo = Topology { names: vec![node.clone()], daemon: None, dir: dir.clone() };
+    let mut topo = podswitch_tests::Topology { names: vec![node.clone()], daemon: None, dir: dir.clone() };
     podswitch_tests::ip(&["netns", "add", &node]);
     for (p, addr, mac) in PODS {
         let ns = format!("psws{tag}-{p}");

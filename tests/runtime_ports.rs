@@ -7,27 +7,8 @@
 //! deletes by name; the daemon is killed by PID.
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Topology {
-    names: Vec<String>,
-    daemon: Option<Child>,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in self.names.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn run(backend: &str, tag: &str) {
     if !podswitch_tests::root_or_skip(module_path!()) {
@@ -38,7 +19,7 @@ fn run(backend: &str, tag: &str) {
     let ctr = format!("psw{tag}{}-c", std::process::id());
     let dir = std::env::temp_dir().join(format!("psw{tag}{}-run", std::process::id()));
     std::fs::create_dir_all(&dir).expect("run dir");
-    let mut topo = Topology { names: vec![node.clone()], daemon: None, dir: dir.clone() };
+    let mut topo = podswitch_tests::Topology { names: vec![node.clone()], daemon: None, dir: dir.clone() };
     podswitch_tests::ip(&["netns", "add", &node]);
     podswitch_tests::ip(&["-n", &node, "link", "set", "lo", "up"]);
     for ns in [&pod_a, &ctr] {
