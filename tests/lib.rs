@@ -81,6 +81,29 @@ impl Drop for Topology {
     }
 }
 
+/// Starts `podswitchd --config CONFIG --socket SOCKET ARGS...` in network namespace `ns`, its
+/// stderr to `log`.
+pub fn spawn_daemon(
+    ns: &str,
+    config: &Path,
+    socket: &Path,
+    args: &[&std::ffi::OsStr],
+    log: &Path,
+) -> std::process::Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(podswitchd())
+        .arg("--config")
+        .arg(config)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("daemon log"))
+        .spawn()
+        .expect("start podswitchd")
+}
+
 /// Whether tshark can be used. Missing tshark fails under CI (`CI=true`), where `.ci/run`
 /// installs it; elsewhere the caller skips loudly.
 pub fn tshark_ready(test: &str) -> bool {

@@ -4,7 +4,7 @@
 //! object, and the runtime port forwards again. Runs the real `podswitchd` (AF_PACKET) in
 //! network namespaces this test creates, joined by veth pairs, and deletes them by name.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PODS: [(&str, &str, &str); 3] = [
@@ -70,25 +70,12 @@ fn a_deny_policy_and_runtime_ports_survive_kill_9() {
         toml.push_str(&format!("[[pods]]\nname = \"{p}\"\nport = \"p-{p}\"\nmac = \"{mac}\"\nips = [\"{addr}\"]\nlabels = {{ app = \"{p}\" }}\n\n"));
     }
     std::fs::write(&cfg, toml).expect("config");
-    let bin = podswitch_tests::podswitchd();
     let ctl_bin = podswitch_tests::build_bin("control", "podswitchctl");
     let socket = dir.join("podswitch.sock");
     let state = dir.join("state");
-    let start = || -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &node])
-            .arg(&bin)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("podswitchd.err")).expect("log"))
-            .spawn()
-            .expect("start podswitchd")
-    };
+    let log = dir.join("podswitchd.err");
+    let start =
+        || podswitch_tests::spawn_daemon(&node, &cfg, &socket, &["--state-dir".as_ref(), state.as_os_str()], &log);
     let ctl = |args: &[&str], stdin: Option<&str>| -> (bool, String) {
         use std::io::Write;
         let mut c = Command::new(&ctl_bin)

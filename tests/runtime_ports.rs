@@ -39,25 +39,12 @@ fn run(backend: &str, tag: &str) {
         format!("[node]\nname = \"node-1\"\nipv4 = \"192.168.77.10\"\npod_cidrs = [\"10.244.1.0/24\"]\nrouter_mac = \"02:00:00:00:00:01\"\nuplink_mac = \"02:00:00:00:01:10\"\n\n[[ports]]\nname = \"p-a\"\nkind = \"pod\"\nbackend = \"{backend}\"\ninterface = \"sw-a\"\n\n[[pods]]\nname = \"a\"\nport = \"p-a\"\nmac = \"02:00:00:00:10:02\"\nips = [\"10.244.1.2\"]\n"),
     )
     .expect("config");
-    let bin = podswitch_tests::podswitchd();
     let ctl_bin = podswitch_tests::build_bin("control", "podswitchctl");
     let plugin = podswitch_tests::build_bin("podswitch-cni", "podswitch-cni");
     let socket = dir.join("podswitch.sock");
     let log = dir.join("podswitchd.err");
-    topo.daemon = Some(
-        Command::new("ip")
-            .args(["netns", "exec", &node])
-            .arg(&bin)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(&socket)
-            .args(["--no-state", "--busy-polls", "50"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("start podswitchd"),
-    );
+    let args: [&std::ffi::OsStr; 3] = ["--no-state".as_ref(), "--busy-polls".as_ref(), "50".as_ref()];
+    topo.daemon = Some(podswitch_tests::spawn_daemon(&node, &cfg, &socket, &args, &log));
     let daemon_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let ctl = |args: &[&str]| -> (bool, String) {
         let o = Command::new(&ctl_bin).arg("--socket").arg(&socket).args(args).output().expect("podswitchctl");

@@ -1116,7 +1116,13 @@ impl Controller {
         // A Pod object whose sandbox the CNI plugin attached is shown bound, as it runs: with
         // the attachment's addresses, MAC and port (a Pod as kubectl writes it has none).
         let running: std::collections::HashMap<(String, String), crate::config::PodConfig> = if kind == Kind::Pod {
-            st.store.config().0.pods.into_iter().map(|p| ((p.namespace.clone(), p.name.clone()), p)).collect()
+            st.store
+                .config_without_services()
+                .0
+                .pods
+                .into_iter()
+                .map(|p| ((p.namespace.clone(), p.name.clone()), p))
+                .collect()
         } else {
             Default::default()
         };

@@ -398,6 +398,9 @@ fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worke
             if idle >= opts.busy_polls && d.may_sleep() {
                 be.wait(opts.idle_wait_ms);
                 d.woke();
+                // Rung for a command (served below, as after every sleep): cleared here, only
+                // after a sleep, so a busy worker never makes the syscall.
+                io_backends::sys::eventfd_clear(bell);
             }
         } else {
             idle = 0;
@@ -408,7 +411,6 @@ fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worke
         if !round.is_multiple_of(64) && idle < opts.busy_polls {
             continue;
         }
-        io_backends::sys::eventfd_clear(bell);
         while let Ok(cmd) = cmds.try_recv() {
             match cmd {
                 WorkerCmd::AttachPort { port, interface, mut share, reply } => {
