@@ -265,12 +265,13 @@ fn podswitchctl_exit_codes_and_output() {
     let bad = dir.0.join("bad.yaml");
     std::fs::write(
         &bad,
-        "apiVersion: v1\nkind: Service\nmetadata: {name: cli2, namespace: z}\nspec: {ports: [{port: 80}]}\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: cli2, namespace: z}\nspec: {clusterIP: 10.96.2.2, ports: [{port: 80}]}\n",
     )
     .expect("write");
     let (code, _, err) = run(&["apply", "-f", bad.to_str().expect("path")]);
     assert_eq!(code, 1, "refused: {err}");
     assert!(err.contains("InvalidArgument") && err.contains("bad.yaml"), "{err}");
+    assert!(err.contains("provided IP is already allocated (to Service z/cli)"), "{err}");
     let (code, _, err) = run(&["apply", "-f", "/nonexistent/file.yaml"]);
     assert_eq!(code, 2, "{err}");
     let many = dir.0.join("many");

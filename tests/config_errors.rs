@@ -45,6 +45,10 @@ fn example_manifests_parse_cleanly() {
     let mut n = 0;
     for e in std::fs::read_dir(&dir).expect("configs/k8s") {
         let p = e.expect("entry").path();
+        if p.is_dir() {
+            // configs/k8s/seed/: the seed's manifests need the allocators (tests/allocators.rs).
+            continue;
+        }
         let text = std::fs::read_to_string(&p).expect("read");
         let parsed = control::k8s::parse(
             control::k8s::Format::Yaml,

@@ -270,7 +270,7 @@ fn external_name_and_headless_services_get_no_nat() {
     m.apply(&svc("headless", "  clusterIP: None\n  selector: {pod: a}\n  ports: [{port: 80}]\n"));
     assert_eq!(m.c.cell().load().services.port_count(), before, "no service ports for either");
     let l = m.c.list("svc", "x", "ext").expect("listed");
-    assert!(l.objects[0].1.contains("db.example.com"));
+    assert!(l.objects[0].json.contains("db.example.com"));
     // Headless: clients talk to the pods directly.
     let (v, _) = from_pod(&m, "y/a", "10.244.1.1", 80, "TCP", 1);
     assert_eq!(v, Verdict::Tx(m.pod("x/a").port));
@@ -397,14 +397,14 @@ fn cluster_ips_come_from_the_service_cidrs_and_unknown_ones_go_nowhere() {
     let e = m.refuse(&svc("hijack", "  clusterIP: 10.244.1.1\n  ports: [{port: 80}]\n"));
     assert!(
         e.contains("Service x/hijack")
-            && e.contains("10.244.1.1 is not in the service CIDRs [10.96.0.0/12, fd00:96::/108]"),
+            && e.contains("10.244.1.1: provided IP is not in the valid range; the service CIDRs are [10.96.0.0/12, fd00:96::/108]"),
         "{e}"
     );
     let e = m.refuse(&svc(
         "v6",
         "  clusterIPs: [10.96.0.40, \"fd00:97::1\"]\n  ipFamilies: [IPv4, IPv6]\n  ports: [{port: 80}]\n",
     ));
-    assert!(e.contains("fd00:97::1 is not in the service CIDRs"), "{e}");
+    assert!(e.contains("fd00:97::1: provided IP is not in the valid range"), "{e}");
     // x/a still gets its own traffic.
     let (v, _) = from_pod(&m, "y/a", "10.244.1.1", 80, "TCP", 1);
     assert_eq!(v, Verdict::Tx(m.pod("x/a").port));

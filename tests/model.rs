@@ -97,17 +97,22 @@ pub fn doc(yaml: &str) -> control::controller::Manifest {
 impl Model {
     /// The node with the nine pods applied through the controller.
     pub fn new() -> Model {
-        Model::build(None)
+        Model::build(None, "")
+    }
+
+    /// As [`Model::new`] with more TOML after the base config (a `[datapath]` section).
+    pub fn with_toml(extra: &str) -> Model {
+        Model::build(None, extra)
     }
 
     /// As [`Model::new`] for a daemon running `n` workers, whose first service change is
     /// already incremental (as the daemon's is).
     pub fn with_workers(n: u16) -> Model {
-        Model::build(Some(n))
+        Model::build(Some(n), "")
     }
 
-    fn build(workers: Option<u16>) -> Model {
-        let text = base_toml();
+    fn build(workers: Option<u16>, extra: &str) -> Model {
+        let text = format!("{}\n{extra}", base_toml());
         let dir = std::env::temp_dir();
         let built = control::build::build_text(&text, std::path::Path::new("model.toml"), &dir, 1).expect("base");
         let cfg: control::config::Config = toml::from_str(&text).expect("base parses");

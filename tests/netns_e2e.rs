@@ -284,9 +284,10 @@ fn podswitchctl_drives_a_live_node() {
     // A bad request is refused and the node keeps working.
     let (code, _, err) = c.ctl(
         &["apply", "-f", "-"],
-        Some("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 1}]}\n"),
+        Some("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 1}]}\n"),
     );
     assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already allocated"), "{err}");
     let (code, _) = c.curl("http://10.96.0.10/", 3);
     assert_eq!(code, 0);
     // SIGHUP keeps API objects: the file's objects are replaced, the applied service stays.

@@ -91,6 +91,12 @@ pub struct DatapathConfig {
     /// (`service_no_frontend`), never routed out.
     #[serde(default = "default_service_cidrs")]
     pub service_cidrs: Vec<String>,
+    /// Addresses for LoadBalancer Services (CIDRs, or ranges `first-last`), written to their
+    /// `status.loadBalancer.ingress` by the allocator (as MetalLB's address pools or Cilium's
+    /// LB IPAM). Empty: LoadBalancer addresses are managed elsewhere and a manifest's status
+    /// is kept as given.
+    #[serde(default)]
+    pub load_balancer_pools: Vec<String>,
     #[serde(default)]
     pub verify_l4_checksum: bool,
     #[serde(default = "default_seed")]
@@ -141,6 +147,7 @@ impl Default for DatapathConfig {
             verify_l4_checksum: false,
             hash_seed: default_seed(),
             service_cidrs: default_service_cidrs(),
+            load_balancer_pools: Vec::new(),
             max_ports: default_max_ports(),
             policy_denied: default_policy_denied(),
         }
@@ -325,6 +332,34 @@ pub struct ServiceConfig {
     /// Pods of the service's namespace with these labels are its endpoints when `endpoints`
     /// is empty (what the EndpointSlice controller does); ignored when endpoints are given.
     pub selector: Option<Labels>,
+    /// The Service's own labels (`metadata.labels`). A Service labelled
+    /// `service.kubernetes.io/service-proxy-name` (another proxy's) or
+    /// `service.kubernetes.io/headless` is stored but not programmed, as kube-proxy does.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+    /// `spec.healthCheckNodePort` (LoadBalancer with `externalTrafficPolicy: Local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_node_port: Option<u16>,
+    /// `spec.allocateLoadBalancerNodePorts`: false lets a LoadBalancer's ports go without
+    /// node ports.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub allocate_load_balancer_node_ports: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// Labels that keep kube-proxy (and podswitch) away from a Service
+/// (`k8s.io/kubernetes/pkg/proxy/apis`).
+pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
+pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
+
+impl ServiceConfig {
+    /// Whether another proxy owns this Service (it is kept but not programmed).
+    pub fn proxied_elsewhere(&self) -> bool {
+        self.labels.contains_key(SERVICE_PROXY_NAME_LABEL) || self.labels.contains_key(HEADLESS_LABEL)
+    }
 }
 
 fn default_service_type() -> String {

@@ -236,7 +236,19 @@ pub struct ObjectRef {
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
     pub generation: u64,
-    pub objects: Vec<(Key, String, Origin)>,
+    pub objects: Vec<Listed>,
+}
+
+/// One object of a [`Listing`].
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub key: Key,
+    /// The config model's form (podswitch's snake_case fields), JSON.
+    pub json: String,
+    pub origin: Origin,
+    /// The Kubernetes form (apiVersion, kind, metadata, spec, status), JSON, for objects
+    /// applied as YAML or JSON: as stored, with the allocators' values.
+    pub kubernetes: Option<String>,
 }
 
 /// One port's counters summed over the workers.
@@ -533,7 +545,7 @@ impl Controller {
         let keys: Vec<(Key, Action)> = state.objects.iter().map(|o| (o.key(), Action::Created)).collect();
         st.ipam_last = state.ipam_last;
         self.change_in(&mut st, "restored", Vec::new(), false, |s| {
-            s.restore(state.objects);
+            s.restore(state.objects, state.manifests);
             Ok(keys)
         })
     }
@@ -710,7 +722,8 @@ impl Controller {
     /// Writes the store to the state file (when the daemon keeps one).
     fn persist(&self, st: &State) -> Result<(), Refusal> {
         let Some(f) = &self.state_file else { return Ok(()) };
-        f.save(&st.store.base().node.name, st.store.api_objects(), &st.ipam_last)
+        let objects = st.store.api_objects().map(|o| (o, st.store.manifest(&o.key()).map(|m| &**m)));
+        f.save(&st.store.base().node.name, objects, &st.ipam_last)
             .map_err(|e| Refusal::Unavailable(format!("state not saved, change refused: {e}")))
     }
 
@@ -1000,17 +1013,27 @@ impl Controller {
     }
 
     fn parse_manifests(&self, manifests: &[Manifest], validate: Validation) -> Result<k8s::Parsed, Refusal> {
-        let node = self.node_name();
+        Self::parse_admitted(&self.node_name(), manifests, validate, &mut k8s::AsWritten)
+    }
+
+    /// Reads `manifests` through an admission step (the allocators).
+    fn parse_admitted(
+        node: &str,
+        manifests: &[Manifest],
+        validate: Validation,
+        admit: &mut dyn k8s::Admit,
+    ) -> Result<k8s::Parsed, Refusal> {
         let mut all = k8s::Parsed::default();
         for m in manifests {
             let format = Format::parse(&m.format).ok_or_else(|| {
                 Refusal::Invalid(format!("{}: format '{}' is not yaml, json or toml", m.source, m.format))
             })?;
-            let p = k8s::parse(format, &m.source, &m.content, &node, validate)
+            let p = k8s::parse_admitted(format, &m.source, &m.content, node, validate, admit)
                 .map_err(|e| Refusal::Invalid(e.to_string()))?;
             all.objects.extend(p.objects);
             all.warnings.extend(p.warnings);
             all.skipped.extend(p.skipped);
+            all.manifests.extend(p.manifests);
         }
         Ok(all)
     }
@@ -1028,7 +1051,13 @@ impl Controller {
         dry_run: bool,
         validate: Validation,
     ) -> Result<Outcome, Refusal> {
-        let k8s::Parsed { objects, warnings, skipped } = self.parse_manifests(manifests, validate)?;
+        let mut st = self.lock()?;
+        // Read under the lock: the allocators see every Service stored, and nothing can take
+        // a value between their choice and the commit.
+        let node = st.store.base().node.name.clone();
+        let mut admission = crate::alloc::Admission::new(&st.store).map_err(Refusal::Invalid)?;
+        let k8s::Parsed { objects, warnings, skipped, manifests: forms } =
+            Self::parse_admitted(&node, manifests, validate, &mut admission)?;
         if objects.is_empty() {
             let mut m = String::from("no objects in the request");
             if !skipped.is_empty() {
@@ -1036,7 +1065,7 @@ impl Controller {
             }
             return Err(Refusal::Invalid(m));
         }
-        self.change("applied", warnings, dry_run, |s| s.apply(objects))
+        self.change_in(&mut st, "applied", warnings, dry_run, |s| s.apply_manifests(objects, forms))
     }
 
     /// Deletes the objects named by `keys` and by `manifests`, all or none.
@@ -1141,7 +1170,11 @@ impl Controller {
                 o => o,
             };
             let json = serde_json::to_string(&o).map_err(|e| Refusal::Unavailable(e.to_string()))?;
-            objects.push((k, json, origin));
+            let kubernetes = match origin {
+                Origin::Api => st.store.manifest(&k).map(|m| m.to_string()),
+                Origin::Config => None,
+            };
+            objects.push(Listed { key: k, json, origin, kubernetes });
         }
         if !name.is_empty() && objects.is_empty() {
             return Err(Refusal::NotFound(format!(

@@ -8,6 +8,7 @@
 //! attached at run time ([`attach`], for the CNI plugin) and the crash-safe local state
 //! ([`state`]).
 
+pub mod alloc;
 pub mod api;
 pub mod attach;
 pub mod build;

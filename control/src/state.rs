@@ -29,6 +29,9 @@ pub const DEFAULT_DIR: &str = "/var/lib/podswitch";
 struct SavedObject {
     kind: String,
     object: serde_json::Value,
+    /// The object's Kubernetes form, when it was applied as YAML or JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    manifest: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -47,6 +50,8 @@ struct Saved {
 #[derive(Debug, Default)]
 pub struct State {
     pub objects: Vec<Object>,
+    /// The Kubernetes form of the objects that have one.
+    pub manifests: Vec<(crate::k8s::Key, serde_json::Value)>,
     pub ipam_last: BTreeMap<String, String>,
 }
 
@@ -75,7 +80,7 @@ fn object_json(o: &Object) -> Result<SavedObject, String> {
         Object::Route(x) => ("Route", serde_json::to_value(x)),
         Object::Port(x) => ("Port", serde_json::to_value(x)),
     };
-    Ok(SavedObject { kind: kind.into(), object: v.map_err(|e| e.to_string())? })
+    Ok(SavedObject { kind: kind.into(), object: v.map_err(|e| e.to_string())?, manifest: None })
 }
 
 fn object_of(s: SavedObject) -> Result<Object, String> {
@@ -124,25 +129,29 @@ impl StateFile {
         if saved.node != node {
             return Err(invalid(format!("the state belongs to node '{}', this is '{node}'", saved.node)));
         }
-        let objects = saved
-            .objects
-            .into_iter()
-            .enumerate()
-            .map(|(i, o)| object_of(o).map_err(|m| invalid(format!("objects[{i}]: {m}"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(State { objects, ipam_last: saved.ipam_last })
+        let mut objects = Vec::new();
+        let mut manifests = Vec::new();
+        for (i, mut o) in saved.objects.into_iter().enumerate() {
+            let m = o.manifest.take();
+            let o = object_of(o).map_err(|m| invalid(format!("objects[{i}]: {m}")))?;
+            if let Some(m) = m {
+                manifests.push((o.key(), m));
+            }
+            objects.push(o);
+        }
+        Ok(State { objects, manifests, ipam_last: saved.ipam_last })
     }
 
     /// Replaces the file with `objects` and the allocator positions, atomically and durably.
     pub fn save<'a>(
         &self,
         node: &str,
-        objects: impl Iterator<Item = &'a Object>,
+        objects: impl Iterator<Item = (&'a Object, Option<&'a serde_json::Value>)>,
         ipam_last: &BTreeMap<String, String>,
     ) -> Result<(), StateError> {
         let io = |e: std::io::Error| StateError::Io(self.path.clone(), e);
         let objects = objects
-            .map(object_json)
+            .map(|(o, m)| object_json(o).map(|s| SavedObject { manifest: m.cloned(), ..s }))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|m| StateError::Invalid(self.path.clone(), m))?;
         let saved = Saved { format: FORMAT.into(), node: node.into(), objects, ipam_last: ipam_last.clone() };
@@ -195,7 +204,7 @@ mod tests {
             cni: None,
         }));
         let last: BTreeMap<String, String> = [("10.244.1.0/24".to_string(), "10.244.1.9".to_string())].into();
-        f.save("n1", objects.iter(), &last).expect("saves");
+        f.save("n1", objects.iter().map(|o| (o, None)), &last).expect("saves");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         assert_eq!(std::fs::metadata(f.path()).unwrap().permissions().mode() & 0o777, 0o600);

@@ -62,6 +62,8 @@ pub enum StoreError {
 #[derive(Debug, Clone, Default)]
 struct Journal {
     entries: Vec<(Key, Option<Object>)>,
+    /// The Kubernetes form each recorded key had.
+    manifests: Vec<(Key, Option<Manifest>)>,
     first: std::collections::HashMap<Key, usize>,
     base: Option<Config>,
 }
@@ -71,6 +73,9 @@ struct Journal {
 pub struct Store {
     base: Config,
     api: BTreeMap<Key, Object>,
+    /// The Kubernetes form of API objects applied as YAML or JSON, as admitted (with their
+    /// allocations): what `get -o yaml` prints and the cluster store holds.
+    manifests: BTreeMap<Key, Manifest>,
     /// EndpointSlices and Endpoints by the (namespace, service) they belong to.
     slices: BTreeMap<(String, String), BTreeSet<Key>>,
     /// While a change is being tried: the previous value of every key it touched, and the
@@ -109,13 +114,16 @@ impl Origins {
     }
 }
 
+/// An object's Kubernetes form (shared: stores and snapshots of it are cheap).
+pub type Manifest = std::sync::Arc<serde_json::Value>;
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
 impl Store {
     pub fn new(base: Config) -> Store {
-        Store { base, api: BTreeMap::new(), slices: BTreeMap::new(), journal: None }
+        Store { base, api: BTreeMap::new(), manifests: BTreeMap::new(), slices: BTreeMap::new(), journal: None }
     }
 
     /// Starts recording a change so that it can be rolled back.
@@ -130,7 +138,13 @@ impl Store {
 
     /// Undoes everything since `begin`.
     pub fn rollback(&mut self) {
-        if let Some(Journal { entries, base, .. }) = self.journal.take() {
+        if let Some(Journal { entries, base, manifests, .. }) = self.journal.take() {
+            for (k, m) in manifests {
+                match m {
+                    Some(m) => self.manifests.insert(k, m),
+                    None => self.manifests.remove(&k),
+                };
+            }
             for (k, old) in entries.into_iter().rev() {
                 match old {
                     Some(o) => self.put(k, Some(o)),
@@ -157,6 +171,7 @@ impl Store {
             }
             j.first.insert(k.clone(), j.entries.len());
             j.entries.push((k.clone(), self.api.get(k).cloned()));
+            j.manifests.push((k.clone(), self.manifests.get(k).cloned()));
         }
     }
 
@@ -189,6 +204,23 @@ impl Store {
         self.api.get(k)
     }
 
+    /// The Kubernetes form of an API object of a key, if it was applied as YAML or JSON.
+    pub fn manifest(&self, k: &Key) -> Option<&Manifest> {
+        self.manifests.get(k)
+    }
+
+    /// Every Service (API objects hiding file ones of the same key), unordered.
+    pub fn services(&self) -> impl Iterator<Item = &crate::config::ServiceConfig> {
+        let api = self.api.values().filter_map(|o| match o {
+            Object::Service(s) => Some(s),
+            _ => None,
+        });
+        let file = self.base.services.iter().filter(|s| {
+            !self.api.contains_key(&Key { kind: Kind::Service, namespace: s.namespace.clone(), name: s.name.clone() })
+        });
+        api.chain(file)
+    }
+
     /// Every object applied through the API (attachments included), in key order.
     pub fn api_objects(&self) -> impl Iterator<Item = &Object> {
         self.api.values()
@@ -200,9 +232,14 @@ impl Store {
     }
 
     /// Puts back objects read from the state file, before any change is made.
-    pub fn restore(&mut self, objects: Vec<Object>) {
+    pub fn restore(&mut self, objects: Vec<Object>, manifests: Vec<(Key, serde_json::Value)>) {
         for o in objects {
             self.put(o.key(), Some(o));
+        }
+        for (k, m) in manifests {
+            if self.api.contains_key(&k) {
+                self.manifests.insert(k, std::sync::Arc::new(m));
+            }
         }
     }
 
@@ -385,8 +422,18 @@ impl Store {
     }
 
     /// Creates or replaces objects; says what each did. Two objects with one key in a batch is
-    /// an error.
+    /// an error. Objects keep no Kubernetes form (see [`Store::apply_manifests`]).
     pub fn apply(&mut self, objects: Vec<Object>) -> Result<Vec<(Key, Action)>, StoreError> {
+        self.apply_manifests(objects, Vec::new())
+    }
+
+    /// [`Store::apply`] with the Kubernetes form of the objects that have one.
+    pub fn apply_manifests(
+        &mut self,
+        objects: Vec<Object>,
+        manifests: Vec<(Key, serde_json::Value)>,
+    ) -> Result<Vec<(Key, Action)>, StoreError> {
+        let mut manifests: BTreeMap<Key, serde_json::Value> = manifests.into_iter().collect();
         let mut seen = BTreeSet::new();
         let mut changes = Vec::new();
         for o in objects {
@@ -406,8 +453,10 @@ impl Store {
             if !seen.insert(k.clone()) {
                 return Err(StoreError::Invalid(k.to_string(), "appears twice in one request".into()));
             }
+            let manifest = manifests.remove(&k);
+            let same_manifest = self.manifests.get(&k).map(|m| &**m) == manifest.as_ref();
             let action = match self.api.get(&k) {
-                Some(old) if json(old) == json(&o) => Action::Unchanged,
+                Some(old) if json(old) == json(&o) && same_manifest => Action::Unchanged,
                 Some(_) => Action::Configured,
                 None if self.base_has(&k) => Action::Configured,
                 None => Action::Created,
@@ -415,6 +464,10 @@ impl Store {
             if action != Action::Unchanged {
                 self.record(&k);
                 self.put(k.clone(), Some(o));
+                match manifest {
+                    Some(m) => self.manifests.insert(k.clone(), std::sync::Arc::new(m)),
+                    None => self.manifests.remove(&k),
+                };
             }
             changes.push((k, action));
         }
@@ -441,6 +494,7 @@ impl Store {
             if self.api.contains_key(&k) {
                 self.record(&k);
                 self.put(k.clone(), None);
+                self.manifests.remove(&k);
                 changes.push((k, Action::Deleted));
             } else if self.base_has(&k) {
                 return Err(StoreError::FromConfig(k));

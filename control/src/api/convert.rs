@@ -44,7 +44,12 @@ pub fn listing(l: Listing) -> pb::ListResponse {
         objects: l
             .objects
             .into_iter()
-            .map(|(k, json, origin)| pb::Object { r#ref: Some(key(&k)), json, origin: origin.name().into() })
+            .map(|o| pb::Object {
+                r#ref: Some(key(&o.key)),
+                json: o.json,
+                origin: o.origin.name().into(),
+                kubernetes: o.kubernetes.unwrap_or_default(),
+            })
             .collect(),
     }
 }

@@ -278,6 +278,11 @@ pub(crate) fn compile(
     let mut ports: Vec<Arc<ServicePort>> = Vec::new();
     let mut frontends: Vec<Frontend> = Vec::new();
     let mut external_name = None;
+    if s.proxied_elsewhere() {
+        // Another proxy's Service (its labels say so): stored, not programmed, as kube-proxy
+        // leaves it.
+        return Ok(CompiledService { ports, frontends, external_name, port_ids: Default::default() });
+    }
     {
         let sec = Some(("services", i));
         let f = |x: &str| format!("services[{i}].{x}");
@@ -418,6 +423,7 @@ pub(crate) fn compile(
                         format!("{np} is outside the node port range {}-{}", nodeport_range.0, nodeport_range.1),
                     ))
                 }
+                (true, None) if lb && !s.allocate_load_balancer_node_ports => None,
                 (true, None) => {
                     return Err(FieldError::new(
                         sec,

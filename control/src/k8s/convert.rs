@@ -1,7 +1,7 @@
 //! One Kubernetes document to config-model objects.
 
 use super::types::{self, IntOrString};
-use super::{Kind, Object, Parsed, Validation, MAC_ANNOTATION, PORT_ANNOTATION};
+use super::{Admit, Kind, Object, Parsed, Validation, MAC_ANNOTATION, PORT_ANNOTATION};
 use crate::config::{
     ContainerPort, EgressRuleConfig, EndpointConfig, IngressRuleConfig, IpBlock, LabelSelector, NamespaceConfig,
     PeerConfig, PodConfig, PolicyConfig, PolicyPortConfig, PortRef, SelectorRequirement, ServiceConfig,
@@ -35,7 +35,14 @@ type Fail = (String, String);
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Reads document `index` (1-based) into `out`.
-pub(super) fn document(v: Value, index: usize, node: &str, validate: Validation, out: &mut Parsed) -> Result<(), Fail> {
+pub(super) fn document(
+    mut v: Value,
+    index: usize,
+    node: &str,
+    validate: Validation,
+    admit: &mut dyn Admit,
+    out: &mut Parsed,
+) -> Result<(), Fail> {
     let doc = format!("document {index}");
     let obj = match &v {
         Value::Null => return Ok(()),
@@ -58,13 +65,14 @@ pub(super) fn document(v: Value, index: usize, node: &str, validate: Validation,
             Some(_) => return Err((format!("{doc}: "), "items of a List must be a sequence".into())),
         };
         for (j, item) in items.into_iter().enumerate() {
-            document(item, index, node, validate, out)
+            document(item, index, node, validate, admit, out)
                 .map_err(|(loc, m)| (format!("{doc}, items[{j}]{}", loc.trim_start_matches(&doc)), m))?;
         }
         return Ok(());
     }
     let name = obj.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
-    let ns = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default");
+    let ns =
+        obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("default").to_string();
     let what = format!("{doc} ({kind} {ns}/{name})");
     let loc = format!("{what}: ");
     let unknown = match unknown_fields(&kind, &api, &v) {
@@ -91,6 +99,11 @@ pub(super) fn document(v: Value, index: usize, node: &str, validate: Validation,
         }
     }
     let skipped_before = out.warnings.len();
+    if kind == "Service" && api == "v1" {
+        // The API server's admission: allocations written into the object itself.
+        admit.admit(&kind, &ns, &name, &mut v, &mut out.warnings).map_err(|e| (loc.clone(), e))?;
+    }
+    let manifest = v.clone();
     let expect = |want: &str| -> Result<(), Fail> {
         if api == want {
             Ok(())
@@ -147,6 +160,9 @@ pub(super) fn document(v: Value, index: usize, node: &str, validate: Validation,
     }
     for f in ignored.iter().map(|f| clean_path(f)).filter(|f| !unknown.contains(f)) {
         out.warnings.push(format!("{what}: field {f} is not implemented by podswitch; ignored"));
+    }
+    if let Some(o) = &obj {
+        out.manifests.push((o.key(), manifest));
     }
     out.objects.extend(obj);
     Ok(())
@@ -334,7 +350,7 @@ fn service(s: types::Service, warnings: &mut Vec<String>, what: &str) -> Result<
     }
     if cluster_ips.is_empty() && service_type != "ExternalName" {
         return Err(
-            "spec.clusterIP is empty: podswitch does not allocate cluster IPs (the API server does); give clusterIP, or \"None\" for a headless service"
+            "spec.clusterIP is empty and no allocator ran (the daemon allocates it when the Service is applied); give clusterIP, or \"None\" for a headless service"
                 .into(),
         );
     }
@@ -389,6 +405,9 @@ fn service(s: types::Service, warnings: &mut Vec<String>, what: &str) -> Result<
         ports,
         endpoints: Vec::new(),
         selector: spec.selector,
+        labels: s.metadata.labels,
+        health_check_node_port: spec.health_check_node_port.filter(|n| *n != 0),
+        allocate_load_balancer_node_ports: spec.allocate_load_balancer_node_ports.unwrap_or(true),
     })
 }
 

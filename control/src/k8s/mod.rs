@@ -147,6 +147,40 @@ pub struct Parsed {
     /// Documents that were read but not applied, each with its source, index and reason
     /// (an unsupported kind, a Pod without an address, ...). Also listed in `warnings`.
     pub skipped: Vec<String>,
+    /// The Kubernetes form of each object read from YAML or JSON, as admitted (allocations
+    /// written in): what is stored and printed back. TOML objects have none.
+    pub manifests: Vec<(Key, serde_json::Value)>,
+}
+
+/// The API server's admission step: called for each Kubernetes document (after schema
+/// validation, before conversion) of the kinds that have allocations (Services), with the
+/// document to complete in place. An error refuses the whole request; it names the field.
+pub trait Admit {
+    fn admit(
+        &mut self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        doc: &mut serde_json::Value,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), String>;
+}
+
+/// No admission: documents are converted as written (config checks, fuzzing, tests).
+#[derive(Debug, Default)]
+pub struct AsWritten;
+
+impl Admit for AsWritten {
+    fn admit(
+        &mut self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &mut serde_json::Value,
+        _: &mut Vec<String>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// How fields that the Kubernetes API schema does not know are treated, as kubectl's
@@ -288,7 +322,19 @@ pub fn parse(
     node: &str,
     validate: Validation,
 ) -> Result<Parsed, ManifestError> {
-    let mut p = parse_content(format, source, content, node, validate)?;
+    parse_admitted(format, source, content, node, validate, &mut AsWritten)
+}
+
+/// [`parse`] with an admission step for Kubernetes documents (the allocators).
+pub fn parse_admitted(
+    format: Format,
+    source: &str,
+    content: &str,
+    node: &str,
+    validate: Validation,
+    admit: &mut dyn Admit,
+) -> Result<Parsed, ManifestError> {
+    let mut p = parse_content(format, source, content, node, validate, admit)?;
     for w in p.warnings.iter_mut().chain(p.skipped.iter_mut()) {
         *w = format!("{source}: {w}");
     }
@@ -301,6 +347,7 @@ fn parse_content(
     content: &str,
     node: &str,
     validate: Validation,
+    admit: &mut dyn Admit,
 ) -> Result<Parsed, ManifestError> {
     let err = |location: String, message: String| ManifestError { source_name: source.to_string(), location, message };
     match format {
@@ -335,7 +382,7 @@ fn parse_content(
             let v = read_json(content, validate)
                 .map_err(|e| err(format!("line {}, column {}: ", e.line(), e.column()), e.to_string()))?;
             let mut out = Parsed::default();
-            convert::document(v, 1, node, validate, &mut out).map_err(|(loc, m)| err(loc, m))?;
+            convert::document(v, 1, node, validate, admit, &mut out).map_err(|(loc, m)| err(loc, m))?;
             Ok(out)
         }
         Format::Yaml => {
@@ -352,7 +399,7 @@ fn parse_content(
                     };
                     err(loc, e.to_string())
                 })?;
-                convert::document(v, i + 1, node, validate, &mut out).map_err(|(loc, m)| err(loc, m))?;
+                convert::document(v, i + 1, node, validate, admit, &mut out).map_err(|(loc, m)| err(loc, m))?;
             }
             Ok(out)
         }

@@ -170,7 +170,7 @@ fn bad_manifests_say_where_and_why() {
     let cases: &[(&str, &str)] = &[
         ("kind: Service\nmetadata: {name: a}\n", "needs apiVersion and kind"),
         ("apiVersion: v2\nkind: Service\nmetadata: {name: a}\n", "apiVersion 'v2' is not served for Service"),
-        ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n", "does not allocate cluster IPs"),
+        ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n", "spec.clusterIP is empty and no allocator ran"),
         ("apiVersion: v1\nkind: Service\nmetadata: {name: Bad_Name}\nspec: {clusterIP: None}\n", "not a valid DNS label"),
         ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 80}, {port: 81}]}\n", "every port needs a name"),
         ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 99999}]}\n", "document 1 (Service default/a)"),
