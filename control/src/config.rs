@@ -177,7 +177,7 @@ fn default_backend() -> String {
     "pcap".into()
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteNodeConfig {
     pub name: String,

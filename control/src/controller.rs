@@ -28,6 +28,8 @@ use tokio::sync::broadcast;
 
 #[path = "controller_attach.rs"]
 mod attach_ops;
+#[path = "controller_cluster.rs"]
+mod cluster_ops;
 pub use attach_ops::PortOut;
 
 /// Why a request was refused (mapped onto gRPC status codes by the server).
@@ -393,6 +395,10 @@ pub struct Controller {
     pub apply_ns: Arc<AtomicU64>,
     /// Workers the daemon runs, when it overrides the config's `datapath.workers`.
     workers_running: Option<u16>,
+    /// Where cluster-wide objects live, in cluster mode (see [`crate::source`]).
+    source: std::sync::OnceLock<Arc<dyn crate::source::ObjectSource>>,
+    /// The source's revision the store has applied, for writers waiting to see their write.
+    synced: (Mutex<u64>, std::sync::Condvar),
 }
 
 impl Controller {
@@ -424,6 +430,8 @@ impl Controller {
             workers: Mutex::new(Vec::new()),
             apply_ns: Arc::new(AtomicU64::new(0)),
             workers_running: None,
+            source: std::sync::OnceLock::new(),
+            synced: (Mutex::new(0), std::sync::Condvar::new()),
         }
     }
 
@@ -583,17 +591,14 @@ impl Controller {
         action: &str,
     ) -> Result<Outcome, Refusal> {
         let t0 = Instant::now();
-        let changed =
-            changes.iter().any(|(_, a)| *a != Action::Unchanged) || action == "reloaded" || action == "restored";
+        // Changes of the node itself (its file, its cluster's nodes) rebuild everything.
+        let whole = matches!(action, "reloaded" | "restored" | "nodes");
+        let changed = changes.iter().any(|(_, a)| *a != Action::Unchanged) || whole;
         if !changed {
             return Ok(Outcome { generation: self.cell.generation(), changes, warnings, build_micros: 0, scope: "" });
         }
         let generation = self.cell.generation() + 1;
-        let touched = if action == "reloaded" || action == "restored" {
-            None
-        } else {
-            Controller::touched_services(&st.store, &changes)
-        };
+        let touched = if whole { None } else { Controller::touched_services(&st.store, &changes) };
         let result = match (touched, st.services.take()) {
             (Some(touched), Some(mut services)) => {
                 let mut undo = Vec::new();
@@ -624,9 +629,7 @@ impl Controller {
                     })
                 }
             }
-            (None, Some(services))
-                if action != "reloaded" && action != "restored" && Controller::pods_only(&changes) =>
-            {
+            (None, Some(services)) if !whole && Controller::pods_only(&changes) => {
                 let r = self.rebuild_pods(st, &services, &changes, generation);
                 st.services = Some(services);
                 r
@@ -1012,10 +1015,6 @@ impl Controller {
             .all(|(k, _)| matches!(k.kind, Kind::Pod | Kind::Port | Kind::Namespace | Kind::NetworkPolicy))
     }
 
-    fn parse_manifests(&self, manifests: &[Manifest], validate: Validation) -> Result<k8s::Parsed, Refusal> {
-        Self::parse_admitted(&self.node_name(), manifests, validate, &mut k8s::AsWritten)
-    }
-
     /// Reads `manifests` through an admission step (the allocators).
     fn parse_admitted(
         node: &str,
@@ -1065,6 +1064,13 @@ impl Controller {
             }
             return Err(Refusal::Invalid(m));
         }
+        if let Some(source) = self.source.get().cloned() {
+            let before = admission.before();
+            let held = std::mem::take(&mut admission.held);
+            drop(admission);
+            return self.apply_to_source(st, &*source, objects, forms, warnings, before, held, dry_run);
+        }
+        drop(admission);
         self.change_in(&mut st, "applied", warnings, dry_run, |s| s.apply_manifests(objects, forms))
     }
 
@@ -1088,10 +1094,14 @@ impl Controller {
             all.push(Key { kind, namespace, name: r.name.clone() });
         }
         // Deleting needs only the objects' names: fields are not validated.
-        let k8s::Parsed { objects, warnings, .. } = self.parse_manifests(manifests, Validation::Ignore)?;
+        let k8s::Parsed { objects, warnings, .. } =
+            Self::parse_admitted(&self.node_name(), manifests, Validation::Ignore, &mut k8s::NamesOnly)?;
         all.extend(objects.iter().map(k8s::Object::key));
         if all.is_empty() {
             return Err(Refusal::Invalid("nothing to delete".into()));
+        }
+        if let Some(source) = self.source.get().cloned() {
+            return self.delete_from_source(&*source, all, warnings, dry_run);
         }
         self.change("deleted", warnings, dry_run, |s| s.delete(&all))
     }

@@ -264,13 +264,18 @@ impl Controller {
         };
         let before = std::mem::replace(&mut st.ipam_last, last);
         let a2 = a.clone();
-        match self.change_locked(&mut st, "attached", move |s| Ok(s.attach(a2))) {
-            Ok(_) => Ok(self.result_of(&st, a)),
+        let result = match self.change_locked(&mut st, "attached", move |s| Ok(s.attach(a2))) {
+            Ok(_) => self.result_of(&st, a.clone()),
             Err(e) => {
                 st.ipam_last = before;
-                Err(e)
+                return Err(e);
             }
-        }
+        };
+        drop(st);
+        // In cluster mode the other nodes learn the pod from the cluster store. Without it
+        // the ADD fails (the runtime then calls DEL, which detaches the port).
+        self.publish_pod(&a, true)?;
+        Ok(result)
     }
 
     /// CNI DEL: detaches the pod and frees its addresses; `NotFound` when nothing is
@@ -280,7 +285,13 @@ impl Controller {
         let a = Controller::find_cni(&st, r)?;
         let port = a.port.clone();
         self.change_locked(&mut st, "detached", |s| s.detach(&port).map(|(_, c)| c))?;
-        Ok(self.result_of(&st, a))
+        let result = self.result_of(&st, a.clone());
+        drop(st);
+        if let Err(e) = self.publish_pod(&a, false) {
+            // The port is gone here; the store keeps the pod until its next resync or DEL.
+            tracing::warn!("pod of {port} not removed from the cluster store: {e}");
+        }
+        Ok(result)
     }
 
     /// CNI CHECK: what is attached for `r`.
@@ -311,7 +322,14 @@ impl Controller {
             }
             Ok(all)
         })?;
-        Ok(gone.into_iter().map(|a| self.result_of(&st, a)).collect())
+        let out = gone.iter().map(|a| self.result_of(&st, a.clone())).collect();
+        drop(st);
+        for a in &gone {
+            if let Err(e) = self.publish_pod(a, false) {
+                tracing::warn!("pod of {} not removed from the cluster store: {e}", a.port);
+            }
+        }
+        Ok(out)
     }
 
     /// CNI STATUS: whether ADD can succeed now.

@@ -22,6 +22,7 @@ pub mod live;
 pub mod metrics;
 pub mod publish;
 pub mod report;
+pub mod source;
 pub mod state;
 pub mod store;
 pub mod trace;

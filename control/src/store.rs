@@ -66,6 +66,7 @@ struct Journal {
     manifests: Vec<(Key, Option<Manifest>)>,
     first: std::collections::HashMap<Key, usize>,
     base: Option<Config>,
+    cluster_nodes: Option<Vec<crate::config::RemoteNodeConfig>>,
 }
 
 /// File objects plus API objects.
@@ -76,6 +77,9 @@ pub struct Store {
     /// The Kubernetes form of API objects applied as YAML or JSON, as admitted (with their
     /// allocations): what `get -o yaml` prints and the cluster store holds.
     manifests: BTreeMap<Key, Manifest>,
+    /// Remote nodes registered in the cluster store (besides the file's `[[nodes]]`, which
+    /// win by name).
+    cluster_nodes: Vec<crate::config::RemoteNodeConfig>,
     /// EndpointSlices and Endpoints by the (namespace, service) they belong to.
     slices: BTreeMap<(String, String), BTreeSet<Key>>,
     /// While a change is being tried: the previous value of every key it touched, and the
@@ -123,7 +127,14 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 
 impl Store {
     pub fn new(base: Config) -> Store {
-        Store { base, api: BTreeMap::new(), manifests: BTreeMap::new(), slices: BTreeMap::new(), journal: None }
+        Store {
+            base,
+            api: BTreeMap::new(),
+            manifests: BTreeMap::new(),
+            cluster_nodes: Vec::new(),
+            slices: BTreeMap::new(),
+            journal: None,
+        }
     }
 
     /// Starts recording a change so that it can be rolled back.
@@ -138,7 +149,10 @@ impl Store {
 
     /// Undoes everything since `begin`.
     pub fn rollback(&mut self) {
-        if let Some(Journal { entries, base, manifests, .. }) = self.journal.take() {
+        if let Some(Journal { entries, base, manifests, cluster_nodes, .. }) = self.journal.take() {
+            if let Some(n) = cluster_nodes {
+                self.cluster_nodes = n;
+            }
             for (k, m) in manifests {
                 match m {
                     Some(m) => self.manifests.insert(k, m),
@@ -368,6 +382,24 @@ impl Store {
             .collect()
     }
 
+    /// Replaces the remote nodes registered in the cluster store.
+    pub fn set_cluster_nodes(&mut self, nodes: Vec<crate::config::RemoteNodeConfig>) {
+        let old = std::mem::replace(&mut self.cluster_nodes, nodes);
+        if let Some(j) = &mut self.journal {
+            j.cluster_nodes.get_or_insert(old);
+        }
+    }
+
+    /// The remote nodes registered in the cluster store.
+    pub fn cluster_nodes(&self) -> &[crate::config::RemoteNodeConfig] {
+        &self.cluster_nodes
+    }
+
+    /// The keys of the API objects of the cluster-wide kinds (those a cluster source owns).
+    pub fn cluster_keys(&self) -> Vec<Key> {
+        self.api.keys().filter(|k| k.kind.cluster_wide()).cloned().collect()
+    }
+
     /// Replaces the file's part (SIGHUP); API objects stay.
     pub fn set_base(&mut self, base: Config) {
         let old = std::mem::replace(&mut self.base, base);
@@ -542,6 +574,11 @@ impl Store {
             Config { node: self.base.node.clone(), datapath: self.base.datapath.clone(), ..Config::default() };
         cfg.ports = self.base.ports.clone();
         cfg.nodes = self.base.nodes.clone();
+        for n in &self.cluster_nodes {
+            if !cfg.nodes.iter().any(|f| f.name == n.name) && n.name != self.base.node.name {
+                cfg.nodes.push(n.clone());
+            }
+        }
         let mut origins = Origins::default();
         // Every object once, by reference: API objects hide file objects of the same key.
         let mut order: BTreeMap<&Key, (&Object, Origin)> = BTreeMap::new();

@@ -131,6 +131,8 @@ pub(crate) fn start_of(owner: &str, what: &str) -> u64 {
 pub struct Admission<'a> {
     ranges: Ranges,
     used: InUse,
+    /// What the store's Services held before this request.
+    initial: InUse,
     store: &'a crate::store::Store,
     /// What each admitted Service holds afterwards, by `namespace/name`.
     pub held: std::collections::BTreeMap<String, Vec<Held>>,
@@ -151,7 +153,13 @@ impl<'a> Admission<'a> {
         for s in store.services() {
             used.hold(&format!("{}/{}", s.namespace, s.name), held_by(s));
         }
-        Ok(Admission { ranges, used, store, held: Default::default() })
+        Ok(Admission { ranges, initial: used.clone(), used, store, held: Default::default() })
+    }
+
+    /// What the store's Services held before this request (to tell new claims from kept
+    /// ones).
+    pub fn before(&self) -> InUse {
+        self.initial.clone()
     }
 }
 

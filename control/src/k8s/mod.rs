@@ -62,6 +62,12 @@ impl Kind {
         Some(k)
     }
 
+    /// Kinds stored once for the whole cluster (in cluster mode, in the object source);
+    /// routes and attached ports are per node.
+    pub fn cluster_wide(self) -> bool {
+        !matches!(self, Kind::Route | Kind::Port)
+    }
+
     pub fn namespaced(self) -> bool {
         !matches!(self, Kind::Namespace | Kind::Route | Kind::Port)
     }
@@ -164,6 +170,30 @@ pub trait Admit {
         doc: &mut serde_json::Value,
         warnings: &mut Vec<String>,
     ) -> Result<(), String>;
+}
+
+/// For reading only the objects' names (a delete by manifest): a Service the allocators
+/// would complete is taken as written, with no address.
+#[derive(Debug, Default)]
+pub struct NamesOnly;
+
+impl Admit for NamesOnly {
+    fn admit(
+        &mut self,
+        kind: &str,
+        _: &str,
+        _: &str,
+        doc: &mut serde_json::Value,
+        _: &mut Vec<String>,
+    ) -> Result<(), String> {
+        if kind == "Service" {
+            if let Some(spec) = doc.get_mut("spec").and_then(serde_json::Value::as_object_mut) {
+                spec.remove("clusterIPs");
+                spec.insert("clusterIP".into(), "None".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// No admission: documents are converted as written (config checks, fuzzing, tests).
