@@ -230,7 +230,12 @@ impl Cluster {
             match self.stream(&sub, &mut next, &tx, &mut backoff).await {
                 StreamEnd::Closed => return,
                 StreamEnd::Compacted(c) => {
-                    tracing::info!(compacted = c, wanted = next, "cluster: watch of {:?} behind compaction, relisting", self.key(&sub));
+                    tracing::info!(
+                        compacted = c,
+                        wanted = next,
+                        "cluster: watch of {:?} behind compaction, relisting",
+                        self.key(&sub)
+                    );
                     resync = true;
                 }
                 StreamEnd::Broken(why) => {
@@ -362,7 +367,7 @@ impl Cluster {
                 Claim::New { key, .. } => holder(i).map(|h| (key, Some(h))),
                 Claim::Held { key, owner } => {
                     let h = holder(i);
-                    (h.as_deref() != Some(owner.as_str())).then(|| (key, h))
+                    (h.as_deref() != Some(owner.as_str())).then_some((key, h))
                 }
             };
             if let Some((key, holder)) = failed {
@@ -375,7 +380,9 @@ impl Cluster {
             Some(Claim::New { key, .. } | Claim::Held { key, .. }) => {
                 Ok(CommitOutcome::Conflict { key: key.clone(), holder: holder(0) })
             }
-            None => Err(ClusterError::Corrupt { key: what, reason: "etcd failed a transaction without conditions".into() }),
+            None => {
+                Err(ClusterError::Corrupt { key: what, reason: "etcd failed a transaction without conditions".into() })
+            }
         }
     }
 }

@@ -55,7 +55,10 @@ impl EtcdConfig {
     pub fn validate(&self) -> Result<(), ClusterError> {
         let bad = |field: &'static str, reason: String| Err(ClusterError::BadConfig { field, reason });
         if self.endpoints.is_empty() {
-            return bad("cluster.endpoints", "at least one etcd client URL is needed, e.g. http://127.0.0.1:2379".into());
+            return bad(
+                "cluster.endpoints",
+                "at least one etcd client URL is needed, e.g. http://127.0.0.1:2379".into(),
+            );
         }
         if let Some(e) = self.endpoints.iter().find(|e| e.trim().is_empty()) {
             return bad("cluster.endpoints", format!("empty endpoint {e:?}"));
@@ -106,7 +109,9 @@ pub enum ClusterError {
     #[error("etcd {op} of {key:?} failed: {source}")]
     Etcd { op: &'static str, key: String, source: etcd_client::Error },
     /// Every block of `cidr` of size `/mask` is held by some node.
-    #[error("pod CIDR {cidr}: all /{mask} blocks are held by other nodes; widen the cluster CIDR or lengthen the node mask")]
+    #[error(
+        "pod CIDR {cidr}: all /{mask} blocks are held by other nodes; widen the cluster CIDR or lengthen the node mask"
+    )]
     Exhausted { cidr: String, mask: u8 },
     /// A cluster CIDR or node mask that cannot be cut into blocks.
     #[error("cluster CIDR {cidr:?}: {reason}")]

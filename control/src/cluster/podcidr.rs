@@ -95,8 +95,9 @@ impl Cidr {
 
     /// The inverse of [`Cidr::key_part`].
     pub(super) fn from_key_part(s: &str) -> Result<Cidr, ClusterError> {
-        let (a, l) =
-            s.rsplit_once('_').ok_or_else(|| ClusterError::BadCidr { cidr: s.into(), reason: "no '_' before the length".into() })?;
+        let (a, l) = s
+            .rsplit_once('_')
+            .ok_or_else(|| ClusterError::BadCidr { cidr: s.into(), reason: "no '_' before the length".into() })?;
         Cidr::parse(&format!("{a}/{l}"))
     }
 }

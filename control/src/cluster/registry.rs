@@ -101,8 +101,10 @@ impl Cluster {
     pub async fn register(&self, rec: &NodeRecord) -> Result<Registration, ClusterError> {
         check_node_name(&rec.name)?;
         let key = self.key(&format!("{NODES}{}", rec.name));
-        let value = serde_json::to_vec(rec)
-            .map_err(|e| ClusterError::Corrupt { key: key.clone(), reason: format!("cannot encode the node record: {e}") })?;
+        let value = serde_json::to_vec(rec).map_err(|e| ClusterError::Corrupt {
+            key: key.clone(),
+            reason: format!("cannot encode the node record: {e}"),
+        })?;
         let keeper = Keeper {
             cluster: self.clone(),
             key,
@@ -119,9 +121,9 @@ impl Cluster {
     }
 
     /// Every registered node by name, kept current by a task on the current tokio runtime
-    /// (calling this outside one panics): a listing, then a watch from the listing's revision
-    /// + 1, relisting after a compaction or a broken watch with backoff up to 1 s. The value
-    /// is an empty map until the first listing arrives, which marks it changed. A node whose
+    /// (calling this outside one panics): a listing, then a watch from the revision after the
+    /// listing's, relisting after a compaction or a broken watch with backoff up to 1 s. The
+    /// value is an empty map until the first listing arrives, which marks it changed. A node whose
     /// lease expires leaves the map when etcd deletes its key. Records that are not valid JSON
     /// node records, or whose name differs from their key, are logged and left out. The task
     /// ends when every receiver is dropped.
@@ -268,7 +270,9 @@ impl Keeper {
                 Err(e) => return Err(RoundError::Unreachable(e.to_string())),
             }
         }
-        let Some((keeper, responses)) = stream.as_mut() else { return Err(RoundError::Unreachable("no stream".into())) };
+        let Some((keeper, responses)) = stream.as_mut() else {
+            return Err(RoundError::Unreachable("no stream".into()));
+        };
         if let Err(e) = keeper.keep_alive().await {
             return Err(RoundError::Unreachable(e.to_string()));
         }
