@@ -157,7 +157,12 @@ async fn a_crashed_node_disappears_within_its_ttl_and_a_lost_lease_is_replaced()
     assert!(out.status.success(), "etcdctl lease revoke: {}", String::from_utf8_lossy(&out.stderr));
     wait_nodes(&mut nodes, Duration::from_secs(2), "n1 gone after revoke", |m| !m.contains_key("n1")).await;
     wait_nodes(&mut nodes, Duration::from_secs(ttl as u64 + 2), "n1 back", |m| m.contains_key("n1")).await;
-    assert_ne!(reg.lease_id(), old, "a new lease");
+    // The watch event can arrive before the keep-alive task has read its put's answer.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while reg.lease_id() == old {
+        assert!(Instant::now() < deadline, "n1 is back but not under a new lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // A crash: no more keep-alives, no revoke. The node leaves within TTL + 1 s.
     let t0 = Instant::now();
@@ -391,24 +396,49 @@ async fn watch_delivers_changes_in_order_and_resyncs_after_compaction() {
     c.commit(puts(&[("not-objs/q", "ignored")])).await.expect("outside sub");
     c.commit(puts(&[("objs/c", "3"), ("objs/d", "4")])).await.expect("put c d");
 
+    // A watch that starts behind gets several revisions per response while it catches up, so
+    // batches are not one per commit; but events come in order, each batch's rev is its last
+    // event's, and one transaction's events are never split.
     let t = Duration::from_secs(5);
-    let b1 = next_batch(&mut w, t).await;
+    let mut events = Vec::new();
+    let mut batches = Vec::new();
+    while events.len() < 4 {
+        match next_batch(&mut w, t).await {
+            WatchBatch::Changes { rev, events: evs } => {
+                assert!(!evs.is_empty());
+                batches.push((rev, evs.clone()));
+                events.extend(evs);
+            }
+            b => panic!("unexpected {b:?}"),
+        }
+    }
+    let put = |k: &str, v: &str| Change::Put { key: k.into(), value: v.as_bytes().to_vec() };
     assert_eq!(
-        b1,
-        WatchBatch::Changes { rev: r1, events: vec![Change::Put { key: "objs/b".into(), value: b"2".to_vec() }] }
+        events,
+        [put("objs/b", "2"), Change::Delete { key: "objs/a".into() }, put("objs/c", "3"), put("objs/d", "4")]
     );
-    let b2 = next_batch(&mut w, t).await;
-    assert_eq!(b2, WatchBatch::Changes { rev: r1 + 1, events: vec![Change::Delete { key: "objs/a".into() }] });
-    // One transaction, one batch, events in order.
-    let b3 = next_batch(&mut w, t).await;
+    assert!(batches.windows(2).all(|w| w[0].0 < w[1].0), "revs increase: {batches:?}");
+    assert_eq!(batches.last().map(|b| b.0), Some(r1 + 4), "the last batch ends at the c/d transaction");
+    assert!(batches.iter().any(|(_, evs)| evs.ends_with(&[put("objs/c", "3"), put("objs/d", "4")])), "{batches:?}");
+    if batches.len() == 3 {
+        assert_eq!(batches[0].0, r1);
+        assert_eq!(batches[1].0, r1 + 1);
+    }
+
+    // A watch that is caught up gets one batch per transaction.
+    c.commit(puts(&[("objs/f", "6"), ("objs/g", "7")])).await.expect("put f g");
     assert_eq!(
-        b3,
+        next_batch(&mut w, t).await,
+        WatchBatch::Changes { rev: r1 + 5, events: vec![put("objs/f", "6"), put("objs/g", "7")] }
+    );
+    c.commit(Commit { deletes: vec!["objs/f".into(), "objs/g".into()], ..Commit::default() })
+        .await
+        .expect("delete f g");
+    assert_eq!(
+        next_batch(&mut w, t).await,
         WatchBatch::Changes {
-            rev: r1 + 4,
-            events: vec![
-                Change::Put { key: "objs/c".into(), value: b"3".to_vec() },
-                Change::Put { key: "objs/d".into(), value: b"4".to_vec() },
-            ]
+            rev: r1 + 6,
+            events: vec![Change::Delete { key: "objs/f".into() }, Change::Delete { key: "objs/g".into() }]
         }
     );
 
@@ -436,4 +466,39 @@ async fn watch_delivers_changes_in_order_and_resyncs_after_compaction() {
             b => panic!("{b:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_node_registers_again_after_etcd_was_unreachable_for_longer_than_the_ttl() {
+    if !podswitch_tests::etcd_or_skip(module_path!()) {
+        return;
+    }
+    let etcd = Etcd::start("partition");
+    let ttl = 2;
+    let a = connect(&etcd, "/psw", ttl).await;
+    let reg = a.register(&record("n1", 1)).await.expect("register");
+    let old = reg.lease_id();
+    let signal = |sig: &str| {
+        let st = std::process::Command::new("kill").args([sig, &etcd.pid().to_string()]).status().expect("kill");
+        assert!(st.success(), "kill {sig}");
+    };
+    // etcd answers nothing for twice the TTL; its lease clock runs on.
+    signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(2 * ttl as u64)).await;
+    signal("-CONT");
+    // The node is registered again under a new lease and stays, whatever etcd did with the
+    // old lease when it woke up.
+    let b = connect(&etcd, "/psw", ttl).await;
+    let mut nodes = b.watch_nodes();
+    wait_nodes(&mut nodes, Duration::from_secs(8), "n1 registered after the pause", |m| m.contains_key("n1")).await;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while reg.lease_id() == old {
+        assert!(Instant::now() < deadline, "no new lease after the pause");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(ttl as u64 + 1)).await;
+    let (_, left) = b.list("nodes/").await.expect("list");
+    assert_eq!(left.len(), 1, "n1 kept alive under its new lease");
+    assert!(nodes.borrow().contains_key("n1"));
+    reg.deregister().await.expect("deregister");
 }

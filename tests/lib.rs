@@ -298,6 +298,11 @@ impl Etcd {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
+    /// The etcd process's PID (to pause it with SIGSTOP, as a partition would).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Runs `etcdctl ARGS` (API v3) against this etcd.
     pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
         Command::new("etcdctl")
