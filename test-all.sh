@@ -11,12 +11,27 @@ log() { printf '\n== %s ==\n' "$*"; }
 # the control API's .proto at build time; setpriv runs a client as an unprivileged user; pip
 # fetches grpcio for the test that uses the API from Python; podman (with runc, the CNI
 # loopback plugin and a static busybox for its image) runs containers on podswitch-cni in
-# tests/podman_e2e.rs.
+# tests/podman_e2e.rs. etcd and etcdctl are the cluster store of tests/etcd_cluster.rs; the
+# etcd-client crate's build needs protoc and the well-known .proto files of libprotobuf-dev
+# (install_tools checks commands, so libprotobuf-dev is named with apt-get below).
 . netns-scripts/install-tools.sh
 if ! install_tools protoc:protobuf-compiler tshark:tshark nginx:nginx-light curl:curl iperf3:iperf3 \
   ping:iputils-ping ethtool:ethtool ip:iproute2 setpriv:util-linux podman:podman runc:runc \
-  busybox:busybox-static /usr/lib/cni/loopback:containernetworking-plugins; then
+  busybox:busybox-static /usr/lib/cni/loopback:containernetworking-plugins \
+  etcd:etcd-server etcdctl:etcd-client; then
   [ "${CI:-}" = true ] && exit 1
+fi
+proto=/usr/include/google/protobuf/descriptor.proto
+if [ ! -e "$proto" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing libprotobuf-dev"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libprotobuf-dev >/dev/null || true
+  fi
+  if [ ! -e "$proto" ]; then
+    echo "missing $proto (apt-get install libprotobuf-dev): the etcd-client crate will not build" >&2
+    [ "${CI:-}" = true ] && exit 1
+  fi
 fi
 
 for c in rustfmt clippy; do

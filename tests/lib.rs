@@ -195,3 +195,134 @@ pub fn tshark_fields(pcap: &Path, fields: &[&str]) -> Vec<Vec<String>> {
     assert!(o.status.success(), "tshark failed: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).lines().map(|l| l.split('\t').map(str::to_string).collect()).collect()
 }
+
+/// Whether etcd and etcdctl can be used, installing the Debian packages (`etcd-server`,
+/// `etcd-client`) through `netns-scripts/install-tools.sh` when they are missing and this runs
+/// as root. Otherwise the caller skips loudly, except under CI (`CI=true`), which expects
+/// them.
+pub fn etcd_or_skip(test: &str) -> bool {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let have = |c: &str| {
+            Command::new("sh").args(["-c", &format!("command -v {c}")]).output().is_ok_and(|o| o.status.success())
+        };
+        if have("etcd") && have("etcdctl") {
+            return Ok(());
+        }
+        let st = Command::new("bash")
+            .args(["-c", ". netns-scripts/install-tools.sh && install_tools etcd:etcd-server etcdctl:etcd-client"])
+            .current_dir(root())
+            .status();
+        match st {
+            Ok(s) if s.success() && have("etcd") && have("etcdctl") => Ok(()),
+            _ => Err(
+                "etcd is not installed and cannot be installed here (apt-get install etcd-server etcd-client as root)"
+                    .into(),
+            ),
+        }
+    });
+    match ready {
+        Ok(()) => true,
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("{test}: cannot run: {why}; CI expects it"),
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+/// A single-member etcd on 127.0.0.1 for one test: its data in a scratch directory (on
+/// /dev/shm when there is one, so fsync is cheap), killed by PID and its directory removed on
+/// drop.
+#[derive(Debug)]
+pub struct Etcd {
+    child: std::process::Child,
+    dir: PathBuf,
+    client_port: u16,
+}
+
+impl Etcd {
+    /// Starts etcd named after `name` (letters, digits and '-' kept) on a free client and peer
+    /// port pair from a base derived from the name, and waits until `etcdctl endpoint health`
+    /// passes. etcd cannot bind port 0, so a pair taken between the check and etcd's bind is
+    /// retried with the next pair. Panics, with etcd's log, if it never becomes healthy.
+    pub fn start(name: &str) -> Etcd {
+        let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let parent = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let dir = parent.join(format!("podswitch-etcd-{name}-{}", std::process::id()));
+        // FNV-1a of the name: tests in one binary start from different bases.
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let mut last_log = String::new();
+        for attempt in 0..40u64 {
+            let client_port = 21000 + ((hash + attempt * 2 + u64::from(std::process::id())) % 10000) as u16 * 2;
+            let peer_port = client_port + 1;
+            if !port_free(client_port) || !port_free(peer_port) {
+                continue;
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("etcd scratch dir");
+            let log = dir.join("etcd.log");
+            let client = format!("http://127.0.0.1:{client_port}");
+            let peer = format!("http://127.0.0.1:{peer_port}");
+            let child = Command::new("etcd")
+                .args(["--name", &name])
+                .arg("--data-dir")
+                .arg(dir.join("data"))
+                .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+                .args(["--initial-cluster", &format!("{name}={peer}"), "--initial-cluster-state", "new"])
+                .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("etcd log"))
+                .spawn()
+                .expect("start etcd");
+            let mut etcd = Etcd { child, dir: dir.clone(), client_port };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if etcd.child.try_wait().ok().flatten().is_some() {
+                    break; // exited: most likely a port taken meanwhile
+                }
+                if etcd.etcdctl(&["endpoint", "health"]).status.success() {
+                    return etcd;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+            drop(etcd);
+        }
+        panic!("etcd {name} did not become healthy; last log:\n{last_log}");
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:21234`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The etcd process's PID (to pause it with SIGSTOP, as a partition would).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs `etcdctl ARGS` (API v3) against this etcd.
+    pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoint(), "--dial-timeout", "2s"])
+            .args(args)
+            .output()
+            .expect("run etcdctl")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether nothing listens on 127.0.0.1:`port` (TCP) now.
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}

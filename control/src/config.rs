@@ -30,6 +30,65 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
+    /// Joins a cluster of nodes over etcd (absent: a single node with its local store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: the etcd the nodes share (as Calico and Flannel in their etcd modes), the
+/// range pod CIDRs are leased from, and the node lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd client URLs (`http://127.0.0.1:2379`); `podswitchd --etcd` overrides them.
+    #[serde(default)]
+    pub etcd: Vec<String>,
+    /// The key prefix of this cluster in etcd.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Seconds a node's registration lives without keep-alive (its lease TTL): a stopped
+    /// node disappears from the others within this time.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_s: i64,
+    /// The ranges node pod CIDRs are leased from (kube-controller-manager's
+    /// `--cluster-cidr`), one per family. A node with `node.pod_cidrs` set uses those instead.
+    #[serde(default = "default_cluster_cidrs")]
+    pub cluster_cidrs: Vec<String>,
+    /// Prefix length of each node's IPv4 block (`--node-cidr-mask-size-ipv4`).
+    #[serde(default = "default_mask_v4")]
+    pub node_cidr_mask_v4: u8,
+    /// Prefix length of each node's IPv6 block (`--node-cidr-mask-size-ipv6`).
+    #[serde(default = "default_mask_v6")]
+    pub node_cidr_mask_v6: u8,
+}
+
+fn default_prefix() -> String {
+    "/podswitch".into()
+}
+fn default_lease_ttl() -> i64 {
+    10
+}
+fn default_cluster_cidrs() -> Vec<String> {
+    vec!["10.244.0.0/16".into(), "fd00:244::/56".into()]
+}
+fn default_mask_v4() -> u8 {
+    24
+}
+fn default_mask_v6() -> u8 {
+    64
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            etcd: Vec::new(),
+            prefix: default_prefix(),
+            lease_ttl_s: default_lease_ttl(),
+            cluster_cidrs: default_cluster_cidrs(),
+            node_cidr_mask_v4: default_mask_v4(),
+            node_cidr_mask_v6: default_mask_v6(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

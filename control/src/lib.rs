@@ -12,6 +12,7 @@ pub mod alloc;
 pub mod api;
 pub mod attach;
 pub mod build;
+pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod daemon;

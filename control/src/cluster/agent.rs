@@ -1,0 +1,360 @@
+//! The node's cluster agent: what `podswitchd --etcd` (or a `[cluster]` section) adds to the
+//! daemon. At start, before any table is built, it leases this node's pod CIDRs. Once the
+//! controller exists, it makes etcd the controller's object source ([`EtcdSource`]), delivers
+//! what etcd holds, registers the node under its lease, and keeps two watches running: the
+//! objects (every change applied on this node as etcd orders it) and the nodes (tunnels,
+//! routes and the peers decapsulation accepts).
+//!
+//! While etcd is unreachable the node forwards with what it last applied (restored from its
+//! state file after a restart); writes are refused; the watches resynchronise when etcd is
+//! back. A peer is removed only when etcd says its lease expired, never because this node
+//! lost etcd.
+
+use super::{Change, Claim, Cluster, ClusterError, Commit, CommitOutcome, EtcdConfig, NodeRecord, WatchBatch};
+use crate::config::{ClusterConfig, Config, RemoteNodeConfig};
+use crate::controller::Controller;
+use crate::k8s::{Key, Kind};
+use crate::source::{Delivery, ObjectSource, Write, WriteError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where the objects live under the prefix.
+const OBJECTS: &str = "objects/";
+/// Where the allocators' claims live under the prefix.
+const CLAIMS: &str = "ipam/";
+/// How long a write may take before it is reported as failed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The etcd path of an object: `objects/{Kind}/{namespace or _}/{name}`.
+pub fn object_path(k: &Key) -> String {
+    let ns = if k.namespace.is_empty() { "_" } else { k.namespace.as_str() };
+    format!("{OBJECTS}{}/{ns}/{}", k.kind.name(), k.name)
+}
+
+/// The key of an object path (`None` for a path podswitch does not write).
+pub fn object_key(path: &str) -> Option<Key> {
+    let rest = path.strip_prefix(OBJECTS)?;
+    let mut parts = rest.splitn(3, '/');
+    let kind = Kind::parse(parts.next()?)?;
+    let ns = parts.next()?;
+    let name = parts.next()?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    Some(Key { kind, namespace: if ns == "_" { String::new() } else { ns.to_string() }, name: name.to_string() })
+}
+
+/// The cluster agent of a daemon.
+#[derive(Debug)]
+pub struct Agent {
+    rt: tokio::runtime::Runtime,
+    cluster: Cluster,
+    config: ClusterConfig,
+    endpoints: String,
+    record: NodeRecord,
+    registration: Mutex<Option<super::Registration>>,
+}
+
+/// The controller's object source over etcd.
+#[derive(Debug)]
+pub struct EtcdSource {
+    handle: tokio::runtime::Handle,
+    cluster: Cluster,
+    endpoints: String,
+}
+
+impl ObjectSource for EtcdSource {
+    fn write(&self, w: Write) -> Result<u64, WriteError> {
+        let unavailable = |message: String| WriteError::Unavailable { source_name: self.describe(), message };
+        let mut c = Commit::default();
+        for (k, v) in &w.puts {
+            c.puts.push((object_path(k), v.to_string().into_bytes()));
+        }
+        c.deletes.extend(w.deletes.iter().map(object_path));
+        for cl in &w.claims {
+            let key = format!("{CLAIMS}{}", cl.key);
+            c.claims.push(if cl.held {
+                Claim::Held { key, owner: cl.owner.clone() }
+            } else {
+                Claim::New { key, owner: cl.owner.clone() }
+            });
+        }
+        c.releases.extend(w.releases.iter().map(|(k, o)| (format!("{CLAIMS}{k}"), o.clone())));
+        // The commit runs on the agent's runtime whatever thread asks (API handlers run on
+        // another runtime's blocking pool); the answer comes back over a plain channel.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cluster = self.cluster.clone();
+        self.handle.spawn(async move {
+            let _ = tx.send(cluster.commit(c).await);
+        });
+        match rx.recv_timeout(WRITE_TIMEOUT) {
+            Ok(Ok(CommitOutcome::Committed { rev })) => Ok(rev.max(0) as u64),
+            Ok(Ok(CommitOutcome::Conflict { key, holder })) => Err(WriteError::Conflict {
+                claim: key.trim_start_matches(CLAIMS).to_string(),
+                holder: holder.unwrap_or_else(|| "nobody (released meanwhile)".into()),
+            }),
+            Ok(Err(e)) => Err(unavailable(e.to_string())),
+            Err(_) => Err(unavailable(format!("no answer within {} s", WRITE_TIMEOUT.as_secs()))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("etcd {}", self.endpoints)
+    }
+}
+
+fn err(e: ClusterError) -> String {
+    e.to_string()
+}
+
+impl Agent {
+    /// Connects to etcd and leases this node's pod CIDRs (unless `node.pod_cidrs` gives
+    /// them), writing them into `base` so that the first build has them. `endpoints`, when
+    /// not empty, overrides `cluster.etcd`. Errors say what to fix.
+    pub fn start(base: &mut Config, endpoints: &[String]) -> Result<Agent, String> {
+        let mut config = base.cluster.clone().unwrap_or_default();
+        if !endpoints.is_empty() {
+            config.etcd = endpoints.to_vec();
+        }
+        base.cluster = Some(config.clone());
+        let etcd = EtcdConfig {
+            endpoints: config.etcd.clone(),
+            prefix: config.prefix.clone(),
+            lease_ttl_s: config.lease_ttl_s,
+            ..EtcdConfig::default()
+        };
+        etcd.validate().map_err(err)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("psw-cluster")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cluster runtime: {e}"))?;
+        let cluster = rt.block_on(Cluster::connect(&etcd)).map_err(err)?;
+        let node = &mut base.node;
+        if node.pod_cidrs.is_empty() {
+            let leased = rt
+                .block_on(cluster.lease_pod_cidrs(
+                    &node.name,
+                    &config.cluster_cidrs,
+                    config.node_cidr_mask_v4,
+                    config.node_cidr_mask_v6,
+                ))
+                .map_err(err)?;
+            tracing::info!("pod CIDRs leased from the cluster: {}", leased.join(", "));
+            node.pod_cidrs = leased;
+        }
+        let record = NodeRecord {
+            name: node.name.clone(),
+            ipv4: node.ipv4.clone(),
+            ipv6: node.ipv6.clone(),
+            tunnel: node.tunnel.clone(),
+            vni: node.vni,
+            mac: node.uplink_mac.clone(),
+            vtep_mac: node.vtep_mac.clone(),
+            pod_cidrs: node.pod_cidrs.clone(),
+        };
+        Ok(Agent { rt, cluster, endpoints: config.etcd.join(","), config, record, registration: Mutex::new(None) })
+    }
+
+    /// Makes etcd `c`'s object source, delivers what etcd holds (when it answers within the
+    /// lease TTL; otherwise the node goes on with what it restored and the watch catches up),
+    /// registers the node and starts the watches. Call before the API serves.
+    pub fn attach(&self, c: &Arc<Controller>, stop: &Arc<AtomicBool>) {
+        let source = EtcdSource { handle: self.rt.handle().clone(), cluster: self.cluster.clone(), endpoints: self.endpoints.clone() };
+        c.set_source(Arc::new(source));
+        let ttl = Duration::from_secs(self.config.lease_ttl_s.max(1) as u64);
+        let first = self.rt.block_on(async { tokio::time::timeout(ttl, self.cluster.list(OBJECTS)).await });
+        let after = match first {
+            Ok(Ok((rev, items))) => {
+                let n = items.len();
+                let d = Delivery::Resync { revision: rev.max(0) as u64, items: values(items) };
+                match c.deliver(d) {
+                    Ok(o) => tracing::info!("{n} object(s) from the cluster store: generation {}", o.generation),
+                    Err(e) => tracing::warn!("objects from the cluster store: {e}"),
+                }
+                rev
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("cluster store not listed ({e}); forwarding with the restored state until it answers");
+                -1
+            }
+            Err(_) => {
+                tracing::warn!("cluster store did not answer within {} s; forwarding with the restored state", ttl.as_secs());
+                -1
+            }
+        };
+        self.spawn_object_watch(c, after);
+        self.spawn_node_watch(c, stop);
+        let reg = self.rt.block_on(async { tokio::time::timeout(ttl, self.cluster.register(&self.record)).await });
+        match reg {
+            Ok(Ok(r)) => {
+                tracing::info!("node {} registered in the cluster (lease {:x})", self.record.name, r.lease_id());
+                if let Ok(mut g) = self.registration.lock() {
+                    *g = Some(r);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("node not registered: {e}"),
+            Err(_) => tracing::warn!("node not registered: etcd did not answer within {} s", ttl.as_secs()),
+        }
+    }
+
+    /// The watch of the objects: a resync when it starts from nothing, then every change.
+    fn spawn_object_watch(&self, c: &Arc<Controller>, after: i64) {
+        let cluster = self.cluster.clone();
+        let c = Arc::clone(c);
+        self.rt.spawn(async move {
+            let mut after = after;
+            if after < 0 {
+                // etcd was not there at start: list once it is.
+                loop {
+                    match cluster.list(OBJECTS).await {
+                        Ok((rev, items)) => {
+                            deliver(&c, Delivery::Resync { revision: rev.max(0) as u64, items: values(items) }).await;
+                            after = rev;
+                            break;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                    }
+                }
+            }
+            let mut rx = cluster.watch(OBJECTS, after);
+            while let Some(b) = rx.recv().await {
+                let d = match b {
+                    WatchBatch::Changes { rev, events } => {
+                        let mut puts = Vec::new();
+                        let mut deletes = Vec::new();
+                        for e in events {
+                            match e {
+                                Change::Put { key, value } => match serde_json::from_slice(&value) {
+                                    Ok(v) => puts.push(v),
+                                    Err(e) => tracing::warn!("{key}: not JSON ({e}); ignored"),
+                                },
+                                Change::Delete { key } => deletes.extend(object_key(&key)),
+                            }
+                        }
+                        Delivery::Changes { revision: rev.max(0) as u64, puts, deletes }
+                    }
+                    WatchBatch::Resync { rev, items } => Delivery::Resync { revision: rev.max(0) as u64, items: values(items) },
+                };
+                deliver(&c, d).await;
+            }
+        });
+    }
+
+    /// The watch of the nodes: every other registered node becomes a remote node.
+    fn spawn_node_watch(&self, c: &Arc<Controller>, stop: &Arc<AtomicBool>) {
+        let mut rx = self.cluster.watch_nodes();
+        let me = self.record.clone();
+        let c = Arc::clone(c);
+        let stop = Arc::clone(stop);
+        self.rt.spawn(async move {
+            loop {
+                let nodes = rx.borrow_and_update().clone();
+                let remote = remote_nodes(&me, &nodes);
+                let c2 = Arc::clone(&c);
+                let r = tokio::task::spawn_blocking(move || c2.set_cluster_nodes(remote)).await;
+                match r {
+                    Ok(Ok(o)) if o.generation > 0 && !o.scope.is_empty() => {
+                        tracing::info!("cluster nodes: {}", nodes.keys().cloned().collect::<Vec<_>>().join(", "))
+                    }
+                    Ok(Err(e)) => tracing::warn!("cluster nodes not applied: {e}"),
+                    _ => {}
+                }
+                if stop.load(Ordering::Relaxed) || rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Ends the registration (the lease is revoked: the other nodes drop this one at once).
+    pub fn stop(&self) {
+        let r = self.registration.lock().ok().and_then(|mut g| g.take());
+        if let Some(r) = r {
+            let done = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), r.deregister()).await });
+            match done {
+                Ok(Ok(())) => tracing::info!("node {} left the cluster", self.record.name),
+                Ok(Err(e)) => tracing::warn!("leaving the cluster: {e}"),
+                Err(_) => tracing::warn!("leaving the cluster: etcd did not answer"),
+            }
+        }
+    }
+}
+
+async fn deliver(c: &Arc<Controller>, d: Delivery) {
+    let c = Arc::clone(c);
+    match tokio::task::spawn_blocking(move || c.deliver(d)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("change from the cluster store: {e}"),
+        Err(e) => tracing::error!("delivery task: {e}"),
+    }
+}
+
+fn values(items: Vec<(String, Vec<u8>)>) -> Vec<serde_json::Value> {
+    items
+        .into_iter()
+        .filter_map(|(k, v)| match serde_json::from_slice(&v) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("{k}: not JSON ({e}); ignored");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The other nodes as remote nodes of this one: same tunnel and VNI, an underlay address of
+/// this node's family (IPv4 first).
+pub fn remote_nodes(me: &NodeRecord, nodes: &std::collections::BTreeMap<String, NodeRecord>) -> Vec<RemoteNodeConfig> {
+    let mut out = Vec::new();
+    for n in nodes.values().filter(|n| n.name != me.name) {
+        if n.tunnel != me.tunnel || n.vni != me.vni {
+            tracing::warn!(
+                "node {} uses {} VNI {}, this node {} VNI {}: not reachable through the tunnel",
+                n.name,
+                n.tunnel,
+                n.vni,
+                me.tunnel,
+                me.vni
+            );
+            continue;
+        }
+        let ip = match (&me.ipv4, &n.ipv4, &me.ipv6, &n.ipv6) {
+            (Some(_), Some(ip), _, _) => ip.clone(),
+            (_, _, Some(_), Some(ip)) => ip.clone(),
+            _ => {
+                tracing::warn!("node {} has no underlay address of this node's family", n.name);
+                continue;
+            }
+        };
+        out.push(RemoteNodeConfig {
+            name: n.name.clone(),
+            ip,
+            mac: n.mac.clone(),
+            vtep_mac: n.vtep_mac.clone(),
+            pod_cidrs: n.pod_cidrs.clone(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_go_both_ways() {
+        for k in [
+            Key { kind: Kind::Service, namespace: "default".into(), name: "web".into() },
+            Key { kind: Kind::Namespace, namespace: String::new(), name: "prod".into() },
+            Key { kind: Kind::NetworkPolicy, namespace: "x".into(), name: "deny".into() },
+        ] {
+            assert_eq!(object_key(&object_path(&k)), Some(k));
+        }
+        assert_eq!(object_key("objects/Service/default/a/b"), None);
+        assert_eq!(object_key("objects/Nonsense/x/y"), None);
+        assert_eq!(object_key("nodes/a"), None);
+    }
+}
