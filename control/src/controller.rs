@@ -1128,7 +1128,18 @@ impl Controller {
             // Validate the file on its own first, for errors with its own line numbers.
             build::build_text(&text, path, &self.base_dir, 0).map_err(|e| Refusal::Invalid(e.to_string()))?;
             let base: Config = toml::from_str(&text).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            let cluster = self.source.get().is_some();
             self.change("reloaded", Vec::new(), false, |s| {
+                let mut base = base;
+                if cluster {
+                    // Leased from the cluster, not from the file.
+                    if base.node.pod_cidrs.is_empty() {
+                        base.node.pod_cidrs = s.base().node.pod_cidrs.clone();
+                    }
+                    if base.cluster.is_none() {
+                        base.cluster = s.base().cluster.clone();
+                    }
+                }
                 s.set_base(base);
                 Ok(Vec::new())
             })

@@ -47,6 +47,9 @@ pub struct LiveOptions {
     /// Keep applied objects, attached ports and address allocations here (crash-safe), and
     /// restore them at start; `None`: everything applied is lost on exit.
     pub state_dir: Option<PathBuf>,
+    /// The cluster agent, in cluster mode (`--etcd`): etcd becomes the object source before
+    /// the workers start.
+    pub cluster: Option<Arc<crate::cluster::agent::Agent>>,
 }
 
 /// Why the live daemon stopped with an error.
@@ -192,6 +195,10 @@ pub fn run(
         }
     }
     let controller = Arc::new(controller);
+    if let Some(agent) = &opts.cluster {
+        // What etcd holds is in the tables before the first frame is forwarded.
+        agent.attach(&controller, &stop);
+    }
     let start = Start {
         cell: Arc::clone(&cell),
         reports: reports.clone(),
@@ -275,6 +282,9 @@ pub fn run(
     }
     for t in threads {
         failed |= t.join().is_err();
+    }
+    if let Some(agent) = &opts.cluster {
+        agent.stop();
     }
     if failed {
         return Err(LiveError::Worker);

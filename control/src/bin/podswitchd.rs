@@ -57,6 +57,11 @@ struct Args {
     /// (for tests and throw-away nodes).
     #[arg(long)]
     no_state: bool,
+    /// Join the cluster whose etcd answers at these client URLs (comma-separated): the
+    /// node's pod CIDRs are leased, it registers under a lease, and objects are stored in
+    /// etcd (overrides `cluster.etcd` of the config; see its `[cluster]` section).
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    etcd: Vec<String>,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: tracing::Level,
@@ -121,13 +126,32 @@ fn main() -> ExitCode {
         eprintln!("podswitchd: give --config FILE, --check-config FILE or --demo (see --help)");
         return ExitCode::from(2);
     };
-    let (base, mut built) = match control::build::read(path, args.pcap_dir.as_deref()) {
+    let (mut base, mut built) = match control::build::read(path, args.pcap_dir.as_deref()) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
+    let base_dir = args.pcap_dir.clone().unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default());
+    let mut cluster = None;
+    if base.cluster.is_some() || !args.etcd.is_empty() {
+        // The pod CIDRs come from the cluster: leased before the first build.
+        match control::cluster::agent::Agent::start(&mut base, &args.etcd) {
+            Ok(a) => cluster = Some(std::sync::Arc::new(a)),
+            Err(e) => {
+                eprintln!("podswitchd: cannot join the cluster: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        built = match control::build::build(&base, &base_dir, 1) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{}: with the leased pod CIDRs: {}: {}", path.display(), e.field, e.message);
+                return ExitCode::from(2);
+            }
+        };
+    }
     if let Some(n) = args.workers {
         built.workers = n;
     }
@@ -148,8 +172,9 @@ fn main() -> ExitCode {
             metrics: args.metrics,
             socket: (!args.no_socket).then(|| args.socket.clone()),
             socket_group: args.socket_group.clone(),
-            base_dir: args.pcap_dir.clone().unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default()),
+            base_dir,
             state_dir: (!args.no_state).then(|| args.state_dir.clone()),
+            cluster,
         };
         let result = control::live::run(base, built, &opts);
         if let Some(p) = &args.pid_file {

@@ -269,8 +269,20 @@ impl Agent {
         });
     }
 
-    /// Ends the registration (the lease is revoked: the other nodes drop this one at once).
+    /// Stops renewing the node's lease without revoking it: the other nodes keep this one
+    /// until the lease expires (`lease_ttl_s`), so a restart within that time does not
+    /// disturb them, and a node that does not come back is dropped by expiry.
     pub fn stop(&self) {
+        let r = self.registration.lock().ok().and_then(|mut g| g.take());
+        if let Some(r) = r {
+            r.abandon();
+            tracing::info!("node {}: lease no longer renewed; it expires in {} s", self.record.name, self.config.lease_ttl_s);
+        }
+    }
+
+    /// Leaves the cluster at once: the lease is revoked and every other node drops this one
+    /// now (for a node taken out of service, not for a restart).
+    pub fn leave(&self) {
         let r = self.registration.lock().ok().and_then(|mut g| g.take());
         if let Some(r) = r {
             let done = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), r.deregister()).await });
