@@ -502,3 +502,41 @@ async fn a_node_registers_again_after_etcd_was_unreachable_for_longer_than_the_t
     assert!(nodes.borrow().contains_key("n1"));
     reg.deregister().await.expect("deregister");
 }
+
+#[tokio::test]
+async fn watches_resync_after_etcd_restarts() {
+    if !podswitch_tests::etcd_or_skip(module_path!()) {
+        return;
+    }
+    let mut etcd = Etcd::start("restart");
+    let c = connect(&etcd, "/psw", 10).await;
+    let reg = c.register(&record("n1", 1)).await.expect("register");
+    let mut nodes = c.watch_nodes();
+    wait_nodes(&mut nodes, Duration::from_secs(5), "n1 seen", |m| m.contains_key("n1")).await;
+    c.commit(puts(&[("objs/a", "1")])).await.expect("put a");
+    let (rev, _) = c.list("objs/").await.expect("list");
+    let mut w = c.watch("objs/", rev);
+
+    // The connection breaks under the watch; the watch relists once etcd is back.
+    etcd.restart();
+    match next_batch(&mut w, Duration::from_secs(10)).await {
+        WatchBatch::Resync { rev: r, items } => {
+            assert!(r >= rev);
+            assert_eq!(items, [("objs/a".to_string(), b"1".to_vec())]);
+        }
+        b => panic!("expected a resync after the restart, got {b:?}"),
+    }
+    c.commit(puts(&[("objs/b", "2")])).await.expect("put b");
+    match next_batch(&mut w, Duration::from_secs(5)).await {
+        WatchBatch::Changes { events, .. } => {
+            assert_eq!(events, [Change::Put { key: "objs/b".into(), value: b"2".to_vec() }])
+        }
+        b => panic!("{b:?}"),
+    }
+    // The node map follows too: the lease survived the restart, and a new node shows up.
+    let reg2 = c.register(&record("n2", 2)).await.expect("register n2");
+    wait_nodes(&mut nodes, Duration::from_secs(5), "n1 and n2", |m| m.keys().eq(["n1", "n2"])).await;
+    reg2.deregister().await.expect("deregister n2");
+    reg.deregister().await.expect("deregister n1");
+    wait_nodes(&mut nodes, Duration::from_secs(5), "both gone", |m| m.is_empty()).await;
+}

@@ -237,8 +237,10 @@ pub fn etcd_or_skip(test: &str) -> bool {
 #[derive(Debug)]
 pub struct Etcd {
     child: std::process::Child,
+    name: String,
     dir: PathBuf,
     client_port: u16,
+    peer_port: u16,
 }
 
 impl Etcd {
@@ -261,36 +263,60 @@ impl Etcd {
             }
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("etcd scratch dir");
-            let log = dir.join("etcd.log");
-            let client = format!("http://127.0.0.1:{client_port}");
-            let peer = format!("http://127.0.0.1:{peer_port}");
-            let child = Command::new("etcd")
-                .args(["--name", &name])
-                .arg("--data-dir")
-                .arg(dir.join("data"))
-                .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-                .args(["--initial-cluster", &format!("{name}={peer}"), "--initial-cluster-state", "new"])
-                .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("etcd log"))
-                .spawn()
-                .expect("start etcd");
-            let mut etcd = Etcd { child, dir: dir.clone(), client_port };
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            while std::time::Instant::now() < deadline {
-                if etcd.child.try_wait().ok().flatten().is_some() {
-                    break; // exited: most likely a port taken meanwhile
-                }
-                if etcd.etcdctl(&["endpoint", "health"]).status.success() {
-                    return etcd;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
+            let child = Etcd::spawn(&name, &dir, client_port, peer_port);
+            let mut etcd = Etcd { child, name: name.clone(), dir: dir.clone(), client_port, peer_port };
+            if etcd.wait_healthy() {
+                return etcd;
             }
-            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+            last_log = std::fs::read_to_string(dir.join("etcd.log")).unwrap_or_default();
             drop(etcd);
         }
         panic!("etcd {name} did not become healthy; last log:\n{last_log}");
+    }
+
+    fn spawn(name: &str, dir: &Path, client_port: u16, peer_port: u16) -> std::process::Child {
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("etcd.log")).expect("etcd log");
+        Command::new("etcd")
+            .args(["--name", name])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("{name}={peer}"), "--initial-cluster-state", "new"])
+            .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd")
+    }
+
+    /// Waits up to 20 s for `etcdctl endpoint health`; false if etcd exits or never passes.
+    fn wait_healthy(&mut self) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false; // exited: most likely a port taken meanwhile
+            }
+            if self.etcdctl(&["endpoint", "health"]).status.success() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// Kills etcd (SIGKILL: connections break as in a crash) and starts it again on the same
+    /// ports and data, waiting until it is healthy. Its keys, revisions and leases survive.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Etcd::spawn(&self.name, &self.dir, self.client_port, self.peer_port);
+        if !self.wait_healthy() {
+            let log = std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default();
+            panic!("etcd {} did not come back after a restart; log:\n{log}", self.name);
+        }
     }
 
     /// The client URL, e.g. `http://127.0.0.1:21234`.
