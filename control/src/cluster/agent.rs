@@ -162,7 +162,11 @@ impl Agent {
     /// lease TTL; otherwise the node goes on with what it restored and the watch catches up),
     /// registers the node and starts the watches. Call before the API serves.
     pub fn attach(&self, c: &Arc<Controller>, stop: &Arc<AtomicBool>) {
-        let source = EtcdSource { handle: self.rt.handle().clone(), cluster: self.cluster.clone(), endpoints: self.endpoints.clone() };
+        let source = EtcdSource {
+            handle: self.rt.handle().clone(),
+            cluster: self.cluster.clone(),
+            endpoints: self.endpoints.clone(),
+        };
         c.set_source(Arc::new(source));
         let ttl = Duration::from_secs(self.config.lease_ttl_s.max(1) as u64);
         let first = self.rt.block_on(async { tokio::time::timeout(ttl, self.cluster.list(OBJECTS)).await });
@@ -181,7 +185,10 @@ impl Agent {
                 -1
             }
             Err(_) => {
-                tracing::warn!("cluster store did not answer within {} s; forwarding with the restored state", ttl.as_secs());
+                tracing::warn!(
+                    "cluster store did not answer within {} s; forwarding with the restored state",
+                    ttl.as_secs()
+                );
                 -1
             }
         };
@@ -236,7 +243,9 @@ impl Agent {
                         }
                         Delivery::Changes { revision: rev.max(0) as u64, puts, deletes }
                     }
-                    WatchBatch::Resync { rev, items } => Delivery::Resync { revision: rev.max(0) as u64, items: values(items) },
+                    WatchBatch::Resync { rev, items } => {
+                        Delivery::Resync { revision: rev.max(0) as u64, items: values(items) }
+                    }
                 };
                 deliver(&c, d).await;
             }
@@ -245,7 +254,11 @@ impl Agent {
 
     /// The watch of the nodes: every other registered node becomes a remote node.
     fn spawn_node_watch(&self, c: &Arc<Controller>, stop: &Arc<AtomicBool>) {
-        let mut rx = self.cluster.watch_nodes();
+        // The node map's task runs on the agent's runtime.
+        let mut rx = {
+            let _in = self.rt.enter();
+            self.cluster.watch_nodes()
+        };
         let me = self.record.clone();
         let c = Arc::clone(c);
         let stop = Arc::clone(stop);
@@ -276,7 +289,11 @@ impl Agent {
         let r = self.registration.lock().ok().and_then(|mut g| g.take());
         if let Some(r) = r {
             r.abandon();
-            tracing::info!("node {}: lease no longer renewed; it expires in {} s", self.record.name, self.config.lease_ttl_s);
+            tracing::info!(
+                "node {}: lease no longer renewed; it expires in {} s",
+                self.record.name,
+                self.config.lease_ttl_s
+            );
         }
     }
 
