@@ -274,3 +274,81 @@ fn services_of_another_proxy_are_stored_but_not_programmed() {
     let (v, _) = m.send(&mut w, m.frame_from(&p, "10.0.0.50".parse().unwrap(), 80, "TCP", 40001), p.port);
     assert!(matches!(v, Verdict::Drop(switch_core::drop::DropReason::ServiceNoFrontend)), "{v:?}");
 }
+
+/// An ARP request for `ip` from an outside host, on the uplink: whether the node answers.
+fn answers_arp(m: &Model, ip: std::net::Ipv4Addr) -> bool {
+    let mut f = vec![0u8; 60];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0x0f, 9]);
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    switch_core::wire::arp::write(
+        &mut f[14..],
+        switch_core::wire::arp::OP_REQUEST,
+        MacAddr([2, 0, 0, 0, 0x0f, 9]),
+        "192.168.77.99".parse().unwrap(),
+        MacAddr([0; 6]),
+        ip,
+    );
+    let mut w = m.worker();
+    let (v, out) = m.send(&mut w, f, m.uplink);
+    match v {
+        Verdict::Tx(p) if p == m.uplink => {
+            let a = switch_core::wire::arp::ArpPacket::new_checked(&out[14..]).unwrap();
+            assert_eq!(a.sender_ip(), ip);
+            assert_eq!(a.sender_mac(), UPLINK_MAC);
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn a_single_node_announces_every_load_balancer_address() {
+    let m = node("");
+    m.apply(&svc("lb", "  type: LoadBalancer\n  ports: [{port: 80}]\n"));
+    let ip = match lb_ips(&stored(&m, "x", "lb"))[0] {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!(),
+    };
+    assert!(answers_arp(&m, ip), "the LoadBalancer address");
+    assert!(!answers_arp(&m, "192.0.2.14".parse().unwrap()), "a pool address nobody has");
+    m.delete("svc", "x", "lb");
+    assert!(!answers_arp(&m, ip), "no longer after the Service is deleted");
+}
+
+#[test]
+fn in_a_cluster_each_address_has_one_announcer_and_moves_when_it_leaves() {
+    let m = node("[cluster]\netcd = [\"http://127.0.0.1:1\"]\n");
+    for i in 0..12 {
+        m.apply(&svc(&format!("lb{i}"), "  type: LoadBalancer\n  ports: [{port: 80}]\n"));
+    }
+    let ips: Vec<std::net::Ipv4Addr> = (0..12)
+        .map(|i| match lb_ips(&stored(&m, "x", &format!("lb{i}")))[0] {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => unreachable!(),
+        })
+        .collect();
+    let peer = |name: &str| control::config::RemoteNodeConfig {
+        name: name.into(),
+        ip: "192.168.77.30".into(),
+        mac: "02:00:00:00:01:30".into(),
+        vtep_mac: None,
+        pod_cidrs: vec![],
+        registered: true,
+    };
+    // Alone in the cluster: every address.
+    assert!(ips.iter().all(|ip| answers_arp(&m, *ip)));
+    // With two more nodes: a share of them, and the others are someone else's.
+    m.c.set_cluster_nodes(vec![peer("node-2"), peer("node-3")]).unwrap();
+    let mine: Vec<bool> = ips.iter().map(|ip| answers_arp(&m, *ip)).collect();
+    let n = mine.iter().filter(|b| **b).count();
+    assert!(n > 0 && n < ips.len(), "a share of 12 addresses: {n}");
+    // node-3 leaves: what this node had it keeps; some of node-3's come here.
+    m.c.set_cluster_nodes(vec![peer("node-2")]).unwrap();
+    let after: Vec<bool> = ips.iter().map(|ip| answers_arp(&m, *ip)).collect();
+    assert!(mine.iter().zip(&after).all(|(a, b)| !a || *b), "an address never moves away from a node that stays");
+    assert!(after.iter().filter(|b| **b).count() >= n);
+    // A static (unregistered) node never announces.
+    m.c.set_cluster_nodes(vec![control::config::RemoteNodeConfig { registered: false, ..peer("kernel") }]).unwrap();
+    assert!(ips.iter().all(|ip| answers_arp(&m, *ip)));
+}

@@ -110,6 +110,7 @@ fn a_node_that_joins_later_gets_everything_and_remote_nodes_route() {
             mac: "02:00:00:00:01:10".into(),
             vtep_mac: None,
             pod_cidrs: vec!["10.244.1.0/24".into()],
+            registered: true,
         }])
         .expect("nodes");
     assert_eq!(o.scope, "full");

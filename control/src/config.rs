@@ -247,6 +247,10 @@ pub struct RemoteNodeConfig {
     pub vtep_mac: Option<String>,
     #[serde(default)]
     pub pod_cidrs: Vec<String>,
+    /// Registered in the cluster store (a podswitch node that may announce LoadBalancer
+    /// addresses), not written in the file.
+    #[serde(skip)]
+    pub registered: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

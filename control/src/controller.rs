@@ -697,7 +697,9 @@ impl Controller {
         }
         st.ids = rebuilt.ids;
         let scope = rebuilt.scope;
+        let announced_before: Vec<switch_core::addr::Addr> = self.cell.load().services.announced().to_vec();
         let generation = self.cell.publish(rebuilt.tables);
+        self.announce_taken_over(&announced_before);
         self.close_ports(&closing);
         for (id, interface) in &opening {
             st.open.insert(*id, interface.clone());
@@ -710,6 +712,29 @@ impl Controller {
         tracing::info!(generation, objects = n, micros = t0.elapsed().as_micros() as u64, "{action}");
         self.emit(action, &changes, format!("{n} object(s) {action}"));
         Ok(Outcome { generation, changes, warnings, build_micros, scope })
+    }
+
+    /// Announces on the uplink (gratuitous ARP, unsolicited neighbour advertisement) the
+    /// LoadBalancer addresses the snapshot just published gives this node and the one before
+    /// did not. Live uplinks only; a failure is logged (the pipeline still answers ARP).
+    fn announce_taken_over(&self, before: &[switch_core::addr::Addr]) {
+        let t = self.cell.load();
+        let new = crate::announce::taken_over(before, t.services.announced());
+        if new.is_empty() {
+            return;
+        }
+        let uplink = self.ports.iter().find(|p| {
+            p.kind == switch_core::snapshot::PortKind::Uplink && p.backend != "pcap" && p.interface.is_some()
+        });
+        let Some(iface) = uplink.and_then(|p| p.interface.as_deref()) else { return };
+        let frames: Vec<Vec<u8>> = new.iter().map(|ip| crate::announce::frame(*ip, t.node.uplink_mac)).collect();
+        match io_backends::sys::send_frames(iface, &frames) {
+            Ok(()) => tracing::info!(
+                "announced {} on {iface}",
+                new.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            Err(e) => tracing::warn!("announcing load balancer addresses on {iface}: {e}"),
+        }
     }
 
     /// Puts back the compiled services a refused change replaced.

@@ -9,6 +9,7 @@
 //! ([`state`]).
 
 pub mod alloc;
+pub mod announce;
 pub mod api;
 pub mod attach;
 pub mod build;

@@ -570,8 +570,12 @@ impl Store {
     }
 
     fn merged(&self, with_services: bool) -> (Config, Origins) {
-        let mut cfg =
-            Config { node: self.base.node.clone(), datapath: self.base.datapath.clone(), ..Config::default() };
+        let mut cfg = Config {
+            node: self.base.node.clone(),
+            datapath: self.base.datapath.clone(),
+            cluster: self.base.cluster.clone(),
+            ..Config::default()
+        };
         cfg.ports = self.base.ports.clone();
         cfg.nodes = self.base.nodes.clone();
         for n in &self.cluster_nodes {

@@ -155,3 +155,39 @@ pub fn getsockopt_int(fd: &OwnedFd, level: i32, name: i32) -> io::Result<i32> {
         Ok(v)
     }
 }
+
+/// Sends whole Ethernet frames out of interface `name` through a raw packet socket (for the
+/// control plane's rare frames, such as gratuitous ARP when this node takes over an address;
+/// never the packet path). The kernel sends them as given; frames the switch's own XDP or
+/// packet rings receive are not affected.
+pub fn send_frames(name: &str, frames: &[Vec<u8>]) -> io::Result<()> {
+    let index = ifindex(name)?;
+    let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, 0)?;
+    for f in frames {
+        if f.len() < 14 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame shorter than an Ethernet header"));
+        }
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value that is filled below.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = index as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&f[..6]);
+        // SAFETY: `f` is readable for `f.len()` bytes and `addr` is a valid sockaddr_ll of the
+        // size given, both for the duration of the call.
+        let r = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

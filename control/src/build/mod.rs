@@ -588,6 +588,11 @@ pub(crate) fn build_with(
             .collect(),
         maglev: dp.maglev_table_size,
         steering: dp.workers > 1,
+        speakers: cfg.cluster.as_ref().map(|_| {
+            std::iter::once(cfg.node.name.clone())
+                .chain(cfg.nodes.iter().filter(|n| n.registered).map(|n| n.name.clone()))
+                .collect()
+        }),
     };
     let (services, external_names, compiled) = match from {
         ServicesFrom::Config(cache) => services::build(cfg, &ctx, cache, &mut ids.service_ports)?,

@@ -38,6 +38,8 @@ struct Ep<'a> {
     ports: &'a std::collections::BTreeMap<String, u16>,
     /// Serves only the ports in `ports`.
     listed_only: bool,
+    /// The node the endpoint runs on, when known.
+    node: Option<&'a str>,
 }
 
 static NO_PORTS: std::collections::BTreeMap<String, u16> = std::collections::BTreeMap::new();
@@ -68,6 +70,7 @@ fn endpoints<'a>(
                     weight: 1,
                     ports: &NO_PORTS,
                     listed_only: false,
+                    node: Some(p.node.as_str()),
                 });
             }
         }
@@ -91,8 +94,8 @@ fn endpoints<'a>(
         if e.weight == 0 {
             return Err(FieldError::new(sec, f("weight"), "must be at least 1"));
         }
-        let node_name = e.node.clone().or_else(|| pod.map(|p| p.node.clone()));
-        let local = node_name.as_deref() == Some(node.name.as_str());
+        let node_name = e.node.as_deref().or_else(|| pod.map(|p| p.node.as_str()));
+        let local = node_name == Some(node.name.as_str());
         let state = if e.ready {
             BackendState::Ready
         } else if e.serving && e.terminating {
@@ -100,7 +103,16 @@ fn endpoints<'a>(
         } else {
             BackendState::NotServing
         };
-        out.push(Ep { ips, pod, local, state, weight: e.weight, ports: &e.ports, listed_only: e.listed_ports_only });
+        out.push(Ep {
+            ips,
+            pod,
+            local,
+            state,
+            weight: e.weight,
+            ports: &e.ports,
+            listed_only: e.listed_ports_only,
+            node: node_name,
+        });
     }
     Ok(out)
 }
@@ -112,6 +124,8 @@ pub(crate) struct CompiledService {
     pub ports: Vec<Arc<ServicePort>>,
     pub frontends: Vec<Frontend>,
     pub external_name: Option<(String, String)>,
+    /// Its LoadBalancer addresses this node announces on the uplink.
+    pub announce: Vec<Addr>,
     /// The stable ids of `ports`, found by the first assembly that placed them (they do not
     /// change while this compiled form lives), so that later ones need not look them up.
     pub port_ids: std::sync::OnceLock<Vec<u32>>,
@@ -140,6 +154,16 @@ pub(crate) struct ServiceContext {
     pub maglev: usize,
     /// Several workers: tables carry what the flow-owner rules look up.
     pub steering: bool,
+    /// The podswitch nodes of the cluster that may announce LoadBalancer addresses (this one
+    /// included); `None` on a single node, which announces every one.
+    pub speakers: Option<Vec<String>>,
+}
+
+/// The node that announces `ip` among `eligible`: the highest hash of (address, node), so
+/// every node computes the same one and only the addresses of a node that leaves move
+/// (rendezvous hashing, as MetalLB's layer 2 mode picks its speaker).
+pub(crate) fn announcer<'a>(ip: IpAddr, eligible: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    eligible.max_by_key(|n| (crate::alloc::start_of(n, &ip.to_string()), *n))
 }
 
 /// A stable affinity group per service (ClientIP entries survive snapshot changes).
@@ -216,6 +240,7 @@ pub(crate) fn assemble(
     let mut placed: Vec<(u32, &Arc<ServicePort>)> = Vec::with_capacity(compiled.len());
     let mut frontends = Vec::with_capacity(compiled.len() * 2);
     let mut names = Vec::new();
+    let mut announced = Vec::new();
     for c in compiled.values() {
         let local: &[u32] = match c.port_ids.get() {
             Some(v) => v,
@@ -235,6 +260,7 @@ pub(crate) fn assemble(
         frontends
             .extend(c.frontends.iter().map(|f| Frontend { target: ServicePortId(local[f.target.0 as usize]), ..*f }));
         names.extend(c.external_name.clone());
+        announced.extend(c.announce.iter().copied());
     }
     match freed {
         Freed::Unused => {
@@ -257,7 +283,7 @@ pub(crate) fn assemble(
     for (i, p) in placed {
         ports[i as usize] = Arc::clone(p);
     }
-    let table = ServiceTable::build_shared(ports, frontends)?;
+    let table = ServiceTable::build_shared(ports, frontends)?.with_announced(announced);
     let table = match steer {
         Steer::Off => table,
         Steer::Full => table.with_steering(),
@@ -278,10 +304,17 @@ pub(crate) fn compile(
     let mut ports: Vec<Arc<ServicePort>> = Vec::new();
     let mut frontends: Vec<Frontend> = Vec::new();
     let mut external_name = None;
+    let mut announce = Vec::new();
     if s.proxied_elsewhere() {
         // Another proxy's Service (its labels say so): stored, not programmed, as kube-proxy
         // leaves it.
-        return Ok(CompiledService { ports, frontends, external_name, port_ids: Default::default() });
+        return Ok(CompiledService {
+            ports,
+            frontends,
+            external_name,
+            announce: Vec::new(),
+            port_ids: Default::default(),
+        });
     }
     {
         let sec = Some(("services", i));
@@ -295,7 +328,13 @@ pub(crate) fn compile(
                     FieldError::new(sec, f("external_name"), "an ExternalName service needs external_name")
                 })?;
                 external_name = Some((format!("{}/{}", s.namespace, s.name), name));
-                return Ok(CompiledService { ports, frontends, external_name, port_ids: Default::default() });
+                return Ok(CompiledService {
+                    ports,
+                    frontends,
+                    external_name,
+                    announce: Vec::new(),
+                    port_ids: Default::default(),
+                });
             }
             t => {
                 return Err(FieldError::new(
@@ -391,6 +430,28 @@ pub(crate) fn compile(
         let external_local = policy_local(sec, f("external_traffic_policy"), &s.external_traffic_policy)?;
         let internal_local = policy_local(sec, f("internal_traffic_policy"), &s.internal_traffic_policy)?;
         let eps = endpoints(sec, i, s, pods, node)?;
+        // The LoadBalancer addresses this node answers ARP and neighbour solicitations for:
+        // all of them on a single node; in a cluster, those the rendezvous hash gives it among
+        // the registered nodes (with `externalTrafficPolicy: Local`, among the nodes that have
+        // a ready endpoint, which alone can serve it).
+        if lb {
+            let eligible: Option<Vec<&str>> = ctx.speakers.as_ref().map(|all| {
+                all.iter()
+                    .map(String::as_str)
+                    .filter(|n| {
+                        !external_local || eps.iter().any(|e| e.state == BackendState::Ready && e.node == Some(*n))
+                    })
+                    .collect()
+            });
+            announce = lb_ips
+                .iter()
+                .filter(|ip| match &eligible {
+                    None => true,
+                    Some(e) => announcer(**ip, e.iter().copied()) == Some(node.name.as_str()),
+                })
+                .map(|ip| Addr::from(*ip))
+                .collect();
+        }
         let mut names = std::collections::HashSet::new();
         let mut node_ports = std::collections::HashSet::new();
         for (k, p) in s.ports.iter().enumerate() {
@@ -518,5 +579,5 @@ pub(crate) fn compile(
             }
         }
     }
-    Ok(CompiledService { ports, frontends, external_name, port_ids: Default::default() })
+    Ok(CompiledService { ports, frontends, external_name, announce, port_ids: Default::default() })
 }

@@ -364,6 +364,7 @@ pub fn remote_nodes(me: &NodeRecord, nodes: &std::collections::BTreeMap<String, 
             mac: n.mac.clone(),
             vtep_mac: n.vtep_mac.clone(),
             pod_cidrs: n.pod_cidrs.clone(),
+            registered: true,
         });
     }
     out

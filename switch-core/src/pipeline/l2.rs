@@ -1,6 +1,7 @@
 //! Answers for the link layer: ARP and IPv6 neighbour solicitations for the pods' gateway, the
-//! host port and the node's own addresses on the uplink. Replies are written in place and sent
-//! back out of the port they came in on.
+//! host port, and on the uplink the node's own addresses and the LoadBalancer addresses this
+//! node announces (`ServiceTable::announces`). Replies are written in place and sent back out
+//! of the port they came in on.
 
 use super::ctx::{PacketCtx, Verdict};
 use super::stats::EventStats;
@@ -67,7 +68,7 @@ fn arp_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(),
         }
         PortKind::Host => t.node.router_mac,
         PortKind::Uplink => {
-            if t.node.ipv4 != Some(target) {
+            if t.node.ipv4 != Some(target) && !t.services.announces(Addr::from(target)) {
                 return Err(DropReason::ArpNotAnswered);
             }
             t.node.uplink_mac
@@ -118,7 +119,7 @@ fn nd_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(), 
         }
         PortKind::Host => t.node.router_mac,
         PortKind::Uplink => {
-            if t.node.ipv6 != Some(target) {
+            if t.node.ipv6 != Some(target) && !t.services.announces(Addr::from(target)) {
                 return Err(DropReason::NdNotAnswered);
             }
             t.node.uplink_mac

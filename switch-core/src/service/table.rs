@@ -206,6 +206,9 @@ pub struct ServiceTable {
     /// What the flow-owner rules of several workers look up (`service/steering.rs`); `None`
     /// on a node with one worker.
     steering: Option<Arc<Steering>>,
+    /// LoadBalancer addresses this node announces on the uplink (answers ARP and neighbour
+    /// solicitations for, as MetalLB's layer 2 mode), sorted.
+    announced: Arc<Vec<Addr>>,
 }
 
 /// A service's ports and frontends, as a change adds or removes them.
@@ -310,6 +313,25 @@ impl ServiceTable {
     #[inline]
     pub fn sticky(&self, id: ServicePortId) -> bool {
         self.steering.as_ref().is_some_and(|s| s.sticky(id.0 as usize))
+    }
+
+    /// Sets the LoadBalancer addresses this node announces on the uplink.
+    pub fn with_announced(mut self, mut addrs: Vec<Addr>) -> ServiceTable {
+        addrs.sort_unstable();
+        addrs.dedup();
+        self.announced = Arc::new(addrs);
+        self
+    }
+
+    /// Whether this node answers ARP or neighbour solicitations for `addr` on the uplink.
+    #[inline]
+    pub fn announces(&self, addr: Addr) -> bool {
+        self.announced.binary_search(&addr).is_ok()
+    }
+
+    /// The addresses this node announces, sorted.
+    pub fn announced(&self) -> &[Addr] {
+        &self.announced
     }
 
     /// Whether `addr` is the address of some frontend.

@@ -1,0 +1,80 @@
+//! Gratuitous announcements of the LoadBalancer addresses a node takes over (layer 2 mode, as
+//! MetalLB's speaker does): a gratuitous ARP (RFC 5227 section 3, an ARP request whose sender
+//! and target are the address) for IPv4 and an unsolicited neighbour advertisement with the
+//! override flag to all nodes (RFC 4861 section 7.2.6) for IPv6, so that hosts on the segment
+//! update their caches at once instead of when their entry for the old node goes stale.
+//! Answers to later ARP and neighbour solicitations come from the pipeline
+//! (`switch-core/src/pipeline/l2.rs`).
+
+use std::net::{IpAddr, Ipv6Addr};
+use switch_core::addr::Addr;
+use switch_core::wire::checksum::pseudo_header_sum;
+use switch_core::wire::l4::transport_checksum;
+use switch_core::wire::{arp, icmp, ipv6, proto, MacAddr};
+
+/// The announcement frame of `ip` from `mac`.
+pub fn frame(ip: IpAddr, mac: MacAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut f = vec![0u8; 14 + arp::PACKET_LEN];
+            f[..6].copy_from_slice(&[0xff; 6]);
+            f[6..12].copy_from_slice(&mac.0);
+            f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+            arp::write(&mut f[14..], arp::OP_REQUEST, mac, a, MacAddr([0; 6]), a);
+            f.resize(60, 0);
+            f
+        }
+        IpAddr::V6(a) => {
+            let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+            let len = icmp::ND_LEN_WITH_LLA;
+            let mut f = vec![0u8; 14 + 40 + len];
+            f[..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+            f[6..12].copy_from_slice(&mac.0);
+            f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+            ipv6::write_header(&mut f[14..], a, all_nodes, proto::ICMPV6, len, 255, 0);
+            let body = &mut f[54..54 + len];
+            icmp::write_neighbor_advert(body, a, mac);
+            // Unsolicited: override only (no router, no solicited flag).
+            body[4] = 0x20;
+            let sum = pseudo_header_sum(&a.octets(), &all_nodes.octets(), proto::ICMPV6, len as u32);
+            let c = transport_checksum(sum, body);
+            icmp::set_checksum(body, c);
+            f
+        }
+    }
+}
+
+/// The addresses of `after` that `before` did not have.
+pub fn taken_over(before: &[Addr], after: &[Addr]) -> Vec<IpAddr> {
+    after.iter().filter(|a| before.binary_search(a).is_err()).map(|a| a.to_ip()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switch_core::parse::{parse, IcmpKind, ParseOptions, L3};
+
+    #[test]
+    fn announcements_parse_as_what_they_claim() {
+        let mac = MacAddr([2, 0, 0, 0, 1, 10]);
+        let f = frame("192.0.2.5".parse().unwrap(), mac);
+        let m = parse(&f, ParseOptions::default()).expect("parses");
+        assert_eq!(m.l3, L3::Arp);
+        let a = arp::ArpPacket::new_checked(&f[14..]).unwrap();
+        assert_eq!(a.operation(), arp::OP_REQUEST);
+        assert_eq!(a.sender_ip(), a.target_ip());
+        assert_eq!(a.sender_mac(), mac);
+        let f = frame("2001:db8::5".parse().unwrap(), mac);
+        let m = parse(&f, ParseOptions { verify_l4_checksum: true }).expect("parses, checksum too");
+        assert_eq!(m.icmp, IcmpKind::NeighborOther);
+        assert_eq!(f[54 + 4], 0x20);
+    }
+
+    #[test]
+    fn only_new_addresses_are_announced() {
+        let a = |s: &str| Addr::from(s.parse::<IpAddr>().unwrap());
+        let before = vec![a("192.0.2.1"), a("192.0.2.2")];
+        let after = vec![a("192.0.2.2"), a("192.0.2.3")];
+        assert_eq!(taken_over(&before, &after), vec!["192.0.2.3".parse::<IpAddr>().unwrap()]);
+    }
+}
