@@ -159,7 +159,7 @@ fn cni_add_check_del_and_gc_over_the_socket() {
         assert_eq!(t.endpoints.on_port(PortId(a.port_id as u16)), t.endpoints.by_ip(v4));
         // `get pods` shows it as it runs.
         let listed = c
-            .list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web1".into() })
+            .list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web1".into(), ..Default::default() })
             .await
             .expect("list the pod")
             .into_inner();
@@ -197,7 +197,7 @@ fn cni_add_check_del_and_gc_over_the_socket() {
         let t = s.model.c.cell().load_full();
         assert!(t.endpoints.by_ip(v4).is_none());
         // The Pod object stays, waiting for a sandbox again.
-        let pods = c.list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web1".into() }).await;
+        let pods = c.list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web1".into(), ..Default::default() }).await;
         assert!(pods.is_ok());
 
         // The address is not handed out again at once.

@@ -11,8 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Where an object came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// The daemon's TOML config file.
     Config,
+    /// Applied through the API.
     Api,
+    /// Written by the daemon for listing only, never stored: the EndpointSlices the
+    /// EndpointSlice controller would write for a Service's selector, the cluster's nodes.
+    Generated,
 }
 
 impl Origin {
@@ -20,6 +25,7 @@ impl Origin {
         match self {
             Origin::Config => "config",
             Origin::Api => "api",
+            Origin::Generated => "generated",
         }
     }
 }
@@ -417,7 +423,7 @@ impl Store {
             Kind::NetworkPolicy => b.policies.iter().any(|p| p.namespace == k.namespace && p.name == k.name),
             Kind::Route => b.routes.iter().any(|r| r.prefix == k.name),
             Kind::Port => b.ports.iter().any(|p| p.name == k.name),
-            Kind::EndpointSlice | Kind::Endpoints => false,
+            Kind::EndpointSlice | Kind::Endpoints | Kind::Node => false,
         }
     }
 
