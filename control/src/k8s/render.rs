@@ -387,8 +387,8 @@ pub const LEASE_ANNOTATION: &str = "podswitch.io/lease";
 pub const TUNNEL_ANNOTATION: &str = "podswitch.io/tunnel";
 
 /// A v1 Node: `spec.podCIDR(s)`, `status.addresses` (InternalIP), the lease as annotation
-/// [`LEASE_ANNOTATION`] and as the Ready condition (`True` while held, `Unknown` without a
-/// cluster store).
+/// [`LEASE_ANNOTATION`] and as the Ready condition (`True` while held and for this node,
+/// `False` when lapsed, `Unknown` for another node without a cluster store).
 pub fn node(n: &NodeInfo) -> core::Node {
     let mut annotations = BTreeMap::new();
     if let Some(l) = &n.lease {
@@ -397,9 +397,11 @@ pub fn node(n: &NodeInfo) -> core::Node {
     if !n.tunnel.is_empty() {
         annotations.insert(TUNNEL_ANNOTATION.to_string(), format!("{} {}", n.tunnel, n.mac).trim().to_string());
     }
+    // This node is Ready while it runs (it answers); another without a lease is Unknown.
     let ready = match &n.lease {
         Some(l) if l.starts_with("held") => "True",
         Some(_) => "False",
+        None if n.local => "True",
         None => "Unknown",
     };
     core::Node {
@@ -429,5 +431,251 @@ pub fn node(n: &NodeInfo) -> core::Node {
             }]),
             ..Default::default()
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::k8s::{parse, Format, Validation};
+    use std::path::PathBuf;
+
+    const NODE: &str = "node-1";
+
+    fn repo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// What of `o` Kubernetes can say (see the module's documentation), as JSON.
+    fn sayable(o: &Object) -> serde_json::Value {
+        let mut o = o.clone();
+        match &mut o {
+            Object::Service(s) => s.endpoints.clear(),
+            Object::Slice(s) => s.endpoints.iter_mut().for_each(|e| e.weight = 1),
+            _ => {}
+        }
+        serde_json::to_value(&o).unwrap_or_default()
+    }
+
+    /// Renders `o`, reads it back (strict: the result fits the Kubernetes API schema) and
+    /// checks that the same object comes back; returns how many were checked (0 or 1).
+    fn round_trip(o: &Object, node: &str, source: &str) -> usize {
+        if let Object::Pod(p) = o {
+            if p.port.is_none() && p.node.as_deref() == Some(node) {
+                // A Pod of this node without a port gets its addresses from its attachment.
+                return 0;
+            }
+        }
+        let Some(v) = object(o, node) else { return 0 };
+        let text = serde_json::to_string(&v).expect("json");
+        let back = parse(Format::Json, source, &text, node, Validation::Strict)
+            .unwrap_or_else(|e| panic!("{source}: {} does not read back: {e}\n{text}", o.key()));
+        assert_eq!(back.objects.len(), 1, "{source}: {text}");
+        assert_eq!(sayable(&back.objects[0]), sayable(o), "{source}: {}\n{text}", o.key());
+        // Twice: the rendering of what was read is the same document.
+        assert_eq!(object(&back.objects[0], node), Some(v), "{source}: {} renders the same twice", o.key());
+        1
+    }
+
+    #[test]
+    fn the_example_configs_round_trip() {
+        let mut n = 0;
+        for f in ["configs/node-pcap.toml", "configs/node-pcap-geneve.toml"] {
+            let text = std::fs::read_to_string(repo().join(f)).expect(f);
+            let c: Config = toml::from_str(&text).expect(f);
+            let node = c.node.name.clone();
+            let objects = c
+                .namespaces
+                .into_iter()
+                .map(Object::Namespace)
+                .chain(c.pods.into_iter().map(Object::Pod))
+                .chain(c.services.into_iter().map(Object::Service))
+                .chain(c.policies.into_iter().map(Object::NetworkPolicy));
+            for o in objects {
+                n += round_trip(&o, &node, f);
+            }
+        }
+        assert!(n > 10, "only {n} objects checked");
+    }
+
+    #[test]
+    fn the_example_manifests_round_trip() {
+        let mut n = 0;
+        let mut files = vec![repo().join("configs/k8s/web-service.yaml"), repo().join("configs/k8s/web-deny.yaml")];
+        let mut seed: Vec<PathBuf> = std::fs::read_dir(repo().join("configs/k8s/seed"))
+            .expect("seed")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        seed.sort();
+        files.extend(seed);
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("manifest");
+            let source = f.display().to_string();
+            let Ok(p) = parse(Format::Yaml, &source, &text, NODE, Validation::Ignore) else { continue };
+            for o in &p.objects {
+                n += round_trip(o, NODE, &source);
+            }
+        }
+        assert!(n >= 5, "only {n} objects checked");
+    }
+
+    /// Hand-made objects that between them set every field of the model.
+    const EVERY_FIELD: &str = r#"
+[[namespaces]]
+name = "x"
+labels = { team = "blue", "kubernetes.io/metadata.name" = "x" }
+
+[[pods]]
+name = "a"
+namespace = "x"
+port = "pa"
+mac = "02:00:00:00:00:0a"
+ips = ["10.244.1.5", "fd00:244:1::5"]
+labels = { app = "web" }
+container_ports = [{ name = "http", port = 8080 }, { port = 53, protocol = "UDP" }, { name = "s", port = 9, protocol = "SCTP" }]
+ready = false
+
+[[pods]]
+name = "far"
+namespace = "y"
+node = "node-2"
+ips = ["10.244.2.9"]
+
+[[pods]]
+name = "pending"
+node = "node-3"
+ips = []
+
+[[services]]
+name = "lb"
+namespace = "x"
+type = "LoadBalancer"
+cluster_ips = ["10.96.0.10", "fd00:96::10"]
+external_ips = ["192.0.2.10"]
+load_balancer_ips = ["203.0.113.7", "2001:db8::7"]
+load_balancer_source_ranges = ["192.0.2.0/24"]
+session_affinity = "ClientIP"
+affinity_timeout_seconds = 600
+external_traffic_policy = "Local"
+internal_traffic_policy = "Local"
+selector = { app = "web" }
+labels = { tier = "front" }
+health_check_node_port = 32000
+allocate_load_balancer_node_ports = false
+ports = [
+  { name = "http", port = 80, target_port = "http", node_port = 30080 },
+  { name = "dns", port = 53, protocol = "UDP", target_port = 5353 },
+  { name = "plain", port = 81 },
+]
+
+[[services]]
+name = "ext"
+type = "ExternalName"
+external_name = "db.example.com"
+
+[[services]]
+name = "headless"
+cluster_ips = ["None"]
+selector = {}
+external_traffic_policy = "Local"
+
+[[services]]
+name = "np"
+type = "NodePort"
+cluster_ips = ["10.96.0.11"]
+ports = [{ port = 80, node_port = 30081 }]
+
+[[policies]]
+name = "all"
+namespace = "x"
+pod_selector = { match_labels = { app = "web" }, match_expressions = [{ key = "tier", operator = "NotIn", values = ["db"] }, { key = "x", operator = "Exists" }] }
+policy_types = ["Ingress", "Egress"]
+ingress = [
+  { from = [{ pod_selector = { match_labels = { app = "client" } }, namespace_selector = { match_labels = { team = "blue" } } }, { ip_block = { cidr = "10.0.0.0/8", except = ["10.1.0.0/16"] } }], ports = [{ port = "http" }, { protocol = "UDP", port = 1000, end_port = 2000 }] },
+  {},
+]
+egress = [{ to = [{ namespace_selector = {} }], ports = [{ protocol = "SCTP" }] }]
+
+[[policies]]
+name = "default-deny"
+"#;
+
+    #[test]
+    fn every_field_round_trips() {
+        let c: Config = toml::from_str(&format!(
+            "[node]\nname = \"{NODE}\"\nrouter_mac = \"02:00:00:00:00:01\"\nuplink_mac = \"02:00:00:00:00:02\"\n{EVERY_FIELD}"
+        ))
+        .expect("config");
+        let objects: Vec<Object> = c
+            .namespaces
+            .into_iter()
+            .map(Object::Namespace)
+            .chain(c.pods.into_iter().map(Object::Pod))
+            .chain(c.services.into_iter().map(Object::Service))
+            .chain(c.policies.into_iter().map(Object::NetworkPolicy))
+            .collect();
+        let n: usize = objects.iter().map(|o| round_trip(o, NODE, "every field")).sum();
+        assert_eq!(n, objects.len());
+    }
+
+    #[test]
+    fn slices_and_endpoints_round_trip() {
+        let manifests = r#"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, namespace: x, labels: {kubernetes.io/service-name: web}}
+addressType: IPv6
+ports: [{name: http, port: 8080, protocol: TCP}, {name: "", port: 9090}]
+endpoints:
+- addresses: ["fd00::5"]
+  conditions: {ready: false, serving: true, terminating: true}
+  nodeName: node-1
+  targetRef: {kind: Pod, name: a, namespace: x}
+- addresses: ["fd00::6"]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: old, namespace: x}
+subsets:
+- addresses: [{ip: 10.0.0.1, nodeName: node-2, targetRef: {kind: Pod, name: p1, namespace: x}}]
+  notReadyAddresses: [{ip: 10.0.0.2}]
+  ports: [{name: http, port: 80}]
+- addresses: [{ip: 10.0.0.3}]
+  ports: [{name: http, port: 81}]
+"#;
+        let p = parse(Format::Yaml, "slices", manifests, NODE, Validation::Strict).expect("parse");
+        assert_eq!(p.objects.len(), 2);
+        for o in &p.objects {
+            assert_eq!(round_trip(o, NODE, "slices"), 1);
+        }
+    }
+
+    #[test]
+    fn routes_and_ports_have_no_kubernetes_form() {
+        let r = Object::Route(crate::config::RouteConfig { prefix: "10.0.0.0/8".into(), via: "uplink".into(), mac: None });
+        assert!(object(&r, NODE).is_none());
+    }
+
+    #[test]
+    fn nodes_render_with_their_lease() {
+        let n = NodeInfo {
+            name: "node-2".into(),
+            addresses: vec!["192.0.2.2".into()],
+            pod_cidrs: vec!["10.244.2.0/24".into(), "fd00:244:2::/64".into()],
+            tunnel: "vxlan".into(),
+            mac: "02:00:00:00:02:02".into(),
+            lease: Some("held, expires in 9s".into()),
+            local: false,
+        };
+        let v = serde_json::to_value(node(&n)).expect("json");
+        assert_eq!(v["apiVersion"], "v1");
+        assert_eq!(v["kind"], "Node");
+        assert_eq!(v["spec"]["podCIDR"], "10.244.2.0/24");
+        assert_eq!(v["status"]["addresses"][0]["type"], "InternalIP");
+        assert_eq!(v["status"]["conditions"][0]["status"], "True");
+        assert_eq!(v["metadata"]["annotations"][LEASE_ANNOTATION], "held, expires in 9s");
+        let without = serde_json::to_value(node(&NodeInfo { lease: None, local: true, ..n })).expect("json");
+        assert_eq!(without["status"]["conditions"][0]["status"], "True", "this node runs");
     }
 }
