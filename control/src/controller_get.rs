@@ -26,9 +26,10 @@ fn labels_of(v: &Value) -> std::collections::BTreeMap<String, String> {
 }
 
 /// A running Pod's stored form with what its attachment gave it: `spec.nodeName` and
-/// `status.podIP(s)`.
+/// `status.podIP(s)`, when the stored form has none (a Pod that carries its addresses is
+/// printed as stored).
 fn with_running(mut v: Value, p: &PodConfig, node: &str) -> Value {
-    if p.ips.is_empty() {
+    if p.ips.is_empty() || v.pointer("/status/podIPs").is_some() || v.pointer("/status/podIP").is_some() {
         return v;
     }
     let node_name = p.node.clone().or_else(|| p.port.as_ref().map(|_| node.to_string()));
@@ -178,6 +179,27 @@ impl Controller {
             };
             let kubernetes = kubernetes.map(|v| v.to_string());
             objects.push(Listed { key: k.clone(), json, origin: *origin, kubernetes });
+        }
+        if kind == Kind::Pod {
+            // Pods attached by the CNI plugin without a Pod object.
+            let listed: BTreeSet<(String, String)> =
+                objects.iter().map(|o| (o.key.namespace.clone(), o.key.name.clone())).collect();
+            let mut extra: Vec<&PodConfig> = running
+                .values()
+                .filter(|p| !listed.contains(&(p.namespace.clone(), p.name.clone())))
+                .filter(|p| !all.iter().any(|(k, _, _)| k.kind == Kind::Pod && k.namespace == p.namespace && k.name == p.name))
+                .filter(|p| (namespace.is_empty() || p.namespace == namespace) && (name.is_empty() || p.name == name))
+                .collect();
+            extra.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            for p in extra {
+                let o = k8s::Object::Pod(p.clone());
+                objects.push(Listed {
+                    key: o.key(),
+                    json: serde_json::to_string(&o).map_err(unavailable)?,
+                    origin: Origin::Generated,
+                    kubernetes: render::object(&o, &node).map(|v| v.to_string()),
+                });
+            }
         }
         if kind == Kind::EndpointSlice {
             objects.extend(self.generated_slices(st, &all, &running, namespace, &node)?);

@@ -16,7 +16,8 @@ pub enum Origin {
     /// Applied through the API.
     Api,
     /// Written by the daemon for listing only, never stored: the EndpointSlices the
-    /// EndpointSlice controller would write for a Service's selector, the cluster's nodes.
+    /// EndpointSlice controller would write for a Service's selector, the Pods of CNI
+    /// attachments that have no Pod object.
     Generated,
 }
 
@@ -460,7 +461,17 @@ impl Store {
                 return Err(StoreError::Invalid(k.to_string(), "appears twice in one request".into()));
             }
             let manifest = manifests.remove(&k);
-            let same_manifest = self.manifests.get(&k).map(|m| &**m) == manifest.as_ref();
+            let same_manifest = match (self.manifests.get(&k), &manifest) {
+                (Some(m), new) => Some(&**m) == new.as_ref(),
+                (None, None) => true,
+                // An object without a stored form (applied as TOML), applied again as the
+                // Kubernetes form `get` printed for it, is unchanged.
+                (None, Some(new)) => self
+                    .api
+                    .get(&k)
+                    .and_then(|old| crate::k8s::render::object(old, &self.base.node.name))
+                    .is_some_and(|r| r == *new),
+            };
             let action = match self.api.get(&k) {
                 Some(old) if json(old) == json(&o) && same_manifest => Action::Unchanged,
                 Some(_) => Action::Configured,

@@ -169,6 +169,12 @@ pub fn service(s: &ServiceConfig) -> core::Service {
         cluster_ip: s.cluster_ips.first().cloned(),
         cluster_ips: some_vec(&s.cluster_ips),
         ip_families: some_vec(&families),
+        // As the API server defaults it (and the allocator writes it).
+        ip_family_policy: match families.len() {
+            0 => None,
+            1 => Some("SingleStack".into()),
+            _ => Some("RequireDualStack".into()),
+        },
         external_ips: some_vec(&s.external_ips),
         load_balancer_source_ranges: some_vec(&s.load_balancer_source_ranges),
         session_affinity: Some(s.session_affinity.clone()),
@@ -188,13 +194,14 @@ pub fn service(s: &ServiceConfig) -> core::Service {
     let ingress: Vec<core::LoadBalancerIngress> = s
         .load_balancer_ips
         .iter()
-        .map(|ip| core::LoadBalancerIngress { ip: Some(ip.clone()), ..Default::default() })
+        .map(|ip| core::LoadBalancerIngress { ip: Some(ip.clone()), ip_mode: Some("VIP".into()), ..Default::default() })
         .collect();
-    let status = core::ServiceStatus {
-        load_balancer: Some(core::LoadBalancerStatus { ingress: some_vec(&ingress) }),
+    // A status only for a load balancer's addresses (the allocator writes none otherwise).
+    let status = (!ingress.is_empty()).then(|| core::ServiceStatus {
+        load_balancer: Some(core::LoadBalancerStatus { ingress: Some(ingress) }),
         ..Default::default()
-    };
-    core::Service { metadata, spec: Some(spec), status: Some(status) }
+    });
+    core::Service { metadata, spec: Some(spec), status }
 }
 
 fn pod_ref(namespace: &str, pod: &Option<String>) -> Option<core::ObjectReference> {

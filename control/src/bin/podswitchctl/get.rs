@@ -262,10 +262,12 @@ fn pod_row(p: &Pod) -> (Vec<String>, Vec<String>) {
     let status = p.status.clone().unwrap_or_default();
     let ready = status.conditions.iter().flatten().find(|c| c.type_ == "Ready").is_none_or(|c| c.status == "True");
     let containers = p.spec.as_ref().map_or(0, |s| s.containers.len()).max(1);
+    let ip = status.pod_ip.clone().or_else(|| status.pod_ips.iter().flatten().next().map(|i| i.ip.clone()));
     let phase = if p.metadata.deletion_timestamp.is_some() {
         "Terminating".to_string()
     } else {
-        status.phase.clone().unwrap_or_else(|| "Pending".into())
+        // A Pod with an address runs (podswitch forwards to it).
+        status.phase.clone().unwrap_or_else(|| if ip.is_some() { "Running" } else { "Pending" }.into())
     };
     (
         vec![
@@ -275,7 +277,7 @@ fn pod_row(p: &Pod) -> (Vec<String>, Vec<String>) {
             "0".into(),
         ],
         vec![
-            status.pod_ip.clone().unwrap_or_else(|| "<none>".into()),
+            ip.unwrap_or_else(|| "<none>".into()),
             p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| "<none>".into()),
         ],
     )
@@ -308,7 +310,7 @@ fn endpoints_row(e: &Endpoints) -> (Vec<String>, Vec<String>) {
             if ports.is_empty() {
                 out.push(a.ip.clone());
             }
-            out.extend(ports.iter().map(|p| format!("{}:{p}", a.ip)));
+            out.extend(ports.iter().map(|p| host_port(&a.ip, *p)));
         }
     }
     (vec![name(&e.metadata), first_three(out)], vec![])
@@ -331,6 +333,15 @@ fn node_row(n: &Node) -> (Vec<String>, Vec<String>) {
         vec![name(&n.metadata), state.into(), none_if_empty(addrs.join(",")), none_if_empty(cidrs.join(",")), lease],
         vec![tunnel],
     )
+}
+
+/// `address:port`, an IPv6 address in brackets (Go's `net.JoinHostPort`, as kubectl).
+fn host_port(addr: &str, port: i32) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
 }
 
 /// `describe service`: the Service (from `svc`, its listing) and the endpoints of its
@@ -385,7 +396,7 @@ pub fn describe_service(svc: &pb::ListResponse, slices: &pb::ListResponse) -> Re
             for e in sl.endpoints.iter().flatten() {
                 let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
                 if let (true, Some(port)) = (ready, port) {
-                    eps.extend(e.addresses.iter().map(|a| format!("{a}:{port}")));
+                    eps.extend(e.addresses.iter().map(|a| host_port(a, port)));
                 }
             }
         }
@@ -397,8 +408,9 @@ pub fn describe_service(svc: &pb::ListResponse, slices: &pb::ListResponse) -> Re
     {
         add("Session Affinity Timeout", format!("{t}s"));
     }
-    if let Some(p) = &spec.external_traffic_policy {
-        add("External Traffic Policy", p.clone());
+    let external = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    if external || spec.external_traffic_policy.is_some() {
+        add("External Traffic Policy", spec.external_traffic_policy.clone().unwrap_or_else(|| "Cluster".into()));
     }
     add("Internal Traffic Policy", spec.internal_traffic_policy.clone().unwrap_or_else(|| "Cluster".into()));
     if let Some(h) = spec.health_check_node_port {
