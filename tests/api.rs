@@ -373,7 +373,13 @@ fn get_prints_objects_as_kubernetes_writes_them() {
     assert_eq!(code, 0, "{out}{err}");
 
     // Every kind, in YAML and JSON, applies back unchanged.
-    for (kind, format) in [("namespaces", "yaml"), ("pods", "yaml"), ("services", "yaml"), ("services", "json"), ("networkpolicies", "json")] {
+    for (kind, format) in [
+        ("namespaces", "yaml"),
+        ("pods", "yaml"),
+        ("services", "yaml"),
+        ("services", "json"),
+        ("networkpolicies", "json"),
+    ] {
         let (code, out, err) = run(&["get", kind, "-A", "-o", format]);
         assert_eq!(code, 0, "{kind}: {err}");
         let v: serde_json::Value = if format == "yaml" {
@@ -384,7 +390,10 @@ fn get_prints_objects_as_kubernetes_writes_them() {
         assert_eq!((v["apiVersion"].as_str(), v["kind"].as_str()), (Some("v1"), Some("List")), "{out}");
         assert_eq!(v["metadata"]["resourceVersion"], "", "{out}");
         let items = v["items"].as_array().expect("items");
-        assert!(!items.is_empty() && items.iter().all(|i| i["metadata"]["name"].is_string() && i["apiVersion"].is_string()), "{out}");
+        assert!(
+            !items.is_empty() && items.iter().all(|i| i["metadata"]["name"].is_string() && i["apiVersion"].is_string()),
+            "{out}"
+        );
         let f = path(&format!("{kind}.{format}"));
         std::fs::write(&f, &out).expect("write");
         let (code, again, err) = run(&["apply", "-f", &f]);
@@ -399,7 +408,10 @@ fn get_prints_objects_as_kubernetes_writes_them() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_yaml_ng::from_str(&out).expect("yaml");
     assert_eq!((v["kind"].as_str(), v["spec"]["type"].as_str()), (Some("Service"), Some("NodePort")), "{out}");
-    assert!(v["spec"]["ports"][0]["nodePort"].as_u64().is_some_and(|n| (30000..=32767).contains(&n)), "allocated: {out}");
+    assert!(
+        v["spec"]["ports"][0]["nodePort"].as_u64().is_some_and(|n| (30000..=32767).contains(&n)),
+        "allocated: {out}"
+    );
     let (code, out, _) = run(&["get", "svc", "t", "-n", "z", "-o", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -421,8 +433,17 @@ fn get_prints_objects_as_kubernetes_writes_them() {
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].starts_with("NAMESPACE") && lines[0].contains("CLUSTER-IP") && lines[0].contains("PORT(S)"), "{out}");
-    assert!(lines[1].starts_with("x ") && lines[1].contains("NodePort") && lines[1].contains("<none>") && lines[1].contains(":3"), "{out}");
+    assert!(
+        lines[0].starts_with("NAMESPACE") && lines[0].contains("CLUSTER-IP") && lines[0].contains("PORT(S)"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("x ")
+            && lines[1].contains("NodePort")
+            && lines[1].contains("<none>")
+            && lines[1].contains(":3"),
+        "{out}"
+    );
     let (code, _, err) = run(&["get", "pods", "-l", "pod in (a"]);
     assert_eq!(code, 2, "a bad selector is a usage error");
     assert!(err.contains("label selector 'pod in (a'") && err.contains("not closed"), "{err}");
@@ -432,16 +453,25 @@ fn get_prints_objects_as_kubernetes_writes_them() {
 
     // The EndpointSlices the EndpointSlice controller would write for x/sel: one per family,
     // the named target port resolved per pod, a terminating pod's conditions.
-    let (code, out, err) = run(&["get", "endpointslices", "-n", "x", "-l", "kubernetes.io/service-name=sel", "-o", "json"]);
+    let (code, out, err) =
+        run(&["get", "endpointslices", "-n", "x", "-l", "kubernetes.io/service-name=sel", "-o", "json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     let slices = v["items"].as_array().expect("items");
-    assert!(slices.iter().all(|s| s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "endpointslice-controller.k8s.io"), "{out}");
+    assert!(
+        slices
+            .iter()
+            .all(|s| s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
+                == "endpointslice-controller.k8s.io"),
+        "{out}"
+    );
     assert!(slices.iter().all(|s| s["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("sel-"))), "{out}");
     let endpoint = |addr: &str| {
         slices
             .iter()
-            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default().into_iter().map(move |e| (s.clone(), e)))
+            .flat_map(|s| {
+                s["endpoints"].as_array().cloned().unwrap_or_default().into_iter().map(move |e| (s.clone(), e))
+            })
             .find(|(_, e)| e["addresses"][0] == addr)
             .unwrap_or_else(|| panic!("no endpoint {addr}: {out}"))
     };
@@ -458,12 +488,33 @@ fn get_prints_objects_as_kubernetes_writes_them() {
     assert_eq!(sl["addressType"], "IPv6");
     let (code, out, _) = run(&["get", "eps", "-n", "x"]);
     assert_eq!(code, 0);
-    assert!(out.starts_with("NAME") && out.contains("ADDRESSTYPE") && out.contains("IPv6") && out.contains("10.244.1.2"), "{out}");
+    assert!(
+        out.starts_with("NAME") && out.contains("ADDRESSTYPE") && out.contains("IPv6") && out.contains("10.244.1.2"),
+        "{out}"
+    );
 
     // describe service: ports, selector, endpoints with their conditions.
     let (code, out, err) = run(&["describe", "service", "sel", "-n", "x"]);
     assert_eq!(code, 0, "{err}");
-    for want in ["Name:", "sel", "Selector:", "pod=b", "Type:", "NodePort", "TargetPort:", "serve-81-tcp/TCP", "NodePort:", "http  3", "Endpoints:", "10.244.1.2:81", "Session Affinity:", "External Traffic Policy:", "Cluster", "generated", "10.244.2.7  ready=false serving=true terminating=true  node=node-2  pod=d"] {
+    for want in [
+        "Name:",
+        "sel",
+        "Selector:",
+        "pod=b",
+        "Type:",
+        "NodePort",
+        "TargetPort:",
+        "serve-81-tcp/TCP",
+        "NodePort:",
+        "http  3",
+        "Endpoints:",
+        "10.244.1.2:81",
+        "Session Affinity:",
+        "External Traffic Policy:",
+        "Cluster",
+        "generated",
+        "10.244.2.7  ready=false serving=true terminating=true  node=node-2  pod=d",
+    ] {
         assert!(out.contains(want), "describe lacks '{want}':\n{out}");
     }
     let (code, _, err) = run(&["describe", "service", "nope", "-n", "x"]);
@@ -475,8 +526,17 @@ fn get_prints_objects_as_kubernetes_writes_them() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].starts_with("NAME") && lines[0].contains("POD-CIDRS") && lines[0].contains("LEASE"), "{out}");
-    assert!(lines[1].starts_with("node-1") && lines[1].contains("Ready") && lines[1].contains("192.168.77.10,fd00:77::10") && lines[1].contains("10.244.1.0/24,fd00:244:1::/64"), "{out}");
-    assert!(lines[2].starts_with("node-2") && lines[2].contains("Unknown") && lines[2].contains("10.244.2.0/24"), "{out}");
+    assert!(
+        lines[1].starts_with("node-1")
+            && lines[1].contains("Ready")
+            && lines[1].contains("192.168.77.10,fd00:77::10")
+            && lines[1].contains("10.244.1.0/24,fd00:244:1::/64"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("node-2") && lines[2].contains("Unknown") && lines[2].contains("10.244.2.0/24"),
+        "{out}"
+    );
     let (code, out, _) = run(&["get", "node", "node-2", "-o", "yaml"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_yaml_ng::from_str(&out).expect("yaml");

@@ -187,7 +187,9 @@ impl Controller {
             let mut extra: Vec<&PodConfig> = running
                 .values()
                 .filter(|p| !listed.contains(&(p.namespace.clone(), p.name.clone())))
-                .filter(|p| !all.iter().any(|(k, _, _)| k.kind == Kind::Pod && k.namespace == p.namespace && k.name == p.name))
+                .filter(|p| {
+                    !all.iter().any(|(k, _, _)| k.kind == Kind::Pod && k.namespace == p.namespace && k.name == p.name)
+                })
                 .filter(|p| (namespace.is_empty() || p.namespace == namespace) && (name.is_empty() || p.name == name))
                 .collect();
             extra.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -230,9 +232,8 @@ impl Controller {
             .map(|p| {
                 let key = Key { kind: Kind::Pod, namespace: p.namespace.clone(), name: p.name.clone() };
                 let m = st.store.manifest(&key);
-                let terminating = m.as_ref().is_some_and(|m| {
-                    m.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
-                });
+                let terminating =
+                    m.as_ref().is_some_and(|m| m.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()));
                 let ready = match &m {
                     Some(m) => m
                         .pointer("/status/conditions")

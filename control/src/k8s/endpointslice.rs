@@ -218,7 +218,8 @@ mod tests {
             .and_then(|e| e.conditions.clone())
             .expect("b");
         assert_eq!((term.ready, term.serving, term.terminating), (Some(false), Some(true), Some(true)));
-        let b_slice = out.iter().find(|s| s.endpoints.iter().flatten().any(|e| e.addresses == ["10.244.1.3"])).expect("b");
+        let b_slice =
+            out.iter().find(|s| s.endpoints.iter().flatten().any(|e| e.addresses == ["10.244.1.3"])).expect("b");
         assert_eq!(b_slice.ports.as_ref().and_then(|p| p[0].port), Some(9090));
         let labels = b_slice.metadata.labels.clone().unwrap_or_default();
         assert_eq!(labels.get(SERVICE_NAME_LABEL).map(String::as_str), Some("web"));

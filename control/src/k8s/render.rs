@@ -217,8 +217,7 @@ fn pod_ref(namespace: &str, pod: &Option<String>) -> Option<core::ObjectReferenc
 /// (IPv4 when there is none), one address per endpoint, its conditions, node and Pod; the
 /// ports of its endpoints (every endpoint of a slice read from Kubernetes has the slice's).
 pub fn endpoint_slice(s: &Slice) -> discovery::EndpointSlice {
-    let address_type =
-        s.endpoints.iter().find_map(|e| e.ip.as_deref().and_then(family)).unwrap_or("IPv4").to_string();
+    let address_type = s.endpoints.iter().find_map(|e| e.ip.as_deref().and_then(family)).unwrap_or("IPv4").to_string();
     let mut ports: BTreeMap<String, u16> = BTreeMap::new();
     for e in &s.endpoints {
         ports.extend(e.ports.iter().map(|(k, v)| (k.clone(), *v)));
@@ -660,7 +659,8 @@ subsets:
 
     #[test]
     fn routes_and_ports_have_no_kubernetes_form() {
-        let r = Object::Route(crate::config::RouteConfig { prefix: "10.0.0.0/8".into(), via: "uplink".into(), mac: None });
+        let r =
+            Object::Route(crate::config::RouteConfig { prefix: "10.0.0.0/8".into(), via: "uplink".into(), mac: None });
         assert!(object(&r, NODE).is_none());
     }
 

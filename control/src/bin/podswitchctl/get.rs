@@ -270,12 +270,7 @@ fn pod_row(p: &Pod) -> (Vec<String>, Vec<String>) {
         status.phase.clone().unwrap_or_else(|| if ip.is_some() { "Running" } else { "Pending" }.into())
     };
     (
-        vec![
-            name(&p.metadata),
-            format!("{}/{containers}", if ready { containers } else { 0 }),
-            phase,
-            "0".into(),
-        ],
+        vec![name(&p.metadata), format!("{}/{containers}", if ready { containers } else { 0 }), phase, "0".into()],
         vec![
             ip.unwrap_or_else(|| "<none>".into()),
             p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| "<none>".into()),
@@ -296,7 +291,8 @@ fn first_three(v: Vec<String>) -> String {
 }
 
 fn slice_row(s: &EndpointSlice) -> (Vec<String>, Vec<String>) {
-    let ports: Vec<String> = s.ports.iter().flatten().map(|p| p.port.map_or("<unset>".into(), |n| n.to_string())).collect();
+    let ports: Vec<String> =
+        s.ports.iter().flatten().map(|p| p.port.map_or("<unset>".into(), |n| n.to_string())).collect();
     let addrs: Vec<String> = s.endpoints.iter().flatten().flat_map(|e| e.addresses.iter().cloned()).collect();
     let ports = if ports.is_empty() { "<unset>".to_string() } else { ports.join(",") };
     (vec![name(&s.metadata), s.address_type.clone(), ports, first_three(addrs)], vec![])
@@ -438,12 +434,7 @@ pub fn describe_service(svc: &pb::ListResponse, slices: &pb::ListResponse) -> Re
                 )
             })
             .collect();
-        println!(
-            "  {} ({}, {origin}): ports {}",
-            name(&sl.metadata),
-            sl.address_type,
-            none_if_empty(ports.join(" "))
-        );
+        println!("  {} ({}, {origin}): ports {}", name(&sl.metadata), sl.address_type, none_if_empty(ports.join(" ")));
         if sl.endpoints.as_ref().is_none_or(Vec::is_empty) {
             println!("    <no endpoints>");
         }
@@ -451,12 +442,8 @@ pub fn describe_service(svc: &pb::ListResponse, slices: &pb::ListResponse) -> Re
             let c = e.conditions.clone().unwrap_or_default();
             let b = |x: Option<bool>, d: bool| x.unwrap_or(d).to_string();
             let ready = c.ready.unwrap_or(true);
-            let pod = e
-                .target_ref
-                .as_ref()
-                .and_then(|r| r.name.clone())
-                .map(|n| format!("  pod={n}"))
-                .unwrap_or_default();
+            let pod =
+                e.target_ref.as_ref().and_then(|r| r.name.clone()).map(|n| format!("  pod={n}")).unwrap_or_default();
             println!(
                 "    {}  ready={} serving={} terminating={}  node={}{pod}",
                 e.addresses.join(","),
