@@ -81,7 +81,8 @@ impl Controller {
     /// Objects of one kind (any name kubectl takes, `nodes` too) in `namespace` (empty: all;
     /// ignored for kinds without namespaces), named `name` (empty: all), whose labels match
     /// `selector` (kubectl's `-l` syntax; empty: all). EndpointSlices include those generated
-    /// for Services with a selector and no slices of their own (origin `generated`). Each
+    /// for Services without slices of their own, from their selector or their inline
+    /// endpoints (origin `generated`). Each
     /// object comes with its Kubernetes form, except routes and ports (Kubernetes has none).
     pub fn list_selected(&self, kind: &str, namespace: &str, name: &str, selector: &str) -> Result<Listing, Refusal> {
         let kind = Kind::parse(kind).ok_or_else(|| {
@@ -209,8 +210,9 @@ impl Controller {
         Ok(objects)
     }
 
-    /// The EndpointSlices of Services that have a selector and neither slices nor endpoints
-    /// of their own, as the EndpointSlice controller would write them.
+    /// The EndpointSlices of Services without slices of their own: for a selector, as the
+    /// EndpointSlice controller would write them; for the model's inline endpoints (TOML),
+    /// the slices that say the same.
     fn generated_slices(
         &self,
         st: &State,
@@ -250,12 +252,16 @@ impl Controller {
         for (_, o, _) in all {
             let k8s::Object::Service(s) = o else { continue };
             if (!namespace.is_empty() && s.namespace != namespace)
-                || !s.endpoints.is_empty()
                 || has_slices.contains(&(s.namespace.as_str(), s.name.as_str()))
             {
                 continue;
             }
-            for slice in endpointslice::generate(s, &states) {
+            let generated = if s.endpoints.is_empty() {
+                endpointslice::generate(s, &states)
+            } else {
+                endpointslice::from_endpoints(s, &states)
+            };
+            for slice in generated {
                 let v = serde_json::to_value(&slice).map_err(|e| Refusal::Unavailable(e.to_string()))?;
                 let text = v.to_string();
                 // The model's form, read back as any applied slice is.

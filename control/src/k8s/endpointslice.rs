@@ -78,7 +78,7 @@ pub fn generate(s: &ServiceConfig, pods: &[PodState<'_>]) -> Vec<EndpointSlice> 
         return Vec::new();
     }
     // (family, ports) -> endpoints
-    let mut groups: BTreeMap<(&'static str, Vec<ResolvedPort>), Vec<Endpoint>> = BTreeMap::new();
+    let mut groups = Groups::new();
     for st in pods {
         let p = st.pod;
         if p.namespace != s.namespace || !sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)) {
@@ -106,10 +106,7 @@ pub fn generate(s: &ServiceConfig, pods: &[PodState<'_>]) -> Vec<EndpointSlice> 
             });
         }
     }
-    let labels = BTreeMap::from([
-        (SERVICE_NAME_LABEL.to_string(), s.name.clone()),
-        (MANAGED_BY_LABEL.to_string(), ENDPOINTSLICE_CONTROLLER.to_string()),
-    ]);
+    let managed_by = ENDPOINTSLICE_CONTROLLER;
     if groups.is_empty() {
         // No pod selected: the controller keeps one placeholder slice without endpoints or
         // ports, of the Service's first family.
@@ -118,7 +115,7 @@ pub fn generate(s: &ServiceConfig, pods: &[PodState<'_>]) -> Vec<EndpointSlice> 
             metadata: ObjectMeta {
                 name: Some(format!("{}-{}", s.name, suffix(family))),
                 namespace: Some(s.namespace.clone()),
-                labels: Some(labels),
+                labels: Some(labels(s, managed_by)),
                 ..Default::default()
             },
             address_type: family.to_string(),
@@ -126,6 +123,22 @@ pub fn generate(s: &ServiceConfig, pods: &[PodState<'_>]) -> Vec<EndpointSlice> 
             ports: None,
         }];
     }
+    slices(s, groups, managed_by)
+}
+
+/// The labels of a slice of `s`.
+fn labels(s: &ServiceConfig, managed_by: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (SERVICE_NAME_LABEL.to_string(), s.name.clone()),
+        (MANAGED_BY_LABEL.to_string(), managed_by.to_string()),
+    ])
+}
+
+/// Endpoints grouped by (family, ports).
+type Groups = BTreeMap<(&'static str, Vec<ResolvedPort>), Vec<Endpoint>>;
+
+/// One slice per group, named by it, sorted by name.
+fn slices(s: &ServiceConfig, groups: Groups, managed_by: &str) -> Vec<EndpointSlice> {
     let mut out: Vec<EndpointSlice> = groups
         .into_iter()
         .map(|((family, ports), endpoints)| {
@@ -137,7 +150,7 @@ pub fn generate(s: &ServiceConfig, pods: &[PodState<'_>]) -> Vec<EndpointSlice> 
                 metadata: ObjectMeta {
                     name: Some(format!("{}-{}", s.name, suffix(&key))),
                     namespace: Some(s.namespace.clone()),
-                    labels: Some(labels.clone()),
+                    labels: Some(labels(s, managed_by)),
                     ..Default::default()
                 },
                 address_type: family.to_string(),
@@ -158,6 +171,68 @@ pub fn generate(s: &ServiceConfig, pods: &[PodState<'_>]) -> Vec<EndpointSlice> 
         .collect();
     out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     out
+}
+
+/// What labels the slices of a Service's own endpoints (the config model's inline
+/// `endpoints`) as their manager.
+pub const MODEL_MANAGER: &str = "podswitch.io";
+
+/// The slices of a Service's inline endpoints (`ServiceConfig.endpoints`, the TOML model's),
+/// as the builder reads them: an endpoint's address is its `ip` or its pod's, its node its
+/// `node` or its pod's; a port it lists (`ports`) wins over the Service's target port, and
+/// one it does not list is left out when `listed_ports_only`; a named target port resolves
+/// through the pod's container ports. Labelled as managed by [`MODEL_MANAGER`].
+pub fn from_endpoints(s: &ServiceConfig, pods: &[PodState<'_>]) -> Vec<EndpointSlice> {
+    let mut groups = Groups::new();
+    for e in &s.endpoints {
+        let pod = e.pod.as_ref().and_then(|n| pods.iter().find(|p| p.pod.namespace == s.namespace && p.pod.name == *n));
+        let ips: Vec<String> = match (&e.ip, pod) {
+            (Some(ip), _) => vec![ip.clone()],
+            (None, Some(p)) => p.pod.ips.clone(),
+            (None, None) => continue,
+        };
+        let ports: Vec<ResolvedPort> = s
+            .ports
+            .iter()
+            .filter_map(|p| {
+                let name = p.name.clone().unwrap_or_default();
+                let port = match (e.ports.get(&name), &p.target_port) {
+                    (Some(n), _) => *n,
+                    (None, _) if e.listed_ports_only => return None,
+                    (None, None) => p.port,
+                    (None, Some(PortRef::Number(n))) => *n,
+                    (None, Some(PortRef::Name(n))) => {
+                        pod?.pod
+                            .container_ports
+                            .iter()
+                            .find(|c| c.name.as_deref() == Some(n.as_str()) && c.protocol == p.protocol)?
+                            .port
+                    }
+                };
+                Some((name, port, p.protocol.clone()))
+            })
+            .collect();
+        for family in ["IPv4", "IPv6"] {
+            let Some(ip) = ips.iter().find(|ip| super::render::family(ip) == Some(family)) else { continue };
+            groups.entry((family, ports.clone())).or_default().push(Endpoint {
+                addresses: vec![ip.clone()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(e.ready),
+                    serving: Some(e.serving),
+                    terminating: Some(e.terminating),
+                }),
+                node_name: e.node.clone().or_else(|| pod.and_then(|p| p.node_name.clone())),
+                target_ref: e.pod.as_ref().map(|n| ObjectReference {
+                    kind: Some("Pod".into()),
+                    namespace: Some(s.namespace.clone()),
+                    name: Some(n.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    slices(s, groups, MODEL_MANAGER)
 }
 
 #[cfg(test)]
@@ -224,6 +299,37 @@ mod tests {
         let labels = b_slice.metadata.labels.clone().unwrap_or_default();
         assert_eq!(labels.get(SERVICE_NAME_LABEL).map(String::as_str), Some("web"));
         assert_eq!(labels.get(MANAGED_BY_LABEL).map(String::as_str), Some(ENDPOINTSLICE_CONTROLLER));
+    }
+
+    #[test]
+    fn inline_endpoints_become_slices() {
+        let a = pod("a", &["10.244.1.2", "fd00::2"], "web", 8080);
+        let states = [PodState { pod: &a, node_name: Some("n1".into()), ready: true, terminating: false }];
+        let mut s = svc();
+        s.endpoints = toml::from_str::<crate::config::ServiceConfig>(
+            "name = \"w\"\n[[endpoints]]\npod = \"a\"\n[[endpoints]]\nip = \"10.0.0.9\"\nnode = \"n2\"\nready = false\nports = { http = 7000 }\n",
+        )
+        .expect("endpoints")
+        .endpoints;
+        let out = from_endpoints(&s, &states);
+        assert_eq!(out.len(), 3, "{out:?}");
+        let find = |addr: &str| {
+            out.iter()
+                .find_map(|sl| {
+                    let e = sl.endpoints.iter().flatten().find(|e| e.addresses == [addr])?;
+                    Some((sl.clone(), e.clone()))
+                })
+                .unwrap_or_else(|| panic!("{addr}: {out:?}"))
+        };
+        let (sl, e) = find("10.244.1.2");
+        assert_eq!(sl.ports.as_ref().and_then(|p| p[0].port), Some(8080), "named target port through the pod");
+        assert_eq!(e.node_name.as_deref(), Some("n1"));
+        let (sl, e) = find("10.0.0.9");
+        assert_eq!(sl.ports.as_ref().and_then(|p| p[0].port), Some(7000));
+        assert_eq!(e.conditions.and_then(|c| c.ready), Some(false));
+        find("fd00::2");
+        let labels = sl.metadata.labels.unwrap_or_default();
+        assert_eq!(labels.get(MANAGED_BY_LABEL).map(String::as_str), Some(MODEL_MANAGER));
     }
 
     #[test]
