@@ -166,6 +166,25 @@ fn cni_add_check_del_and_gc_over_the_socket() {
         let v: serde_json::Value = serde_json::from_str(&listed.objects[0].json).expect("json");
         assert_eq!((v["ips"][0].as_str(), v["port"].as_str()), (Some("10.244.1.10"), Some("psw1")), "{v}");
         assert_eq!(v["labels"]["app"], "shop");
+        // Its Kubernetes form is the stored one with the attachment's node and addresses, and
+        // applies back unchanged (a Pod's status is not compared by apply).
+        let k: serde_json::Value = serde_json::from_str(&listed.objects[0].kubernetes).expect("kubernetes form");
+        assert_eq!((k["spec"]["nodeName"].as_str(), k["status"]["podIP"].as_str()), (Some("node-1"), Some("10.244.1.10")), "{k}");
+        let again = c
+            .apply(pb::ApplyRequest { manifests: vec![pb::Manifest { format: "json".into(), source: "get".into(), content: k.to_string() }], ..Default::default() })
+            .await
+            .expect("apply what get printed")
+            .into_inner();
+        assert_eq!(again.changes[0].action, "unchanged", "{again:?}");
+        // A pod attached without a Pod object is listed too, rendered from its attachment.
+        let web2 = c
+            .list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web2".into(), ..Default::default() })
+            .await
+            .expect("list the attached pod")
+            .into_inner();
+        assert_eq!(web2.objects[0].origin, "generated");
+        let k: serde_json::Value = serde_json::from_str(&web2.objects[0].kubernetes).expect("kubernetes form");
+        assert_eq!((k["kind"].as_str(), k["status"]["podIP"].as_str()), (Some("Pod"), Some("10.244.1.11")), "{k}");
         let ports = c.list(pb::ListRequest { kind: "ports".into(), ..Default::default() }).await.expect("list").into_inner();
         assert_eq!(ports.objects.len(), 2);
 

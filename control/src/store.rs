@@ -75,6 +75,30 @@ struct Journal {
     base: Option<Config>,
 }
 
+/// Whether two Kubernetes forms of one object are the same for `apply`. Of a Pod, `status`
+/// is not compared (it is the kubelet's, a subresource `kubectl apply` does not change), nor
+/// a `spec.nodeName` naming this node (`node`), which means what its absence means (the Pod
+/// binds to its attachment here): `get` prints a running Pod with both, from its attachment,
+/// and that output applies unchanged.
+fn same_form(kind: Kind, node: &str, a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    if kind != Kind::Pod {
+        return a == b;
+    }
+    let normal = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("status");
+            if let Some(spec) = m.get_mut("spec").and_then(serde_json::Value::as_object_mut) {
+                if spec.get("nodeName").and_then(serde_json::Value::as_str) == Some(node) {
+                    spec.remove("nodeName");
+                }
+            }
+        }
+        v
+    };
+    normal(a) == normal(b)
+}
+
 /// File objects plus API objects.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
@@ -462,7 +486,8 @@ impl Store {
             }
             let manifest = manifests.remove(&k);
             let same_manifest = match (self.manifests.get(&k), &manifest) {
-                (Some(m), new) => Some(&**m) == new.as_ref(),
+                (Some(m), Some(new)) => same_form(k.kind, &self.base.node.name, m, new),
+                (Some(_), None) => false,
                 (None, None) => true,
                 // An object without a stored form (applied as TOML), applied again as the
                 // Kubernetes form `get` printed for it, is unchanged.

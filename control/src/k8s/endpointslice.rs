@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 /// A pod as the EndpointSlice controller sees it.
 #[derive(Debug, Clone)]
 pub struct PodState<'a> {
+    /// The pod as the builder has it (a running pod with its attachment's addresses).
     pub pod: &'a PodConfig,
     /// The node it runs on (`spec.nodeName`): this node's name for a pod with a port.
     pub node_name: Option<String>,

@@ -371,6 +371,7 @@ pub fn policy(p: &PolicyConfig) -> networking::NetworkPolicy {
 /// A node of the cluster as `get nodes` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeInfo {
+    /// `metadata.name`.
     pub name: String,
     /// Its addresses on the underlay (`status.addresses`, type InternalIP).
     pub addresses: Vec<String>,

@@ -25,7 +25,9 @@ pub struct Selector(pub Vec<Requirement>);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("label selector '{selector}': {message}")]
 pub struct SelectorError {
+    /// The selector as given.
     pub selector: String,
+    /// What is wrong, naming the requirement.
     pub message: String,
 }
 
@@ -63,6 +65,7 @@ impl Selector {
         })
     }
 
+    /// Whether it has no requirement (it matches everything).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
