@@ -447,6 +447,8 @@ fn get_prints_objects_as_kubernetes_writes_them() {
     let (code, _, err) = run(&["get", "pods", "-l", "pod in (a"]);
     assert_eq!(code, 2, "a bad selector is a usage error");
     assert!(err.contains("label selector 'pod in (a'") && err.contains("not closed"), "{err}");
+    let (code, _, err) = run(&["get", "svc", "web", "-n", "x", "-l", "a=b"]);
+    assert_eq!(code, 2, "{err}");
     let (code, out, err) = run(&["get", "svc"]);
     assert_eq!((code, out.as_str()), (0, ""));
     assert!(err.contains("No resources found in default namespace."), "{err}");

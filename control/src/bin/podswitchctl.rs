@@ -338,6 +338,12 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             })?;
             control::k8s::selector::Selector::parse(&selector).map_err(|e| Fail(2, e.to_string()))?;
             let named = name.is_some();
+            if named && !selector.trim().is_empty() {
+                return Err(Fail(
+                    2,
+                    "a name and a label selector (-l) cannot be given together, as with kubectl".into(),
+                ));
+            }
             let req = pb::ListRequest {
                 kind: kind.clone(),
                 namespace: if all_namespaces { String::new() } else { namespace.clone() },
