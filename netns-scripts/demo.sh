@@ -67,7 +67,7 @@ cluster exec client iperf3 -c 10.96.0.11 -t 2 | tail -4 | head -2
 
 say "podswitchctl: apply a Kubernetes Service (configs/k8s/web-service.yaml)"
 ctl apply -f configs/k8s/web-service.yaml
-ctl get services -o wide
+ctl get services -A -o wide
 for _ in $(seq 6); do cluster exec client curl -s --max-time 3 http://10.96.0.30/; done | sort | uniq -c
 
 say "podswitchctl trace tcp 10.244.1.10:40000 to 10.96.0.30:80"
@@ -131,7 +131,7 @@ done
 for c in buyer stranger; do pm run -d --name $c --network podswitch localhost/pswdemo:1 sleep 600 >/dev/null; done
 pm exec buyer ip -4 addr show eth0 | grep inet
 ctl port list
-ctl get pods
+ctl get pods -A -o wide
 say "buyer -> ClusterIP 10.96.0.50 (its endpoints are the shop containers), eight requests"
 for _ in $(seq 8); do pm exec buyer timeout 3 wget -qO- http://10.96.0.50/ || true; done | sort | uniq -c
 say "NetworkPolicy: shop takes traffic from app=buyer only"

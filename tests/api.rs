@@ -98,7 +98,7 @@ fn every_call_over_the_socket() {
         let dry = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: true, ..Default::default() }).await.expect("dry run").into_inner();
         assert_eq!(dry.generation, g0);
         assert_eq!(dry.changes.len(), 2);
-        assert!(c.list(pb::ListRequest { kind: "svc".into(), namespace: "y".into(), name: "api".into() }).await.is_err());
+        assert!(c.list(pb::ListRequest { kind: "svc".into(), namespace: "y".into(), name: "api".into(), ..Default::default() }).await.is_err());
         let r = c.apply(pb::ApplyRequest { manifests: m.clone(), dry_run: false, ..Default::default() }).await.expect("apply").into_inner();
         assert_eq!(r.generation, g0 + 1);
         assert!(r.changes.iter().all(|ch| ch.action == "created"), "{:?}", r.changes);
@@ -113,7 +113,7 @@ fn every_call_over_the_socket() {
         assert_eq!(l.objects.len(), 2);
         let routes = c.list(pb::ListRequest { kind: "routes".into(), ..Default::default() }).await.expect("routes").into_inner();
         assert!(routes.objects.iter().any(|o| o.json.contains("10.99.0.0/16")));
-        let e = c.list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "nope".into() }).await.expect_err("missing");
+        let e = c.list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "nope".into(), ..Default::default() }).await.expect_err("missing");
         assert_eq!(e.code(), Code::NotFound);
 
         // Routes through their own calls.
@@ -257,11 +257,16 @@ fn podswitchctl_exit_codes_and_output() {
     assert!(out.contains("service z/cli created"), "{out}");
     let (code, out, _) = run(&["get", "svc", "-n", "z", "-o", "wide"]);
     assert_eq!(code, 0);
-    assert!(out.contains("cli") && out.contains("10.96.2.2") && out.contains("pod=c") && out.contains("api"), "{out}");
+    assert!(out.contains("cli") && out.contains("10.96.2.2") && out.contains("pod=c"), "{out}");
     let (code, out, _) = run(&["get", "svc", "cli", "-n", "z", "-o", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json output");
+    assert_eq!((v["kind"].as_str(), v["spec"]["clusterIPs"][0].as_str()), (Some("Service"), Some("10.96.2.2")), "{v}");
+    let (code, out, _) = run(&["get", "svc", "cli", "-n", "z", "-o", "model"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json output");
     assert_eq!(v["items"][0]["spec"]["cluster_ips"][0], "10.96.2.2");
+    assert_eq!(v["items"][0]["origin"], "api");
     let bad = dir.0.join("bad.yaml");
     std::fs::write(
         &bad,
@@ -284,10 +289,10 @@ fn podswitchctl_exit_codes_and_output() {
     assert!(out.contains("namespace w1 created") && out.contains("route 10.97.0.0/16 created"), "{out}");
     let (code, out, _) = run(&["get", "ns", "-o", "yaml"]);
     assert_eq!(code, 0);
-    assert!(out.contains("name: w1") && out.contains("origin: api"), "{out}");
-    let (code, out, _) = run(&["get", "pods", "-n", "x"]);
+    assert!(out.contains("kind: List") && out.contains("name: w1"), "{out}");
+    let (code, out, _) = run(&["get", "pods", "-n", "x", "-o", "wide"]);
     assert_eq!(code, 0);
-    assert!(out.lines().count() == 4 && out.contains("10.244.1.1"), "{out}");
+    assert!(out.lines().count() == 4 && out.contains("10.244.1.1") && out.contains("node-1"), "{out}");
     let (code, out, _) = run(&["trace", "tcp", "10.244.1.5:40000", "->", "10.96.2.2:80"]);
     assert_eq!(code, 0);
     assert!(out.contains("FORWARDED (z-c)"), "{out}");
@@ -313,6 +318,232 @@ fn podswitchctl_exit_codes_and_output() {
     assert_eq!(o.status.code(), Some(3), "unreachable daemon");
     let o = Command::new(&ctl).args(["frobnicate"]).output().expect("run");
     assert_eq!(o.status.code(), Some(2), "usage error");
+}
+
+const GET_OBJECTS: &str = "apiVersion: v1
+kind: Service
+metadata: {name: sel, namespace: x, labels: {tier: front}}
+spec:
+  type: NodePort
+  selector: {pod: b}
+  ports: [{name: http, port: 80, targetPort: serve-81-tcp}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: d, namespace: x, labels: {pod: b}, deletionTimestamp: \"2026-01-01T00:00:00Z\"}
+spec: {nodeName: node-2, containers: [{name: c, ports: [{name: serve-81-tcp, containerPort: 8081}]}]}
+status: {podIP: 10.244.2.7, conditions: [{type: Ready, status: \"True\"}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: np, namespace: y}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  ingress: [{from: [{podSelector: {}}]}]
+";
+
+/// `get` prints objects as Kubernetes writes them and its output applies unchanged; `-o
+/// name`, `-l`, `-A`, the default namespace, generated EndpointSlices, `describe service`,
+/// `get nodes`.
+#[test]
+fn get_prints_objects_as_kubernetes_writes_them() {
+    let s = server("api-get");
+    let ctl = ctl();
+    let run = |args: &[&str]| {
+        let o = Command::new(&ctl).arg("--socket").arg(&s.socket).args(args).output().expect("run podswitchctl");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let dir = podswitch_tests::Scratch::new("api-get-files");
+    let path = |f: &str| dir.0.join(f).to_str().expect("path").to_string();
+    std::fs::write(path("objects.yaml"), GET_OBJECTS).expect("write");
+    let (code, out, err) = run(&["apply", "-f", &path("objects.yaml")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("service x/sel created") && out.contains("pod x/d created"), "{out}");
+    // An object without a stored Kubernetes form (applied as TOML): rendered from the model.
+    std::fs::write(
+        path("t.toml"),
+        "[[services]]\nname = \"t\"\nnamespace = \"z\"\ncluster_ips = [\"10.96.3.3\"]\nselector = { pod = \"c\" }\nports = [{ port = 80, name = \"web\" }]\n",
+    )
+    .expect("write");
+    let (code, out, err) = run(&["apply", "-f", &path("t.toml")]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Every kind, in YAML and JSON, applies back unchanged.
+    for (kind, format) in [
+        ("namespaces", "yaml"),
+        ("pods", "yaml"),
+        ("services", "yaml"),
+        ("services", "json"),
+        ("networkpolicies", "json"),
+    ] {
+        let (code, out, err) = run(&["get", kind, "-A", "-o", format]);
+        assert_eq!(code, 0, "{kind}: {err}");
+        let v: serde_json::Value = if format == "yaml" {
+            serde_yaml_ng::from_str(&out).expect("yaml")
+        } else {
+            serde_json::from_str(&out).expect("json")
+        };
+        assert_eq!((v["apiVersion"].as_str(), v["kind"].as_str()), (Some("v1"), Some("List")), "{out}");
+        assert_eq!(v["metadata"]["resourceVersion"], "", "{out}");
+        let items = v["items"].as_array().expect("items");
+        assert!(
+            !items.is_empty() && items.iter().all(|i| i["metadata"]["name"].is_string() && i["apiVersion"].is_string()),
+            "{out}"
+        );
+        let f = path(&format!("{kind}.{format}"));
+        std::fs::write(&f, &out).expect("write");
+        let (code, again, err) = run(&["apply", "-f", &f]);
+        assert_eq!(code, 0, "{kind}: {err}\n{out}");
+        let changes: Vec<&str> = again.lines().filter(|l| !l.starts_with("generation")).collect();
+        assert_eq!(changes.len(), items.len(), "{again}");
+        assert!(changes.iter().all(|l| l.ends_with(" unchanged")), "{kind} -o {format} re-applied:\n{again}\n{out}");
+    }
+
+    // A named get prints the one object; the TOML one as Kubernetes would.
+    let (code, out, _) = run(&["get", "svc", "sel", "-n", "x", "-o", "yaml"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_yaml_ng::from_str(&out).expect("yaml");
+    assert_eq!((v["kind"].as_str(), v["spec"]["type"].as_str()), (Some("Service"), Some("NodePort")), "{out}");
+    assert!(
+        v["spec"]["ports"][0]["nodePort"].as_u64().is_some_and(|n| (30000..=32767).contains(&n)),
+        "allocated: {out}"
+    );
+    let (code, out, _) = run(&["get", "svc", "t", "-n", "z", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["spec"]["clusterIP"], "10.96.3.3", "{out}");
+    assert_eq!(v["spec"]["selector"]["pod"], "c", "{out}");
+
+    // -o name, -l, -A, the default namespace (as delete's).
+    let (code, out, _) = run(&["get", "svc", "-n", "x", "-o", "name"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "service/sel\nservice/web\n");
+    let (code, out, _) = run(&["get", "pods", "-A", "-l", "pod=b", "-o", "name"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "pod/b\npod/d\npod/b\npod/b\n", "x/b, x/d, y/b, z/b");
+    let (code, out, _) = run(&["get", "pods", "-n", "x", "-l", "pod in (a,b),pod!=b", "-o", "name"]);
+    assert_eq!((code, out.as_str()), (0, "pod/a\n"));
+    let (code, out, _) = run(&["get", "netpol", "-A", "-l", "!tier", "-o", "name"]);
+    assert_eq!((code, out.as_str()), (0, "networkpolicy.networking.k8s.io/np\n"));
+    let (code, out, _) = run(&["get", "svc", "-A", "-l", "tier=front"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("NAMESPACE") && lines[0].contains("CLUSTER-IP") && lines[0].contains("PORT(S)"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("x ")
+            && lines[1].contains("NodePort")
+            && lines[1].contains("<none>")
+            && lines[1].contains(":3"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["get", "pods", "-l", "pod in (a"]);
+    assert_eq!(code, 2, "a bad selector is a usage error");
+    assert!(err.contains("label selector 'pod in (a'") && err.contains("not closed"), "{err}");
+    let (code, _, err) = run(&["get", "svc", "web", "-n", "x", "-l", "a=b"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = run(&["get", "svc"]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert!(err.contains("No resources found in default namespace."), "{err}");
+
+    // The EndpointSlices the EndpointSlice controller would write for x/sel: one per family,
+    // the named target port resolved per pod, a terminating pod's conditions.
+    let (code, out, err) =
+        run(&["get", "endpointslices", "-n", "x", "-l", "kubernetes.io/service-name=sel", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let slices = v["items"].as_array().expect("items");
+    assert!(
+        slices
+            .iter()
+            .all(|s| s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
+                == "endpointslice-controller.k8s.io"),
+        "{out}"
+    );
+    assert!(slices.iter().all(|s| s["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("sel-"))), "{out}");
+    let endpoint = |addr: &str| {
+        slices
+            .iter()
+            .flat_map(|s| {
+                s["endpoints"].as_array().cloned().unwrap_or_default().into_iter().map(move |e| (s.clone(), e))
+            })
+            .find(|(_, e)| e["addresses"][0] == addr)
+            .unwrap_or_else(|| panic!("no endpoint {addr}: {out}"))
+    };
+    let (sl, b) = endpoint("10.244.1.2");
+    assert_eq!(sl["addressType"], "IPv4");
+    assert_eq!(sl["ports"][0]["port"], 81, "serve-81-tcp of x/b");
+    assert_eq!(b["conditions"], serde_json::json!({"ready": true, "serving": true, "terminating": false}));
+    assert_eq!((b["nodeName"].as_str(), b["targetRef"]["name"].as_str()), (Some("node-1"), Some("b")));
+    let (sl, d) = endpoint("10.244.2.7");
+    assert_eq!(sl["ports"][0]["port"], 8081, "serve-81-tcp of x/d");
+    assert_eq!(d["conditions"], serde_json::json!({"ready": false, "serving": true, "terminating": true}));
+    assert_eq!(d["nodeName"], "node-2");
+    let (sl, _) = endpoint("fd00:244:1::2");
+    assert_eq!(sl["addressType"], "IPv6");
+    let (code, out, _) = run(&["get", "eps", "-n", "x"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("NAME") && out.contains("ADDRESSTYPE") && out.contains("IPv6") && out.contains("10.244.1.2"),
+        "{out}"
+    );
+
+    // describe service: ports, selector, endpoints with their conditions.
+    let (code, out, err) = run(&["describe", "service", "sel", "-n", "x"]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "Name:",
+        "sel",
+        "Selector:",
+        "pod=b",
+        "Type:",
+        "NodePort",
+        "TargetPort:",
+        "serve-81-tcp/TCP",
+        "NodePort:",
+        "http  3",
+        "Endpoints:",
+        "10.244.1.2:81",
+        "Session Affinity:",
+        "External Traffic Policy:",
+        "Cluster",
+        "generated",
+        "10.244.2.7  ready=false serving=true terminating=true  node=node-2  pod=d",
+    ] {
+        assert!(out.contains(want), "describe lacks '{want}':\n{out}");
+    }
+    let (code, _, err) = run(&["describe", "service", "nope", "-n", "x"]);
+    assert_eq!(code, 1, "{err}");
+
+    // The cluster's nodes.
+    let (code, out, _) = run(&["get", "nodes"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("POD-CIDRS") && lines[0].contains("LEASE"), "{out}");
+    assert!(
+        lines[1].starts_with("node-1")
+            && lines[1].contains("Ready")
+            && lines[1].contains("192.168.77.10,fd00:77::10")
+            && lines[1].contains("10.244.1.0/24,fd00:244:1::/64"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("node-2") && lines[2].contains("Unknown") && lines[2].contains("10.244.2.0/24"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["get", "node", "node-2", "-o", "yaml"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_yaml_ng::from_str(&out).expect("yaml");
+    assert_eq!((v["kind"].as_str(), v["spec"]["podCIDR"].as_str()), (Some("Node"), Some("10.244.2.0/24")), "{out}");
+    assert_eq!(v["status"]["addresses"][0], serde_json::json!({"type": "InternalIP", "address": "192.168.77.20"}));
 }
 
 /// Mode 0660: a caller that is neither the owner nor in the group is refused by the kernel.

@@ -159,13 +159,32 @@ fn cni_add_check_del_and_gc_over_the_socket() {
         assert_eq!(t.endpoints.on_port(PortId(a.port_id as u16)), t.endpoints.by_ip(v4));
         // `get pods` shows it as it runs.
         let listed = c
-            .list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web1".into() })
+            .list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web1".into(), ..Default::default() })
             .await
             .expect("list the pod")
             .into_inner();
         let v: serde_json::Value = serde_json::from_str(&listed.objects[0].json).expect("json");
         assert_eq!((v["ips"][0].as_str(), v["port"].as_str()), (Some("10.244.1.10"), Some("psw1")), "{v}");
         assert_eq!(v["labels"]["app"], "shop");
+        // Its Kubernetes form is the stored one with the attachment's node and addresses, and
+        // applies back unchanged (a Pod's status is not compared by apply).
+        let k: serde_json::Value = serde_json::from_str(&listed.objects[0].kubernetes).expect("kubernetes form");
+        assert_eq!((k["spec"]["nodeName"].as_str(), k["status"]["podIP"].as_str()), (Some("node-1"), Some("10.244.1.10")), "{k}");
+        let again = c
+            .apply(pb::ApplyRequest { manifests: vec![pb::Manifest { format: "json".into(), source: "get".into(), content: k.to_string() }], ..Default::default() })
+            .await
+            .expect("apply what get printed")
+            .into_inner();
+        assert_eq!(again.changes[0].action, "unchanged", "{again:?}");
+        // A pod attached without a Pod object is listed too, rendered from its attachment.
+        let web2 = c
+            .list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web2".into(), ..Default::default() })
+            .await
+            .expect("list the attached pod")
+            .into_inner();
+        assert_eq!(web2.objects[0].origin, "generated");
+        let k: serde_json::Value = serde_json::from_str(&web2.objects[0].kubernetes).expect("kubernetes form");
+        assert_eq!((k["kind"].as_str(), k["status"]["podIP"].as_str()), (Some("Pod"), Some("10.244.1.11")), "{k}");
         let ports = c.list(pb::ListRequest { kind: "ports".into(), ..Default::default() }).await.expect("list").into_inner();
         assert_eq!(ports.objects.len(), 2);
 
@@ -197,7 +216,7 @@ fn cni_add_check_del_and_gc_over_the_socket() {
         let t = s.model.c.cell().load_full();
         assert!(t.endpoints.by_ip(v4).is_none());
         // The Pod object stays, waiting for a sandbox again.
-        let pods = c.list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web1".into() }).await;
+        let pods = c.list(pb::ListRequest { kind: "pods".into(), namespace: "x".into(), name: "web1".into(), ..Default::default() }).await;
         assert!(pods.is_ok());
 
         // The address is not handed out again at once.

@@ -604,12 +604,12 @@ fn podman_containers_on_podswitch() {
     if got != ["FAILED"] {
         n.fail("after the restart, the policy still denies other", &out);
     }
-    let pods = n.must(n.ctl(&["get", "pods"], None));
+    let pods = n.must(n.ctl(&["get", "pods", "-A", "-o", "wide"], None));
     for c in ["web1", "client", "other"] {
-        // NAMESPACE NAME IPS ...: the pod's row shows its address.
+        // NAMESPACE NAME READY STATUS RESTARTS IP NODE: the pod's row shows its address.
         let listed = pods.stdout.lines().any(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            cols.get(1) == Some(&c) && cols.get(2) == Some(&ips[c].as_str())
+            cols.get(1) == Some(&c) && cols.get(5) == Some(&ips[c].as_str())
         });
         if !listed {
             n.fail(&format!("get pods does not list {c} with {}", ips[c]), &pods);

@@ -123,7 +123,7 @@ fn a_deny_policy_and_runtime_ports_survive_kill_9() {
     assert!(!ping(&a, "10.244.1.3"), "after the restart the policy still holds");
     let (ok, out) = ctl(&["get", "networkpolicies"], None);
     assert!(ok && out.contains("deny-b"), "{out}");
-    let (ok, out) = ctl(&["get", "pods"], None);
+    let (ok, out) = ctl(&["get", "pods", "-A", "-o", "wide"], None);
     assert!(ok && out.contains("10.244.1.4"), "{out}");
     let (ok, out) = ctl(&["port", "list"], None);
     assert!(ok && out.contains("p-c") && out.contains("sw-c"), "{out}");

@@ -32,6 +32,9 @@ mod attach_ops;
 mod cluster_ops;
 pub use attach_ops::PortOut;
 
+#[path = "controller_get.rs"]
+mod get_ops;
+
 /// Why a request was refused (mapped onto gRPC status codes by the server).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -248,8 +251,10 @@ pub struct Listed {
     /// The config model's form (podswitch's snake_case fields), JSON.
     pub json: String,
     pub origin: Origin,
-    /// The Kubernetes form (apiVersion, kind, metadata, spec, status), JSON, for objects
-    /// applied as YAML or JSON: as stored, with the allocators' values.
+    /// The Kubernetes form (apiVersion, kind, metadata, spec, status), JSON: for objects
+    /// applied as YAML or JSON as stored, with the allocators' values (a running Pod's node
+    /// and addresses filled in); for others rendered from the model (`k8s::render`). `None`
+    /// for routes and ports, which Kubernetes does not have.
     pub kubernetes: Option<String>,
 }
 
@@ -1180,56 +1185,9 @@ impl Controller {
         Ok(self.lock()?.store.config().0)
     }
 
-    /// Objects of one kind.
+    /// Objects of one kind: [`Controller::list_selected`] without a label selector.
     pub fn list(&self, kind: &str, namespace: &str, name: &str) -> Result<Listing, Refusal> {
-        let kind = Kind::parse(kind).ok_or_else(|| {
-            Refusal::Invalid(format!(
-                "unknown kind '{kind}' (namespaces, pods, services, endpointslices, endpoints, networkpolicies, routes)"
-            ))
-        })?;
-        let st = self.lock()?;
-        // A Pod object whose sandbox the CNI plugin attached is shown bound, as it runs: with
-        // the attachment's addresses, MAC and port (a Pod as kubectl writes it has none).
-        let running: std::collections::HashMap<(String, String), crate::config::PodConfig> = if kind == Kind::Pod {
-            st.store
-                .config_without_services()
-                .0
-                .pods
-                .into_iter()
-                .map(|p| ((p.namespace.clone(), p.name.clone()), p))
-                .collect()
-        } else {
-            Default::default()
-        };
-        let mut objects = Vec::new();
-        for (k, o, origin) in st.store.objects() {
-            if k.kind != kind
-                || (!namespace.is_empty() && k.namespace != namespace)
-                || (!name.is_empty() && k.name != name)
-            {
-                continue;
-            }
-            let o = match o {
-                k8s::Object::Pod(p) => {
-                    k8s::Object::Pod(running.get(&(p.namespace.clone(), p.name.clone())).cloned().unwrap_or(p))
-                }
-                o => o,
-            };
-            let json = serde_json::to_string(&o).map_err(|e| Refusal::Unavailable(e.to_string()))?;
-            let kubernetes = match origin {
-                Origin::Api => st.store.manifest(&k).map(|m| m.to_string()),
-                Origin::Config => None,
-            };
-            objects.push(Listed { key: k, json, origin, kubernetes });
-        }
-        if !name.is_empty() && objects.is_empty() {
-            return Err(Refusal::NotFound(format!(
-                "{} {}{name} not found",
-                kind.name(),
-                if namespace.is_empty() { String::new() } else { format!("{namespace}/") }
-            )));
-        }
-        Ok(Listing { generation: self.cell.generation(), objects })
+        self.list_selected(kind, namespace, name, "")
     }
 
     /// Counters summed over the workers.

@@ -97,6 +97,7 @@ fn object_of(s: SavedObject) -> Result<Object, String> {
         Kind::NetworkPolicy => serde_json::from_value(v).map(Object::NetworkPolicy),
         Kind::Route => serde_json::from_value(v).map(Object::Route),
         Kind::Port => serde_json::from_value(v).map(Object::Port),
+        Kind::Node => return Err("Node: nodes are listed, never saved".into()),
     };
     o.map_err(|e| format!("{}: {e}", s.kind))
 }

@@ -11,8 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Where an object came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// The daemon's TOML config file.
     Config,
+    /// Applied through the API.
     Api,
+    /// Written by the daemon for listing only, never stored: the EndpointSlices the
+    /// EndpointSlice controller would write for a Service's selector, the Pods of CNI
+    /// attachments that have no Pod object.
+    Generated,
 }
 
 impl Origin {
@@ -20,6 +26,7 @@ impl Origin {
         match self {
             Origin::Config => "config",
             Origin::Api => "api",
+            Origin::Generated => "generated",
         }
     }
 }
@@ -67,6 +74,30 @@ struct Journal {
     first: std::collections::HashMap<Key, usize>,
     base: Option<Config>,
     cluster_nodes: Option<Vec<crate::config::RemoteNodeConfig>>,
+}
+
+/// Whether two Kubernetes forms of one object are the same for `apply`. Of a Pod, `status`
+/// is not compared (it is the kubelet's, a subresource `kubectl apply` does not change), nor
+/// a `spec.nodeName` naming this node (`node`), which means what its absence means (the Pod
+/// binds to its attachment here): `get` prints a running Pod with both, from its attachment,
+/// and that output applies unchanged.
+fn same_form(kind: Kind, node: &str, a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    if kind != Kind::Pod {
+        return a == b;
+    }
+    let normal = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("status");
+            if let Some(spec) = m.get_mut("spec").and_then(serde_json::Value::as_object_mut) {
+                if spec.get("nodeName").and_then(serde_json::Value::as_str) == Some(node) {
+                    spec.remove("nodeName");
+                }
+            }
+        }
+        v
+    };
+    normal(a) == normal(b)
 }
 
 /// File objects plus API objects.
@@ -449,7 +480,7 @@ impl Store {
             Kind::NetworkPolicy => b.policies.iter().any(|p| p.namespace == k.namespace && p.name == k.name),
             Kind::Route => b.routes.iter().any(|r| r.prefix == k.name),
             Kind::Port => b.ports.iter().any(|p| p.name == k.name),
-            Kind::EndpointSlice | Kind::Endpoints => false,
+            Kind::EndpointSlice | Kind::Endpoints | Kind::Node => false,
         }
     }
 
@@ -486,7 +517,18 @@ impl Store {
                 return Err(StoreError::Invalid(k.to_string(), "appears twice in one request".into()));
             }
             let manifest = manifests.remove(&k);
-            let same_manifest = self.manifests.get(&k).map(|m| &**m) == manifest.as_ref();
+            let same_manifest = match (self.manifests.get(&k), &manifest) {
+                (Some(m), Some(new)) => same_form(k.kind, &self.base.node.name, m, new),
+                (Some(_), None) => false,
+                (None, None) => true,
+                // An object without a stored form (applied as TOML), applied again as the
+                // Kubernetes form `get` printed for it, is unchanged.
+                (None, Some(new)) => self
+                    .api
+                    .get(&k)
+                    .and_then(|old| crate::k8s::render::object(old, &self.base.node.name))
+                    .is_some_and(|r| r == *new),
+            };
             let action = match self.api.get(&k) {
                 Some(old) if json(old) == json(&o) && same_manifest => Action::Unchanged,
                 Some(_) => Action::Configured,

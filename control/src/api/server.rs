@@ -67,7 +67,10 @@ impl Control for Service {
 
     async fn list(&self, r: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
         let r = r.into_inner();
-        blocking(&self.c, move |c| c.list(&r.kind, &r.namespace, &r.name).map(convert::listing)).await
+        blocking(&self.c, move |c| {
+            c.list_selected(&r.kind, &r.namespace, &r.name, &r.label_selector).map(convert::listing)
+        })
+        .await
     }
 
     async fn add_route(&self, r: Request<pb::Route>) -> Result<Response<pb::ChangeResponse>, Status> {

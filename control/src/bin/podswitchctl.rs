@@ -11,6 +11,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[path = "podswitchctl/get.rs"]
+mod get;
+
 #[derive(Debug, Parser)]
 #[command(name = "podswitchctl", version, about = "Control a running podswitchd over its socket")]
 #[command(
@@ -59,16 +62,33 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// List objects: namespaces, pods, services, endpointslices, endpoints, policies, routes,
-    /// ports (those attached at run time).
+    /// List objects as Kubernetes writes them: namespaces, pods, services, endpointslices
+    /// (with those generated for selector Services), endpoints, networkpolicies, nodes;
+    /// routes and ports (those attached at run time) in podswitch's own terms.
     Get {
         kind: String,
         name: Option<String>,
-        /// Only this namespace (default: all).
-        #[arg(short, long)]
-        namespace: Option<String>,
+        /// The namespace (as `delete`'s); ignored for kinds without namespaces.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Only objects whose labels match (kubectl's syntax: `a=b,c!=d,e,!f,g in (x,y),h notin (z)`).
+        #[arg(short = 'l', long, default_value = "")]
+        selector: String,
+        /// table, wide, yaml and json as kubectl; name prints `kind/name`; model the config
+        /// model's JSON (podswitch's fields, each object's origin).
         #[arg(short, long, value_enum, default_value = "table")]
-        output: Output,
+        output: get::GetOutput,
+    },
+    /// Show one object in detail: `describe service NAME` (its ports, node ports, load
+    /// balancer ingress, selector, session affinity, traffic policies and endpoints).
+    Describe {
+        kind: String,
+        name: String,
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
     },
     /// Routes.
     Route {
@@ -312,14 +332,61 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             let r = c.delete(req).await?.into_inner();
             print_changes(&r, dry_run);
         }
-        Cmd::Get { kind, name, namespace, output } => {
+        Cmd::Get { kind, name, namespace, all_namespaces, selector, output } => {
+            let k = control::k8s::Kind::parse(&kind).ok_or_else(|| {
+                Fail(2, format!("unknown kind '{kind}' (namespaces, pods, services, endpointslices, endpoints, networkpolicies, nodes, routes, ports)"))
+            })?;
+            control::k8s::selector::Selector::parse(&selector).map_err(|e| Fail(2, e.to_string()))?;
+            let named = name.is_some();
+            if named && !selector.trim().is_empty() {
+                return Err(Fail(
+                    2,
+                    "a name and a label selector (-l) cannot be given together, as with kubectl".into(),
+                ));
+            }
             let req = pb::ListRequest {
                 kind: kind.clone(),
-                namespace: namespace.unwrap_or_default(),
+                namespace: if all_namespaces { String::new() } else { namespace.clone() },
                 name: name.unwrap_or_default(),
+                label_selector: selector,
             };
             let r = c.list(req).await?.into_inner();
-            print_objects(&kind, &r, output)?;
+            if output == get::GetOutput::Model || matches!(k, control::k8s::Kind::Route | control::k8s::Kind::Port) {
+                let o = match output {
+                    get::GetOutput::Table => Output::Table,
+                    get::GetOutput::Wide => Output::Wide,
+                    get::GetOutput::Yaml => Output::Yaml,
+                    _ => Output::Json,
+                };
+                if output != get::GetOutput::Name {
+                    return print_objects(&kind, &r, o);
+                }
+            }
+            get::print(k, &r, output, named, all_namespaces, &namespace)?;
+        }
+        Cmd::Describe { kind, name, namespace } => {
+            if control::k8s::Kind::parse(&kind) != Some(control::k8s::Kind::Service) {
+                return Err(Fail(2, format!("describe shows services (describe service NAME), not '{kind}'")));
+            }
+            let svc = c
+                .list(pb::ListRequest {
+                    kind: "services".into(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let slices = c
+                .list(pb::ListRequest {
+                    kind: "endpointslices".into(),
+                    namespace,
+                    label_selector: format!("kubernetes.io/service-name={name}"),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            get::describe_service(&svc, &slices)?;
         }
         Cmd::Route { cmd } => match cmd {
             RouteCmd::Add { prefix, via, mac, .. } => {

@@ -5,6 +5,9 @@
 //! rest of a Pod's spec are read for what the switch needs and otherwise ignored silently.
 
 mod convert;
+pub mod endpointslice;
+pub mod render;
+pub mod selector;
 #[cfg(test)]
 mod tests;
 pub mod types;
@@ -30,6 +33,8 @@ pub enum Kind {
     Route,
     /// A switch port attached at run time (by the CNI plugin or `podswitchctl port add`).
     Port,
+    /// A node of the cluster: listed (`get nodes`), never stored or applied.
+    Node,
 }
 
 impl Kind {
@@ -43,6 +48,7 @@ impl Kind {
             Kind::NetworkPolicy => "NetworkPolicy",
             Kind::Route => "Route",
             Kind::Port => "Port",
+            Kind::Node => "Node",
         }
     }
 
@@ -57,6 +63,7 @@ impl Kind {
             "networkpolicy" | "networkpolicies" | "netpol" | "policy" | "policies" => Kind::NetworkPolicy,
             "route" | "routes" => Kind::Route,
             "port" | "ports" => Kind::Port,
+            "node" | "nodes" | "no" => Kind::Node,
             _ => return None,
         };
         Some(k)
@@ -69,7 +76,7 @@ impl Kind {
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Route | Kind::Port)
+        !matches!(self, Kind::Namespace | Kind::Route | Kind::Port | Kind::Node)
     }
 }
 
