@@ -63,16 +63,20 @@ impl Controller {
             pod_cidrs: n.pod_cidrs.clone(),
             tunnel: n.tunnel.clone(),
             mac: n.uplink_mac.clone(),
-            lease: None,
+            lease: base.cluster.as_ref().map(|c| format!("held by this node (TTL {} s)", c.lease_ttl_s)),
             local: true,
         }];
-        out.extend(base.nodes.iter().map(|r| NodeInfo {
+        // The file's nodes, then those registered in the cluster store (alive: their lease
+        // has not expired, or etcd would have removed them).
+        let ttl = base.cluster.as_ref().map_or(0, |c| c.lease_ttl_s);
+        let registered = st.store.cluster_nodes().iter().filter(|r| !base.nodes.iter().any(|f| f.name == r.name));
+        out.extend(base.nodes.iter().chain(registered).filter(|r| r.name != n.name).map(|r| NodeInfo {
             name: r.name.clone(),
             addresses: vec![r.ip.clone()],
             pod_cidrs: r.pod_cidrs.clone(),
             tunnel: n.tunnel.clone(),
             mac: r.mac.clone(),
-            lease: None,
+            lease: r.registered.then(|| format!("live (TTL {ttl} s)")),
             local: false,
         }));
         Ok(out)

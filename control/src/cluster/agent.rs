@@ -64,39 +64,116 @@ pub struct EtcdSource {
     endpoints: String,
 }
 
+/// What one etcd transaction may hold, with room to spare under etcd's defaults
+/// (`--max-txn-ops` 128, `--max-request-bytes` 1.5 MiB).
+const TXN_OPS: usize = 100;
+const TXN_BYTES: usize = 1 << 20;
+
+/// A write as etcd commits: one transaction when it fits, otherwise several in order, each
+/// holding whole objects with the claims and releases of their Service (so each object and its
+/// values commit together).
+fn commits(w: &Write) -> Vec<Commit> {
+    let mut units: Vec<Commit> = Vec::new();
+    let mut claims: std::collections::BTreeMap<&str, Vec<Claim>> = Default::default();
+    for cl in &w.claims {
+        let key = format!("{CLAIMS}{}", cl.key);
+        let c = if cl.held {
+            Claim::Held { key, owner: cl.owner.clone() }
+        } else {
+            Claim::New { key, owner: cl.owner.clone() }
+        };
+        claims.entry(cl.owner.as_str()).or_default().push(c);
+    }
+    let mut releases: std::collections::BTreeMap<&str, Vec<(String, String)>> = Default::default();
+    for (k, o) in &w.releases {
+        releases.entry(o.as_str()).or_default().push((format!("{CLAIMS}{k}"), o.clone()));
+    }
+    let mut take = |k: &Key, c: &mut Commit| {
+        if k.kind == Kind::Service {
+            let owner = format!("{}/{}", k.namespace, k.name);
+            c.claims.extend(claims.remove(owner.as_str()).unwrap_or_default());
+            c.releases.extend(releases.remove(owner.as_str()).unwrap_or_default());
+        }
+    };
+    for (k, v) in &w.puts {
+        let mut c = Commit { puts: vec![(object_path(k), v.to_string().into_bytes())], ..Commit::default() };
+        take(k, &mut c);
+        units.push(c);
+    }
+    for k in &w.deletes {
+        let mut c = Commit { deletes: vec![object_path(k)], ..Commit::default() };
+        take(k, &mut c);
+        units.push(c);
+    }
+    // Claims and releases of no object in the write (none are made today) go last.
+    let rest = Commit {
+        claims: claims.into_values().flatten().collect(),
+        releases: releases.into_values().flatten().collect(),
+        ..Commit::default()
+    };
+    if !rest.claims.is_empty() || !rest.releases.is_empty() {
+        units.push(rest);
+    }
+    let size = |c: &Commit| {
+        let ops = c.puts.len() + c.deletes.len() + c.claims.len() + c.releases.len();
+        let bytes: usize = c.puts.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + 64 * ops;
+        (ops, bytes)
+    };
+    let mut out: Vec<Commit> = Vec::new();
+    for u in units {
+        let (ops, bytes) = size(&u);
+        match out.last_mut() {
+            Some(last) if size(last).0 + ops <= TXN_OPS && size(last).1 + bytes <= TXN_BYTES => {
+                last.puts.extend(u.puts);
+                last.deletes.extend(u.deletes);
+                last.claims.extend(u.claims);
+                last.releases.extend(u.releases);
+            }
+            _ => out.push(u),
+        }
+    }
+    out
+}
+
 impl ObjectSource for EtcdSource {
+    /// One etcd transaction, or several in order when the write is larger than one may be
+    /// (each whole object with its values in one); a failed one stops the write, and those
+    /// before it stay committed (every node applies them).
     fn write(&self, w: Write) -> Result<u64, WriteError> {
         let unavailable = |message: String| WriteError::Unavailable { source_name: self.describe(), message };
-        let mut c = Commit::default();
-        for (k, v) in &w.puts {
-            c.puts.push((object_path(k), v.to_string().into_bytes()));
-        }
-        c.deletes.extend(w.deletes.iter().map(object_path));
-        for cl in &w.claims {
-            let key = format!("{CLAIMS}{}", cl.key);
-            c.claims.push(if cl.held {
-                Claim::Held { key, owner: cl.owner.clone() }
-            } else {
-                Claim::New { key, owner: cl.owner.clone() }
+        let all = commits(&w);
+        let n = all.len();
+        let mut revision = 0;
+        for (i, c) in all.into_iter().enumerate() {
+            // The commit runs on the agent's runtime whatever thread asks (API handlers run on
+            // another runtime's blocking pool); the answer comes back over a plain channel.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let cluster = self.cluster.clone();
+            self.handle.spawn(async move {
+                let _ = tx.send(cluster.commit(c).await);
             });
+            let partial = |e: WriteError| {
+                if i > 0 {
+                    tracing::warn!(
+                        "a write of {n} transactions stopped at the {}th: those before it are committed",
+                        i + 1
+                    );
+                }
+                e
+            };
+            match rx.recv_timeout(WRITE_TIMEOUT) {
+                Ok(Ok(CommitOutcome::Committed { rev })) => revision = rev.max(0) as u64,
+                Ok(Ok(CommitOutcome::Conflict { key, holder })) => {
+                    return Err(partial(WriteError::Conflict {
+                        claim: key.trim_start_matches(CLAIMS).to_string(),
+                        holder: holder.unwrap_or_else(|| "nobody (released meanwhile)".into()),
+                    }))
+                }
+                Ok(Err(e)) => return Err(partial(unavailable(e.to_string()))),
+                Err(_) => return Err(partial(unavailable(format!("no answer within {} s", WRITE_TIMEOUT.as_secs())))),
+            }
         }
-        c.releases.extend(w.releases.iter().map(|(k, o)| (format!("{CLAIMS}{k}"), o.clone())));
-        // The commit runs on the agent's runtime whatever thread asks (API handlers run on
-        // another runtime's blocking pool); the answer comes back over a plain channel.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let cluster = self.cluster.clone();
-        self.handle.spawn(async move {
-            let _ = tx.send(cluster.commit(c).await);
-        });
-        match rx.recv_timeout(WRITE_TIMEOUT) {
-            Ok(Ok(CommitOutcome::Committed { rev })) => Ok(rev.max(0) as u64),
-            Ok(Ok(CommitOutcome::Conflict { key, holder })) => Err(WriteError::Conflict {
-                claim: key.trim_start_matches(CLAIMS).to_string(),
-                holder: holder.unwrap_or_else(|| "nobody (released meanwhile)".into()),
-            }),
-            Ok(Err(e)) => Err(unavailable(e.to_string())),
-            Err(_) => Err(unavailable(format!("no answer within {} s", WRITE_TIMEOUT.as_secs()))),
-        }
+        Ok(revision)
     }
 
     fn describe(&self) -> String {
@@ -373,6 +450,41 @@ pub fn remote_nodes(me: &NodeRecord, nodes: &std::collections::BTreeMap<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_writes_split_into_whole_objects() {
+        let svc = |i: usize| Key { kind: Kind::Service, namespace: "default".into(), name: format!("s{i}") };
+        let mut w = Write::default();
+        for i in 0..250 {
+            w.puts.push((svc(i), serde_json::json!({"i": i})));
+            for what in ["clusterip", "nodeport"] {
+                w.claims.push(crate::source::Claim {
+                    key: format!("{what}/{i}"),
+                    owner: format!("default/s{i}"),
+                    held: false,
+                });
+            }
+        }
+        let c = commits(&w);
+        assert!(c.len() > 1);
+        for t in &c {
+            assert!(t.puts.len() + t.claims.len() <= TXN_OPS);
+            // Each object's claims are in its own transaction.
+            for (k, _) in &t.puts {
+                let name = k.rsplit('/').next().unwrap();
+                assert_eq!(
+                    t.claims
+                        .iter()
+                        .filter(|c| matches!(c, Claim::New { owner, .. } if owner.ends_with(&format!("/{name}"))))
+                        .count(),
+                    2
+                );
+            }
+        }
+        assert_eq!(c.iter().map(|t| t.puts.len()).sum::<usize>(), 250);
+        let small = Write { puts: vec![(svc(1), serde_json::json!({}))], ..Write::default() };
+        assert_eq!(commits(&small).len(), 1);
+    }
 
     #[test]
     fn object_paths_go_both_ways() {
