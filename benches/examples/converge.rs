@@ -70,7 +70,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn report(what: &str, v: &mut [f64]) -> f64 {
-    let (p50, p99) = (percentile(v, 50.0), percentile(v, 99.0));
+    let (p50, p99) = (percentile(v, 0.50), percentile(v, 0.99));
     println!("{what:<44} p50 {p50:8.2} ms   p99 {p99:8.2} ms   (n = {})", v.len());
     p50
 }
