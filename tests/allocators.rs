@@ -258,6 +258,11 @@ fn the_seed_manifests_apply_unchanged() {
         let v = stored(&m, "default", "my-service");
         assert_eq!(cluster_ips(&v).len(), 1, "{f}: {v}");
     }
+    // A Pod as `kubectl run web --image=nginx --dry-run=client -o yaml` writes it: kept until
+    // a sandbox of that name is attached.
+    let o = m.c.apply(&[podswitch_tests::model::doc(&seed("pod.yaml"))], false).expect("the kubectl run Pod applies");
+    assert_eq!(o.changes.len(), 1, "{:?}", o.changes);
+    assert_eq!(m.c.list("pods", "default", "web").unwrap().objects.len(), 1);
     // Without a pool, the LoadBalancer keeps the address its status gives (managed elsewhere).
     let m = Model::with_toml("[datapath]\nservice_cidrs = [\"10.0.0.0/16\"]\n");
     m.apply(&seed("service-loadbalancer.yaml"));
