@@ -357,3 +357,59 @@ fn in_a_cluster_each_address_has_one_announcer_and_moves_when_it_leaves() {
     m.c.set_cluster_nodes(vec![control::config::RemoteNodeConfig { registered: false, ..peer("kernel") }]).unwrap();
     assert!(ips.iter().all(|ip| answers_arp(&m, *ip)));
 }
+
+/// One HTTP GET to the health check server on loopback: status code and body.
+fn probe(port: u16) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n").ok()?;
+    let mut r = String::new();
+    s.read_to_string(&mut r).ok()?;
+    let code = r.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, r.split("\r\n\r\n").nth(1)?.to_string()))
+}
+
+#[test]
+fn health_check_node_ports_answer_as_kube_proxy_does() {
+    let m = node("");
+    m.apply(&svc(
+        "local",
+        "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  selector: {pod: none}\n  ports: [{port: 80}]\n",
+    ));
+    let port = stored(&m, "x", "local")["spec"]["healthCheckNodePort"].as_u64().unwrap() as u16;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = control::health::spawn(m.c.clone(), "127.0.0.1".parse().unwrap(), stop.clone()).unwrap();
+    let wait = |want: u16| {
+        let t = std::time::Instant::now();
+        loop {
+            if let Some((code, body)) = probe(port) {
+                if code == want {
+                    return body;
+                }
+            }
+            assert!(t.elapsed() < std::time::Duration::from_secs(5), "no {want} from port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let body = wait(503);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["localEndpoints"], 0);
+    assert_eq!(v["service"]["name"], "local");
+    // A ready endpoint on this node: 200 with the count.
+    m.apply(&svc(
+        "local",
+        "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  selector: {pod: a}\n  ports: [{port: 80}]\n",
+    ));
+    let v: Value = serde_json::from_str(&wait(200)).unwrap();
+    assert_eq!(v["localEndpoints"], 1);
+    // Deleted: the port closes.
+    m.delete("svc", "x", "local");
+    let t = std::time::Instant::now();
+    while probe(port).is_some() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "port {port} still served");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    h.join().unwrap();
+}

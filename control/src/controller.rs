@@ -1180,6 +1180,19 @@ impl Controller {
         result
     }
 
+    /// The health check node ports to serve: (port, namespace, name) of every LoadBalancer
+    /// Service with `externalTrafficPolicy: Local` and a `healthCheckNodePort`.
+    pub fn health_check_ports(&self) -> Vec<(u16, String, String)> {
+        let Ok(st) = self.lock() else { return Vec::new() };
+        st.store
+            .services()
+            .filter(|s| {
+                s.service_type == "LoadBalancer" && s.external_traffic_policy == "Local" && !s.proxied_elsewhere()
+            })
+            .filter_map(|s| Some((s.health_check_node_port?, s.namespace.clone(), s.name.clone())))
+            .collect()
+    }
+
     /// The merged config the live snapshot is built from (file and API objects).
     pub fn config(&self) -> Result<Config, Refusal> {
         Ok(self.lock()?.store.config().0)

@@ -19,6 +19,7 @@ pub mod controller;
 pub mod daemon;
 pub mod demo;
 pub mod error;
+pub mod health;
 pub mod k8s;
 pub mod live;
 pub mod metrics;

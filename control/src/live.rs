@@ -214,6 +214,13 @@ pub fn run(
     };
 
     controller.reopen_ports();
+    // kube-proxy's health check node ports, on the kernel stack of the daemon's namespace.
+    let health = crate::health::spawn(
+        Arc::clone(&controller),
+        std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        Arc::clone(&stop),
+    )
+    .map_err(LiveError::Socket)?;
     let apply_ns = Arc::clone(&controller.apply_ns);
     let api = match (listener, &opts.socket) {
         (Some(l), Some(p)) => {
@@ -295,6 +302,7 @@ pub fn run(
     if let Some(a) = api {
         let _ = a.join();
     }
+    let _ = health.join();
     write_stats(opts.stats_file.as_deref(), &reports, &cell);
     let report = Report::sum(&reports).ok_or(LiveError::Worker)?;
     let tables = (**cell.load()).clone();
