@@ -70,9 +70,9 @@ impl Kind {
     }
 
     /// Kinds stored once for the whole cluster (in cluster mode, in the object source);
-    /// routes and attached ports are per node.
+    /// routes and attached ports are per node, and nodes come from the node registry.
     pub fn cluster_wide(self) -> bool {
-        !matches!(self, Kind::Route | Kind::Port)
+        !matches!(self, Kind::Route | Kind::Port | Kind::Node)
     }
 
     pub fn namespaced(self) -> bool {
