@@ -230,23 +230,33 @@ fn load_balancers_get_pool_addresses_node_ports_and_health_check_ports() {
 #[test]
 fn the_seed_manifests_apply_unchanged() {
     let m = node("");
-    for f in [
-        "service-clusterip.yaml",
-        "service-nodeport.yaml",
-        "service-loadbalancer.yaml",
-        "service-externalname.yaml",
-        "networkpolicy.yaml",
-    ] {
+    let apply = |f: &str| {
         let o = m.c.apply(&[podswitch_tests::model::doc(&seed(f))], false).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(!o.changes.is_empty(), "{f}");
-    }
-    // The three default/my-service manifests replaced one another; the last is the
-    // LoadBalancer with its requested cluster IP, the NodePort's 30007 kept (an update keeps
-    // allocated node ports), and a pool address instead of the manifest's status.
+    };
+    // The ClusterIP, then the NodePort of the same name over it (an update: the cluster IP
+    // is kept, the node port 30007 added).
+    apply("service-clusterip.yaml");
+    let ip = cluster_ips(&stored(&m, "default", "my-service"));
+    apply("service-nodeport.yaml");
+    let v = stored(&m, "default", "my-service");
+    assert_eq!(cluster_ips(&v), ip);
+    assert_eq!(node_ports(&v), vec![30007]);
+    // The LoadBalancer asks for another cluster IP: over the existing Service the API server
+    // refuses it (the cluster IP is immutable), so it is applied after a delete, as with
+    // kubectl.
+    let e = m.refuse(&seed("service-loadbalancer.yaml"));
+    assert!(e.contains("field is immutable"), "{e}");
+    m.delete("svc", "default", "my-service");
+    apply("service-loadbalancer.yaml");
+    apply("service-externalname.yaml");
+    apply("networkpolicy.yaml");
+    // The LoadBalancer with its requested cluster IP, a node port, and a pool address
+    // instead of the manifest's status.
     let v = stored(&m, "default", "my-service");
     assert_eq!(v["spec"]["type"], "LoadBalancer");
     assert_eq!(cluster_ips(&v), vec!["10.0.171.239".parse::<IpAddr>().unwrap()]);
-    assert_eq!(node_ports(&v), vec![30007]);
+    assert_eq!(node_ports(&v).len(), 1);
     assert!(in_range(lb_ips(&v)[0], "192.0.2.0/28"), "{v}");
     let e = stored(&m, "prod", "my-service");
     assert_eq!(e["spec"]["externalName"], "my.database.example.com");
@@ -341,20 +351,30 @@ fn in_a_cluster_each_address_has_one_announcer_and_moves_when_it_leaves() {
         pod_cidrs: vec![],
         registered: true,
     };
-    // Alone in the cluster: every address.
+    // Before the node map is known, nothing: a starting node must not take every address.
+    assert!(ips.iter().all(|ip| !answers_arp(&m, *ip)));
+    // Registered, alone in the cluster: every address.
+    m.c.set_cluster_nodes(vec![peer("node-1")]).unwrap();
     assert!(ips.iter().all(|ip| answers_arp(&m, *ip)));
+    // Known to the others but not (yet) to itself: none (every node computes the same set).
+    m.c.set_cluster_nodes(vec![peer("node-2")]).unwrap();
+    assert!(ips.iter().all(|ip| !answers_arp(&m, *ip)));
     // With two more nodes: a share of them, and the others are someone else's.
-    m.c.set_cluster_nodes(vec![peer("node-2"), peer("node-3")]).unwrap();
+    m.c.set_cluster_nodes(vec![peer("node-1"), peer("node-2"), peer("node-3")]).unwrap();
     let mine: Vec<bool> = ips.iter().map(|ip| answers_arp(&m, *ip)).collect();
     let n = mine.iter().filter(|b| **b).count();
     assert!(n > 0 && n < ips.len(), "a share of 12 addresses: {n}");
     // node-3 leaves: what this node had it keeps; some of node-3's come here.
-    m.c.set_cluster_nodes(vec![peer("node-2")]).unwrap();
+    m.c.set_cluster_nodes(vec![peer("node-1"), peer("node-2")]).unwrap();
     let after: Vec<bool> = ips.iter().map(|ip| answers_arp(&m, *ip)).collect();
     assert!(mine.iter().zip(&after).all(|(a, b)| !a || *b), "an address never moves away from a node that stays");
-    assert!(after.iter().filter(|b| **b).count() >= n);
+    assert!(after.iter().filter(|b| **b).count() > n, "some of node-3's addresses came here");
     // A static (unregistered) node never announces.
-    m.c.set_cluster_nodes(vec![control::config::RemoteNodeConfig { registered: false, ..peer("kernel") }]).unwrap();
+    m.c.set_cluster_nodes(vec![
+        peer("node-1"),
+        control::config::RemoteNodeConfig { registered: false, ..peer("kernel") },
+    ])
+    .unwrap();
     assert!(ips.iter().all(|ip| answers_arp(&m, *ip)));
 }
 
@@ -412,4 +432,59 @@ fn health_check_node_ports_answer_as_kube_proxy_does() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     h.join().unwrap();
+}
+
+#[test]
+fn updates_follow_the_api_servers_rules() {
+    let m = node("");
+    // Local -> Cluster: the health check node port goes (it is kept only while needed).
+    m.apply(&svc("lb", "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80}]\n"));
+    let v = stored(&m, "x", "lb");
+    let np = node_ports(&v);
+    assert!(v["spec"]["healthCheckNodePort"].as_u64().is_some());
+    // Re-applying the printed form with another policy: accepted, the port released.
+    let mut printed = v.clone();
+    printed["spec"]["externalTrafficPolicy"] = "Cluster".into();
+    m.apply(&serde_json::to_string(&printed).unwrap());
+    let v = stored(&m, "x", "lb");
+    assert!(v["spec"].get("healthCheckNodePort").is_none(), "{v}");
+    // A port renumbered under the same name keeps its node port.
+    m.apply(&svc("lb", "  type: LoadBalancer\n  ports: [{name: http, port: 8080}]\n"));
+    assert_eq!(node_ports(&stored(&m, "x", "lb")), np);
+    // The primary cluster IP is immutable.
+    let ip = cluster_ips(&stored(&m, "x", "lb"))[0];
+    let other = if ip.to_string() == "10.0.0.77" { "10.0.0.78" } else { "10.0.0.77" };
+    let e = m.refuse(&svc(
+        "lb",
+        &format!("  type: LoadBalancer\n  clusterIP: {other}\n  ports: [{{name: http, port: 8080}}]\n"),
+    ));
+    assert!(e.contains("spec.clusterIPs[0]: field is immutable"), "{e}");
+    // Dual stack downgraded to single: the secondary address is released.
+    m.apply(&svc("d", "  ipFamilyPolicy: RequireDualStack\n  ports: [{port: 80}]\n"));
+    let two = cluster_ips(&stored(&m, "x", "d"));
+    assert_eq!(two.len(), 2);
+    m.apply(&svc("d", "  ipFamilyPolicy: SingleStack\n  ports: [{port: 80}]\n"));
+    assert_eq!(cluster_ips(&stored(&m, "x", "d")), vec![two[0]]);
+    m.apply(&svc("d6", &format!("  clusterIP: \"{}\"\n  ipFamilies: [IPv6]\n  ports: [{{port: 80}}]\n", two[1])));
+    // One node port for TCP and UDP of one port number is one value.
+    m.apply(&svc("dns", "  type: NodePort\n  ports: [{name: t, port: 53, nodePort: 30053}, {name: u, port: 53, protocol: UDP, nodePort: 30053}]\n"));
+    // ExternalName has no node ports.
+    let e = m.refuse("apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: x}\nspec: {type: ExternalName, externalName: db.example.com, ports: [{port: 80, nodePort: 30099}]}\n");
+    assert!(e.contains("may not be used when type is 'ExternalName'"), "{e}");
+}
+
+#[test]
+fn bad_pools_stop_the_config_and_huge_ones_do_not_panic() {
+    let e = control::build::build_text(
+        "[node]\nname = \"n\"\nipv4 = \"192.168.77.10\"\nrouter_mac = \"02:00:00:00:00:01\"\nuplink_mac = \"02:00:00:00:01:10\"\n[datapath]\nload_balancer_pools = [\"192.0.2.10-192.0.2.1\"]\n",
+        std::path::Path::new("bad.toml"),
+        &std::env::temp_dir(),
+        1,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("datapath.load_balancer_pools[0]"), "{e}");
+    // The whole IPv6 space as a pool: allocation works (no overflow).
+    let m = Model::with_toml("[datapath]\nload_balancer_pools = [\"::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\"]\n");
+    m.apply(&svc("v6", "  type: LoadBalancer\n  ipFamilies: [IPv6]\n  ports: [{port: 80}]\n"));
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 fn node(name: &str, cidr: &str) -> Arc<Controller> {
     let text = format!(
-        "[node]\nname = \"{name}\"\nipv4 = \"192.168.77.{}\"\npod_cidrs = [\"{cidr}\"]\nrouter_mac = \"02:00:00:00:00:01\"\nuplink_mac = \"02:00:00:00:01:{}\"\n\n[datapath]\nload_balancer_pools = [\"192.0.2.0/28\"]\n\n[[ports]]\nname = \"uplink\"\nkind = \"uplink\"\n",
+        "[node]\nname = \"{name}\"\nipv4 = \"192.168.77.{}\"\npod_cidrs = [\"{cidr}\"]\nrouter_mac = \"02:00:00:00:00:01\"\nuplink_mac = \"02:00:00:00:01:{}\"\n\n[cluster]\n\n[datapath]\nload_balancer_pools = [\"192.0.2.0/28\"]\n\n[[ports]]\nname = \"uplink\"\nkind = \"uplink\"\n",
         if name == "a" { 10 } else { 20 },
         if name == "a" { 10 } else { 20 },
     );
@@ -124,4 +124,24 @@ fn a_node_that_joins_later_gets_everything_and_remote_nodes_route() {
     assert_eq!(b.cell().generation(), g);
     b.set_cluster_nodes(Vec::new()).unwrap();
     assert!(b.cell().load().nodes.is_empty());
+}
+
+#[test]
+fn a_pod_reapplied_without_status_keeps_its_node_and_addresses() {
+    let store = Arc::new(Memory::default());
+    let (a, b) = (node("a", "10.244.1.0/24"), node("b", "10.244.2.0/24"));
+    store.join(&a);
+    store.join(&b);
+    // As the CNI plugin on b publishes it: scheduled on b, with its address.
+    a.apply(&[doc("apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default, labels: {app: web}}\nspec: {nodeName: b, containers: [{name: c, image: x}]}\nstatus: {podIP: 10.244.2.7, podIPs: [{ip: 10.244.2.7}]}\n")], false)
+        .expect("published");
+    // The user re-applies the Pod as written (no node, no status), with a new label.
+    a.apply(&[doc("apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default, labels: {app: web, tier: front}}\nspec: {containers: [{name: c, image: x}]}\n")], false)
+        .expect("re-applied");
+    for c in [&a, &b] {
+        let f = form(c, "pod", "default", "web").expect("stored");
+        assert_eq!(f["spec"]["nodeName"], "b", "{f}");
+        assert_eq!(f["status"]["podIP"], "10.244.2.7", "{f}");
+        assert_eq!(f["metadata"]["labels"]["tier"], "front", "{f}");
+    }
 }

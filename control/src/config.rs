@@ -60,6 +60,10 @@ pub struct ClusterConfig {
     /// Prefix length of each node's IPv6 block (`--node-cidr-mask-size-ipv6`).
     #[serde(default = "default_mask_v6")]
     pub node_cidr_mask_v6: u8,
+    /// Set by the daemon, not the file: the registered nodes that announce LoadBalancer
+    /// addresses (empty until the node map is known).
+    #[serde(skip)]
+    pub speakers: Vec<String>,
 }
 
 fn default_prefix() -> String {
@@ -87,6 +91,7 @@ impl Default for ClusterConfig {
             cluster_cidrs: default_cluster_cidrs(),
             node_cidr_mask_v4: default_mask_v4(),
             node_cidr_mask_v6: default_mask_v6(),
+            speakers: Vec::new(),
         }
     }
 }
@@ -407,6 +412,10 @@ pub struct ServiceConfig {
     /// node ports.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub allocate_load_balancer_node_ports: bool,
+    /// `spec.loadBalancerClass`: a class other than `podswitch.io/l2` belongs to another
+    /// controller, whose addresses podswitch forwards but neither allocates nor announces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_class: Option<String>,
 }
 
 fn is_true(b: &bool) -> bool {

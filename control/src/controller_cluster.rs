@@ -138,9 +138,37 @@ impl Controller {
         if w.is_empty() {
             return Ok(trial);
         }
-        let revision = source.write(w)?;
-        self.wait_synced(revision)?;
-        Ok(Outcome { generation: self.cell.generation(), ..trial })
+        let revision = Controller::write_claiming(source, w)?;
+        Ok(self.after_write(revision, trial))
+    }
+
+    /// Writes `w`; a new claim found held by its own owner (this node's view was behind: an
+    /// earlier write of the same Service, or its deletion and re-creation) is checked as held
+    /// instead and the write tried again, a bounded number of times.
+    fn write_claiming(source: &dyn ObjectSource, mut w: Write) -> Result<u64, Refusal> {
+        for _ in 0..4 {
+            match source.write(w.clone()) {
+                Err(WriteError::Conflict { claim, holder }) => {
+                    match w.claims.iter_mut().find(|c| c.key == claim && !c.held && c.owner == holder) {
+                        Some(c) => c.held = true,
+                        None => return Err(WriteError::Conflict { claim, holder }.into()),
+                    }
+                }
+                r => return r.map_err(Refusal::from),
+            }
+        }
+        Err(Refusal::Unavailable("the cluster store's claims kept changing; apply again".into()))
+    }
+
+    /// Waits for a committed write to come back; past the wait it is reported committed
+    /// with a warning (it is in the store; this node applies it when its watch delivers).
+    fn after_write(&self, revision: u64, trial: Outcome) -> Outcome {
+        let mut o = Outcome { generation: self.cell.generation(), ..trial };
+        if let Err(e) = self.wait_synced(revision) {
+            o.warnings.push(e.to_string());
+        }
+        o.generation = self.cell.generation();
+        o
     }
 
     /// A delete in cluster mode: the objects must exist here; their deletion and the release
@@ -175,17 +203,16 @@ impl Controller {
             return Ok(trial);
         }
         let revision = source.write(w)?;
-        self.wait_synced(revision)?;
-        Ok(Outcome { generation: self.cell.generation(), ..trial })
+        Ok(self.after_write(revision, trial))
     }
 
     /// Applies what the source delivers, as one change when it can; objects this node refuses
     /// (one that does not build here) are left out one by one, each with an event, so that
     /// one bad object does not stop the rest. Marks the revision applied in any case.
     pub fn deliver(&self, d: Delivery) -> Result<Outcome, Refusal> {
-        let (revision, puts, mut deletes, resync) = match d {
-            Delivery::Changes { revision, puts, deletes } => (revision, puts, deletes, false),
-            Delivery::Resync { revision, items } => (revision, items, Vec::new(), true),
+        let (revision, puts, mut deletes, listed) = match d {
+            Delivery::Changes { revision, puts, deletes } => (revision, puts, deletes, None),
+            Delivery::Resync { revision, items, keys } => (revision, items, Vec::new(), Some(keys)),
         };
         let mut st = self.lock()?;
         let node = st.store.base().node.name.clone();
@@ -214,8 +241,11 @@ impl Controller {
             }
         }
         let delivered: BTreeSet<Key> = objects.iter().map(Object::key).collect();
-        if resync {
-            deletes = st.store.cluster_keys().into_iter().filter(|k| !delivered.contains(k)).collect();
+        if let Some(listed) = &listed {
+            // Objects whose value did not parse are listed: they keep what this node has.
+            let listed: BTreeSet<&Key> = listed.iter().collect();
+            deletes =
+                st.store.cluster_keys().into_iter().filter(|k| !delivered.contains(k) && !listed.contains(k)).collect();
         }
         deletes.retain(|k| st.store.get(k).is_some() && !delivered.contains(k));
         let all = {
@@ -233,10 +263,8 @@ impl Controller {
                     "a change from the cluster store does not apply whole ({e}); applying it object by object"
                 );
                 let mut last = Err(e);
-                for k in &deletes {
-                    let k = k.clone();
-                    last = self.change_in(&mut st, "synced", Vec::new(), false, move |s| s.delete(&[k]));
-                }
+                // Objects first, deletions after: a policy replaced under another name is never
+                // absent in between.
                 let mut forms: BTreeMap<Key, serde_json::Value> = forms.into_iter().collect();
                 for o in objects {
                     let k = o.key();
@@ -248,6 +276,10 @@ impl Controller {
                         self.emit("sync_rejected", &[], format!("{k}: {e}"));
                     }
                     last = r;
+                }
+                for k in &deletes {
+                    let k = k.clone();
+                    last = self.change_in(&mut st, "synced", Vec::new(), false, move |s| s.delete(&[k]));
                 }
                 last
             }
@@ -261,7 +293,7 @@ impl Controller {
     /// tunnels and the peers decapsulation accepts).
     pub fn set_cluster_nodes(&self, nodes: Vec<RemoteNodeConfig>) -> Result<Outcome, Refusal> {
         let mut st = self.lock()?;
-        if st.store.cluster_nodes() == nodes.as_slice() {
+        if st.store.cluster_nodes_known() && st.store.cluster_nodes() == nodes.as_slice() {
             return Ok(Outcome { generation: self.cell.generation(), ..Outcome::default() });
         }
         self.change_in(&mut st, "nodes", Vec::new(), false, |s| {
@@ -343,6 +375,9 @@ impl Controller {
             Write { puts: vec![(key, form)], ..Write::default() }
         };
         let revision = source.write(w)?;
-        self.wait_synced(revision)
+        if let Err(e) = self.wait_synced(revision) {
+            tracing::warn!("pod of {} committed to the cluster store, not yet applied here: {e}", a.port);
+        }
+        Ok(())
     }
 }

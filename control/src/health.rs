@@ -54,7 +54,11 @@ fn respond(mut s: TcpStream, t: &Tables, namespace: &str, name: &str) {
     // path the same way), only that the client has sent them.
     let mut buf = [0u8; 2048];
     let mut got = 0;
-    while got < buf.len() {
+    // One second in all, however slowly the client sends.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while got < buf.len() && Instant::now() < deadline {
+        let _ =
+            s.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))));
         match s.read(&mut buf[got..]) {
             Ok(0) | Err(_) => break,
             Ok(n) => {

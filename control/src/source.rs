@@ -71,9 +71,10 @@ pub trait ObjectSource: Send + Sync + std::fmt::Debug {
 pub enum Delivery {
     /// Changes since the previous delivery, in order, up to `revision`.
     Changes { revision: u64, puts: Vec<serde_json::Value>, deletes: Vec<Key> },
-    /// Everything stored at `revision`: objects the node holds from the source and that are
-    /// not listed are deleted (the first delivery, and after a watch was lost).
-    Resync { revision: u64, items: Vec<serde_json::Value> },
+    /// Everything stored at `revision`: objects the node holds from the source whose keys are
+    /// not in `keys` are deleted (the first delivery, and after a watch was lost); a listed
+    /// key whose value cannot be read keeps what the node has.
+    Resync { revision: u64, items: Vec<serde_json::Value>, keys: Vec<Key> },
 }
 
 /// An object source in the process's memory, for tests of several controllers sharing one
@@ -98,7 +99,11 @@ impl Memory {
         let d = {
             let Ok(mut m) = self.inner.lock() else { return };
             m.nodes.push(std::sync::Arc::downgrade(c));
-            Delivery::Resync { revision: m.revision, items: m.objects.values().cloned().collect() }
+            Delivery::Resync {
+                revision: m.revision,
+                items: m.objects.values().cloned().collect(),
+                keys: m.objects.keys().cloned().collect(),
+            }
         };
         c.set_source(self.clone());
         if let Err(e) = c.deliver(d) {

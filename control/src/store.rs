@@ -73,7 +73,7 @@ struct Journal {
     manifests: Vec<(Key, Option<Manifest>)>,
     first: std::collections::HashMap<Key, usize>,
     base: Option<Config>,
-    cluster_nodes: Option<Vec<crate::config::RemoteNodeConfig>>,
+    cluster_nodes: Option<Option<Vec<crate::config::RemoteNodeConfig>>>,
 }
 
 /// Whether two Kubernetes forms of one object are the same for `apply`. Of a Pod, `status`
@@ -108,9 +108,9 @@ pub struct Store {
     /// The Kubernetes form of API objects applied as YAML or JSON, as admitted (with their
     /// allocations): what `get -o yaml` prints and the cluster store holds.
     manifests: BTreeMap<Key, Manifest>,
-    /// Remote nodes registered in the cluster store (besides the file's `[[nodes]]`, which
-    /// win by name).
-    cluster_nodes: Vec<crate::config::RemoteNodeConfig>,
+    /// The nodes registered in the cluster store, this one too when it is (besides the
+    /// file's `[[nodes]]`, which win by name); `None` until the first node map is known.
+    cluster_nodes: Option<Vec<crate::config::RemoteNodeConfig>>,
     /// EndpointSlices and Endpoints by the (namespace, service) they belong to.
     slices: BTreeMap<(String, String), BTreeSet<Key>>,
     /// While a change is being tried: the previous value of every key it touched, and the
@@ -162,7 +162,7 @@ impl Store {
             base,
             api: BTreeMap::new(),
             manifests: BTreeMap::new(),
-            cluster_nodes: Vec::new(),
+            cluster_nodes: None,
             slices: BTreeMap::new(),
             journal: None,
         }
@@ -415,15 +415,20 @@ impl Store {
 
     /// Replaces the remote nodes registered in the cluster store.
     pub fn set_cluster_nodes(&mut self, nodes: Vec<crate::config::RemoteNodeConfig>) {
-        let old = std::mem::replace(&mut self.cluster_nodes, nodes);
+        let old = self.cluster_nodes.replace(nodes);
         if let Some(j) = &mut self.journal {
             j.cluster_nodes.get_or_insert(old);
         }
     }
 
-    /// The remote nodes registered in the cluster store.
+    /// The nodes registered in the cluster store (empty until the first node map).
     pub fn cluster_nodes(&self) -> &[crate::config::RemoteNodeConfig] {
-        &self.cluster_nodes
+        self.cluster_nodes.as_deref().unwrap_or_default()
+    }
+
+    /// Whether a node map has been given.
+    pub fn cluster_nodes_known(&self) -> bool {
+        self.cluster_nodes.is_some()
     }
 
     /// The keys of the API objects of the cluster-wide kinds (those a cluster source owns).
@@ -620,10 +625,16 @@ impl Store {
         };
         cfg.ports = self.base.ports.clone();
         cfg.nodes = self.base.nodes.clone();
-        for n in &self.cluster_nodes {
+        for n in self.cluster_nodes() {
             if !cfg.nodes.iter().any(|f| f.name == n.name) && n.name != self.base.node.name {
                 cfg.nodes.push(n.clone());
             }
+        }
+        if let Some(c) = cfg.cluster.as_mut() {
+            // Who announces LoadBalancer addresses: the registered nodes, this one only once
+            // its own registration is in the map, so that every node computes the same set;
+            // nobody until the first map (a starting node must not claim every address).
+            c.speakers = self.cluster_nodes().iter().filter(|n| n.registered).map(|n| n.name.clone()).collect();
         }
         let mut origins = Origins::default();
         // Every object once, by reference: API objects hide file objects of the same key.

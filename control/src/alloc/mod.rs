@@ -110,6 +110,8 @@ pub fn held_by(s: &crate::config::ServiceConfig) -> Vec<Held> {
     out.extend(s.ports.iter().filter_map(|p| p.node_port).map(Held::NodePort));
     out.extend(s.health_check_node_port.map(Held::NodePort));
     out.extend(s.load_balancer_ips.iter().filter_map(|c| c.parse().ok()).map(Held::LoadBalancerIp));
+    out.sort();
+    out.dedup();
     out
 }
 
@@ -156,6 +158,27 @@ impl<'a> Admission<'a> {
         Ok(Admission { ranges, initial: used.clone(), used, store, held: Default::default() })
     }
 
+    /// A Pod's `status` and `spec.nodeName` are the scheduler's and the kubelet's (status is
+    /// a subresource): an apply that does not give them keeps the stored ones, so re-applying
+    /// a Pod manifest does not unschedule it on every other node.
+    fn keep_pod_status(&self, namespace: &str, name: &str, doc: &mut serde_json::Value) {
+        let key = crate::k8s::Key { kind: crate::k8s::Kind::Pod, namespace: namespace.into(), name: name.into() };
+        let Some(old) = self.store.manifest(&key) else { return };
+        let empty = |v: Option<&serde_json::Value>| {
+            v.is_none_or(|v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty()))
+        };
+        let Some(obj) = doc.as_object_mut() else { return };
+        if empty(obj.get("status")) {
+            if let Some(s) = old.get("status").filter(|s| !empty(Some(s))) {
+                obj.insert("status".into(), s.clone());
+            }
+        }
+        let node = old.get("spec").and_then(|s| s.get("nodeName")).cloned();
+        if let (Some(node), Some(spec)) = (node, obj.get_mut("spec").and_then(serde_json::Value::as_object_mut)) {
+            spec.entry("nodeName").or_insert(node);
+        }
+    }
+
     /// What the store's Services held before this request (to tell new claims from kept
     /// ones).
     pub fn before(&self) -> InUse {
@@ -172,6 +195,10 @@ impl crate::k8s::Admit for Admission<'_> {
         doc: &mut serde_json::Value,
         warnings: &mut Vec<String>,
     ) -> Result<(), String> {
+        if kind == "Pod" {
+            self.keep_pod_status(namespace, name, doc);
+            return Ok(());
+        }
         if kind != "Service" {
             return Ok(());
         }

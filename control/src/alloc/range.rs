@@ -75,7 +75,8 @@ impl Block {
     /// `make` turns into a value nobody else holds. Bounded by the block's size and by
     /// 1,048,576 probes (a block fuller than that is treated as full).
     pub fn pick(&self, owner: &str, what: &str, used: &InUse, make: impl Fn(IpAddr) -> Held) -> Option<IpAddr> {
-        let size = self.last - self.first + 1;
+        // Saturating: the whole IPv6 space would overflow; it is never that big in practice.
+        let size = (self.last - self.first).saturating_add(1);
         let start = u128::from(start_of(owner, what)) % size;
         let probes = size.min(1 << 20);
         (0..probes).map(|i| to_ip(self.v4, self.first + (start + i) % size)).find(|ip| !used.taken(&make(*ip), owner))

@@ -61,6 +61,12 @@ pub fn allocate(
         if let Some(c) = ips.into_iter().next() {
             return Err(format!("spec.clusterIP: '{c}' may not be set for type ExternalName"));
         }
+        if let Some(i) = spec.ports.iter().flatten().position(|p| p.node_port.unwrap_or(0) != 0) {
+            return Err(format!("spec.ports[{i}].nodePort: may not be used when type is 'ExternalName'"));
+        }
+        // An ExternalName Service has no IP family.
+        spec.ip_families = None;
+        spec.ip_family_policy = None;
         svc.status = given_status.map(|_| ServiceStatus::default());
         return Ok(held);
     }
@@ -70,6 +76,18 @@ pub fn allocate(
     if let Some(o) = old_spec.filter(|_| old_ty != "ExternalName") {
         let empty =
             spec.cluster_ip.as_deref().unwrap_or("").is_empty() && spec.cluster_ips.as_ref().is_none_or(Vec::is_empty);
+        // The primary cluster IP is immutable (the API server: "field is immutable").
+        let old_first = o.cluster_ip.as_deref().filter(|c| !c.is_empty());
+        let new_first = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .or_else(|| spec.cluster_ips.as_ref().and_then(|v| v.first()).map(String::as_str));
+        if let (Some(a), Some(b)) = (old_first, new_first) {
+            if a != b {
+                return Err(format!("spec.clusterIPs[0]: field is immutable ({a}; given {b})"));
+            }
+        }
         if empty {
             spec.cluster_ip = o.cluster_ip.clone();
             spec.cluster_ips = o.cluster_ips.clone();
@@ -78,21 +96,40 @@ pub fn allocate(
             }
             if spec.ip_family_policy.is_none() {
                 spec.ip_family_policy = o.ip_family_policy.clone();
+            } else if spec.ip_family_policy.as_deref() == Some("SingleStack") {
+                // Downgraded to one family: the secondary address is released.
+                if let Some(v) = spec.cluster_ips.as_mut() {
+                    v.truncate(1);
+                }
+                if let Some(v) = spec.ip_families.as_mut() {
+                    v.truncate(1);
+                }
             }
         }
-        if ty != "ClusterIP" {
+        let wants = ty == "NodePort" || (ty == "LoadBalancer" && spec.allocate_load_balancer_node_ports != Some(false));
+        if wants {
             for p in spec.ports.iter_mut().flatten() {
                 if p.node_port.unwrap_or(0) == 0 {
-                    let same = o.ports.iter().flatten().find(|q| {
-                        q.port == p.port
-                            && q.protocol.as_deref().unwrap_or("TCP") == p.protocol.as_deref().unwrap_or("TCP")
+                    // The same port of the old spec: by name when it has one (a renamed
+                    // number keeps its node port), else by number and protocol.
+                    let proto = |q: &k8s_openapi::api::core::v1::ServicePort| {
+                        q.protocol.clone().unwrap_or_else(|| "TCP".into())
+                    };
+                    let same = o.ports.iter().flatten().find(|q| match (&p.name, &q.name) {
+                        (Some(a), Some(b)) if !a.is_empty() => a == b && proto(p) == proto(q),
+                        _ => q.port == p.port && proto(p) == proto(q),
                     });
                     p.node_port = same.and_then(|q| q.node_port).filter(|n| *n != 0);
                 }
             }
         }
-        if spec.health_check_node_port.unwrap_or(0) == 0 {
+        let wants_health = ty == "LoadBalancer" && spec.external_traffic_policy.as_deref() == Some("Local");
+        if wants_health && spec.health_check_node_port.unwrap_or(0) == 0 {
             spec.health_check_node_port = o.health_check_node_port.filter(|n| *n != 0);
+        } else if !wants_health && spec.health_check_node_port == o.health_check_node_port {
+            // Carried over from a printed form (`get -o yaml`) of a spec that needed it: the
+            // API server drops such type-dependent fields.
+            spec.health_check_node_port = None;
         }
     }
 
@@ -171,10 +208,10 @@ pub fn allocate(
     if ty != "LoadBalancer" || r.pools.is_empty() || !ours {
         // Not ours to allocate: a status given by whoever manages the address is kept (a
         // ClusterIP or NodePort Service has none).
+        // Those addresses are not podswitch's: neither claimed nor announced.
         svc.status = if ty == "LoadBalancer" { given_status } else { None };
-        for ip in lb_ips(svc.status.as_ref()) {
-            held.push(Held::LoadBalancerIp(ip));
-        }
+        held.sort();
+        held.dedup();
         return Ok(held);
     }
     if headless {
@@ -245,6 +282,9 @@ pub fn allocate(
         }
     }
     held.extend(lb.iter().copied().map(Held::LoadBalancerIp));
+    // One claim per value (a node port shared by a TCP and a UDP port is one value).
+    held.sort();
+    held.dedup();
     let ingress: Vec<LoadBalancerIngress> = lb
         .iter()
         .map(|ip| LoadBalancerIngress { ip: Some(ip.to_string()), ip_mode: Some("VIP".into()), ..Default::default() })

@@ -50,4 +50,6 @@ fn the_probe_start_is_stable() {
     assert_eq!(start_of("default/web", "clusterip"), start_of("default/web", "clusterip"));
     assert_ne!(start_of("default/web", "clusterip"), start_of("default/web2", "clusterip"));
     assert_ne!(start_of("a", "bc"), start_of("ab", "c"));
+    // Every node computes the same start: a fixed function (FNV-1a), not a per-process key.
+    assert_eq!(start_of("", ""), 0xaf63_bd4c_8601_b7df);
 }

@@ -254,6 +254,12 @@ pub(crate) fn build_with(
         ));
     }
     let nodeport_range = parse::port_range(dsec, "datapath.nodeport_range", &dp.nodeport_range)?;
+    // The allocators' ranges (service CIDRs, node ports, LoadBalancer pools), checked here so
+    // that a bad pool stops the config, not every later apply.
+    let ranges = crate::alloc::Ranges::from_config(dp).map_err(|e| {
+        let (field, message) = e.split_once(": ").unwrap_or(("datapath", e.as_str()));
+        FieldError::new(dsec, field, message)
+    })?;
     let service_cidrs: Vec<Prefix> = dp
         .service_cidrs
         .iter()
@@ -521,7 +527,10 @@ pub(crate) fn build_with(
                 (Some(id), parse::mac(sec, &f("mac"), m)?, true, n.name.clone())
             }
             (None, Some(nn)) => {
-                if !node_ids.contains_key(nn.as_str()) && *nn != n.name {
+                // In cluster mode a Pod names the node it was scheduled on, which may not be
+                // registered (yet, or any more: its lease expired); the pod is kept, and its
+                // address is routed by whatever route covers it (none: `no_route`).
+                if cfg.cluster.is_none() && !node_ids.contains_key(nn.as_str()) && *nn != n.name {
                     return Err(FieldError::new(sec, f("node"), format!("no node named '{nn}' in [[nodes]]")));
                 }
                 (None, MacAddr::ZERO, false, nn.clone())
@@ -588,11 +597,8 @@ pub(crate) fn build_with(
             .collect(),
         maglev: dp.maglev_table_size,
         steering: dp.workers > 1,
-        speakers: cfg.cluster.as_ref().map(|_| {
-            std::iter::once(cfg.node.name.clone())
-                .chain(cfg.nodes.iter().filter(|n| n.registered).map(|n| n.name.clone()))
-                .collect()
-        }),
+        lb_pools: ranges.pools.iter().map(|(_, b)| *b).collect(),
+        speakers: cfg.cluster.as_ref().map(|c| c.speakers.clone()),
     };
     let (services, external_names, compiled) = match from {
         ServicesFrom::Config(cache) => services::build(cfg, &ctx, cache, &mut ids.service_ports)?,
@@ -602,6 +608,17 @@ pub(crate) fn build_with(
         }
     };
 
+    // Each remote node's own address through its tunnel (unless a route names it): a pod
+    // answering a connection that node source-NATed to its address (NodePort, load-balancer
+    // or external IP with the Cluster policy) sends the reply back to that node, whose
+    // conntrack translates it back to the client. Added after `pod_cidrs`: node addresses are
+    // not pod addresses.
+    for (i, r) in nodes.iter().enumerate() {
+        let p = Prefix::host(r.underlay_ip.to_ip());
+        if !routes.iter().any(|(q, _)| *q == p) {
+            routes.push((p, RouteTarget::Tunnel(NodeId(i as u16))));
+        }
+    }
     let mut tables = Tables::new(
         generation,
         node,

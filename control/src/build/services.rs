@@ -157,6 +157,9 @@ pub(crate) struct ServiceContext {
     /// The podswitch nodes of the cluster that may announce LoadBalancer addresses (this one
     /// included); `None` on a single node, which announces every one.
     pub speakers: Option<Vec<String>>,
+    /// The LoadBalancer pools: only their addresses are announced (others belong to whoever
+    /// assigned them).
+    pub lb_pools: Vec<crate::alloc::Block>,
 }
 
 /// The node that announces `ip` among `eligible`: the highest hash of (address, node), so
@@ -434,7 +437,8 @@ pub(crate) fn compile(
         // all of them on a single node; in a cluster, those the rendezvous hash gives it among
         // the registered nodes (with `externalTrafficPolicy: Local`, among the nodes that have
         // a ready endpoint, which alone can serve it).
-        if lb {
+        let ours = s.load_balancer_class.as_deref().is_none_or(|c| c == crate::alloc::service::LOAD_BALANCER_CLASS);
+        if lb && ours {
             let eligible: Option<Vec<&str>> = ctx.speakers.as_ref().map(|all| {
                 all.iter()
                     .map(String::as_str)
@@ -445,6 +449,7 @@ pub(crate) fn compile(
             });
             announce = lb_ips
                 .iter()
+                .filter(|ip| ctx.lb_pools.iter().any(|b| b.contains(**ip)))
                 .filter(|ip| match &eligible {
                     None => true,
                     Some(e) => announcer(**ip, e.iter().copied()) == Some(node.name.as_str()),

@@ -53,7 +53,7 @@ pub struct Agent {
     config: ClusterConfig,
     endpoints: String,
     record: NodeRecord,
-    registration: Mutex<Option<super::Registration>>,
+    registration: Arc<Mutex<Option<super::Registration>>>,
 }
 
 /// The controller's object source over etcd.
@@ -232,7 +232,14 @@ impl Agent {
             vtep_mac: node.vtep_mac.clone(),
             pod_cidrs: node.pod_cidrs.clone(),
         };
-        Ok(Agent { rt, cluster, endpoints: config.etcd.join(","), config, record, registration: Mutex::new(None) })
+        Ok(Agent {
+            rt,
+            cluster,
+            endpoints: config.etcd.join(","),
+            config,
+            record,
+            registration: Arc::new(Mutex::new(None)),
+        })
     }
 
     /// Makes etcd `c`'s object source, delivers what etcd holds (when it answers within the
@@ -250,7 +257,7 @@ impl Agent {
         let after = match first {
             Ok(Ok((rev, items))) => {
                 let n = items.len();
-                let d = Delivery::Resync { revision: rev.max(0) as u64, items: values(items) };
+                let d = resync(rev, items);
                 match c.deliver(d) {
                     Ok(o) => tracing::info!("{n} object(s) from the cluster store: generation {}", o.generation),
                     Err(e) => tracing::warn!("objects from the cluster store: {e}"),
@@ -271,16 +278,36 @@ impl Agent {
         };
         self.spawn_object_watch(c, after);
         self.spawn_node_watch(c, stop);
-        let reg = self.rt.block_on(async { tokio::time::timeout(ttl, self.cluster.register(&self.record)).await });
-        match reg {
-            Ok(Ok(r)) => {
-                tracing::info!("node {} registered in the cluster (lease {:x})", self.record.name, r.lease_id());
-                if let Ok(mut g) = self.registration.lock() {
-                    *g = Some(r);
-                }
+        // Registered before the API serves when etcd answers; otherwise retried until it does
+        // (the other nodes reach this one's pods only once it is registered).
+        let (cluster, record, slot) = (self.cluster.clone(), self.record.clone(), Arc::clone(&self.registration));
+        let first = self.rt.block_on(async { tokio::time::timeout(ttl, cluster.register(&record)).await });
+        let registered = |r: super::Registration, slot: &Mutex<Option<super::Registration>>| {
+            tracing::info!("node {} registered in the cluster (lease {:x})", r.name(), r.lease_id());
+            if let Ok(mut g) = slot.lock() {
+                *g = Some(r);
             }
-            Ok(Err(e)) => tracing::warn!("node not registered: {e}"),
-            Err(_) => tracing::warn!("node not registered: etcd did not answer within {} s", ttl.as_secs()),
+        };
+        match first {
+            Ok(Ok(r)) => registered(r, &slot),
+            other => {
+                match other {
+                    Ok(Err(e)) => tracing::warn!("node not registered yet: {e}; retrying"),
+                    _ => tracing::warn!(
+                        "node not registered yet: etcd did not answer within {} s; retrying",
+                        ttl.as_secs()
+                    ),
+                }
+                self.rt.spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if let Ok(Ok(r)) = tokio::time::timeout(ttl, cluster.register(&record)).await {
+                            registered(r, &slot);
+                            break;
+                        }
+                    }
+                });
+            }
         }
     }
 
@@ -295,7 +322,7 @@ impl Agent {
                 loop {
                     match cluster.list(OBJECTS).await {
                         Ok((rev, items)) => {
-                            deliver(&c, Delivery::Resync { revision: rev.max(0) as u64, items: values(items) }).await;
+                            deliver(&c, resync(rev, items)).await;
                             after = rev;
                             break;
                         }
@@ -306,23 +333,8 @@ impl Agent {
             let mut rx = cluster.watch(OBJECTS, after);
             while let Some(b) = rx.recv().await {
                 let d = match b {
-                    WatchBatch::Changes { rev, events } => {
-                        let mut puts = Vec::new();
-                        let mut deletes = Vec::new();
-                        for e in events {
-                            match e {
-                                Change::Put { key, value } => match serde_json::from_slice(&value) {
-                                    Ok(v) => puts.push(v),
-                                    Err(e) => tracing::warn!("{key}: not JSON ({e}); ignored"),
-                                },
-                                Change::Delete { key } => deletes.extend(object_key(&key)),
-                            }
-                        }
-                        Delivery::Changes { revision: rev.max(0) as u64, puts, deletes }
-                    }
-                    WatchBatch::Resync { rev, items } => {
-                        Delivery::Resync { revision: rev.max(0) as u64, items: values(items) }
-                    }
+                    WatchBatch::Changes { rev, events } => changes(rev, events),
+                    WatchBatch::Resync { rev, items } => resync(rev, items),
                 };
                 deliver(&c, d).await;
             }
@@ -342,7 +354,19 @@ impl Agent {
         self.rt.spawn(async move {
             loop {
                 let nodes = rx.borrow_and_update().clone();
-                let remote = remote_nodes(&me, &nodes);
+                let mut remote = remote_nodes(&me, &nodes);
+                if nodes.contains_key(&me.name) {
+                    // This node as the registry has it: it announces only once the others can
+                    // see it too.
+                    remote.push(RemoteNodeConfig {
+                        name: me.name.clone(),
+                        ip: me.ipv4.clone().or(me.ipv6.clone()).unwrap_or_default(),
+                        mac: me.mac.clone(),
+                        vtep_mac: me.vtep_mac.clone(),
+                        pod_cidrs: me.pod_cidrs.clone(),
+                        registered: true,
+                    });
+                }
                 let c2 = Arc::clone(&c);
                 let r = tokio::task::spawn_blocking(move || c2.set_cluster_nodes(remote)).await;
                 match r {
@@ -398,17 +422,50 @@ async fn deliver(c: &Arc<Controller>, d: Delivery) {
     }
 }
 
-fn values(items: Vec<(String, Vec<u8>)>) -> Vec<serde_json::Value> {
-    items
-        .into_iter()
-        .filter_map(|(k, v)| match serde_json::from_slice(&v) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!("{k}: not JSON ({e}); ignored");
-                None
-            }
-        })
-        .collect()
+/// One watch response as a delivery: the last event of each key wins (a response that
+/// catches up holds several revisions, and a key may be put and deleted in it), in the order
+/// of those last events.
+fn changes(rev: i64, events: Vec<Change>) -> Delivery {
+    let mut last: Vec<Option<(String, Option<Vec<u8>>)>> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for e in events {
+        let (key, value) = match e {
+            Change::Put { key, value } => (key, Some(value)),
+            Change::Delete { key } => (key, None),
+        };
+        if let Some(i) = at.remove(&key) {
+            last[i] = None;
+        }
+        at.insert(key.clone(), last.len());
+        last.push(Some((key, value)));
+    }
+    let mut puts = Vec::new();
+    let mut deletes = Vec::new();
+    for (key, value) in last.into_iter().flatten() {
+        match value {
+            Some(v) => match serde_json::from_slice(&v) {
+                Ok(v) => puts.push(v),
+                Err(e) => tracing::warn!("{key}: not JSON ({e}); ignored"),
+            },
+            None => deletes.extend(object_key(&key)),
+        }
+    }
+    Delivery::Changes { revision: rev.max(0) as u64, puts, deletes }
+}
+
+/// A full listing as a resync: the keys listed are kept even when their value does not
+/// parse (a node keeps what it has rather than dropping, say, a NetworkPolicy).
+fn resync(rev: i64, items: Vec<(String, Vec<u8>)>) -> Delivery {
+    let mut values = Vec::new();
+    let mut keys = Vec::new();
+    for (k, v) in items {
+        keys.extend(object_key(&k));
+        match serde_json::from_slice(&v) {
+            Ok(v) => values.push(v),
+            Err(e) => tracing::warn!("{k}: not JSON ({e}); the node keeps what it has"),
+        }
+    }
+    Delivery::Resync { revision: rev.max(0) as u64, items: values, keys }
 }
 
 /// The other nodes as remote nodes of this one: same tunnel and VNI, an underlay address of
@@ -484,6 +541,32 @@ mod tests {
         assert_eq!(c.iter().map(|t| t.puts.len()).sum::<usize>(), 250);
         let small = Write { puts: vec![(svc(1), serde_json::json!({}))], ..Write::default() };
         assert_eq!(commits(&small).len(), 1);
+    }
+
+    #[test]
+    fn a_watch_response_keeps_the_last_event_of_each_key() {
+        let put = |k: &str, v: &str| Change::Put { key: k.into(), value: v.as_bytes().to_vec() };
+        let del = |k: &str| Change::Delete { key: k.into() };
+        let events = vec![
+            put("objects/Pod/default/a", "{\"v\":1}"),
+            put("objects/Pod/default/b", "{\"v\":1}"),
+            del("objects/Pod/default/a"),
+            put("objects/Pod/default/b", "{\"v\":2}"),
+            del("objects/Pod/default/c"),
+            put("objects/Pod/default/c", "{\"v\":3}"),
+        ];
+        let Delivery::Changes { revision, puts, deletes } = changes(9, events) else { panic!("changes") };
+        assert_eq!(revision, 9);
+        assert_eq!(puts, vec![serde_json::json!({"v": 2}), serde_json::json!({"v": 3})]);
+        assert_eq!(deletes, vec![Key { kind: Kind::Pod, namespace: "default".into(), name: "a".into() }]);
+        // A listed key whose value is not JSON is kept, not deleted.
+        let Delivery::Resync { items, keys, .. } =
+            resync(3, vec![("objects/NetworkPolicy/x/deny".into(), b"{not json".to_vec())])
+        else {
+            panic!("resync")
+        };
+        assert!(items.is_empty());
+        assert_eq!(keys.len(), 1);
     }
 
     #[test]

@@ -99,10 +99,8 @@ pub(super) fn document(
         }
     }
     let skipped_before = out.warnings.len();
-    if kind == "Service" && api == "v1" {
-        // The API server's admission: allocations written into the object itself.
-        admit.admit(&kind, &ns, &name, &mut v, &mut out.warnings).map_err(|e| (loc.clone(), e))?;
-    }
+    // The API server's admission: allocations and kept status written into the object.
+    admit.admit(&kind, &ns, &name, &mut v, &mut out.warnings).map_err(|e| (loc.clone(), e))?;
     let manifest = v.clone();
     let expect = |want: &str| -> Result<(), Fail> {
         if api == want {
@@ -408,6 +406,7 @@ fn service(s: types::Service, warnings: &mut Vec<String>, what: &str) -> Result<
         labels: s.metadata.labels,
         health_check_node_port: spec.health_check_node_port.filter(|n| *n != 0),
         allocate_load_balancer_node_ports: spec.allocate_load_balancer_node_ports.unwrap_or(true),
+        load_balancer_class: spec.load_balancer_class,
     })
 }
 

@@ -166,8 +166,8 @@ pub struct Parsed {
 }
 
 /// The API server's admission step: called for each Kubernetes document (after schema
-/// validation, before conversion) of the kinds that have allocations (Services), with the
-/// document to complete in place. An error refuses the whole request; it names the field.
+/// validation, before conversion), with the document to complete in place (a Service's
+/// allocations, a Pod's status). An error refuses the whole request; it names the field.
 pub trait Admit {
     fn admit(
         &mut self,
