@@ -145,3 +145,25 @@ fn a_pod_reapplied_without_status_keeps_its_node_and_addresses() {
         assert_eq!(f["metadata"]["labels"]["tier"], "front", "{f}");
     }
 }
+
+#[test]
+fn pods_of_sandboxes_gone_from_their_node_are_cleaned_up() {
+    let store = Arc::new(Memory::default());
+    let (a, b) = (node("a", "10.244.1.0/24"), node("b", "10.244.2.0/24"));
+    store.join(&a);
+    store.join(&b);
+    // Two pods on a with addresses but no attachment there (their DEL never reached the
+    // store): one the CNI plugin made, one of the user's.
+    b.apply(&[doc("apiVersion: v1\nkind: Pod\nmetadata: {name: made, namespace: default, annotations: {podswitch.io/created-by: podswitch-cni}}\nspec: {nodeName: a, containers: [{name: c, image: x}]}\nstatus: {podIP: 10.244.1.7}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: mine, namespace: default}\nspec: {nodeName: a, containers: [{name: c, image: x}]}\nstatus: {podIP: 10.244.1.8}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: other, namespace: default}\nspec: {nodeName: b, containers: [{name: c, image: x}]}\nstatus: {podIP: 10.244.2.9}\n")], false)
+        .expect("applied");
+    // Each node cleans up its own: a the two, b its one (none has a sandbox attached).
+    assert_eq!(a.reconcile_pods().unwrap(), 2);
+    assert!(form(&b, "pod", "default", "made").is_none());
+    let mine = form(&b, "pod", "default", "mine").expect("the user's pod stays");
+    assert!(mine["status"].get("podIP").is_none(), "{mine}");
+    let on_a = form(&a, "pod", "default", "mine").expect("on a");
+    assert!(on_a["status"].get("podIP").is_none(), "{on_a}");
+    assert_eq!(form(&a, "pod", "default", "other").unwrap()["status"]["podIP"], "10.244.2.9", "a leaves b's pod alone");
+    assert_eq!(b.reconcile_pods().unwrap(), 1);
+    assert_eq!(a.reconcile_pods().unwrap(), 0);
+}

@@ -381,3 +381,54 @@ impl Controller {
         Ok(())
     }
 }
+
+impl Controller {
+    /// Pods the cluster store has on this node whose sandbox is gone (a DEL whose publication
+    /// failed, or a crash between the two): the ones the CNI plugin made are deleted, the
+    /// user's lose their addresses, so that no other node keeps routing to an address this
+    /// node may give to another pod. Called after a resync; returns how many it fixed.
+    pub fn reconcile_pods(&self) -> Result<usize, Refusal> {
+        let Some(source) = self.source.get().cloned() else { return Ok(0) };
+        let mut w = Write::default();
+        {
+            let st = self.lock()?;
+            let me = st.store.base().node.name.clone();
+            let attached: BTreeSet<(String, String)> = st
+                .store
+                .attachments()
+                .filter_map(|a| a.cni.as_ref().map(|c| (c.pod_namespace.clone(), c.pod_name.clone())))
+                .collect();
+            for k in st.store.cluster_keys().into_iter().filter(|k| k.kind == Kind::Pod) {
+                let Some(m) = st.store.manifest(&k) else { continue };
+                let on_me = m.get("spec").and_then(|s| s.get("nodeName")).and_then(|n| n.as_str()) == Some(me.as_str());
+                let has_ip = m.get("status").and_then(|s| s.get("podIP")).is_some_and(|ip| !ip.is_null());
+                if !on_me || !has_ip || attached.contains(&(k.namespace.clone(), k.name.clone())) {
+                    continue;
+                }
+                let made = m
+                    .get("metadata")
+                    .and_then(|md| md.get("annotations"))
+                    .and_then(|a| a.get(CREATED_BY_ANNOTATION))
+                    .is_some();
+                if made {
+                    w.deletes.push(k);
+                } else {
+                    let mut v = (**m).clone();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("status".into(), serde_json::json!({"phase": "Pending"}));
+                    }
+                    w.puts.push((k, v));
+                }
+            }
+        }
+        let n = w.puts.len() + w.deletes.len();
+        if n > 0 {
+            let revision = source.write(w)?;
+            if let Err(e) = self.wait_synced(revision) {
+                tracing::warn!("pods of gone sandboxes committed, not yet applied here: {e}");
+            }
+            tracing::info!("{n} pod(s) of sandboxes no longer attached here removed from the cluster store");
+        }
+        Ok(n)
+    }
+}

@@ -547,6 +547,11 @@ impl Store {
                     Some(m) => self.manifests.insert(k.clone(), std::sync::Arc::new(m)),
                     None => self.manifests.remove(&k),
                 };
+            } else if let Some(m) = manifest.filter(|m| self.manifests.get(&k).is_some_and(|old| **old != *m)) {
+                // The same object for the switch, with another status (a Pod's, written by its
+                // node): kept as given, nothing to build.
+                self.record(&k);
+                self.manifests.insert(k.clone(), std::sync::Arc::new(m));
             }
             changes.push((k, action));
         }

@@ -262,6 +262,12 @@ impl Agent {
                     Ok(o) => tracing::info!("{n} object(s) from the cluster store: generation {}", o.generation),
                     Err(e) => tracing::warn!("objects from the cluster store: {e}"),
                 }
+                // Not here: the watch that delivers its own write is not running yet.
+                let c2 = Arc::clone(c);
+                self.rt.spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = tokio::task::spawn_blocking(move || c2.reconcile_pods()).await;
+                });
                 rev
             }
             Ok(Err(e)) => {
@@ -414,8 +420,19 @@ impl Agent {
 }
 
 async fn deliver(c: &Arc<Controller>, d: Delivery) {
+    let resync = matches!(d, Delivery::Resync { .. });
     let c = Arc::clone(c);
-    match tokio::task::spawn_blocking(move || c.deliver(d)).await {
+    match tokio::task::spawn_blocking(move || {
+        let r = c.deliver(d);
+        if resync {
+            if let Err(e) = c.reconcile_pods() {
+                tracing::warn!("pods of gone sandboxes: {e}");
+            }
+        }
+        r
+    })
+    .await
+    {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!("change from the cluster store: {e}"),
         Err(e) => tracing::error!("delivery task: {e}"),
