@@ -167,3 +167,37 @@ fn pods_of_sandboxes_gone_from_their_node_are_cleaned_up() {
     assert_eq!(b.reconcile_pods().unwrap(), 1);
     assert_eq!(a.reconcile_pods().unwrap(), 0);
 }
+
+#[test]
+fn endpoints_on_a_node_that_left_are_not_ready() {
+    let store = Arc::new(Memory::default());
+    let a = node("a", "10.244.1.0/24");
+    store.join(&a);
+    let peer = |name: &str, cidr: &str| control::config::RemoteNodeConfig {
+        name: name.into(),
+        ip: "192.168.77.30".into(),
+        mac: "02:00:00:00:01:30".into(),
+        vtep_mac: None,
+        pod_cidrs: vec![cidr.into()],
+        registered: true,
+    };
+    a.set_cluster_nodes(vec![peer("b", "10.244.2.0/24")]).unwrap();
+    a.apply(&[doc("apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default, labels: {app: web}}\nspec: {nodeName: b, containers: [{name: c, image: x}]}\nstatus: {podIP: 10.244.2.7}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{port: 80}]}\n")], false)
+        .expect("applied");
+    let ready = |c: &Controller| {
+        let t = c.cell().load();
+        t.services
+            .ports()
+            .iter()
+            .filter(|p| p.spec.name.starts_with("default/web:"))
+            .flat_map(|p| p.backends().iter())
+            .filter(|b| b.state == switch_core::service::BackendState::Ready)
+            .count()
+    };
+    assert_eq!(ready(&a), 1);
+    // b's lease expires: the registry no longer has it.
+    a.set_cluster_nodes(Vec::new()).unwrap();
+    assert_eq!(ready(&a), 0, "an endpoint on a node that left is not ready");
+    a.set_cluster_nodes(vec![peer("b", "10.244.2.0/24")]).unwrap();
+    assert_eq!(ready(&a), 1, "ready again when it is back");
+}

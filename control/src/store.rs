@@ -431,6 +431,16 @@ impl Store {
         self.cluster_nodes.is_some()
     }
 
+    /// Whether `p` runs on a node that is neither this one, nor in the file, nor registered
+    /// in the cluster (once the node map is known): a node that left.
+    fn on_a_gone_node(&self, p: &crate::config::PodConfig) -> bool {
+        let Some(n) = p.node.as_deref() else { return false };
+        self.cluster_nodes.is_some()
+            && n != self.base.node.name
+            && !self.base.nodes.iter().any(|f| f.name == n)
+            && !self.cluster_nodes().iter().any(|r| r.name == n)
+    }
+
     /// The keys of the API objects of the cluster-wide kinds (those a cluster source owns).
     pub fn cluster_keys(&self) -> Vec<Key> {
         self.api.keys().filter(|k| k.kind.cluster_wide()).cloned().collect()
@@ -710,7 +720,13 @@ impl Store {
                         None if origin == Origin::Api && p.port.is_none() && p.ips.is_empty() => {}
                         _ => {
                             origins.push("pods", k, origin);
-                            cfg.pods.push(p.clone());
+                            let mut p = p.clone();
+                            if self.on_a_gone_node(&p) {
+                                // Its node's lease expired: not ready (the node lifecycle
+                                // controller's job), so Services stop sending to it.
+                                p.ready = false;
+                            }
+                            cfg.pods.push(p);
                         }
                     }
                 }
