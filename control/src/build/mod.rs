@@ -521,7 +521,10 @@ pub(crate) fn build_with(
                 (Some(id), parse::mac(sec, &f("mac"), m)?, true, n.name.clone())
             }
             (None, Some(nn)) => {
-                if !node_ids.contains_key(nn.as_str()) && *nn != n.name {
+                // In cluster mode a Pod names the node it was scheduled on, which may not be
+                // registered (yet, or any more: its lease expired); the pod is kept, and its
+                // address is routed by whatever route covers it (none: `no_route`).
+                if cfg.cluster.is_none() && !node_ids.contains_key(nn.as_str()) && *nn != n.name {
                     return Err(FieldError::new(sec, f("node"), format!("no node named '{nn}' in [[nodes]]")));
                 }
                 (None, MacAddr::ZERO, false, nn.clone())
@@ -597,6 +600,17 @@ pub(crate) fn build_with(
         }
     };
 
+    // Each remote node's own address through its tunnel (unless a route names it): a pod
+    // answering a connection that node source-NATed to its address (NodePort, load-balancer
+    // or external IP with the Cluster policy) sends the reply back to that node, whose
+    // conntrack translates it back to the client. Added after `pod_cidrs`: node addresses are
+    // not pod addresses.
+    for (i, r) in nodes.iter().enumerate() {
+        let p = Prefix::host(r.underlay_ip.to_ip());
+        if !routes.iter().any(|(q, _)| *q == p) {
+            routes.push((p, RouteTarget::Tunnel(NodeId(i as u16))));
+        }
+    }
     let mut tables = Tables::new(
         generation,
         node,

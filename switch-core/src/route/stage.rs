@@ -2,7 +2,8 @@
 
 use super::RouteTarget;
 use crate::drop::DropReason;
-use crate::pipeline::{Out, PacketCtx};
+use crate::conntrack::Direction;
+use crate::pipeline::{CtHit, Out, PacketCtx};
 use crate::snapshot::Tables;
 
 fn to_host(t: &Tables, c: &mut PacketCtx) {
@@ -25,10 +26,13 @@ pub(crate) fn route(t: &Tables, c: &mut PacketCtx) {
     if t.endpoints.is_node_ip(dst) {
         return to_host(t, c);
     }
-    let from_tunnel = c.from_tunnel.is_some();
+    // A node is no transit for other nodes' tunnel traffic, except for the replies of flows it
+    // translated itself: a NodePort or load-balancer connection it source-NATed to a backend
+    // on another node comes back through the tunnel and leaves by the uplink.
+    let reply = matches!(c.ct, CtHit::Hit { dir: Direction::Reply, .. });
+    let from_tunnel = c.from_tunnel.is_some() && !reply;
     match t.routes.lookup(dst).map(|(_, r)| r) {
         Some(RouteTarget::Local) => c.drop(DropReason::NoLocalEndpoint),
-        // A node is no transit for other nodes' tunnel traffic.
         Some(RouteTarget::Tunnel(_) | RouteTarget::Uplink(_)) if from_tunnel => c.drop(DropReason::NoLocalEndpoint),
         Some(RouteTarget::Tunnel(n)) => c.out = Out::Tunnel(n),
         Some(RouteTarget::Uplink(mac)) => match t.uplink {
