@@ -79,7 +79,7 @@ need() {
   [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 3; }
   # shellcheck source=install-tools.sh
   . "$here/install-tools.sh"
-  install_tools ip:iproute2 ethtool:ethtool jq:jq nsenter:util-linux etcd:etcd-server etcdctl:etcd-client \
+  install_tools ip:iproute2 ethtool:ethtool jq:jq iperf3:iperf3 curl:curl nsenter:util-linux etcd:etcd-server etcdctl:etcd-client \
     podman:podman runc:runc busybox:busybox-static /usr/lib/cni/loopback:containernetworking-plugins || exit 3
   for b in podswitchd podswitchctl podswitch-cni; do
     [ -x "$BINDIR/$b" ] || { echo "$BINDIR/$b missing (cargo build -p control -p podswitch-cni)" >&2; exit 3; }
@@ -228,6 +228,14 @@ make_image() {
   # The web pods' CGI: the client address the server sees (externalTrafficPolicy checks).
   printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n' > "$r/www/cgi-bin/ip"
   chmod +x "$r/www/cgi-bin/ip"
+  # iperf3 with the shared libraries it needs (busybox's nc has no UDP in Debian's build).
+  local lib
+  mkdir -p "$r/usr/bin"
+  cp "$(command -v iperf3)" "$r/usr/bin/iperf3"
+  for lib in $(ldd "$(command -v iperf3)" | grep -o '/[^ ]*'); do
+    mkdir -p "$r$(dirname "$lib")"
+    cp -L "$lib" "$r$lib"
+  done
   tar -C "$r" -cf "$RUNDIR/rootfs.tar" .
 }
 

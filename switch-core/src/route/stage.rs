@@ -1,8 +1,8 @@
 //! The route stage: local pod, this node's host, a remote node's tunnel, or the uplink.
 
 use super::RouteTarget;
-use crate::drop::DropReason;
 use crate::conntrack::Direction;
+use crate::drop::DropReason;
 use crate::pipeline::{CtHit, Out, PacketCtx};
 use crate::snapshot::Tables;
 
