@@ -226,6 +226,7 @@ make_image() {
   cp /bin/busybox "$r/bin/busybox"
   for a in "${APPLETS[@]}"; do ln -sf busybox "$r/bin/$a"; done
   # The web pods' CGI: the client address the server sees (externalTrafficPolicy checks).
+  # shellcheck disable=SC2016 # expanded by the CGI's shell, not this one
   printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n' > "$r/www/cgi-bin/ip"
   chmod +x "$r/www/cgi-bin/ip"
   # iperf3 with the shared libraries it needs (busybox's nc has no UDP in Debian's build).
@@ -360,7 +361,7 @@ down_quiet() {
   kill_pidfile "$RUNDIR/etcd/etcd.pid"
   if [ -f "$RUNDIR/sandboxes" ]; then
     while read -r line; do
-      [ -n "$line" ] && [ -e "/run/netns/$line" ] && ip netns delete "$line" 2>/dev/null || true
+      if [ -n "$line" ] && [ -e "/run/netns/$line" ]; then ip netns delete "$line" 2>/dev/null || true; fi
     done < "$RUNDIR/sandboxes"
   fi
   if [ -f "$RUNDIR/namespaces" ]; then
