@@ -467,6 +467,19 @@ fn cluster_of_three_podswitch_nodes_and_a_kernel_node() {
     let cip = svc["cluster_ips"][0].as_str().unwrap_or_default().to_string();
     c.step(&format!("LoadBalancer {lb} from outside through n1: {got:?} (cluster IP now {cip})"));
 
+    // The seed's other documents: an ExternalName Service (no NAT, kept for DNS) reaches
+    // every node; an Ingress is not podswitch's and is refused with the reason.
+    c.must(c.apply("n1", "externalname", &seed("service-externalname.yaml")));
+    c.wait_for("the seed's ExternalName Service reaches n3", Duration::from_secs(10), || {
+        let out = c.ctl("n3", &["get", "services", "-n", "prod"]);
+        out.stdout.contains("my-service") && out.stdout.contains("ExternalName")
+    });
+    let ingress = c.apply("n1", "ingress", &seed("ingress.yaml"));
+    if ingress.ok || !ingress.stderr.contains("kind Ingress ignored") {
+        c.fail("the seed's Ingress alone is refused, naming the kind", &ingress);
+    }
+    c.step("the seed's ExternalName Service (prod) reached n3; its Ingress is refused (kind Ingress ignored)");
+
     // 7. externalTrafficPolicy: Local keeps the client's address; a node without a local
     //    endpoint does not forward.
     c.must(c.apply("n2", "echo", ECHO_LOCAL));
