@@ -376,6 +376,13 @@ down_quiet() {
       rm -rf "/run/runc/$id"
     done < "$RUNDIR/containers"
   fi
+  # What podman's overlay driver left mounted under the run directory (its storage home stays
+  # mounted when a container's network teardown failed, e.g. on a node whose daemon was killed).
+  if [ -d "$RUNDIR" ]; then
+    { grep -o " $RUNDIR/[^ ]*" /proc/mounts || true; } | sort -r | while read -r line; do
+      umount -l "$line" 2>/dev/null || true
+    done
+  fi
   if [ -f "$RUNDIR/made" ]; then
     while read -r line; do
       rm -f "$line/cache/blob-info-cache-v1.boltdb"
