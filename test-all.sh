@@ -11,14 +11,15 @@ log() { printf '\n== %s ==\n' "$*"; }
 # the control API's .proto at build time; setpriv runs a client as an unprivileged user; pip
 # fetches grpcio for the test that uses the API from Python; podman (with runc, the CNI
 # loopback plugin and a static busybox for its image) runs containers on podswitch-cni in
-# tests/podman_e2e.rs. etcd and etcdctl are the cluster store of tests/etcd_cluster.rs; the
+# tests/podman_e2e.rs. etcd and etcdctl are the cluster store of tests/etcd_cluster.rs and
+# tests/multinode_e2e.rs (netns-scripts/multinode.sh reads node records with jq); the
 # etcd-client crate's build needs protoc and the well-known .proto files of libprotobuf-dev
 # (install_tools checks commands, so libprotobuf-dev is named with apt-get below).
 . netns-scripts/install-tools.sh
 if ! install_tools protoc:protobuf-compiler tshark:tshark nginx:nginx-light curl:curl iperf3:iperf3 \
   ping:iputils-ping ethtool:ethtool ip:iproute2 setpriv:util-linux podman:podman runc:runc \
   busybox:busybox-static /usr/lib/cni/loopback:containernetworking-plugins \
-  etcd:etcd-server etcdctl:etcd-client; then
+  etcd:etcd-server etcdctl:etcd-client jq:jq; then
   [ "${CI:-}" = true ] && exit 1
 fi
 proto=/usr/include/google/protobuf/descriptor.proto

@@ -8,10 +8,14 @@
 # starts busybox containers on the podswitch CNI network (podswitch-cni attaches each as a
 # port of the running switch, the daemon gives its address), a ClusterIP whose endpoints are
 # the containers, a NetworkPolicy selecting them by label, a restart of podswitchd that
-# keeps them working, and podman rm detaching them. Everything runs in namespaces named
-# pswdemo-*, deleted at the end, and podman keeps its state under the run directory. Needs
-# root (installs missing tools with apt-get: iproute2, ethtool, nginx-light, curl, iperf3,
-# iputils-ping, protobuf-compiler, podman, runc, busybox-static, containernetworking-plugins).
+# keeps them working, and podman rm detaching them. Then a cluster (netns-scripts/
+# demo-cluster.sh): three podswitchd nodes over a real etcd, a Linux node behind the kernel's
+# VXLAN device and an outside client, the seed's ClusterIP, NodePort and LoadBalancer Services
+# across nodes, and a node killed. Everything runs in namespaces named pswdemo-* and pswmn-*,
+# deleted at the end, and podman keeps its state under the run directories. Needs root
+# (installs missing tools with apt-get: iproute2, ethtool, nginx-light, curl, iperf3,
+# iputils-ping, protobuf-compiler, podman, runc, busybox-static, containernetworking-plugins,
+# etcd-server, etcd-client, jq).
 #
 #   sudo netns-scripts/demo.sh [afxdp|afpacket|auto]
 set -euo pipefail
@@ -25,7 +29,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need it" >&2; exit 1; }
 . netns-scripts/install-tools.sh
 install_tools ip:iproute2 ethtool:ethtool nginx:nginx-light curl:curl iperf3:iperf3 ping:iputils-ping protoc:protobuf-compiler \
-  podman:podman runc:runc busybox:busybox-static nsenter:util-linux
+  podman:podman runc:runc busybox:busybox-static nsenter:util-linux etcd:etcd-server etcdctl:etcd-client jq:jq
 [ -x /usr/lib/cni/loopback ] || install_tools /usr/lib/cni/loopback:containernetworking-plugins
 
 say "building podswitchd, podswitchctl and podswitch-cni"
@@ -157,4 +161,9 @@ say "podswitchctl stats (summed over the workers; handed_off: frames that change
 sleep 0.6
 ctl stats
 
-say "stopping (XDP programs detached, namespaces deleted)"
+say "stopping the node (XDP programs detached, namespaces deleted)"
+cleanup
+trap - EXIT
+
+# Several nodes: three podswitchd over etcd, a kernel VXLAN node and an outside client.
+netns-scripts/demo-cluster.sh "$PWD/target/release" "$MODE"

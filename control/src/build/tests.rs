@@ -227,3 +227,24 @@ fn errors_name_file_line_and_field() {
     assert_eq!(e.field(), Some("services[0].cluster_ips[0]"));
     assert!(msg.contains("not an IPv4 or IPv6 address"), "{msg}");
 }
+
+#[test]
+fn remote_node_addresses_route_through_their_tunnels() {
+    use switch_core::route::{NodeId, RouteTarget};
+    let b = build("").unwrap();
+    // Replies to a connection n2 source-NATed to its own address go back to n2.
+    assert_eq!(b.tables.routes.lookup(a("192.168.0.2")), Some((32, RouteTarget::Tunnel(NodeId(0)))));
+    // A route the config gives for that address wins.
+    let b = build("\n[[routes]]\nprefix = \"192.168.0.2/32\"\nvia = \"blackhole\"\n").unwrap();
+    assert_eq!(b.tables.routes.lookup(a("192.168.0.2")), Some((32, RouteTarget::Blackhole)));
+}
+
+#[test]
+fn in_cluster_mode_a_pod_may_name_a_node_not_registered() {
+    let pod = "\n[[pods]]\nname = \"g\"\nnode = \"gone\"\nips = [\"10.0.9.9\"]\n";
+    let e = build(pod).expect_err("an unknown node is an error in a node's own config");
+    assert!(e.to_string().contains("no node named 'gone'"), "{e}");
+    // In cluster mode the Pod names the node it was scheduled on, registered or not.
+    let b = build(&format!("{pod}\n[cluster]\n")).expect("builds in cluster mode");
+    assert!(b.tables.routes.lookup(a("10.0.9.9")).is_none());
+}

@@ -44,3 +44,39 @@ pub(crate) fn route(t: &Tables, c: &mut PacketCtx) {
         None => c.drop(DropReason::NoRoute),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Verdict;
+    use crate::route::NodeId;
+    use crate::testbed::{self as tb, Scale};
+
+    /// What the route stage does with a decapsulated packet for an outside address.
+    fn from_tunnel_to_outside(ct: CtHit) -> PacketCtx {
+        let t = tb::tables(Scale::default());
+        let mut c = PacketCtx::default();
+        c.tuple.dst = "203.0.113.7".parse::<std::net::IpAddr>().expect("address").into();
+        c.from_tunnel = Some(NodeId(0));
+        c.ct = ct;
+        route(&t, &mut c);
+        c
+    }
+
+    #[test]
+    fn tunnel_traffic_leaves_by_the_uplink_only_as_the_reply_of_a_flow_of_this_node() {
+        // A new flow, or the original direction of one: the node is no transit.
+        for ct in [CtHit::Miss, CtHit::Hit { slot: 0, dir: Direction::Original }] {
+            assert_eq!(from_tunnel_to_outside(ct).done, Some(Verdict::Drop(DropReason::NoLocalEndpoint)), "{ct:?}");
+        }
+        // The reply of a flow this node translated (a NodePort client's connection to a
+        // backend on another node) goes back to the client.
+        let c = from_tunnel_to_outside(CtHit::Hit { slot: 0, dir: Direction::Reply });
+        assert_eq!(c.done, None);
+        assert!(
+            matches!(c.out, Out::Port { port, dst_mac, .. } if port == tb::UPLINK && dst_mac == tb::GATEWAY_MAC),
+            "{:?}",
+            c.out
+        );
+    }
+}

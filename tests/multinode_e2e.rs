@@ -1,0 +1,682 @@
+//! Several podswitchd form one cluster over a real etcd: `netns-scripts/multinode.sh` brings up
+//! three podswitch nodes (AF_XDP, falling back as the single-node harness does), a plain-Linux
+//! node whose pod sits behind the kernel's own VXLAN device, and an outside client, each in
+//! its own network namespace, with etcd on a control network of their own. Containers are
+//! started by podman through podswitch-cni on every podswitch node; the test applies the
+//! seed's Services and NetworkPolicy (configs/k8s/seed/) and its own through one node's socket
+//! and checks, with ping, busybox wget and nc, and curl:
+//!
+//! - pod to pod across nodes, a ClusterIP whose endpoints are on the other nodes;
+//! - the NodePort through every node from outside (source-NATed to the entry node), the
+//!   LoadBalancer address from outside (a static route through one node, as a BGP-announced
+//!   VIP), `externalTrafficPolicy: Local` keeping the client's address (the server's CGI echoes
+//!   it) and refusing through a node without an endpoint;
+//! - a NetworkPolicy across nodes (the seed's denies, one of ours then allows);
+//! - the kernel VXLAN node's pod exchanging ping, TCP and UDP with podswitch pods both ways;
+//! - etcd paused (SIGSTOP) for about 10 s: forwarding goes on, applies are refused with a
+//!   message naming etcd, and after it resumes applies work and reach every node;
+//! - a node killed (SIGKILL): within the lease TTL (3 s) and some slack its routes leave the
+//!   other nodes' tables, and the rest keeps working.
+//!
+//! Needs root, etcd, podman, runc, a static busybox, the CNI loopback plugin, jq and curl
+//! (test-all.sh installs them); skipped with the reason printed otherwise, except under
+//! CI=true, where it fails. Everything is removed by `multinode.sh down` (namespaces,
+//! processes and podman state by the name or PID it recorded), also when the test fails.
+
+use serde_json::Value;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Bound on any one command.
+const CMD_LIMIT: Duration = Duration::from_secs(60);
+/// The nodes' lease TTL: a killed node leaves the others' tables this long after its last
+/// keep-alive.
+const TTL_S: u64 = 3;
+const NODE_IPS: [&str; 3] = ["192.168.100.11", "192.168.100.12", "192.168.100.13"];
+const OUT_IP: &str = "192.168.100.50";
+const K1_POD_IP: &str = "10.245.9.2";
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+/// Why the test cannot run here, if it cannot (root and etcd are checked by the helpers).
+fn missing_prerequisite() -> Option<String> {
+    for t in ["podman", "runc", "nsenter", "ip", "jq", "curl", "ethtool"] {
+        if !on_path(t) {
+            return Some(format!("{t} is not installed (test-all.sh installs it)"));
+        }
+    }
+    if !Path::new("/usr/lib/cni/loopback").exists() {
+        return Some("/usr/lib/cni/loopback is missing (apt-get install containernetworking-plugins)".into());
+    }
+    let ldd = Command::new("ldd").arg("/bin/busybox").output().ok();
+    let text = ldd.map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr));
+    if !text.is_some_and(|t| t.contains("not a dynamic executable") || t.contains("statically linked")) {
+        return Some("no static /bin/busybox (apt-get install busybox-static)".into());
+    }
+    None
+}
+
+/// What a command did.
+struct Out {
+    what: String,
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ {}\n[{} in {:.1} s]\nstdout:\n{}\nstderr:\n{}",
+            self.what,
+            if self.ok { "ok" } else { "FAILED" },
+            self.took.as_secs_f64(),
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` with its output in files under `dir` (a container runtime's children may hold a
+/// pipe open long after the command ends), killed after `limit`.
+fn run_bounded(mut cmd: Command, what: String, dir: &Path, limit: Duration) -> Out {
+    let (o, e) = (dir.join("cmd.out"), dir.join("cmd.err"));
+    let t0 = Instant::now();
+    let spawned = File::create(&o).and_then(|fo| {
+        let fe = File::create(&e)?;
+        cmd.stdin(Stdio::null()).stdout(fo).stderr(fe).spawn()
+    });
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(err) => {
+            return Out {
+                what,
+                ok: false,
+                stdout: String::new(),
+                stderr: format!("cannot start: {err}"),
+                took: t0.elapsed(),
+            }
+        }
+    };
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if t0.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let mut stderr = std::fs::read_to_string(&e).unwrap_or_default();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed after {limit:?})"));
+    }
+    Out {
+        what,
+        ok: status.is_some_and(|s| s.success()),
+        stdout: std::fs::read_to_string(&o).unwrap_or_default(),
+        stderr,
+        took: t0.elapsed(),
+    }
+}
+
+/// A process of the test's own (a listener in a namespace), killed by PID on drop.
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The cluster `multinode.sh up` made; `multinode.sh down` on drop, however the test ends.
+struct Cluster {
+    script: PathBuf,
+    prefix: String,
+    dir: PathBuf,
+    /// Scratch for command output and manifests (not the script's run directory).
+    scratch: PathBuf,
+    t0: Instant,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut c = Command::new(&self.script);
+        c.arg("down").arg("-p").arg(&self.prefix).arg("-d").arg(&self.dir);
+        let out = run_bounded(c, "multinode.sh down".into(), &self.scratch, Duration::from_secs(120));
+        if !out.ok {
+            eprintln!("cleanup failed:\n{out}");
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+impl Cluster {
+    fn step(&self, what: &str) {
+        eprintln!("[{:6.1} s] {what}", self.t0.elapsed().as_secs_f64());
+    }
+
+    /// `multinode.sh CMD -p PREFIX -d DIR ARGS...`.
+    fn sh(&self, cmd: &str, args: &[&str]) -> Out {
+        let mut c = Command::new(&self.script);
+        c.arg(cmd).arg("-p").arg(&self.prefix).arg("-d").arg(&self.dir).args(args);
+        run_bounded(c, format!("multinode.sh {cmd} {}", args.join(" ")), &self.scratch, CMD_LIMIT)
+    }
+
+    /// The last lines of every node's daemon log.
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for n in ["n1", "n2", "n3"] {
+            let log = std::fs::read_to_string(self.dir.join(n).join("podswitchd.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            s.push_str(&format!("--- {n} podswitchd log (last lines) ---\n"));
+            s.push_str(&lines[lines.len().saturating_sub(25)..].join("\n"));
+            s.push('\n');
+        }
+        s
+    }
+
+    fn fail(&self, what: &str, out: &dyn std::fmt::Display) -> ! {
+        panic!("{what}\n{out}\n{}", self.logs())
+    }
+
+    fn must(&self, out: Out) -> Out {
+        if !out.ok {
+            self.fail("command failed", &out);
+        }
+        out
+    }
+
+    fn ctl(&self, node: &str, args: &[&str]) -> Out {
+        let mut a = vec![node];
+        a.extend_from_slice(args);
+        self.sh("ctl", &a)
+    }
+
+    /// `podswitchctl apply` of `yaml` through `node`'s socket.
+    fn apply(&self, node: &str, name: &str, yaml: &str) -> Out {
+        let f = self.scratch.join(format!("{name}.yaml"));
+        std::fs::write(&f, yaml).expect("manifest");
+        self.ctl(node, &["apply", "-f", &f.to_string_lossy()])
+    }
+
+    /// A shell script in container `name` of `node`.
+    fn cexec(&self, node: &str, name: &str, script: &str) -> Out {
+        self.sh("pm", &[node, "exec", name, "sh", "-c", script])
+    }
+
+    /// A command in namespace PREFIX-`ns` (k1, k1p, out, ...).
+    fn nsexec(&self, ns: &str, args: &[&str]) -> Out {
+        let mut a = vec![ns];
+        a.extend_from_slice(args);
+        self.sh("exec", &a)
+    }
+
+    /// curl from the outside client: the body, or `None` when it fails.
+    fn curl_out(&self, url: &str, max_s: u32) -> (Option<String>, Out) {
+        let out = self.nsexec("out", &["curl", "-sS", "--max-time", &max_s.to_string(), url]);
+        (out.ok.then(|| out.stdout.trim().to_string()), out)
+    }
+
+    /// `tries` fetches of `url` from container `from` on `node`, each bounded by `wait`
+    /// seconds: the bodies, or `FAILED`. (busybox's own `wget -T` crashes; `timeout` bounds it.)
+    fn fetch(&self, node: &str, from: &str, url: &str, tries: u32, wait: u32) -> (Vec<String>, Out) {
+        let script =
+            format!("for i in $(seq {tries}); do timeout {wait} wget -q -O - {url} 2>/dev/null || echo FAILED; done");
+        let out = self.cexec(node, from, &script);
+        (out.stdout.lines().map(str::to_string).collect(), out)
+    }
+
+    /// Starts container `name` on `node`, running `script`, and returns its pod address.
+    fn run(&self, node: &str, name: &str, script: &str) -> String {
+        self.must(self.sh("run", &[node, name, script]));
+        let out = self.must(self.cexec(node, name, "ip -4 -o addr show dev eth0"));
+        let addr = out.stdout.split_whitespace().skip_while(|w| *w != "inet").nth(1).unwrap_or("");
+        match addr.split_once('/') {
+            Some((ip, _)) if ip.starts_with("10.244.") => ip.to_string(),
+            _ => self.fail(&format!("{name} on {node}: eth0 has no address of the cluster CIDR"), &out),
+        }
+    }
+
+    /// The Service `name` as `node` lists it (JSON).
+    fn service(&self, node: &str, name: &str) -> Value {
+        let out = self.must(self.ctl(node, &["get", "services", "-o", "json"]));
+        let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| self.fail(&format!("JSON: {e}"), &out));
+        v["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == name))
+            .map(|i| i["spec"].clone())
+            .unwrap_or_else(|| self.fail(&format!("no Service {name} on {node}"), &out))
+    }
+
+    /// The number of routes in `node`'s tables (`podswitchctl stats`).
+    fn routes(&self, node: &str) -> Option<u64> {
+        let out = self.ctl(node, &["stats"]);
+        out.stdout.split_whitespace().find_map(|w| w.strip_prefix("routes=")).and_then(|n| n.parse().ok())
+    }
+
+    /// Waits up to `limit` for `check`, polling every 200 ms; the time it took.
+    fn wait_for(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+        let t = Instant::now();
+        while !check() {
+            if t.elapsed() > limit {
+                self.fail(&format!("{what}: not within {limit:?}"), &"");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        t.elapsed()
+    }
+}
+
+fn pod(name: &str, labels: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nspec: {{containers: [{{name: c, image: x}}]}}\n")
+}
+
+/// A busybox web server on `ports` serving its name (and /cgi-bin/ip: the client address).
+fn web(name: &str, ports: &[u16]) -> String {
+    let mut s = format!("echo {name} > /www/index.html");
+    for (i, p) in ports.iter().enumerate() {
+        if i + 1 == ports.len() {
+            s.push_str(&format!(" && exec httpd -f -p {p} -h /www"));
+        } else {
+            s.push_str(&format!(" && httpd -p {p} -h /www"));
+        }
+    }
+    s
+}
+
+const SLEEPER: &str = "exec sleep 3600";
+
+const ECHO_LOCAL: &str = "apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: echo}
+  ports: [{name: http, protocol: TCP, port: 80, targetPort: 80}]
+";
+
+const DB_FROM_CLIENT: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-from-client}
+spec:
+  podSelector: {matchLabels: {role: db}}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {app: client}}
+    ports: [{protocol: TCP, port: 6379}]
+";
+
+const DURING_PAUSE: &str = "apiVersion: v1
+kind: Service
+metadata: {name: after-pause}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+";
+
+/// Datagrams and loss (percent) of an `iperf3 -u -J` run.
+fn udp_result(json: &str) -> (u64, f64) {
+    let v: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+    let sum = &v["end"]["sum"];
+    (sum["packets"].as_u64().unwrap_or(0), sum["lost_percent"].as_f64().unwrap_or(100.0))
+}
+
+fn seed(file: &str) -> String {
+    std::fs::read_to_string(podswitch_tests::root().join("configs/k8s/seed").join(file)).expect("seed manifest")
+}
+
+#[test]
+fn cluster_of_three_podswitch_nodes_and_a_kernel_node() {
+    const TEST: &str = "multinode_e2e";
+    if !podswitch_tests::root_or_skip(TEST) || !podswitch_tests::etcd_or_skip(TEST) {
+        return;
+    }
+    if let Some(why) = missing_prerequisite() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{TEST}: cannot run: {why}; CI expects it to run");
+        }
+        eprintln!("SKIPPED {TEST}: {why}");
+        return;
+    }
+    let podswitchd = podswitch_tests::podswitchd();
+    podswitch_tests::build_bin("control", "podswitchctl");
+    podswitch_tests::build_bin("podswitch-cni", "podswitch-cni");
+    let bindir = podswitchd.parent().expect("bin dir").to_path_buf();
+    let tag = std::process::id();
+    let scratch = std::env::temp_dir().join(format!("psw-mn-test-{tag}"));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    let c = Cluster {
+        script: podswitch_tests::root().join("netns-scripts/multinode.sh"),
+        prefix: format!("mn{}", tag % 100_000),
+        dir: std::env::temp_dir().join(format!("psw-mn-{tag}")),
+        scratch,
+        t0: Instant::now(),
+    };
+
+    // 1. The cluster.
+    let up = c.sh("up", &["-b", &bindir.to_string_lossy(), "-t", &TTL_S.to_string()]);
+    let up = c.must(up);
+    c.step(&format!("cluster up in {:.1} s:\n{}", up.took.as_secs_f64(), up.stdout.trim()));
+    let nodes = c.must(c.sh("etcdctl", &["get", "--prefix", "/podswitch/nodes/", "--keys-only"]));
+    if nodes.stdout.lines().filter(|l| !l.is_empty()).count() != 3 {
+        c.fail("three nodes registered in etcd", &nodes);
+    }
+
+    // 2. Pods: the objects (labels) through n1's socket, then the containers by podman.
+    let pods = [
+        pod("client-n1", "app: client"),
+        pod("front-n1", "role: frontend"),
+        pod("web-n2", "app: web, app.kubernetes.io/name: MyApp"),
+        pod("echo-n2", "app: echo"),
+        pod("web-n3", "app: web, app.kubernetes.io/name: MyApp"),
+        pod("db-n3", "role: db"),
+    ]
+    .join("---\n");
+    c.must(c.apply("n1", "pods", &pods));
+    let client = c.run("n1", "client-n1", SLEEPER);
+    c.run("n1", "front-n1", SLEEPER);
+    let web2 = c.run("n2", "web-n2", &web("web-n2", &[9376, 80]));
+    c.run("n2", "echo-n2", &web("echo-n2", &[80]));
+    let web3 = c.run("n3", "web-n3", &web("web-n3", &[9376, 80]));
+    let db = c.run("n3", "db-n3", &web("db-n3", &[6379]));
+    for (n, w) in [("n2", "web-n2"), ("n2", "echo-n2"), ("n3", "web-n3")] {
+        let script =
+            "for i in $(seq 50); do timeout 1 wget -q -O - http://127.0.0.1:80/ && exit 0; sleep 0.1; done; exit 1";
+        c.must(c.cexec(n, w, script));
+    }
+    c.step(&format!("6 containers on 3 nodes: client-n1 {client}, web-n2 {web2}, web-n3 {web3}, db-n3 {db}"));
+
+    // 3. Pod to pod across nodes.
+    for ip in [&web2, &web3, &db] {
+        let out = c.cexec("n1", "client-n1", &format!("ping -c 2 -W 2 {ip}"));
+        if !out.ok {
+            c.fail(&format!("client-n1 cannot ping {ip} on another node"), &out);
+        }
+    }
+    let out = c.cexec("n2", "web-n2", &format!("ping -c 1 -W 2 {web3} && ping -c 1 -W 2 {client}"));
+    if !out.ok {
+        c.fail("web-n2 cannot ping web-n3 and client-n1", &out);
+    }
+    c.step("pod to pod across nodes: ping n1->n2, n1->n3, n2->n3, n2->n1");
+
+    // 4. The seed's ClusterIP Service; its endpoints are on n2 and n3, the client on n1.
+    c.must(c.apply("n2", "clusterip", &seed("service-clusterip.yaml")));
+    let cip = c.service("n1", "my-service")["cluster_ips"][0].as_str().unwrap_or_default().to_string();
+    let (got, out) = c.fetch("n1", "client-n1", &format!("http://{cip}/"), 12, 3);
+    let served = |who: &str| got.iter().filter(|l| *l == who).count();
+    if got.len() != 12 || served("web-n2") + served("web-n3") != 12 || served("web-n2") == 0 || served("web-n3") == 0 {
+        c.fail(&format!("12 fetches of ClusterIP {cip} from n1 must all succeed and reach web-n2 and web-n3"), &out);
+    }
+    c.step(&format!(
+        "ClusterIP {cip} (applied on n2) from n1: web-n2 {}x, web-n3 {}x",
+        served("web-n2"),
+        served("web-n3")
+    ));
+
+    // 5. The seed's NodePort (30007 -> 80): through every node from outside; the Cluster
+    //    policy source-NATs to the entry node.
+    c.must(c.apply("n3", "nodeport", &seed("service-nodeport.yaml")));
+    for node_ip in NODE_IPS {
+        let (body, out) = c.curl_out(&format!("http://{node_ip}:30007/"), 3);
+        if !body.as_deref().is_some_and(|b| b == "web-n2" || b == "web-n3") {
+            c.fail(&format!("NodePort 30007 through {node_ip} from outside"), &out);
+        }
+        let (body, out) = c.curl_out(&format!("http://{node_ip}:30007/cgi-bin/ip"), 3);
+        if !body.as_deref().is_some_and(|b| b.contains(node_ip)) {
+            c.fail(&format!("NodePort through {node_ip}: the server sees the entry node's address"), &out);
+        }
+    }
+    c.step("NodePort 30007 through n1, n2, n3 from outside; the server sees the entry node (SNAT)");
+
+    // 6. The seed's LoadBalancer: its address comes from the pool (the manifest's status is
+    //    replaced, with a warning); the outside client routes the pool through n1.
+    let out = c.must(c.apply("n1", "loadbalancer", &seed("service-loadbalancer.yaml")));
+    let svc = c.service("n2", "my-service");
+    let lb = svc["load_balancer_ips"][0].as_str().unwrap_or_default().to_string();
+    if !lb.starts_with("192.168.150.") {
+        c.fail(&format!("LoadBalancer address {lb:?} from the pool 192.168.150.0/28"), &out);
+    }
+    let (got, out) = {
+        let mut got = Vec::new();
+        let mut last = None;
+        for _ in 0..4 {
+            let (b, o) = c.curl_out(&format!("http://{lb}/"), 3);
+            got.push(b.unwrap_or_else(|| "FAILED".into()));
+            last = Some(o);
+        }
+        (got, last.expect("an attempt"))
+    };
+    if !got.iter().all(|b| b == "web-n2" || b == "web-n3") {
+        c.fail(&format!("LoadBalancer {lb} from outside: {got:?}"), &out);
+    }
+    // The manifest asks for clusterIP 10.0.171.239, and podswitch takes it (the API server
+    // would refuse to change spec.clusterIP: it is immutable).
+    let cip = svc["cluster_ips"][0].as_str().unwrap_or_default().to_string();
+    c.step(&format!("LoadBalancer {lb} from outside through n1: {got:?} (cluster IP now {cip})"));
+
+    // The seed's other documents: an ExternalName Service (no NAT, kept for DNS) reaches
+    // every node; an Ingress is not podswitch's and is refused with the reason.
+    c.must(c.apply("n1", "externalname", &seed("service-externalname.yaml")));
+    c.wait_for("the seed's ExternalName Service reaches n3", Duration::from_secs(10), || {
+        let out = c.ctl("n3", &["get", "services", "-n", "prod"]);
+        out.stdout.contains("my-service") && out.stdout.contains("ExternalName")
+    });
+    let ingress = c.apply("n1", "ingress", &seed("ingress.yaml"));
+    if ingress.ok || !ingress.stderr.contains("kind Ingress ignored") {
+        c.fail("the seed's Ingress alone is refused, naming the kind", &ingress);
+    }
+    c.step("the seed's ExternalName Service (prod) reached n3; its Ingress is refused (kind Ingress ignored)");
+
+    // 7. externalTrafficPolicy: Local keeps the client's address; a node without a local
+    //    endpoint does not forward.
+    c.must(c.apply("n2", "echo", ECHO_LOCAL));
+    let echo = c.service("n1", "echo");
+    let echo_lb = echo["load_balancer_ips"][0].as_str().unwrap_or_default().to_string();
+    let echo_np = echo["ports"][0]["node_port"].as_u64().unwrap_or_default();
+    c.must(c.nsexec("out", &["ip", "route", "replace", &format!("{echo_lb}/32"), "via", NODE_IPS[1]]));
+    for url in [format!("http://{echo_lb}/cgi-bin/ip"), format!("http://{}:{echo_np}/cgi-bin/ip", NODE_IPS[1])] {
+        let (body, out) = c.curl_out(&url, 3);
+        if !body.as_deref().is_some_and(|b| b.contains(OUT_IP)) {
+            c.fail(&format!("{url} (externalTrafficPolicy Local) must see the client {OUT_IP}"), &out);
+        }
+    }
+    let (body, out) = c.curl_out(&format!("http://{}:{echo_np}/", NODE_IPS[0]), 2);
+    if body.is_some() {
+        c.fail("NodePort of a Local service through n1, which has no endpoint, must not answer", &out);
+    }
+    c.step(&format!(
+        "externalTrafficPolicy Local: LoadBalancer {echo_lb} via n2 and NodePort {echo_np} on n2 see {OUT_IP}; n1 (no endpoint) does not answer"
+    ));
+
+    // 8. The seed's NetworkPolicy: role=db admits role=frontend on 6379, nobody else; ours
+    //    then admits app=client. Pods on n1, db on n3.
+    let db_url = format!("http://{db}:6379/");
+    for who in ["client-n1", "front-n1"] {
+        let (got, out) = c.fetch("n1", who, &db_url, 1, 3);
+        if got != ["db-n3"] {
+            c.fail(&format!("before any policy, {who} reaches db-n3"), &out);
+        }
+    }
+    c.must(c.apply("n2", "netpol", &seed("networkpolicy.yaml")));
+    let (got, out) = c.fetch("n1", "front-n1", &db_url, 2, 3);
+    if got != ["db-n3", "db-n3"] {
+        c.fail("with the seed's policy, front-n1 (role=frontend) reaches db-n3", &out);
+    }
+    let (got, out) = c.fetch("n1", "client-n1", &db_url, 1, 3);
+    if got != ["FAILED"] {
+        c.fail("with the seed's policy, client-n1 is denied", &out);
+    }
+    c.must(c.apply("n3", "db-from-client", DB_FROM_CLIENT));
+    let (got, out) = c.fetch("n1", "client-n1", &db_url, 2, 3);
+    if got != ["db-n3", "db-n3"] {
+        c.fail("with db-from-client, client-n1 reaches db-n3", &out);
+    }
+    c.step("NetworkPolicy across nodes: seed policy admits front-n1, denies client-n1; db-from-client admits it");
+
+    // 9. The kernel VXLAN node's pod and podswitch pods: ping, TCP and UDP both ways.
+    let out = c.cexec("n1", "client-n1", &format!("ping -c 2 -W 2 {K1_POD_IP}"));
+    if !out.ok {
+        c.fail("client-n1 cannot ping the kernel node's pod", &out);
+    }
+    let (got, out) = c.fetch("n1", "client-n1", &format!("http://{K1_POD_IP}:8080/"), 2, 3);
+    if got != ["k1p", "k1p"] {
+        c.fail("client-n1 fetches from the kernel node's pod", &out);
+    }
+    for ip in [&web2, &web3] {
+        let out = c.nsexec("k1p", &["ping", "-c", "2", "-W", "2", ip.as_str()]);
+        if !out.ok {
+            c.fail(&format!("the kernel node's pod cannot ping {ip}"), &out);
+        }
+    }
+    let out = c.nsexec("k1p", &["curl", "-sS", "--max-time", "3", &format!("http://{web3}/")]);
+    if out.stdout.trim() != "web-n3" {
+        c.fail("the kernel node's pod fetches from web-n3", &out);
+    }
+    // UDP both ways: iperf3 (Debian's busybox nc has no UDP), 1 s at 10 Mbit/s each.
+    for reverse in [false, true] {
+        c.must(c.sh("pm", &["n3", "exec", "-d", "web-n3", "iperf3", "-s", "-1"]));
+        let mut args = vec!["timeout", "15", "iperf3", "-c", web3.as_str(), "-u", "-b", "10M", "-t", "1", "-J"];
+        if reverse {
+            args.push("-R");
+        }
+        let mut last = None;
+        c.wait_for("iperf3 UDP between the kernel node's pod and web-n3", Duration::from_secs(10), || {
+            let out = c.nsexec("k1p", &args);
+            let ok = out.ok;
+            last = Some(out);
+            ok
+        });
+        let out = last.expect("a run");
+        let (packets, lost) = udp_result(&out.stdout);
+        if packets < 500 || lost > 5.0 {
+            c.fail(
+                &format!(
+                    "iperf3 UDP k1p {} web-n3: {packets} packets, {lost}% lost",
+                    if reverse { "<-" } else { "->" }
+                ),
+                &out,
+            );
+        }
+        c.step(&format!("UDP k1p {} web-n3: {packets} datagrams, {lost:.1}% lost", if reverse { "<-" } else { "->" }));
+    }
+    // client-n1 -> the kernel node's pod: an iperf3 server of the test's own, killed by PID.
+    let server = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-k1p", c.prefix), "iperf3", "-s", "-1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 server in the kernel node's pod");
+    let server = Kid(server);
+    let mut last = None;
+    c.wait_for("iperf3 UDP from client-n1 to the kernel node's pod", Duration::from_secs(10), || {
+        let out = c.cexec("n1", "client-n1", &format!("timeout 15 iperf3 -c {K1_POD_IP} -u -b 10M -t 1 -J"));
+        let ok = out.ok;
+        last = Some(out);
+        ok
+    });
+    drop(server);
+    let out = last.expect("a run");
+    let (packets, lost) = udp_result(&out.stdout);
+    if packets < 500 || lost > 5.0 {
+        c.fail(&format!("iperf3 UDP client-n1 -> k1p: {packets} packets, {lost}% lost"), &out);
+    }
+    c.step(&format!("UDP client-n1 -> k1p: {packets} datagrams, {lost:.1}% lost"));
+    c.step("kernel VXLAN node: ping, TCP (wget, curl) and UDP (iperf3) both ways with pods on n1 and n3");
+
+    // 10. etcd paused: forwarding goes on, applies are refused, then everything resumes.
+    c.must(c.sh("etcd", &["stop"]));
+    let paused = Instant::now();
+    let refused = c.apply("n2", "after-pause", DURING_PAUSE);
+    if refused.ok || !refused.stderr.contains("etcd") {
+        let _ = c.sh("etcd", &["cont"]);
+        c.fail("with etcd paused, an apply is refused with a message naming etcd", &refused);
+    }
+    let (got, out) = c.fetch("n1", "client-n1", &format!("http://{cip}/"), 4, 3);
+    if got.iter().any(|l| l == "FAILED") {
+        let _ = c.sh("etcd", &["cont"]);
+        c.fail("with etcd paused, the ClusterIP still serves", &out);
+    }
+    let out = c.nsexec("k1p", &["ping", "-c", "1", "-W", "2", &web2]);
+    if !out.ok {
+        let _ = c.sh("etcd", &["cont"]);
+        c.fail("with etcd paused, the kernel node's pod still reaches web-n2", &out);
+    }
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(paused.elapsed()));
+    c.must(c.sh("etcd", &["cont"]));
+    let pause = paused.elapsed();
+    let took = c.wait_for("an apply after etcd resumed", Duration::from_secs(20), || {
+        c.apply("n2", "after-pause", DURING_PAUSE).ok
+    });
+    c.wait_for("the Service applied after the pause reaches n3", Duration::from_secs(10), || {
+        c.ctl("n3", &["get", "services"]).stdout.contains("after-pause")
+    });
+    c.wait_for("three nodes registered again", Duration::from_secs(15), || {
+        let keys = c.sh("etcdctl", &["get", "--prefix", "/podswitch/nodes/", "--keys-only"]);
+        keys.stdout.lines().filter(|l| !l.is_empty()).count() == 3
+    });
+    let full = c.routes("n1");
+    c.wait_for("n1 routes to every node again", Duration::from_secs(15), || {
+        let out = c.cexec("n1", "client-n1", &format!("ping -c 1 -W 1 {web3} && ping -c 1 -W 1 {web2}"));
+        out.ok
+    });
+    c.step(&format!(
+        "etcd paused {:.1} s: apply refused after {:.1} s ({}), forwarding went on; after resume an apply took {:.1} s and reached n3",
+        pause.as_secs_f64(),
+        refused.took.as_secs_f64(),
+        refused.stderr.trim(),
+        took.as_secs_f64()
+    ));
+
+    // 11. n3 killed: its lease expires, its routes leave n1's and n2's tables, the rest works.
+    let before = (c.routes("n1"), c.routes("n2"));
+    c.must(c.sh("stop", &["n3", "KILL"]));
+    let killed = Instant::now();
+    let gone = c.wait_for("n3's routes leave n1 and n2", Duration::from_secs(TTL_S + 6), || {
+        let now = (c.routes("n1"), c.routes("n2"));
+        matches!((before, now), ((Some(a), Some(b)), (Some(x), Some(y))) if x + 2 == a && y + 2 == b)
+    });
+    let keys = c.must(c.sh("etcdctl", &["get", "--prefix", "/podswitch/nodes/", "--keys-only"]));
+    if keys.stdout.contains("/n3") {
+        c.fail("n3's registration is gone from etcd", &keys);
+    }
+    let trace = c.ctl("n1", &["trace", "tcp", &format!("{client}:40000"), "to", &format!("{web3}:80")]);
+    if !trace.stdout.contains("no_route") {
+        c.fail("n1 has no route to n3's pods any more", &trace);
+    }
+    let out = c.cexec("n1", "client-n1", &format!("ping -c 2 -W 2 {web2}"));
+    if !out.ok {
+        c.fail("after n3 left, client-n1 still reaches web-n2", &out);
+    }
+    let out = c.nsexec("k1p", &["curl", "-sS", "--max-time", "3", &format!("http://{web2}/")]);
+    if out.stdout.trim() != "web-n2" {
+        c.fail("after n3 left, the kernel node's pod still reaches web-n2", &out);
+    }
+    let (body, out) = c.curl_out(&format!("http://{echo_lb}/cgi-bin/ip"), 3);
+    if !body.as_deref().is_some_and(|b| b.contains(OUT_IP)) {
+        c.fail("after n3 left, the Local LoadBalancer on n2 still answers", &out);
+    }
+    // The ClusterIP's endpoints: web-n3 stays listed (its Pod object says Running on n3, as
+    // Kubernetes keeps it until the node controller evicts it), so some connections fail.
+    let (got, _) = c.fetch("n1", "client-n1", &format!("http://{cip}/"), 6, 2);
+    c.step(&format!(
+        "n3 killed: gone from n1 and n2 after {:.1} s (lease TTL {TTL_S} s; killed {:.1} s ago; routes {before:?} -> {:?} on n1, was {full:?} after the pause); n1->n2, k1->n2 and the Local LB still work; ClusterIP from n1 with web-n3 listed: {got:?}",
+        gone.as_secs_f64(),
+        killed.elapsed().as_secs_f64(),
+        c.routes("n1"),
+    ));
+    c.step("done");
+}
