@@ -41,11 +41,11 @@ for w in web-n2:n2 web-n3:n3; do
 done
 mn ctl n3 get pods -o wide
 
-web2=$(mn ctl n1 get pods -o json | jq -r '.items[] | select(.name == "web-n2") | .spec.ips[0]')
+web2=$(mn ctl n1 get pods -A -o model | jq -r '.items[] | select(.name == "web-n2") | .spec.ips[0]')
 say "ping client-n1 (n1) -> web-n2 (n2, $web2)"
 mn pm n1 exec client-n1 ping -c 2 "$web2" | tail -2
 
-svc() { mn ctl "$1" get services -o json | jq -r ".items[] | select(.name == \"my-service\") | .spec.$2"; }
+svc() { mn ctl "$1" get services -o model | jq -r ".items[] | select(.name == \"my-service\") | .spec.$2"; }
 say "the seed's ClusterIP Service, applied on n2, used from n1 (endpoints on n2 and n3)"
 mn ctl n2 apply -f configs/k8s/seed/service-clusterip.yaml
 cip=$(svc n1 'cluster_ips[0]')
@@ -58,7 +58,9 @@ for ip in 192.168.100.11 192.168.100.12 192.168.100.13; do
     "$(mn exec out curl -s --max-time 3 "http://$ip:30007/cgi-bin/ip")"
 done
 
-say "the seed's LoadBalancer Service: address from datapath.load_balancer_pools, routed to n1"
+say "the seed's LoadBalancer Service: address from datapath.load_balancer_pools, announced by one node (ARP)"
+# It asks for another cluster IP than my-service has: immutable, so delete first (kubectl too).
+mn ctl n1 delete service my-service
 mn ctl n1 apply -f configs/k8s/seed/service-loadbalancer.yaml
 lb=$(svc n2 'load_balancer_ips[0]')
 for _ in $(seq 4); do mn exec out curl -s --max-time 3 "http://$lb/" || echo failed; done | sort | uniq -c

@@ -31,8 +31,9 @@
 #   PREFIX-k1   a Linux node: `eth0` 192.168.100.21, `vxlan0` (VNI 1, port 4789), pod CIDR
 #               10.245.9.0/24 on `kp0`; its pod is PREFIX-k1p (10.245.9.2, busybox httpd on
 #               8080). Every podswitch node lists it as a static [[nodes]] entry.
-#   PREFIX-out  an outside client, 192.168.100.50, with a route for the LoadBalancer pool
-#               192.168.150.0/28 through n1 (as a BGP-announced VIP would have).
+#   PREFIX-out  an outside client, 192.168.100.50. LoadBalancer addresses come from
+#               192.168.100.240/28 on the underlay: the client finds them by ARP, answered by
+#               the node that announces each (layer 2 mode).
 set -euo pipefail
 
 PREFIX=psm
@@ -67,7 +68,7 @@ ETCD=http://$ETCD_IP:2379
 K1_VTEP_MAC=02:00:00:99:00:21
 K1_CIDR=10.245.9.0/24
 K1_POD_IP=10.245.9.2
-LB_POOL=192.168.150.0/28
+LB_POOL=192.168.100.240/28
 ROUTER_MAC=02:00:00:00:00:01
 APPLETS=(sh ip ping wget httpd nc sleep cat mkdir timeout seq echo env hostname)
 
@@ -336,7 +337,6 @@ up() {
   in_ns out ip link set eth0 address "${UL_MAC[out]}" up
   in_ns out ethtool -K eth0 tx off >/dev/null 2>&1 || true
   in_ns out ip addr add "${UL_IP[out]}/24" dev eth0
-  in_ns out ip route add "$LB_POOL" via "${UL_IP[n1]}"
 
   # Every podswitch node registered: program the kernel node from etcd.
   for _ in $(seq 100); do

@@ -8,15 +8,18 @@
 //!
 //! - pod to pod across nodes, a ClusterIP whose endpoints are on the other nodes;
 //! - the NodePort through every node from outside (source-NATed to the entry node), the
-//!   LoadBalancer address from outside (a static route through one node, as a BGP-announced
-//!   VIP), `externalTrafficPolicy: Local` keeping the client's address (the server's CGI echoes
-//!   it) and refusing through a node without an endpoint;
+//!   LoadBalancer address from outside (on the underlay's subnet: found by ARP, answered by
+//!   the one node that announces it, and still reached after that node may have left),
+//!   `externalTrafficPolicy: Local` keeping the client's address (the server's CGI echoes it,
+//!   its address announced by the node with the endpoint) and refusing through a node without
+//!   an endpoint;
 //! - a NetworkPolicy across nodes (the seed's denies, one of ours then allows);
 //! - the kernel VXLAN node's pod exchanging ping, TCP and UDP with podswitch pods both ways;
 //! - etcd paused (SIGSTOP) for about 10 s: forwarding goes on, applies are refused with a
 //!   message naming etcd, and after it resumes applies work and reach every node;
 //! - a node killed (SIGKILL): within the lease TTL (3 s) and some slack its routes leave the
-//!   other nodes' tables, and the rest keeps working.
+//!   other nodes' tables, its pods' endpoints are not ready any more, and the rest keeps
+//!   working.
 //!
 //! Needs root, etcd, podman, runc, a static busybox, the CNI loopback plugin, jq and curl
 //! (test-all.sh installs them); skipped with the reason printed otherwise, except under
@@ -249,13 +252,26 @@ impl Cluster {
 
     /// The Service `name` as `node` lists it (JSON).
     fn service(&self, node: &str, name: &str) -> Value {
-        let out = self.must(self.ctl(node, &["get", "services", "-o", "json"]));
+        let out = self.must(self.ctl(node, &["get", "services", "-o", "model"]));
         let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| self.fail(&format!("JSON: {e}"), &out));
         v["items"]
             .as_array()
             .and_then(|a| a.iter().find(|i| i["name"] == name))
             .map(|i| i["spec"].clone())
             .unwrap_or_else(|| self.fail(&format!("no Service {name} on {node}"), &out))
+    }
+
+    /// The node whose MAC the outside client has for `ip` (who answered its ARP, or sent the
+    /// last gratuitous ARP).
+    fn announcer(&self, ip: &str) -> String {
+        let out = self.nsexec("out", &["ip", "neigh", "show", ip]);
+        let mac = out.stdout.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).unwrap_or("").to_string();
+        match mac.as_str() {
+            "02:00:00:64:00:11" => "n1".into(),
+            "02:00:00:64:00:12" => "n2".into(),
+            "02:00:00:64:00:13" => "n3".into(),
+            m => format!("unknown ({m:?})"),
+        }
     }
 
     /// The number of routes in `node`'s tables (`podswitchctl stats`).
@@ -441,13 +457,22 @@ fn cluster_of_three_podswitch_nodes_and_a_kernel_node() {
     }
     c.step("NodePort 30007 through n1, n2, n3 from outside; the server sees the entry node (SNAT)");
 
-    // 6. The seed's LoadBalancer: its address comes from the pool (the manifest's status is
-    //    replaced, with a warning); the outside client routes the pool through n1.
+    // 6. The seed's LoadBalancer: it asks for another cluster IP than the Service of that name
+    //    has, which the API server refuses (immutable): deleted first, as with kubectl. Its
+    //    address comes from the pool (the manifest's status is replaced, with a warning), on
+    //    the underlay's subnet: the outside client finds it by ARP, answered by the one node
+    //    that announces it.
+    let refused = c.apply("n1", "loadbalancer", &seed("service-loadbalancer.yaml"));
+    if refused.ok || !refused.stderr.contains("field is immutable") {
+        c.fail("the seed's LoadBalancer over the NodePort of the same name is refused (clusterIP immutable)", &refused);
+    }
+    c.must(c.ctl("n3", &["delete", "service", "my-service"]));
     let out = c.must(c.apply("n1", "loadbalancer", &seed("service-loadbalancer.yaml")));
     let svc = c.service("n2", "my-service");
     let lb = svc["load_balancer_ips"][0].as_str().unwrap_or_default().to_string();
-    if !lb.starts_with("192.168.150.") {
-        c.fail(&format!("LoadBalancer address {lb:?} from the pool 192.168.150.0/28"), &out);
+    let last: u8 = lb.strip_prefix("192.168.100.").and_then(|o| o.parse().ok()).unwrap_or(0);
+    if !(241..=254).contains(&last) {
+        c.fail(&format!("LoadBalancer address {lb:?} from the pool 192.168.100.240/28"), &out);
     }
     let (got, out) = {
         let mut got = Vec::new();
@@ -465,7 +490,8 @@ fn cluster_of_three_podswitch_nodes_and_a_kernel_node() {
     // The manifest asks for clusterIP 10.0.171.239, and podswitch takes it (the API server
     // would refuse to change spec.clusterIP: it is immutable).
     let cip = svc["cluster_ips"][0].as_str().unwrap_or_default().to_string();
-    c.step(&format!("LoadBalancer {lb} from outside through n1: {got:?} (cluster IP now {cip})"));
+    let speaker = c.announcer(&lb);
+    c.step(&format!("LoadBalancer {lb} from outside by ARP, announced by {speaker}: {got:?} (cluster IP {cip})"));
 
     // The seed's other documents: an ExternalName Service (no NAT, kept for DNS) reaches
     // every node; an Ingress is not podswitch's and is refused with the reason.
@@ -486,7 +512,6 @@ fn cluster_of_three_podswitch_nodes_and_a_kernel_node() {
     let echo = c.service("n1", "echo");
     let echo_lb = echo["load_balancer_ips"][0].as_str().unwrap_or_default().to_string();
     let echo_np = echo["ports"][0]["node_port"].as_u64().unwrap_or_default();
-    c.must(c.nsexec("out", &["ip", "route", "replace", &format!("{echo_lb}/32"), "via", NODE_IPS[1]]));
     for url in [format!("http://{echo_lb}/cgi-bin/ip"), format!("http://{}:{echo_np}/cgi-bin/ip", NODE_IPS[1])] {
         let (body, out) = c.curl_out(&url, 3);
         if !body.as_deref().is_some_and(|b| b.contains(OUT_IP)) {
@@ -497,8 +522,16 @@ fn cluster_of_three_podswitch_nodes_and_a_kernel_node() {
     if body.is_some() {
         c.fail("NodePort of a Local service through n1, which has no endpoint, must not answer", &out);
     }
+    // Only a node with a ready endpoint announces a Local Service's address.
+    let echo_speaker = c.announcer(&echo_lb);
+    if echo_speaker != "n2" {
+        c.fail(
+            &format!("the Local LoadBalancer {echo_lb} is announced by n2, its endpoint's node, not {echo_speaker}"),
+            &out,
+        );
+    }
     c.step(&format!(
-        "externalTrafficPolicy Local: LoadBalancer {echo_lb} via n2 and NodePort {echo_np} on n2 see {OUT_IP}; n1 (no endpoint) does not answer"
+        "externalTrafficPolicy Local: LoadBalancer {echo_lb} (announced by n2) and NodePort {echo_np} on n2 see {OUT_IP}; n1 (no endpoint) does not answer"
     ));
 
     // 8. The seed's NetworkPolicy: role=db admits role=frontend on 6379, nobody else; ours
@@ -669,11 +702,24 @@ fn cluster_of_three_podswitch_nodes_and_a_kernel_node() {
     if !body.as_deref().is_some_and(|b| b.contains(OUT_IP)) {
         c.fail("after n3 left, the Local LoadBalancer on n2 still answers", &out);
     }
-    // The ClusterIP's endpoints: web-n3 stays listed (its Pod object says Running on n3, as
-    // Kubernetes keeps it until the node controller evicts it), so some connections fail.
-    let (got, _) = c.fetch("n1", "client-n1", &format!("http://{cip}/"), 6, 2);
+    // The ClusterIP's endpoints: web-n3's Pod is still in etcd, on a node that left, so it is
+    // not ready (the node lifecycle controller's job): every connection reaches web-n2.
+    let (got, out) = c.fetch("n1", "client-n1", &format!("http://{cip}/"), 6, 2);
+    if !got.iter().all(|b| b == "web-n2") {
+        c.fail(&format!("after n3 left, the ClusterIP sends only to web-n2: {got:?}"), &out);
+    }
+    // The seed's LoadBalancer from outside again: if n3 announced it, another node took it over
+    // (gratuitous ARP); otherwise its announcer kept it.
+    let (again, out) = c.curl_out(&format!("http://{lb}/"), 3);
+    if again.as_deref() != Some("web-n2") {
+        c.fail(&format!("after n3 left, LoadBalancer {lb} from outside reaches web-n2"), &out);
+    }
+    let now = c.announcer(&lb);
+    if now == "n3" || (speaker != "n3" && now != speaker) {
+        c.fail(&format!("LoadBalancer {lb} announced by {speaker}, then {now} after n3 left"), &out);
+    }
     c.step(&format!(
-        "n3 killed: gone from n1 and n2 after {:.1} s (lease TTL {TTL_S} s; killed {:.1} s ago; routes {before:?} -> {:?} on n1, was {full:?} after the pause); n1->n2, k1->n2 and the Local LB still work; ClusterIP from n1 with web-n3 listed: {got:?}",
+        "n3 killed: gone from n1 and n2 after {:.1} s (lease TTL {TTL_S} s; killed {:.1} s ago; routes {before:?} -> {:?} on n1, was {full:?} after the pause); n1->n2, k1->n2 and the Local LB still work; ClusterIP from n1: {got:?}; LoadBalancer {lb} announced by {speaker}, now by {now}",
         gone.as_secs_f64(),
         killed.elapsed().as_secs_f64(),
         c.routes("n1"),

@@ -632,6 +632,8 @@ impl Store {
     }
 
     fn merged(&self, with_services: bool) -> (Config, Origins) {
+        // The build needs to know it runs in cluster mode (Pods of nodes not registered, who
+        // announces LoadBalancer addresses).
         let mut cfg = Config {
             node: self.base.node.clone(),
             datapath: self.base.datapath.clone(),
@@ -639,8 +641,6 @@ impl Store {
             ..Config::default()
         };
         cfg.ports = self.base.ports.clone();
-        // The build needs to know it runs in cluster mode (Pods of nodes not registered).
-        cfg.cluster = self.base.cluster.clone();
         cfg.nodes = self.base.nodes.clone();
         for n in self.cluster_nodes() {
             if !cfg.nodes.iter().any(|f| f.name == n.name) && n.name != self.base.node.name {
