@@ -352,3 +352,81 @@ impl Drop for Etcd {
 fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
+
+/// Commands run with a time bound and their output in files (a container runtime's children
+/// may hold a pipe open long after the command ends), for the end-to-end tests that drive
+/// podman, podswitchctl and the namespace scripts.
+pub mod bounded {
+    use std::fs::File;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// What a command did.
+    #[derive(Debug)]
+    pub struct Out {
+        pub what: String,
+        pub ok: bool,
+        pub stdout: String,
+        pub stderr: String,
+        pub took: Duration,
+    }
+
+    impl Out {
+        /// A command that did not run.
+        pub fn failed(what: String, why: String) -> Out {
+            Out { what, ok: false, stdout: String::new(), stderr: why, took: Duration::ZERO }
+        }
+    }
+
+    impl std::fmt::Display for Out {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "$ {}\n[{} in {:.1} s]\nstdout:\n{}\nstderr:\n{}",
+                self.what,
+                if self.ok { "ok" } else { "FAILED" },
+                self.took.as_secs_f64(),
+                self.stdout,
+                self.stderr
+            )
+        }
+    }
+
+    /// Runs `cmd` (stdin from `stdin`, or none) with its output in `dir/cmd.out` and
+    /// `dir/cmd.err`, killed after `limit`.
+    pub fn run_bounded(mut cmd: Command, what: String, dir: &Path, limit: Duration, stdin: Option<File>) -> Out {
+        let (o, e) = (dir.join("cmd.out"), dir.join("cmd.err"));
+        let t0 = Instant::now();
+        let spawned = File::create(&o).and_then(|fo| {
+            let fe = File::create(&e)?;
+            cmd.stdin(stdin.map_or_else(Stdio::null, Stdio::from)).stdout(fo).stderr(fe).spawn()
+        });
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(err) => return Out::failed(what, format!("cannot start: {err}")),
+        };
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if t0.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        let mut stderr = std::fs::read_to_string(&e).unwrap_or_default();
+        if status.is_none() {
+            stderr.push_str(&format!("\n(killed after {limit:?})"));
+        }
+        Out {
+            what,
+            ok: status.is_some_and(|s| s.success()),
+            stdout: std::fs::read_to_string(&o).unwrap_or_default(),
+            stderr,
+            took: t0.elapsed(),
+        }
+    }
+}

@@ -27,7 +27,6 @@
 //! processes and podman state by the name or PID it recorded), also when the test fails.
 
 use serde_json::Value;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,73 +62,7 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-/// What a command did.
-struct Out {
-    what: String,
-    ok: bool,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "$ {}\n[{} in {:.1} s]\nstdout:\n{}\nstderr:\n{}",
-            self.what,
-            if self.ok { "ok" } else { "FAILED" },
-            self.took.as_secs_f64(),
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-/// Runs `cmd` with its output in files under `dir` (a container runtime's children may hold a
-/// pipe open long after the command ends), killed after `limit`.
-fn run_bounded(mut cmd: Command, what: String, dir: &Path, limit: Duration) -> Out {
-    let (o, e) = (dir.join("cmd.out"), dir.join("cmd.err"));
-    let t0 = Instant::now();
-    let spawned = File::create(&o).and_then(|fo| {
-        let fe = File::create(&e)?;
-        cmd.stdin(Stdio::null()).stdout(fo).stderr(fe).spawn()
-    });
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(err) => {
-            return Out {
-                what,
-                ok: false,
-                stdout: String::new(),
-                stderr: format!("cannot start: {err}"),
-                took: t0.elapsed(),
-            }
-        }
-    };
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if t0.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let mut stderr = std::fs::read_to_string(&e).unwrap_or_default();
-    if status.is_none() {
-        stderr.push_str(&format!("\n(killed after {limit:?})"));
-    }
-    Out {
-        what,
-        ok: status.is_some_and(|s| s.success()),
-        stdout: std::fs::read_to_string(&o).unwrap_or_default(),
-        stderr,
-        took: t0.elapsed(),
-    }
-}
+use podswitch_tests::bounded::{run_bounded, Out};
 
 /// A process of the test's own (a listener in a namespace), killed by PID on drop.
 struct Kid(Child);
@@ -155,7 +88,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let mut c = Command::new(&self.script);
         c.arg("down").arg("-p").arg(&self.prefix).arg("-d").arg(&self.dir);
-        let out = run_bounded(c, "multinode.sh down".into(), &self.scratch, Duration::from_secs(120));
+        let out = run_bounded(c, "multinode.sh down".into(), &self.scratch, Duration::from_secs(120), None);
         if !out.ok {
             eprintln!("cleanup failed:\n{out}");
         }
@@ -172,7 +105,7 @@ impl Cluster {
     fn sh(&self, cmd: &str, args: &[&str]) -> Out {
         let mut c = Command::new(&self.script);
         c.arg(cmd).arg("-p").arg(&self.prefix).arg("-d").arg(&self.dir).args(args);
-        run_bounded(c, format!("multinode.sh {cmd} {}", args.join(" ")), &self.scratch, CMD_LIMIT)
+        run_bounded(c, format!("multinode.sh {cmd} {}", args.join(" ")), &self.scratch, CMD_LIMIT, None)
     }
 
     /// The last lines of every node's daemon log.

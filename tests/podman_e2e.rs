@@ -66,63 +66,7 @@ fn busybox() -> Option<PathBuf> {
     (p.exists() && (text.contains("not a dynamic executable") || text.contains("statically linked"))).then_some(p)
 }
 
-/// What a command did.
-struct Out {
-    what: String,
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "$ {}\n[{}]\nstdout:\n{}\nstderr:\n{}",
-            self.what,
-            if self.ok { "ok" } else { "FAILED" },
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-/// Runs `cmd` with output into files under `dir` (a container runtime's children may hold a
-/// pipe open long after the command ends), killing it after `limit`. Standard input is
-/// `stdin` when given, else empty.
-fn run_bounded(mut cmd: Command, what: String, dir: &Path, limit: Duration, stdin: Option<File>) -> Out {
-    let (o, e) = (dir.join("cmd.out"), dir.join("cmd.err"));
-    let spawned = File::create(&o).and_then(|fo| {
-        let fe = File::create(&e)?;
-        cmd.stdin(stdin.map_or_else(Stdio::null, Stdio::from)).stdout(fo).stderr(fe).spawn()
-    });
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(err) => return Out { what, ok: false, stdout: String::new(), stderr: format!("cannot start: {err}") },
-    };
-    let t0 = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if t0.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let mut stderr = std::fs::read_to_string(&e).unwrap_or_default();
-    if status.is_none() {
-        stderr.push_str(&format!("\n(killed after {limit:?})"));
-    }
-    Out {
-        what,
-        ok: status.is_some_and(|s| s.success()),
-        stdout: std::fs::read_to_string(&o).unwrap_or_default(),
-        stderr,
-    }
-}
+use podswitch_tests::bounded::{run_bounded, Out};
 
 /// The test's node: its namespace, directory, daemon and containers, all removed on drop
 /// (however the test ends), each by the name or id it was created with.
@@ -201,7 +145,7 @@ impl Node {
                 let f = self.path("stdin.yaml");
                 match std::fs::write(&f, text).and_then(|()| File::open(&f)) {
                     Ok(file) => Some(file),
-                    Err(e) => return Out { what, ok: false, stdout: String::new(), stderr: e.to_string() },
+                    Err(e) => return Out::failed(what, e.to_string()),
                 }
             }
         };
