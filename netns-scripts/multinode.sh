@@ -162,14 +162,15 @@ backend = "$MODE"
 interface = "up0"
 
 # The Linux node: the kernel's vxlan device, not a podswitch node.
+# Its underlay MAC is learned from its ARP (the daemon asks for it); its VXLAN device's MAC
+# is what inner frames go to.
 [[nodes]]
 name = "k1"
 ip = "${UL_IP[k1]}"
-mac = "${UL_MAC[k1]}"
 vtep_mac = "$K1_VTEP_MAC"
 pod_cidrs = ["$K1_CIDR"]
 
-# The outside client's MAC (no ARP learning on the uplink yet).
+# The outside client's MAC (hosts that are not nodes are not learned on the uplink).
 [[routes]]
 prefix = "${UL_IP[out]}/32"
 via = "uplink"

@@ -561,7 +561,20 @@ fn cluster_of_three_podswitch_nodes_and_a_kernel_node() {
         c.fail(&format!("iperf3 UDP client-n1 -> k1p: {packets} packets, {lost}% lost"), &out);
     }
     c.step(&format!("UDP client-n1 -> k1p: {packets} datagrams, {lost:.1}% lost"));
-    c.step("kernel VXLAN node: ping, TCP (wget, curl) and UDP (iperf3) both ways with pods on n1 and n3");
+    // k1 is given without an underlay MAC: every podswitch node learned it from k1's ARP.
+    for n in ["n1", "n2", "n3"] {
+        let stats = c.must(c.ctl(n, &["stats"]));
+        let learned = stats
+            .stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("neighbors_learned="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if learned == 0 {
+            c.fail(&format!("{n} learned its underlay neighbours by ARP"), &stats);
+        }
+    }
+    c.step("kernel VXLAN node: ping, TCP (wget, curl) and UDP (iperf3) both ways with pods on n1 and n3; its MAC learned by ARP on every node");
 
     // 10. etcd paused: forwarding goes on, applies are refused, then everything resumes.
     c.must(c.sh("etcd", &["stop"]));

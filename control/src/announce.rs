@@ -4,7 +4,8 @@
 //! override flag to all nodes (RFC 4861 section 7.2.6) for IPv6, so that hosts on the segment
 //! update their caches at once instead of when their entry for the old node goes stale.
 //! Answers to later ARP and neighbour solicitations come from the pipeline
-//! (`switch-core/src/pipeline/l2.rs`).
+//! (`switch-core/src/pipeline/l2.rs`). Also the ARP requests for remote nodes' underlay
+//! addresses whose MAC the pipeline has not learned yet (`switch-core/src/neighbor/`).
 
 use std::net::{IpAddr, Ipv6Addr};
 use switch_core::addr::Addr;
@@ -42,6 +43,53 @@ pub fn frame(ip: IpAddr, mac: MacAddr) -> Vec<u8> {
             f
         }
     }
+}
+
+/// An ARP request for `target` from this node (`from`, `mac`), broadcast: how the daemon asks
+/// for the MAC of a remote node's underlay address (the answer is learned by the pipeline).
+pub fn arp_request(target: std::net::Ipv4Addr, from: std::net::Ipv4Addr, mac: MacAddr) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + arp::PACKET_LEN];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac.0);
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    arp::write(&mut f[14..], arp::OP_REQUEST, mac, from, MacAddr([0; 6]), target);
+    f.resize(60, 0);
+    f
+}
+
+/// Every second, asks by ARP for the remote nodes (IPv4 underlay) whose MAC the live snapshot
+/// has not learned, out of the uplink; the pipeline learns the answers. Until `stop`.
+pub fn spawn_resolver(
+    c: std::sync::Arc<crate::controller::Controller>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("psw-neighbors".into()).spawn(move || {
+        let Some(iface) = c.uplink_interface() else { return };
+        let mut warned = false;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = c.cell().load();
+            if let Some(me) = t.node.ipv4 {
+                let frames: Vec<Vec<u8>> = t
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| t.neighbors.get(*i).is_none())
+                    .filter_map(|(_, n)| n.underlay_ip.v4())
+                    .take(256)
+                    .map(|ip| arp_request(ip, me, t.node.uplink_mac))
+                    .collect();
+                if !frames.is_empty() {
+                    if let Err(e) = io_backends::sys::send_frames(&iface, &frames) {
+                        if !warned {
+                            tracing::warn!("asking for underlay neighbours on {iface}: {e}");
+                            warned = true;
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    })
 }
 
 /// The addresses of `after` that `before` did not have.

@@ -246,7 +246,9 @@ fn default_backend() -> String {
 pub struct RemoteNodeConfig {
     pub name: String,
     pub ip: String,
-    /// The node's MAC on the underlay (next hop for its tunnel packets).
+    /// The node's MAC on the underlay (next hop for its tunnel packets). Empty (the
+    /// default): learned from its ARP on the uplink, which the daemon asks for.
+    #[serde(default)]
     pub mac: String,
     /// Its tunnel endpoint MAC (inner destination MAC); defaults to `mac`.
     pub vtep_mac: Option<String>,

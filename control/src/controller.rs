@@ -728,10 +728,8 @@ impl Controller {
         if new.is_empty() {
             return;
         }
-        let uplink = self.ports.iter().find(|p| {
-            p.kind == switch_core::snapshot::PortKind::Uplink && p.backend != "pcap" && p.interface.is_some()
-        });
-        let Some(iface) = uplink.and_then(|p| p.interface.as_deref()) else { return };
+        let Some(iface) = self.uplink_interface() else { return };
+        let iface = iface.as_str();
         let frames: Vec<Vec<u8>> = new.iter().map(|ip| crate::announce::frame(*ip, t.node.uplink_mac)).collect();
         match io_backends::sys::send_frames(iface, &frames) {
             Ok(()) => tracing::info!(
@@ -740,6 +738,14 @@ impl Controller {
             ),
             Err(e) => tracing::warn!("announcing load balancer addresses on {iface}: {e}"),
         }
+    }
+
+    /// The interface of the live uplink port (none on captures).
+    pub fn uplink_interface(&self) -> Option<String> {
+        self.ports
+            .iter()
+            .find(|p| p.kind == switch_core::snapshot::PortKind::Uplink && p.backend != "pcap")
+            .and_then(|p| p.interface.clone())
     }
 
     /// Puts back the compiled services a refused change replaced.

@@ -221,6 +221,9 @@ pub fn run(
         Arc::clone(&stop),
     )
     .map_err(LiveError::Socket)?;
+    // Remote nodes' underlay MACs, asked for by ARP until the pipeline has learned them.
+    let resolver =
+        crate::announce::spawn_resolver(Arc::clone(&controller), Arc::clone(&stop)).map_err(LiveError::Socket)?;
     let apply_ns = Arc::clone(&controller.apply_ns);
     let api = match (listener, &opts.socket) {
         (Some(l), Some(p)) => {
@@ -303,6 +306,7 @@ pub fn run(
         let _ = a.join();
     }
     let _ = health.join();
+    let _ = resolver.join();
     write_stats(opts.stats_file.as_deref(), &reports, &cell);
     let report = Report::sum(&reports).ok_or(LiveError::Worker)?;
     let tables = (**cell.load()).clone();

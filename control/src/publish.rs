@@ -30,8 +30,11 @@ impl SnapshotCell {
     }
 
     /// Publishes `t` with the next generation number; returns that number.
-    pub fn publish(&self, mut t: Tables) -> u64 {
-        let generation = self.inner.load().generation + 1;
+    pub fn publish(&self, t: Tables) -> u64 {
+        let prev = self.inner.load();
+        let generation = prev.generation + 1;
+        // Underlay neighbours learned on the old snapshot stay learned.
+        let mut t = t.with_neighbors_of(&prev);
         t.generation = generation;
         self.inner.store(Arc::new(t));
         generation

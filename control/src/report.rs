@@ -78,6 +78,7 @@ impl Report {
             ("handed_off", e.handed_off),
             ("fragments_first", e.fragments_first),
             ("fragments_later", e.fragments_later),
+            ("neighbors_learned", e.neighbors_learned),
         ]
     }
 

@@ -74,6 +74,7 @@ drop_reasons! {
     NoHostPort => "no_host_port",
     MtuExceeded => "mtu_exceeded",
     NoHeadroom => "no_headroom",
+    NeighborUnresolved => "neighbor_unresolved",
     SnatPortsExhausted => "snat_ports_exhausted",
     ConntrackInvalid => "conntrack_invalid",
     ConntrackFull => "conntrack_full",

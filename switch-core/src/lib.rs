@@ -25,6 +25,7 @@ pub mod flowtable;
 pub mod fragment;
 pub mod hash;
 pub mod nat;
+pub mod neighbor;
 pub mod overlay;
 pub mod packet;
 pub mod parse;

@@ -90,6 +90,9 @@ pub struct Tables {
     /// The ranges cluster IPs come from: a new flow to an address in them that no frontend
     /// has is dropped (`service_no_frontend`) rather than routed out.
     pub service_cidrs: Vec<crate::addr::Prefix>,
+    /// Learned MACs of the remote nodes' underlay addresses (`neighbor/`), shared with the
+    /// snapshots that have the same nodes.
+    pub neighbors: Arc<crate::neighbor::Neighbors>,
 }
 
 impl Tables {
@@ -109,6 +112,7 @@ impl Tables {
         let uplink = ports.iter().position(|p| p.kind == PortKind::Uplink).map(|i| PortId(i as u16));
         let host = ports.iter().position(|p| p.kind == PortKind::Host).map(|i| PortId(i as u16));
         let nodes_by_ip = nodes.iter().enumerate().map(|(i, n)| (n.underlay_ip, NodeId(i as u16))).collect();
+        let neighbors = Arc::new(crate::neighbor::Neighbors::new(nodes.iter().map(|n| n.underlay_ip).collect()));
         Tables {
             generation,
             node,
@@ -125,6 +129,38 @@ impl Tables {
             verify_l4_checksum,
             policy_reject: false,
             service_cidrs: Vec::new(),
+            neighbors,
+        }
+    }
+
+    /// This snapshot with the learned neighbours of `prev` carried over: the same table when
+    /// the nodes' addresses are the same, otherwise the entries of the addresses that stay.
+    pub fn with_neighbors_of(mut self, prev: &Tables) -> Tables {
+        let addrs: Vec<crate::addr::Addr> = self.nodes.iter().map(|n| n.underlay_ip).collect();
+        self.neighbors = if prev.neighbors.addrs() == addrs.as_slice() {
+            Arc::clone(&prev.neighbors)
+        } else {
+            Arc::new(crate::neighbor::Neighbors::carried(&prev.neighbors, addrs))
+        };
+        self
+    }
+
+    /// The MAC tunnel packets to node `n` are sent to: the one learned by ARP, else the one
+    /// the node was given with (its registration or `[[nodes]] mac`); none known is
+    /// `neighbor_unresolved`.
+    #[inline]
+    pub fn next_hop(&self, n: NodeId) -> Result<crate::wire::MacAddr, crate::drop::DropReason> {
+        let i = usize::from(n.0);
+        match self.neighbors.get(i) {
+            Some(m) => Ok(m),
+            None => {
+                let m = self.nodes[i].next_hop_mac;
+                if m == crate::wire::MacAddr::ZERO {
+                    Err(crate::drop::DropReason::NeighborUnresolved)
+                } else {
+                    Ok(m)
+                }
+            }
         }
     }
 

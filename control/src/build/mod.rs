@@ -383,9 +383,17 @@ pub(crate) fn build_with(
                 "this node has no underlay address of that family",
             ));
         }
-        let mac = parse::mac(sec, &format!("nodes[{i}].mac"), &rn.mac)?;
+        // No MAC: learned from the node's ARP on the uplink (`switch-core/src/neighbor/`).
+        let mac = if rn.mac.is_empty() { MacAddr::ZERO } else { parse::mac(sec, &format!("nodes[{i}].mac"), &rn.mac)? };
         let vtep = match &rn.vtep_mac {
             Some(m) => parse::mac(sec, &format!("nodes[{i}].vtep_mac"), m)?,
+            None if rn.mac.is_empty() => {
+                return Err(FieldError::new(
+                    sec,
+                    format!("nodes[{i}].vtep_mac"),
+                    "a node whose underlay MAC is learned needs vtep_mac (its tunnel device's MAC)",
+                ))
+            }
             None => mac,
         };
         nodes.push(RemoteNode {

@@ -35,6 +35,7 @@ pub fn encapsulate<B: PacketBuf>(
     pkt: &mut B,
     node: &NodeInfo,
     remote: &RemoteNode,
+    next_hop: crate::wire::MacAddr,
     sport: u16,
 ) -> Result<(), DropReason> {
     let v4 = remote.underlay_ip.is_v4();
@@ -52,7 +53,7 @@ pub fn encapsulate<B: PacketBuf>(
     let ip_len = if v4 { ipv4::HEADER_LEN } else { ipv6::HEADER_LEN };
     let udp_at = ethernet::HEADER_LEN + ip_len;
     let udp_len = b.len() - udp_at;
-    ethernet::write_header(b, remote.next_hop_mac, node.uplink_mac, if v4 { ethertype::IPV4 } else { ethertype::IPV6 });
+    ethernet::write_header(b, next_hop, node.uplink_mac, if v4 { ethertype::IPV4 } else { ethertype::IPV6 });
     let (dport, tun_at) = (
         match node.tunnel {
             TunnelKind::Vxlan => vxlan::UDP_PORT,

@@ -60,7 +60,8 @@ fn prepare<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, ev: &mut Ev
             if !pkt.set_len(end) {
                 return Err(DropReason::FrameTooShort);
             }
-            encapsulate(pkt, &t.node, remote, tunnel_source_port(c.flow_hash))?;
+            let next_hop = t.next_hop(n)?;
+            encapsulate(pkt, &t.node, remote, next_hop, tunnel_source_port(c.flow_hash))?;
             ev.encapsulated += 1;
             let port = t.uplink.ok_or(DropReason::NoRoute)?;
             c.done = Some(Verdict::Tx(port));

@@ -20,6 +20,7 @@ use crate::wire::{ipv6, proto};
 /// Handles ARP and neighbour solicitations; leaves every other packet alone.
 pub(crate) fn answer<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, ev: &mut EventStats) {
     if c.meta.l3 == L3::Arp {
+        learn(t, pkt, c, ev);
         match arp_reply(t, pkt, c) {
             Ok(()) => {
                 ev.arp_replies += 1;
@@ -36,6 +37,26 @@ pub(crate) fn answer<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, e
                 c.done = Some(Verdict::Tx(c.in_port));
             }
             Err(r) => c.drop(r),
+        }
+    }
+}
+
+/// A remote node's ARP on the uplink (a request, a reply to ours, a gratuitous one) gives the
+/// MAC its underlay address is at (`neighbor/`).
+fn learn<B: PacketBuf>(t: &Tables, pkt: &B, c: &PacketCtx, ev: &mut EventStats) {
+    if c.in_kind != PortKind::Uplink || c.from_tunnel.is_some() {
+        return;
+    }
+    let l3 = usize::from(c.meta.l3_off);
+    let Ok(a) = ArpPacket::new_checked(&pkt.data()[l3..]) else { return };
+    let (mac, ip) = (a.sender_mac(), a.sender_ip());
+    // The Ethernet source must be the MAC the packet claims (a proxy would differ: not learned).
+    if mac != c.meta.src_mac {
+        return;
+    }
+    if let Some(n) = t.node_by_underlay(Addr::from(ip)) {
+        if t.neighbors.learn(usize::from(n.0), mac) {
+            ev.neighbors_learned += 1;
         }
     }
 }

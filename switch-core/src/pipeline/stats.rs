@@ -60,6 +60,8 @@ pub struct EventStats {
     pub fragments_first: u64,
     /// Later fragments that took their ports from the table.
     pub fragments_later: u64,
+    /// Underlay neighbours learned or changed from ARP on the uplink.
+    pub neighbors_learned: u64,
 }
 
 impl EventStats {
@@ -81,6 +83,7 @@ impl EventStats {
         self.handed_off += o.handed_off;
         self.fragments_first += o.fragments_first;
         self.fragments_later += o.fragments_later;
+        self.neighbors_learned += o.neighbors_learned;
     }
 }
 

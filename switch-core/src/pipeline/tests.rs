@@ -1007,3 +1007,55 @@ proptest::proptest! {
         }
     }
 }
+
+/// An ARP packet from `mac`/`ip` (Ethernet source `mac`) asking for `target`, on the uplink.
+fn arp_from(op: u16, mac: MacAddr, ip: &str, target: &str) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac.0);
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    arp::write(&mut f[14..], op, mac, ip.parse().unwrap(), MacAddr([0; 6]), target.parse().unwrap());
+    f
+}
+
+#[test]
+fn underlay_neighbors_are_learned_from_arp_and_used_for_tunnels() {
+    let moved = MacAddr([0x02, 0, 0, 0, 0x07, 0x11]);
+    let mut b = Bed::new();
+    // Before: the configured MAC.
+    let (_, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 40000, tb::REMOTE_POD_IP, 80, SYN));
+    assert_eq!(meta(&out).dst_mac, tb::NODE2_MAC);
+    // node-2 asks for this node's address from another MAC: answered, and learned.
+    let (v, _) = b.run(tb::UPLINK, &arp_from(arp::OP_REQUEST, moved, tb::NODE2_IP, tb::NODE_IP));
+    assert_eq!(v, Verdict::Tx(tb::UPLINK));
+    assert_eq!(b.w.stats().events.neighbors_learned, 1);
+    let (v, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 40001, tb::REMOTE_POD_IP, 80, SYN));
+    assert_eq!(v, Verdict::Tx(tb::UPLINK));
+    assert_eq!(meta(&out).dst_mac, moved, "tunnel packets follow the learned MAC");
+    // A reply (to our own request) teaches as well; one whose Ethernet source differs does not.
+    let back = MacAddr([0x02, 0, 0, 0, 0x08, 0x11]);
+    let mut spoofed = arp_from(arp::OP_REPLY, back, tb::NODE2_IP, tb::NODE_IP);
+    spoofed[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0x09, 0x99]);
+    b.run(tb::UPLINK, &spoofed);
+    assert_eq!(b.t.next_hop(crate::route::NodeId(0)), Ok(moved));
+    b.run(tb::UPLINK, &arp_from(arp::OP_REPLY, back, tb::NODE2_IP, tb::NODE_IP));
+    assert_eq!(b.t.next_hop(crate::route::NodeId(0)), Ok(back));
+    // ARP from an address that is no node's teaches nothing.
+    b.run(tb::UPLINK, &arp_from(arp::OP_REQUEST, moved, "192.168.50.99", tb::NODE_IP));
+    assert_eq!(b.w.stats().events.neighbors_learned, 2);
+    // Carried to a snapshot with the same nodes.
+    let next = tb::tables(Scale::default()).with_neighbors_of(&b.t);
+    assert_eq!(next.next_hop(crate::route::NodeId(0)), Ok(back));
+}
+
+#[test]
+fn a_node_with_no_known_mac_is_neighbor_unresolved_until_it_answers() {
+    let mut b = Bed::new();
+    b.t.nodes[0].next_hop_mac = MacAddr::ZERO;
+    let f = tcp(tb::POD_A_MAC, tb::POD_A_IP, 40000, tb::REMOTE_POD_IP, 80, SYN);
+    assert_eq!(b.run(tb::POD_A, &f).0, Verdict::Drop(DropReason::NeighborUnresolved));
+    b.run(tb::UPLINK, &arp_from(arp::OP_REPLY, tb::NODE2_MAC, tb::NODE2_IP, tb::NODE_IP));
+    let (v, out) = b.run(tb::POD_A, &tcp(tb::POD_A_MAC, tb::POD_A_IP, 40002, tb::REMOTE_POD_IP, 80, SYN));
+    assert_eq!(v, Verdict::Tx(tb::UPLINK));
+    assert_eq!(meta(&out).dst_mac, tb::NODE2_MAC);
+}
