@@ -292,18 +292,7 @@ fn services_of_another_proxy_are_stored_but_not_programmed() {
 
 /// An ARP request for `ip` from an outside host, on the uplink: whether the node answers.
 fn answers_arp(m: &Model, ip: std::net::Ipv4Addr) -> bool {
-    let mut f = vec![0u8; 60];
-    f[..6].copy_from_slice(&[0xff; 6]);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0x0f, 9]);
-    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    switch_core::wire::arp::write(
-        &mut f[14..],
-        switch_core::wire::arp::OP_REQUEST,
-        MacAddr([2, 0, 0, 0, 0x0f, 9]),
-        "192.168.77.99".parse().unwrap(),
-        MacAddr([0; 6]),
-        ip,
-    );
+    let f = control::announce::arp_request(ip, "192.168.77.99".parse().unwrap(), MacAddr([2, 0, 0, 0, 0x0f, 9]));
     let mut w = m.worker();
     let (v, out) = m.send(&mut w, f, m.uplink);
     match v {

@@ -16,15 +16,8 @@ use switch_core::wire::{arp, icmp, ipv6, proto, MacAddr};
 /// The announcement frame of `ip` from `mac`.
 pub fn frame(ip: IpAddr, mac: MacAddr) -> Vec<u8> {
     match ip {
-        IpAddr::V4(a) => {
-            let mut f = vec![0u8; 14 + arp::PACKET_LEN];
-            f[..6].copy_from_slice(&[0xff; 6]);
-            f[6..12].copy_from_slice(&mac.0);
-            f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-            arp::write(&mut f[14..], arp::OP_REQUEST, mac, a, MacAddr([0; 6]), a);
-            f.resize(60, 0);
-            f
-        }
+        // A gratuitous ARP: a request whose sender and target are the address.
+        IpAddr::V4(a) => arp_request(a, a, mac),
         IpAddr::V6(a) => {
             let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
             let len = icmp::ND_LEN_WITH_LLA;
@@ -48,13 +41,7 @@ pub fn frame(ip: IpAddr, mac: MacAddr) -> Vec<u8> {
 /// An ARP request for `target` from this node (`from`, `mac`), broadcast: how the daemon asks
 /// for the MAC of a remote node's underlay address (the answer is learned by the pipeline).
 pub fn arp_request(target: std::net::Ipv4Addr, from: std::net::Ipv4Addr, mac: MacAddr) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + arp::PACKET_LEN];
-    f[..6].copy_from_slice(&[0xff; 6]);
-    f[6..12].copy_from_slice(&mac.0);
-    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    arp::write(&mut f[14..], arp::OP_REQUEST, mac, from, MacAddr([0; 6]), target);
-    f.resize(60, 0);
-    f
+    arp::frame(arp::OP_REQUEST, mac, from, target)
 }
 
 /// Every second, asks by ARP for the remote nodes (IPv4 underlay) whose MAC the live snapshot

@@ -162,13 +162,21 @@ impl Controller {
 
     /// Waits for a committed write to come back; past the wait it is reported committed
     /// with a warning (it is in the store; this node applies it when its watch delivers).
-    fn after_write(&self, revision: u64, trial: Outcome) -> Outcome {
-        let mut o = Outcome { generation: self.cell.generation(), ..trial };
+    fn after_write(&self, revision: u64, mut trial: Outcome) -> Outcome {
         if let Err(e) = self.wait_synced(revision) {
-            o.warnings.push(e.to_string());
+            trial.warnings.push(e.to_string());
         }
-        o.generation = self.cell.generation();
-        o
+        Outcome { generation: self.cell.generation(), ..trial }
+    }
+
+    /// Writes `w` and waits for it to come back; one not yet applied here is logged as
+    /// `what` (it is committed: this node applies it when its watch delivers).
+    fn write_then_wait(&self, source: &dyn ObjectSource, w: Write, what: &str) -> Result<(), Refusal> {
+        let revision = source.write(w)?;
+        if let Err(e) = self.wait_synced(revision) {
+            tracing::warn!("{what} committed to the cluster store, not yet applied here: {e}");
+        }
+        Ok(())
     }
 
     /// A delete in cluster mode: the objects must exist here; their deletion and the release
@@ -374,11 +382,7 @@ impl Controller {
         } else {
             Write { puts: vec![(key, form)], ..Write::default() }
         };
-        let revision = source.write(w)?;
-        if let Err(e) = self.wait_synced(revision) {
-            tracing::warn!("pod of {} committed to the cluster store, not yet applied here: {e}", a.port);
-        }
-        Ok(())
+        self.write_then_wait(&*source, w, &format!("pod of {}", a.port))
     }
 }
 
@@ -423,10 +427,7 @@ impl Controller {
         }
         let n = w.puts.len() + w.deletes.len();
         if n > 0 {
-            let revision = source.write(w)?;
-            if let Err(e) = self.wait_synced(revision) {
-                tracing::warn!("pods of gone sandboxes committed, not yet applied here: {e}");
-            }
+            self.write_then_wait(&*source, w, "pods of gone sandboxes")?;
             tracing::info!("{n} pod(s) of sandboxes no longer attached here removed from the cluster store");
         }
         Ok(n)

@@ -134,11 +134,14 @@ impl Ranges {
         self.service_cidrs.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", ")
     }
 
-    /// A free node port for `owner` (probing from a hash of `owner` and `what`).
-    pub fn pick_node_port(&self, owner: &str, what: &str, used: &InUse) -> Option<u16> {
+    /// A free node port for `owner` (probing from a hash of `owner` and `what`), not one of
+    /// `except` (the owner's own ports already placed in this allocation).
+    pub fn pick_node_port(&self, owner: &str, what: &str, used: &InUse, except: &[u16]) -> Option<u16> {
         let (lo, hi) = self.node_ports;
         let size = u32::from(hi - lo) + 1;
         let start = (start_of(owner, what) % u64::from(size)) as u32;
-        (0..size).map(|i| lo + ((start + i) % size) as u16).find(|p| !used.taken(&Held::NodePort(*p), owner))
+        (0..size)
+            .map(|i| lo + ((start + i) % size) as u16)
+            .find(|p| !except.contains(p) && !used.taken(&Held::NodePort(*p), owner))
     }
 }

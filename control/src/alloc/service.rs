@@ -160,10 +160,9 @@ pub fn allocate(
             }
             None if wants_node_ports => {
                 // A value of this same Service is free to it, but not a second time.
-                let mine: Vec<u16> =
-                    held.iter().filter_map(|h| if let Held::NodePort(n) = h { Some(*n) } else { None }).collect();
                 let what = format!("port {}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP"));
-                let n = pick_port_excluding(r, owner, &what, used, &mine)
+                let n = r
+                    .pick_node_port(owner, &what, used, &node_ports(&held))
                     .ok_or_else(|| format!("{field}: no free node port in {lo}-{hi} (datapath.nodeport_range)"))?;
                 p.node_port = Some(port_i32(n));
                 held.push(Held::NodePort(n));
@@ -193,9 +192,8 @@ pub fn allocate(
             held.push(Held::NodePort(n));
         }
         None if wants_health => {
-            let mine: Vec<u16> =
-                held.iter().filter_map(|h| if let Held::NodePort(n) = h { Some(*n) } else { None }).collect();
-            let n = pick_port_excluding(r, owner, "health", used, &mine)
+            let n = r
+                .pick_node_port(owner, "health", used, &node_ports(&held))
                 .ok_or_else(|| format!("spec.healthCheckNodePort: no free node port in {lo}-{hi}"))?;
             spec.health_check_node_port = Some(port_i32(n));
             held.push(Held::NodePort(n));
@@ -296,11 +294,9 @@ pub fn allocate(
     Ok(held)
 }
 
-/// A free node port that is not one of `mine` (this Service's own, already placed).
-fn pick_port_excluding(r: &Ranges, owner: &str, what: &str, used: &InUse, mine: &[u16]) -> Option<u16> {
-    let mut u = used.clone();
-    u.hold("\0this service", mine.iter().map(|n| Held::NodePort(*n)));
-    r.pick_node_port(owner, what, &u)
+/// The node ports among `held`.
+fn node_ports(held: &[Held]) -> Vec<u16> {
+    held.iter().filter_map(|h| if let Held::NodePort(n) = h { Some(*n) } else { None }).collect()
 }
 
 fn lb_ips(s: Option<&ServiceStatus>) -> Vec<IpAddr> {

@@ -169,6 +169,7 @@ pub struct Parsed {
 /// validation, before conversion), with the document to complete in place (a Service's
 /// allocations, a Pod's status). An error refuses the whole request; it names the field.
 pub trait Admit {
+    /// Completes `doc` (kind, namespace and name given); by default takes it as written.
     fn admit(
         &mut self,
         kind: &str,
@@ -176,7 +177,10 @@ pub trait Admit {
         name: &str,
         doc: &mut serde_json::Value,
         warnings: &mut Vec<String>,
-    ) -> Result<(), String>;
+    ) -> Result<(), String> {
+        let _ = (kind, namespace, name, doc, warnings);
+        Ok(())
+    }
 }
 
 /// For reading only the objects' names (a delete by manifest): a Service the allocators
@@ -207,18 +211,7 @@ impl Admit for NamesOnly {
 #[derive(Debug, Default)]
 pub struct AsWritten;
 
-impl Admit for AsWritten {
-    fn admit(
-        &mut self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &mut serde_json::Value,
-        _: &mut Vec<String>,
-    ) -> Result<(), String> {
-        Ok(())
-    }
-}
+impl Admit for AsWritten {}
 
 /// How fields that the Kubernetes API schema does not know are treated, as kubectl's
 /// `--validate` says: `strict` (the default) refuses the manifest, `warn` applies it with a

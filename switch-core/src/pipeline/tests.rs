@@ -1010,12 +1010,7 @@ proptest::proptest! {
 
 /// An ARP packet from `mac`/`ip` (Ethernet source `mac`) asking for `target`, on the uplink.
 fn arp_from(op: u16, mac: MacAddr, ip: &str, target: &str) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[..6].copy_from_slice(&[0xff; 6]);
-    f[6..12].copy_from_slice(&mac.0);
-    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    arp::write(&mut f[14..], op, mac, ip.parse().unwrap(), MacAddr([0; 6]), target.parse().unwrap());
-    f
+    arp::frame(op, mac, ip.parse().unwrap(), target.parse().unwrap())
 }
 
 #[test]

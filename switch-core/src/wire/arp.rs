@@ -72,6 +72,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     }
 }
 
+/// A broadcast Ethernet frame (60 bytes, padded) carrying an ARP packet from `sha`/`spa` about
+/// `tpa` (the target hardware address zero): a request, a gratuitous ARP (`spa == tpa`), or a
+/// reply for tests.
+pub fn frame(op: u16, sha: MacAddr, spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&sha.0);
+    f[12..14].copy_from_slice(&super::ethernet::ethertype::ARP.to_be_bytes());
+    write(&mut f[14..], op, sha, spa, MacAddr([0; 6]), tpa);
+    f
+}
+
 /// Writes an ARP packet (28 bytes) into `b`.
 pub fn write(b: &mut [u8], op: u16, sha: MacAddr, spa: Ipv4Addr, tha: MacAddr, tpa: Ipv4Addr) {
     put16(b, field::HTYPE, 1);
