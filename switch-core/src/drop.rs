@@ -67,6 +67,7 @@ drop_reasons! {
     ServiceNoBackends => "service_no_backends",
     ServiceNoLocalBackend => "service_no_local_backend",
     ServiceNoFrontend => "service_no_frontend",
+    DnsNotAQuery => "dns_not_a_query",
     LoadBalancerSourceDenied => "loadbalancer_source_denied",
     NoRoute => "no_route",
     RouteBlackhole => "route_blackhole",

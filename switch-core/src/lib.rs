@@ -9,6 +9,7 @@
 //! - [`parse`]: the one header walker, frame -> [`parse::PacketMeta`].
 //! - [`endpoint`], [`route`], [`service`], [`conntrack`], [`policy`]: the tables, each with
 //!   its pipeline stage beside it.
+//! - [`dns`]: cluster DNS answered in the dataplane.
 //! - [`fragment`]: later IP fragments take the first fragment's ports (stage 1).
 //! - [`overlay`]: VXLAN and Geneve encapsulation and decapsulation.
 //! - [`nat`]: tuple rewrite with incremental checksums.
@@ -19,6 +20,7 @@
 
 pub mod addr;
 pub mod conntrack;
+pub mod dns;
 pub mod drop;
 pub mod endpoint;
 pub mod flowtable;

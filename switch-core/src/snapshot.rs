@@ -93,6 +93,9 @@ pub struct Tables {
     /// Learned MACs of the remote nodes' underlay addresses (`neighbor/`), shared with the
     /// snapshots that have the same nodes.
     pub neighbors: Arc<crate::neighbor::Neighbors>,
+    /// Cluster DNS: the names answered in the dataplane, the addresses they are answered on,
+    /// and the resolver port (`dns/`).
+    pub dns: Arc<crate::dns::DnsTable>,
 }
 
 impl Tables {
@@ -130,6 +133,7 @@ impl Tables {
             policy_reject: false,
             service_cidrs: Vec::new(),
             neighbors,
+            dns: Arc::new(crate::dns::DnsTable::default()),
         }
     }
 
@@ -168,6 +172,11 @@ impl Tables {
     /// is shared.
     pub fn with_services(&self, services: ServiceTable, generation: u64) -> Tables {
         Tables { services: Arc::new(services), generation, ..self.clone() }
+    }
+
+    /// This snapshot with another DNS table; everything else is shared.
+    pub fn with_dns(&self, dns: crate::dns::DnsTable) -> Tables {
+        Tables { dns: Arc::new(dns), ..self.clone() }
     }
 
     #[inline]

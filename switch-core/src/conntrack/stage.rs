@@ -8,6 +8,46 @@ use crate::snapshot::Tables;
 use crate::wire::proto;
 
 /// First warming pass over a batch: hash each key and load its set's tags.
+/// The lookup stage, in three passes: loads of independent sets and entries overlap in memory
+/// (the CPU keeps many misses in flight), so the lookups then hit the cache. ICMP errors then
+/// look for the flow they quote.
+pub(crate) fn lookup_stage<B: crate::packet::PacketBuf>(l: &mut crate::pipeline::stage::Lanes<'_, B>) {
+    for c in l.ctx.iter_mut().filter(|c| !c.is_done()) {
+        warm(&l.st.ct, c);
+    }
+    for c in l.ctx.iter_mut().filter(|c| !c.is_done()) {
+        warm_entry(&l.st.ct, c);
+    }
+    let mut later = false;
+    for i in 0..l.ctx.len() {
+        let c = &mut l.ctx[i];
+        if c.is_done() {
+            continue;
+        }
+        lookup(&mut l.st.ct, l.t, c, l.now, &mut l.st.stats.events);
+        crate::fragment::stage::require_flow(c);
+        later |= c.meta.is_later_fragment();
+        let hit = c.ct;
+        l.record(i, crate::pipeline::TraceRecord::Conntrack(hit));
+    }
+    l.later_fragments = later;
+    for (p, c) in l.pkts.iter().zip(l.ctx.iter_mut()) {
+        if !c.is_done() && c.meta.icmp == crate::parse::IcmpKind::Error {
+            related(&l.st.ct, p.data(), c, l.now);
+        }
+    }
+}
+
+/// Prefetches the slots the new flows' replies will take at the commit.
+pub(crate) fn prefetch_reply_stage<B>(l: &mut crate::pipeline::stage::Lanes<'_, B>) {
+    for c in l.ctx.iter_mut().filter(|c| !c.is_done()) {
+        warm_reply(&l.st.ct, c);
+    }
+    for c in l.ctx.iter_mut().filter(|c| !c.is_done()) {
+        warm_reply_victim(&l.st.ct, c);
+    }
+}
+
 pub(crate) fn warm(ct: &Conntrack, c: &mut PacketCtx) {
     c.ct_hash = ct.hash(&FlowKey { t: c.orig, proto: c.meta.proto });
     c.warm = ct.warm(c.ct_hash);

@@ -65,6 +65,16 @@ pub(crate) fn require_flow(c: &mut PacketCtx) {
     }
 }
 
+/// The retry stage: only when the conntrack lookup saw later fragments waiting for their flow.
+pub(crate) fn retry_stage<B>(l: &mut crate::pipeline::stage::Lanes<'_, B>) {
+    if !l.later_fragments {
+        return;
+    }
+    for c in l.ctx.iter_mut() {
+        retry(&mut l.st.ct, l.t, c, l.now, &mut l.st.stats.events);
+    }
+}
+
 /// After the conntrack commit: a later fragment marked by `require_flow` whose first fragment
 /// committed the flow earlier in this batch looks it up again and, found, is routed like any
 /// packet of an established flow; otherwise it stays dropped.

@@ -62,8 +62,12 @@ pub struct PacketCtx {
     pub egress_rule: Option<RuleId>,
     pub ingress_rule: Option<RuleId>,
     pub out: Out,
-    /// A reply the switch wrote in place of the packet (TCP reset, ICMP unreachable).
+    /// A reply the switch wrote in place of the packet (TCP reset, ICMP unreachable, DNS
+    /// answer).
     pub generated: bool,
+    /// Cluster DNS, answered or sent to the resolver by the DNS stage: no Service selection,
+    /// no egress policy, and the port the DNS stage chose.
+    pub dns: bool,
     pub flow_hash: u64,
     /// The conntrack table's hash of the received tuple.
     pub ct_hash: u64,
@@ -97,6 +101,7 @@ impl Default for PacketCtx {
             ingress_rule: None,
             out: Out::Unrouted,
             generated: false,
+            dns: false,
             flow_hash: 0,
             ct_hash: 0,
             reply_hash: 0,

@@ -12,6 +12,15 @@ use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::Ipv6Packet;
 
+/// The egress stage over a batch.
+pub(crate) fn stage<B: PacketBuf>(l: &mut super::stage::Lanes<'_, B>) {
+    for (p, c) in l.pkts.iter_mut().zip(l.ctx.iter_mut()) {
+        if !c.is_done() {
+            transmit(l.t, p, c, &mut l.st.stats.events);
+        }
+    }
+}
+
 pub(crate) fn transmit<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, ev: &mut EventStats) {
     if let Err(r) = prepare(t, pkt, c, ev) {
         c.drop(r);

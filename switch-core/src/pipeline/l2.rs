@@ -18,6 +18,21 @@ use crate::wire::l4::transport_checksum;
 use crate::wire::{ipv6, proto};
 
 /// Handles ARP and neighbour solicitations; leaves every other packet alone.
+/// The link-layer stage over a batch.
+pub(crate) fn stage<B: PacketBuf>(l: &mut super::stage::Lanes<'_, B>) {
+    for i in 0..l.ctx.len() {
+        if l.ctx[i].is_done() {
+            continue;
+        }
+        let ev = &mut l.st.stats.events;
+        let before = ev.arp_replies + ev.nd_replies;
+        answer(l.t, &mut l.pkts[i], &mut l.ctx[i], ev);
+        if ev.arp_replies + ev.nd_replies != before {
+            l.record(i, super::TraceRecord::LinkAnswered);
+        }
+    }
+}
+
 pub(crate) fn answer<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, ev: &mut EventStats) {
     if c.meta.l3 == L3::Arp {
         learn(t, pkt, c, ev);

@@ -92,6 +92,16 @@ pub(crate) fn reason(c: &PacketCtx) -> Option<DropReason> {
         .then_some(DropReason::TcpInvalidFlags)
 }
 
+/// Martians, then anti-spoofing, in one pass (both read only the packet's metadata).
+pub(crate) fn stage<B>(l: &mut super::stage::Lanes<'_, B>) {
+    for c in l.ctx.iter_mut().filter(|c| !c.is_done()) {
+        check(c);
+        if !c.is_done() {
+            super::antispoof::check(l.t, c);
+        }
+    }
+}
+
 pub(crate) fn check(c: &mut PacketCtx) {
     if let Some(r) = reason(c) {
         c.drop(r);

@@ -1,5 +1,8 @@
 //! The per-worker pipeline. A batch of frames goes through each stage in turn (VPP style: one
-//! loop per stage over the batch), carrying a [`PacketCtx`] per frame:
+//! loop per stage over the batch), carrying a [`PacketCtx`] per frame. Stage 1 (receive) is
+//! here, because with several workers it runs before a frame is handed to its flow's owner;
+//! the others are called in order from the list in `pipeline/stage.rs`, each owned by its
+//! feature's directory:
 //!
 //! 1. receive: count, parse (and on the uplink, decapsulate tunnel packets and parse the inner
 //!    frame), give later IP fragments their first fragment's ports — `pipeline/mod.rs`,
@@ -7,20 +10,26 @@
 //! 2. link layer: answer ARP and neighbour solicitations — `pipeline/l2.rs`;
 //! 3. martians (impossible addresses, TCP flag combinations) — `pipeline/martian.rs`, then
 //!    anti-spoofing — `pipeline/antispoof.rs`;
-//! 4. conntrack lookup: established flows and replies get their NAT — `conntrack/stage.rs`; a
-//!    later IP fragment must find its flow here, or after step 9 when its first fragment
+//! 4. cluster DNS: queries to the cluster DNS addresses answered in place, or sent to the
+//!    daemon's resolver — `dns/stage.rs`;
+//! 5. conntrack lookup: established flows and replies get their NAT — `conntrack/stage.rs`; a
+//!    later IP fragment must find its flow here, or after step 11 when its first fragment
 //!    committed the flow in the same batch — `fragment/stage.rs`;
-//! 5. service: backend choice and source NAT for new flows, or a refusal — `service/stage.rs`;
-//! 6. egress policy of the source pod — `policy/stage.rs`;
-//! 7. route — `route/stage.rs`;
-//! 8. ingress policy of the destination pod — `policy/stage.rs`;
-//! 9. path MTU: a packet too big for the tunnel is answered with an ICMP error from the
-//!    node, routed back to its sender — `pipeline/mtu.rs`; then conntrack commit of allowed
-//!    new flows — `conntrack/stage.rs`;
-//! 10. rewrite, TTL, MACs, encapsulation — `pipeline/egress.rs`;
+//! 6. service: backend choice and source NAT for new flows, or a refusal — `service/stage.rs`;
+//!    then the conntrack slots of the new flows' replies are prefetched;
+//! 7. egress policy of the source pod — `policy/stage.rs`;
+//! 8. route — `route/stage.rs`;
+//! 9. ingress policy of the destination pod — `policy/stage.rs`;
+//! 10. path MTU: a packet too big for the tunnel is answered with an ICMP error from the
+//!     node, routed back to its sender — `pipeline/mtu.rs`; then conntrack commit of allowed
+//!     new flows — `conntrack/stage.rs`;
+//! 11. later fragments whose flow was committed in this batch — `fragment/stage.rs`;
+//! 12. rewrite, TTL, MACs, encapsulation — `pipeline/egress.rs`;
 //!
 //! and the caller moves each frame to the TX queue of its verdict's port. Nothing here
 //! allocates after [`Worker::new`]; tables are read from an immutable [`Tables`] snapshot.
+//! A tracing worker ([`Worker::with_trace`]) also keeps what each stage decided
+//! ([`TraceRecord`]).
 
 mod antispoof;
 mod ctx;
@@ -29,6 +38,7 @@ mod l2;
 mod martian;
 mod mtu;
 pub mod owner;
+pub(crate) mod stage;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -38,9 +48,13 @@ mod tests_fragments;
 mod tests_martian;
 #[cfg(test)]
 mod tests_mtu;
+pub mod trace;
 
 pub use ctx::{CtHit, Out, PacketCtx, Received, Verdict};
 pub use stats::{EventStats, PortStats, Stats};
+pub use trace::{PolicyVerdict, RouteRecord, ServiceRecord, TraceLog, TraceRecord};
+
+use stage::Lanes;
 
 use crate::conntrack::{Conntrack, CtTimeouts, FlowKey, Tuple};
 use crate::drop::DropReason;
@@ -93,39 +107,68 @@ impl Default for WorkerConfig {
     }
 }
 
+/// The names of stages 2 to 12, in the order they run (`pipeline/stage.rs`).
+pub fn stage_names() -> Vec<&'static str> {
+    stage::list::<crate::packet::OwnedBuf>().iter().map(|s| s.name).collect()
+}
+
+/// What a worker owns besides its batch: its conntrack, affinity and fragment shards, its
+/// counters and which share of the flows it serves.
+#[derive(Debug)]
+pub(crate) struct WorkerState {
+    pub ct: Conntrack,
+    pub affinity: AffinityTable,
+    pub frags: FragmentTable,
+    pub stats: Stats,
+    pub shard: Shard,
+}
+
 /// One worker's state: its conntrack and affinity shards, counters and batch scratch space.
 #[derive(Debug)]
 pub struct Worker {
-    ct: Conntrack,
-    affinity: AffinityTable,
-    frags: FragmentTable,
-    stats: Stats,
-    shard: Shard,
+    st: WorkerState,
     ctx: Box<[PacketCtx; BATCH]>,
+    /// One record log per packet of the batch when the worker traces (`trace.rs`).
+    trace: Option<Box<[TraceLog; BATCH]>>,
 }
 
 impl Worker {
     pub fn new(cfg: WorkerConfig) -> Worker {
         Worker {
-            ct: Conntrack::new(cfg.conntrack_flows, cfg.hash_key, cfg.timeouts),
-            affinity: AffinityTable::with_capacity(cfg.affinity_entries, cfg.hash_key.rotate_left(17)),
-            frags: FragmentTable::new(cfg.fragment_entries, cfg.hash_key.rotate_left(31), cfg.fragment_timeout_ns),
-            stats: Stats::new(cfg.max_ports),
-            shard: Shard { index: cfg.index, count: cfg.count },
+            st: WorkerState {
+                ct: Conntrack::new(cfg.conntrack_flows, cfg.hash_key, cfg.timeouts),
+                affinity: AffinityTable::with_capacity(cfg.affinity_entries, cfg.hash_key.rotate_left(17)),
+                frags: FragmentTable::new(cfg.fragment_entries, cfg.hash_key.rotate_left(31), cfg.fragment_timeout_ns),
+                stats: Stats::new(cfg.max_ports),
+                shard: Shard { index: cfg.index, count: cfg.count },
+            },
             ctx: Box::new([PacketCtx::default(); BATCH]),
+            trace: None,
         }
     }
 
+    /// A worker whose stages write trace records ([`Worker::trace_log`]); for `trace`, not
+    /// for forwarding.
+    pub fn with_trace(mut self) -> Worker {
+        self.trace = Some(Box::new([TraceLog::default(); BATCH]));
+        self
+    }
+
+    /// What the stages recorded for packet `i` of the last batch (tracing workers only).
+    pub fn trace_log(&self, i: usize) -> Option<&TraceLog> {
+        self.trace.as_ref().and_then(|t| t.get(i))
+    }
+
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.st.stats
     }
 
     pub fn conntrack(&self) -> &Conntrack {
-        &self.ct
+        &self.st.ct
     }
 
     pub fn conntrack_mut(&mut self) -> &mut Conntrack {
-        &mut self.ct
+        &mut self.st.ct
     }
 
     /// The state packet `i` of the last batch left the pipeline with (for traces).
@@ -134,24 +177,24 @@ impl Worker {
     }
 
     pub fn affinity(&self) -> &AffinityTable {
-        &self.affinity
+        &self.st.affinity
     }
 
     pub fn fragments(&self) -> &FragmentTable {
-        &self.frags
+        &self.st.frags
     }
 
     /// Forgets the counters of a port that was removed, so that a port given its id later
     /// starts from zero.
     pub fn forget_port(&mut self, port: crate::packet::PortId) {
-        if let Some(p) = self.stats.ports.get_mut(port.index()) {
+        if let Some(p) = self.st.stats.ports.get_mut(port.index()) {
             *p = stats::PortStats::default();
         }
     }
 
     /// Counts a frame the backend could not transmit.
     pub fn count_tx_drop(&mut self, port: crate::packet::PortId, len: usize) {
-        let p = self.stats.port(port);
+        let p = self.st.stats.port(port);
         p.tx_packets = p.tx_packets.saturating_sub(1);
         p.tx_bytes = p.tx_bytes.saturating_sub(len as u64);
         p.drops[DropReason::TxQueueFull.index()] += 1;
@@ -161,9 +204,9 @@ impl Worker {
     /// because that worker's handoff queue was full.
     pub fn count_handoff(&mut self, port: crate::packet::PortId, delivered: bool) {
         if delivered {
-            self.stats.events.handed_off += 1;
+            self.st.stats.events.handed_off += 1;
         } else {
-            self.stats.port(port).drops[DropReason::HandoffQueueFull.index()] += 1;
+            self.st.stats.port(port).drops[DropReason::HandoffQueueFull.index()] += 1;
         }
     }
 
@@ -187,24 +230,24 @@ impl Worker {
     /// [`Worker::process_received`] (with the same `now`).
     pub fn receive<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], at: usize) {
         let end = (at + pkts.len()).min(BATCH);
-        let shard = self.shard;
+        let shard = self.st.shard;
         for (p, c) in pkts.iter_mut().zip(self.ctx[at..end].iter_mut()) {
-            receive(t, p, c, &mut self.stats);
+            receive(t, p, c, &mut self.st.stats);
             if !c.is_done() && c.meta.is_fragment() {
                 let frame = p.data();
                 let owner = |c: &PacketCtx| owner::flow_owner(t, frame, c, shard);
-                crate::fragment::stage::track(&mut self.frags, t, c, owner, now, &mut self.stats.events);
+                crate::fragment::stage::track(&mut self.st.frags, t, c, owner, now, &mut self.st.stats.events);
             }
         }
-        self.frags.sweep(now, SWEEP_PER_BATCH / 8);
+        self.st.frags.sweep(now, SWEEP_PER_BATCH / 8);
     }
 
     /// The worker that owns the flow of packet `i` of the batch (see `pipeline/owner.rs`; a
     /// fragment goes where its datagram's first fragment went).
     pub fn owner(&self, t: &Tables, frame: &[u8], i: usize) -> u16 {
-        self.ctx.get(i).map_or(self.shard.index, |c| match c.frag_owner {
+        self.ctx.get(i).map_or(self.st.shard.index, |c| match c.frag_owner {
             Some(o) if !c.is_done() => o,
-            _ => owner::flow_owner(t, frame, c, self.shard),
+            _ => owner::flow_owner(t, frame, c, self.st.shard),
         })
     }
 
@@ -228,104 +271,25 @@ impl Worker {
         }
     }
 
-    /// Stages 2 to 10 for `pkts` (at most [`BATCH`]), whose contexts stage 1 filled, on this
-    /// worker or on the one that received them.
+    /// Stages 2 to 12 for `pkts` (at most [`BATCH`]), whose contexts stage 1 filled, on this
+    /// worker or on the one that received them: the stages of [`stage::list`], in order, then
+    /// the verdicts and their counters.
     pub fn process_received<B: PacketBuf>(&mut self, t: &Tables, now: u64, pkts: &mut [B], verdicts: &mut [Verdict]) {
         let n = pkts.len().min(BATCH);
         let pkts = &mut pkts[..n];
-        let ctx = &mut self.ctx[..n];
-        let stats = &mut self.stats;
-        stats.events.batches += 1;
-        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
-            if !c.is_done() {
-                l2::answer(t, p, c, &mut stats.events);
-            }
+        self.st.stats.events.batches += 1;
+        let trace = self.trace.as_deref_mut().map(|logs| {
+            let logs = &mut logs[..n];
+            logs.iter_mut().for_each(TraceLog::clear);
+            logs
+        });
+        let mut lanes =
+            Lanes { t, now, pkts, ctx: &mut self.ctx[..n], st: &mut self.st, trace, later_fragments: false };
+        for s in stage::list::<B>() {
+            (s.run)(&mut lanes);
         }
-        // Martians, then anti-spoofing, in one pass (both read only the packet's metadata).
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            martian::check(c);
-            if !c.is_done() {
-                antispoof::check(t, c);
-            }
-        }
-        // Conntrack in three passes: loads of independent sets and entries overlap in memory
-        // (the CPU keeps many misses in flight), so the lookups then hit the cache.
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::conntrack::stage::warm(&self.ct, c);
-        }
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::conntrack::stage::warm_entry(&self.ct, c);
-        }
-        let mut later_fragments = false;
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::conntrack::stage::lookup(&mut self.ct, t, c, now, &mut stats.events);
-            crate::fragment::stage::require_flow(c);
-            later_fragments |= c.meta.is_later_fragment();
-        }
-        for (p, c) in pkts.iter().zip(ctx.iter_mut()) {
-            if !c.is_done() && c.meta.icmp == crate::parse::IcmpKind::Error {
-                crate::conntrack::stage::related(&self.ct, p.data(), c, now);
-            }
-        }
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::service::stage::warm(t, c);
-        }
-        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
-            if !c.is_done() {
-                crate::service::stage::select(t, &self.ct, &mut self.affinity, self.shard, p, c, now, stats);
-            }
-        }
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::conntrack::stage::warm_reply(&self.ct, c);
-        }
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::conntrack::stage::warm_reply_victim(&self.ct, c);
-        }
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::policy::stage::egress(t, c);
-        }
-        if t.policy_reject {
-            for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
-                crate::policy::stage::reject(t, p, c, stats, DropReason::PolicyDeniedEgress);
-            }
-        }
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::route::stage::route(t, c);
-        }
-        for c in ctx.iter_mut().filter(|c| !c.is_done()) {
-            crate::policy::stage::ingress(t, c);
-        }
-        if t.policy_reject {
-            for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
-                if c.done == Some(Verdict::Drop(DropReason::PolicyDeniedIngress)) {
-                    crate::policy::stage::reject(t, p, c, stats, DropReason::PolicyDeniedIngress);
-                    if !c.is_done() {
-                        // The answer goes back towards the sender: route it again.
-                        c.out = Out::Unrouted;
-                        crate::route::stage::route(t, c);
-                    }
-                }
-            }
-        }
-        // Path MTU before the commit (a new flow answered with an ICMP error is not tracked).
-        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
-            if !c.is_done() {
-                mtu::check(t, p, c, stats);
-            }
-            if !c.is_done() {
-                crate::conntrack::stage::commit(&mut self.ct, t, c, now);
-            }
-        }
-        if later_fragments {
-            for c in ctx.iter_mut() {
-                crate::fragment::stage::retry(&mut self.ct, t, c, now, &mut stats.events);
-            }
-        }
-        for (p, c) in pkts.iter_mut().zip(ctx.iter_mut()) {
-            if !c.is_done() {
-                egress::transmit(t, p, c, &mut stats.events);
-            }
-        }
+        let Lanes { pkts, ctx, st, .. } = lanes;
+        let stats = &mut st.stats;
         for ((p, c), v) in pkts.iter().zip(ctx.iter()).zip(verdicts.iter_mut()) {
             *v = c.done.unwrap_or(Verdict::Drop(DropReason::NoRoute));
             match *v {
@@ -337,8 +301,8 @@ impl Worker {
                 Verdict::Drop(r) => stats.port(c.in_port).drops[r.index()] += 1,
             }
         }
-        self.ct.sweep(now, SWEEP_PER_BATCH);
-        self.affinity.sweep(now, SWEEP_PER_BATCH / 8);
+        st.ct.sweep(now, SWEEP_PER_BATCH);
+        st.affinity.sweep(now, SWEEP_PER_BATCH / 8);
     }
 }
 

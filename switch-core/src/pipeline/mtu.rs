@@ -53,6 +53,20 @@ fn tunnel_mtu(t: &Tables, out: Out) -> Option<usize> {
     Some(usize::from(t.node.uplink_mtu).saturating_sub(outer_len(v4_underlay, t.node.tunnel)))
 }
 
+/// Path MTU, then the conntrack commit of the allowed new flows (a new flow answered with an
+/// ICMP error is not tracked).
+pub(crate) fn stage<B: PacketBuf>(l: &mut super::stage::Lanes<'_, B>) {
+    let (t, now) = (l.t, l.now);
+    for (p, c) in l.pkts.iter_mut().zip(l.ctx.iter_mut()) {
+        if !c.is_done() {
+            check(t, p, c, &mut l.st.stats);
+        }
+        if !c.is_done() {
+            crate::conntrack::stage::commit(&mut l.st.ct, t, c, now);
+        }
+    }
+}
+
 pub(crate) fn check<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, stats: &mut Stats) {
     if c.generated {
         return;

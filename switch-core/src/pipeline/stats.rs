@@ -92,11 +92,16 @@ impl EventStats {
 pub struct Stats {
     pub ports: Vec<PortStats>,
     pub events: EventStats,
+    pub dns: crate::dns::DnsStats,
 }
 
 impl Stats {
     pub fn new(max_ports: usize) -> Stats {
-        Stats { ports: vec![PortStats::default(); max_ports.max(1)], events: EventStats::default() }
+        Stats {
+            ports: vec![PortStats::default(); max_ports.max(1)],
+            events: EventStats::default(),
+            dns: crate::dns::DnsStats::default(),
+        }
     }
 
     #[inline]
@@ -118,5 +123,6 @@ impl Stats {
             a.add(b);
         }
         self.events.add(&o.events);
+        self.dns.add(&o.dns);
     }
 }

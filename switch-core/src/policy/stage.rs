@@ -3,12 +3,85 @@
 
 use crate::drop::DropReason;
 use crate::endpoint::Identity;
-use crate::pipeline::PacketCtx;
+use crate::packet::PacketBuf;
+use crate::pipeline::stage::Lanes;
+use crate::pipeline::{Out, PacketCtx, PolicyVerdict, TraceRecord, Verdict};
 use crate::snapshot::{PortKind, Tables};
 
 #[inline]
 fn port_of(c: &PacketCtx) -> Option<u16> {
     c.meta.has_ports().then_some(c.tuple.dport)
+}
+
+/// What a policy stage decided for packet `c`, for the trace.
+fn verdict(c: &PacketCtx, egress: bool, selected: bool) -> PolicyVerdict {
+    let (rule, deny) = if egress {
+        (c.egress_rule, DropReason::PolicyDeniedEgress)
+    } else {
+        (c.ingress_rule, DropReason::PolicyDeniedIngress)
+    };
+    if let Some(r) = rule {
+        PolicyVerdict::Allowed(r)
+    } else if c.done == Some(crate::pipeline::Verdict::Drop(deny)) {
+        PolicyVerdict::Denied
+    } else if !selected {
+        PolicyVerdict::NotSelected
+    } else {
+        PolicyVerdict::NotEvaluated
+    }
+}
+
+fn record<B>(l: &mut Lanes<'_, B>, i: usize, egress: bool) {
+    if !l.tracing() {
+        return;
+    }
+    let c = l.ctx[i];
+    let Some(ep) = (if egress { c.src_ep } else { c.dst_ep }) else { return };
+    let e = l.t.endpoints.get(ep);
+    let selected = if egress { e.egress.is_some() } else { e.ingress.is_some() };
+    let verdict = verdict(&c, egress, selected);
+    l.record(i, TraceRecord::Policy { egress, endpoint: ep, verdict });
+}
+
+/// The egress policy stage over a batch; in reject mode a denial is answered. The cluster's
+/// DNS (sent to the resolver by the DNS stage) is not subject to it.
+pub(crate) fn egress_stage<B: PacketBuf>(l: &mut Lanes<'_, B>) {
+    for i in 0..l.ctx.len() {
+        if l.ctx[i].is_done() || l.ctx[i].dns {
+            continue;
+        }
+        egress(l.t, &mut l.ctx[i]);
+        record(l, i, true);
+    }
+    if l.t.policy_reject {
+        for (p, c) in l.pkts.iter_mut().zip(l.ctx.iter_mut()) {
+            reject(l.t, p, c, &mut l.st.stats, DropReason::PolicyDeniedEgress);
+        }
+    }
+}
+
+/// The ingress policy stage over a batch; in reject mode a denial is answered and the answer
+/// routed back to the sender.
+pub(crate) fn ingress_stage<B: PacketBuf>(l: &mut Lanes<'_, B>) {
+    for i in 0..l.ctx.len() {
+        if l.ctx[i].is_done() {
+            continue;
+        }
+        ingress(l.t, &mut l.ctx[i]);
+        record(l, i, false);
+    }
+    if l.t.policy_reject {
+        for (p, c) in l.pkts.iter_mut().zip(l.ctx.iter_mut()) {
+            if c.done == Some(Verdict::Drop(DropReason::PolicyDeniedIngress)) {
+                reject(l.t, p, c, &mut l.st.stats, DropReason::PolicyDeniedIngress);
+                if !c.is_done() {
+                    // The answer goes back towards the sender: route it again.
+                    c.out = Out::Unrouted;
+                    crate::route::stage::route(l.t, c);
+                }
+            }
+        }
+    }
 }
 
 pub(crate) fn egress(t: &Tables, c: &mut PacketCtx) {

@@ -3,13 +3,45 @@
 use super::RouteTarget;
 use crate::conntrack::Direction;
 use crate::drop::DropReason;
-use crate::pipeline::{CtHit, Out, PacketCtx};
+use crate::pipeline::{CtHit, Out, PacketCtx, RouteRecord, TraceRecord};
 use crate::snapshot::Tables;
 
 fn to_host(t: &Tables, c: &mut PacketCtx) {
     match t.host {
         Some(port) => c.out = Out::Port { port, dst_mac: t.node.host_mac, src_mac: t.node.router_mac },
         None => c.drop(DropReason::NoHostPort),
+    }
+}
+
+/// The route stage over a batch. A packet whose port an earlier stage chose (the DNS stage's
+/// resolver) keeps it.
+pub(crate) fn stage<B>(l: &mut crate::pipeline::stage::Lanes<'_, B>) {
+    for i in 0..l.ctx.len() {
+        let c = &mut l.ctx[i];
+        if c.is_done() {
+            continue;
+        }
+        if c.dns && c.out != Out::Unrouted {
+            let (dst, out) = (c.tuple.dst, c.out);
+            l.record(i, TraceRecord::Route { dst, record: RouteRecord::Chosen(out) });
+            continue;
+        }
+        route(l.t, c);
+        if l.tracing() {
+            let c = l.ctx[i];
+            let dst = c.tuple.dst;
+            let record = if let Some(ep) = c.dst_ep {
+                RouteRecord::LocalPod(ep)
+            } else if l.t.endpoints.is_node_ip(dst) {
+                RouteRecord::Node
+            } else {
+                match l.t.routes.lookup(dst) {
+                    Some((len, target)) => RouteRecord::Prefix { len, target },
+                    None => RouteRecord::NoRoute,
+                }
+            };
+            l.record(i, TraceRecord::Route { dst, record });
+        }
     }
 }
 

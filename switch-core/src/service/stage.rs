@@ -10,6 +10,7 @@ use crate::drop::DropReason;
 use crate::hash::mix64;
 use crate::packet::PacketBuf;
 use crate::parse::{parse, ParseOptions};
+use crate::pipeline::ServiceRecord;
 use crate::pipeline::{EventStats, PacketCtx, Stats};
 use crate::snapshot::Tables;
 use crate::wire::proto;
@@ -61,6 +62,44 @@ fn alloc_snat_port(ct: &Conntrack, proto: u8, mut x: Tuple, hash: u64, shard: Sh
 
 /// A pass before `select` over the batch: find the frontend and read its Maglev slot, so that
 /// the slots of many packets load from memory at once.
+/// The service stage over a batch: frontends warmed for the whole batch, then each new flow's
+/// backend chosen (or the flow refused). Packets the DNS stage sent to the resolver are not
+/// Service traffic.
+pub(crate) fn stage<B: PacketBuf>(l: &mut crate::pipeline::stage::Lanes<'_, B>) {
+    for c in l.ctx.iter_mut().filter(|c| !c.is_done() && !c.dns) {
+        warm(l.t, c);
+    }
+    for i in 0..l.ctx.len() {
+        let c = &mut l.ctx[i];
+        if c.is_done() || c.dns {
+            continue;
+        }
+        let new = c.is_new_flow();
+        let st = &mut *l.st;
+        select(l.t, &st.ct, &mut st.affinity, st.shard, &mut l.pkts[i], c, l.now, &mut st.stats);
+        if new && l.tracing() {
+            let c = l.ctx[i];
+            let r = match c.service {
+                Some((id, kind)) => Some(ServiceRecord::Selected {
+                    id,
+                    kind,
+                    to: c.tuple,
+                    backends: l.t.services.port(id).backends().len() as u16,
+                }),
+                None if c.generated => {
+                    l.t.services
+                        .lookup(c.orig.dst, c.orig.dport, c.meta.proto)
+                        .map(|f| ServiceRecord::Refused { id: f.target })
+                }
+                None => Some(ServiceRecord::NotAService),
+            };
+            if let Some(r) = r {
+                l.record(i, crate::pipeline::TraceRecord::Service(r));
+            }
+        }
+    }
+}
+
 pub(crate) fn warm(t: &Tables, c: &mut PacketCtx) {
     if !c.is_new_flow() || !c.meta.has_ports() || c.from_tunnel.is_some() {
         return;

@@ -8,6 +8,7 @@
 pub mod arp;
 pub mod build;
 pub mod checksum;
+pub mod dns;
 pub mod ethernet;
 pub mod geneve;
 pub mod icmp;
