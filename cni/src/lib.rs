@@ -6,7 +6,8 @@
 //! (the `Cni*` RPCs of `control/proto/podswitch/v1/control.proto`).
 //!
 //! - [`config`]: environment, `CNI_ARGS`, the network configuration on stdin;
-//! - [`netlink`]: the kernel side, usable without the daemon;
+//! - [`netlink`]: the kernel side, usable without the daemon (in `io-backends`, which owns
+//!   the system calls; the daemon's resolver port uses it too);
 //! - [`daemon`]: the RPCs and their error mapping;
 //! - [`plugin`]: the commands;
 //! - [`result`], [`error`]: what is printed.
@@ -16,6 +17,6 @@
 pub mod config;
 pub mod daemon;
 pub mod error;
-pub mod netlink;
+pub use io_backends::netlink;
 pub mod plugin;
 pub mod result;

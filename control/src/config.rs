@@ -33,6 +33,80 @@ pub struct Config {
     /// Joins a cluster of nodes over etcd (absent: a single node with its local store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
+    /// `[dns]`: the cluster DNS the switch answers.
+    #[serde(default)]
+    pub dns: DnsConfig,
+}
+
+/// `[dns]`: cluster DNS answered by the switch (the Kubernetes DNS specification, schema
+/// 1.1.0), for the zone `node.cluster_domain`, on the cluster IPs of the Service
+/// `kube-system/kube-dns` and the addresses of `node.cluster_dns`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Answer cluster DNS at all (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// TTL of the records and of negative answers (the SOA minimum), seconds (CoreDNS's
+    /// kubernetes plugin: 5).
+    #[serde(default = "default_dns_ttl")]
+    pub ttl: u32,
+    /// Upstream resolvers for names outside the cluster zone (`IP` or `IP:port`); default the
+    /// nameservers of `resolv_conf`. The kube-dns ConfigMap's `upstreamNameservers` win.
+    #[serde(default)]
+    pub upstream: Vec<String>,
+    /// The node's resolver configuration, read for upstreams when `upstream` is empty.
+    #[serde(default = "default_resolv_conf")]
+    pub resolv_conf: String,
+    /// Run the daemon's resolver (TCP, forwarding, large answers) behind a port of the switch
+    /// (a veth pair into a network namespace of its own). Live backends only.
+    #[serde(default = "yes")]
+    pub resolver: bool,
+    /// The resolver's addresses (never seen by pods: queries are translated to them and the
+    /// answers back). Link-local by default, as NodeLocal DNSCache's 169.254.20.10.
+    #[serde(default = "default_resolver_ipv4")]
+    pub resolver_ipv4: String,
+    #[serde(default = "default_resolver_ipv6")]
+    pub resolver_ipv6: String,
+    /// Forwarded answers cached (entries).
+    #[serde(default = "default_dns_cache")]
+    pub cache_entries: usize,
+    /// The resolver interface's MAC, set by the daemon when it creates the port (not read from
+    /// the file).
+    #[serde(skip)]
+    pub resolver_mac: Option<String>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: true,
+            ttl: default_dns_ttl(),
+            upstream: Vec::new(),
+            resolv_conf: default_resolv_conf(),
+            resolver: true,
+            resolver_ipv4: default_resolver_ipv4(),
+            resolver_ipv6: default_resolver_ipv6(),
+            cache_entries: default_dns_cache(),
+            resolver_mac: None,
+        }
+    }
+}
+
+fn default_dns_ttl() -> u32 {
+    5
+}
+fn default_resolv_conf() -> String {
+    "/etc/resolv.conf".into()
+}
+fn default_resolver_ipv4() -> String {
+    "169.254.20.10".into()
+}
+fn default_resolver_ipv6() -> String {
+    "fd00:53::10".into()
+}
+fn default_dns_cache() -> usize {
+    10_000
 }
 
 /// `[cluster]`: the etcd the nodes share (as Calico and Flannel in their etcd modes), the
@@ -311,6 +385,12 @@ pub struct PodConfig {
     /// their pod is.
     #[serde(default = "yes")]
     pub ready: bool,
+    /// `spec.hostname` and `spec.subdomain`: with a headless Service named like the
+    /// subdomain, the pod is `<hostname>.<subdomain>.<namespace>.svc.<zone>` in DNS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
 }
 
 fn default_namespace() -> String {
@@ -361,6 +441,10 @@ pub struct EndpointConfig {
     /// `ports`); otherwise a service port it does not list goes to the service's target port.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub listed_ports_only: bool,
+    /// The endpoint's DNS hostname (EndpointSlice `endpoints[].hostname`): a headless
+    /// Service's per-endpoint name `<hostname>.<service>.<namespace>.svc.<zone>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 fn yes() -> bool {
@@ -418,6 +502,10 @@ pub struct ServiceConfig {
     /// controller, whose addresses podswitch forwards but neither allocates nor announces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_class: Option<String>,
+    /// `spec.publishNotReadyAddresses`: DNS lists a headless Service's endpoints whether
+    /// they are ready or not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_not_ready_addresses: bool,
 }
 
 fn is_true(b: &bool) -> bool {

@@ -651,10 +651,14 @@ impl Controller {
             }
             Err(m)
         };
-        let rebuilt = match result {
+        let mut rebuilt = match result {
             Ok(r) => r,
             Err(m) => return rejected(st, m),
         };
+        if rebuilt.scope != "full" {
+            // Services-only and pods-only builds see only part of what the names come from.
+            rebuilt.tables.dns = self.dns_names(st, &rebuilt.tables, generation, &changes);
+        }
         let build_micros = t0.elapsed().as_micros() as u64;
         if dry_run {
             st.cache.abandon();
@@ -804,6 +808,31 @@ impl Controller {
             ));
         }
         Ok(built.into_iter().filter(|p| attached.contains(p.name.as_str())).collect())
+    }
+
+    /// The cluster DNS names after a partial build: compiled again from the whole merged config
+    /// when the change touched what they come from (Services, their endpoints, Pods, ports),
+    /// otherwise the running ones.
+    fn dns_names(
+        &self,
+        st: &State,
+        t: &Tables,
+        generation: u64,
+        changes: &[(Key, Action)],
+    ) -> std::sync::Arc<switch_core::dns::DnsTable> {
+        let relevant = changes.iter().any(|(k, a)| {
+            *a != Action::Unchanged
+                && matches!(k.kind, Kind::Service | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Port)
+        });
+        if !relevant {
+            return std::sync::Arc::clone(&self.cell.load().dns);
+        }
+        let (cfg, _) = st.store.config();
+        let (table, warnings) = build::dns::table(&cfg, &t.ports, generation, &[]);
+        for w in warnings {
+            tracing::warn!("cluster DNS: {w}");
+        }
+        std::sync::Arc::new(table)
     }
 
     /// Only the touched services, recompiled; the rest of the snapshot is shared.
@@ -1167,6 +1196,8 @@ impl Controller {
             let cluster = self.source.get().is_some();
             self.change("reloaded", Vec::new(), false, |s| {
                 let mut base = base;
+                // The daemon made the resolver port; the file does not name it.
+                crate::resolver_port::carry(s.base(), &mut base);
                 if cluster {
                     // Leased from the cluster, not from the file.
                     if base.node.pod_cidrs.is_empty() {

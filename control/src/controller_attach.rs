@@ -375,8 +375,14 @@ impl Controller {
         let mtu = t.node.uplink_mtu.saturating_sub(overhead as u16);
         let namespace = a.cni.as_ref().map(|c| c.pod_namespace.clone()).unwrap_or_default();
         let domain = node.cluster_domain.clone();
+        // The cluster DNS addresses the switch answers on (kube-dns's cluster IPs, then
+        // node.cluster_dns), as kubelet gives dnsPolicy ClusterFirst.
+        let mut nameservers: Vec<String> = t.dns.addresses.iter().map(|a| a.to_string()).collect();
+        if nameservers.is_empty() {
+            nameservers = node.cluster_dns.clone();
+        }
         let dns = Dns {
-            nameservers: node.cluster_dns.clone(),
+            nameservers,
             search: vec![format!("{namespace}.svc.{domain}"), format!("svc.{domain}"), domain.clone()],
             domain,
             options: vec!["ndots:5".into()],

@@ -25,6 +25,7 @@ pub mod live;
 pub mod metrics;
 pub mod publish;
 pub mod report;
+pub mod resolver_port;
 pub mod source;
 pub mod state;
 pub mod store;

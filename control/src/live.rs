@@ -50,6 +50,8 @@ pub struct LiveOptions {
     /// The cluster agent, in cluster mode (`--etcd`): etcd becomes the object source before
     /// the workers start.
     pub cluster: Option<Arc<crate::cluster::agent::Agent>>,
+    /// The daemon's resolver port (`resolver_port.rs`), whose sockets the resolver takes.
+    pub resolver: Option<Arc<Mutex<Option<crate::resolver_port::ResolverPort>>>>,
 }
 
 /// Why the live daemon stopped with an error.

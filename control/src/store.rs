@@ -755,6 +755,8 @@ impl Store {
                                 labels: c.labels.clone(),
                                 container_ports: Vec::new(),
                                 ready: true,
+                                hostname: None,
+                                subdomain: None,
                             };
                             bind(&mut p, a);
                             origins.push("pods", k, origin);

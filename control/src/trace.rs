@@ -132,6 +132,7 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
             t.endpoints.on_port(port).map(|e| t.endpoints.get(e).mac).unwrap_or(MacAddr([2, 0, 0, 0, 0, 1]))
         }
         PortKind::Host => t.node.host_mac,
+        PortKind::Resolver => t.dns.resolver.map_or(MacAddr([2, 0, 0, 0, 0, 0x53]), |r| r.mac),
         PortKind::Uplink => MacAddr([2, 0, 0, 0, 0, 0xfe]),
     };
     let dst_mac = if kind == PortKind::Uplink { t.node.uplink_mac } else { t.node.router_mac };

@@ -6,8 +6,9 @@
 //!
 //! Implementations: [`memory`] (tests and benchmarks), [`pcap_backend`] (files in, files out)
 //! and [`afpacket`] (TPACKET_V2 rings on live interfaces). AF_XDP implements the same trait.
-//! All `unsafe` code of podswitch is in this crate: `sys.rs`, `spsc.rs`, `afpacket/ring.rs`
-//! and `afxdp/`. Several workers on a node hand frames to each other through [`handoff`].
+//! All `unsafe` code of podswitch is in this crate: `sys.rs`, `spsc.rs`, `afpacket/ring.rs`,
+//! `afxdp/` and the ethtool call of `netlink.rs` (veth pairs, addresses and routes over
+//! rtnetlink, for the CNI plugin and the daemon's resolver port). Several workers on a node hand frames to each other through [`handoff`].
 
 pub mod afpacket;
 pub mod afxdp;
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod bpf;
 pub mod handoff;
 pub mod memory;
+pub mod netlink;
 pub mod pcap;
 pub mod pcap_backend;
 pub mod spsc;

@@ -22,6 +22,8 @@ pub enum PortKind {
     Uplink,
     /// The node's own network stack.
     Host,
+    /// The daemon's DNS resolver (`dns/`): queries the dataplane does not answer go there.
+    Resolver,
 }
 
 /// A port.

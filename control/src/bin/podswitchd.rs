@@ -156,6 +156,29 @@ fn main() -> ExitCode {
         built.workers = n;
     }
     if built.ports.iter().any(|p| p.backend != "pcap") {
+        let mut resolver = None;
+        if base.dns.enabled && base.dns.resolver {
+            // The daemon's resolver behind a port of the switch (TCP, forwarding, large
+            // answers); without it the dataplane still answers what it can.
+            let mtu = u32::from(built.tables.dns.mtu.max(576));
+            match control::resolver_port::create(&base.dns, mtu) {
+                Ok(port) => {
+                    control::resolver_port::add_to(&mut base, &port);
+                    built = match control::build::build(&base, &base_dir, 1) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            eprintln!("{}: with the resolver port: {}: {}", path.display(), e.field, e.message);
+                            return ExitCode::from(2);
+                        }
+                    };
+                    if let Some(n) = args.workers {
+                        built.workers = n;
+                    }
+                    resolver = Some(std::sync::Arc::new(std::sync::Mutex::new(Some(port))));
+                }
+                Err(e) => tracing::warn!("no resolver port ({e}): only the dataplane answers cluster DNS"),
+            }
+        }
         if let Some(p) = &args.pid_file {
             if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
                 eprintln!("podswitchd: cannot write {}: {e}", p.display());
@@ -175,6 +198,7 @@ fn main() -> ExitCode {
             base_dir,
             state_dir: (!args.no_state).then(|| args.state_dir.clone()),
             cluster,
+            resolver,
         };
         let result = control::live::run(base, built, &opts);
         if let Some(p) = &args.pid_file {

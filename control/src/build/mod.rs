@@ -1,6 +1,7 @@
 //! From a [`Config`] to a validated table snapshot. Everything is checked here, off the packet
 //! path; a config that fails leaves whatever snapshot is running untouched.
 
+pub mod dns;
 pub mod ids;
 mod parse;
 mod policy;
@@ -281,11 +282,12 @@ pub(crate) fn build_with(
             "pod" => PortKind::Pod,
             "uplink" => PortKind::Uplink,
             "host" => PortKind::Host,
+            "resolver" => PortKind::Resolver,
             k => {
                 return Err(FieldError::new(
                     sec,
                     format!("ports[{i}].kind"),
-                    format!("'{k}' is not one of pod, uplink, host"),
+                    format!("'{k}' is not one of pod, uplink, host, resolver"),
                 ))
             }
         };
@@ -641,6 +643,8 @@ pub(crate) fn build_with(
     );
     tables.policy_reject = policy_reject;
     tables.service_cidrs = service_cidrs;
+    let (dns_table, _) = dns::table(cfg, &tables.ports, generation, &[]);
+    tables.dns = std::sync::Arc::new(dns_table);
     Ok(Built {
         tables,
         ports,

@@ -321,6 +321,8 @@ fn pod(p: types::Pod, node: &str, warnings: &mut Vec<String>, what: &str) -> Res
         labels: p.metadata.labels,
         container_ports,
         ready,
+        hostname: p.spec.hostname.filter(|h| !h.is_empty()),
+        subdomain: p.spec.subdomain.filter(|h| !h.is_empty()),
     }))
 }
 
@@ -407,6 +409,7 @@ fn service(s: types::Service, warnings: &mut Vec<String>, what: &str) -> Result<
         health_check_node_port: spec.health_check_node_port.filter(|n| *n != 0),
         allocate_load_balancer_node_ports: spec.allocate_load_balancer_node_ports.unwrap_or(true),
         load_balancer_class: spec.load_balancer_class,
+        publish_not_ready_addresses: spec.publish_not_ready_addresses.unwrap_or(false),
     })
 }
 
@@ -459,6 +462,7 @@ fn slice(s: types::EndpointSlice, warnings: &mut Vec<String>, what: &str) -> Res
             weight: 1,
             ports: ports.clone(),
             listed_ports_only: true,
+            hostname: e.hostname.clone(),
         });
     }
     Ok(Some(Slice { kind: Kind::EndpointSlice, name: s.metadata.name, namespace, service, endpoints }))
@@ -485,6 +489,7 @@ fn endpoints(e: types::Endpoints) -> Result<Slice, String> {
                     weight: 1,
                     ports: ports.clone(),
                     listed_ports_only: true,
+                    hostname: a.hostname.clone(),
                 });
             }
         }

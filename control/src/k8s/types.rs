@@ -38,6 +38,8 @@ pub struct Pod {
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     pub node_name: Option<String>,
+    pub hostname: Option<String>,
+    pub subdomain: Option<String>,
     #[serde(default)]
     pub host_network: bool,
     #[serde(default)]

@@ -38,5 +38,20 @@ pub(crate) fn check(t: &Tables, c: &mut PacketCtx) {
                 c.drop(DropReason::NotForRouter);
             }
         }
+        PortKind::Resolver => {
+            // Only the resolver's own MAC and addresses: it answers pods, nothing else.
+            let Some(r) = t.dns.resolver.filter(|r| r.port == c.in_port) else {
+                return c.drop(DropReason::UnknownEndpoint);
+            };
+            if m.src_mac != r.mac {
+                return c.drop(DropReason::SpoofedMac);
+            }
+            if r.ipv4 != Some(m.src) && r.ipv6 != Some(m.src) {
+                return c.drop(DropReason::SpoofedIp);
+            }
+            if m.dst_mac != t.node.router_mac {
+                c.drop(DropReason::NotForRouter);
+            }
+        }
     }
 }

@@ -102,7 +102,7 @@ fn arp_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(),
             }
             t.node.router_mac
         }
-        PortKind::Host => t.node.router_mac,
+        PortKind::Host | PortKind::Resolver => t.node.router_mac,
         PortKind::Uplink => {
             if t.node.ipv4 != Some(target) && !t.services.announces(Addr::from(target)) {
                 return Err(DropReason::ArpNotAnswered);
@@ -153,7 +153,7 @@ fn nd_reply<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &PacketCtx) -> Result<(), 
             }
             t.node.router_mac
         }
-        PortKind::Host => t.node.router_mac,
+        PortKind::Host | PortKind::Resolver => t.node.router_mac,
         PortKind::Uplink => {
             if t.node.ipv6 != Some(target) && !t.services.announces(Addr::from(target)) {
                 return Err(DropReason::NdNotAnswered);

@@ -1,0 +1,207 @@
+//! The cluster DNS names of a config: what the Kubernetes DNS-based service discovery
+//! specification (schema 1.1.0) says a cluster answers, compiled into the snapshot's name table
+//! (`switch_core::dns`).
+//!
+//! - ClusterIP Services (and NodePort, LoadBalancer): A/AAAA of the cluster IPs at
+//!   `<svc>.<ns>.svc.<zone>`, SRV per named port at `_<port>._<proto>.<svc>.<ns>.svc.<zone>`,
+//!   PTR per cluster IP (spec 2.3).
+//! - Headless Services: A/AAAA of the ready endpoints (all with `publishNotReadyAddresses`),
+//!   `<hostname>.<svc>...` per endpoint (its hostname, else its address dashed), SRV per named
+//!   port and endpoint, PTR for endpoints with a hostname (spec 2.4); none ready: no name.
+//! - ExternalName Services: a CNAME (spec 2.5).
+//! - Pods: `<a-b-c-d>.<ns>.pod.<zone>`; `dns-version.<zone>` TXT "1.1.0" (spec 2.1).
+//! - Static host entries (the kube-dns ConfigMap's `hosts`).
+
+use crate::config::{Config, EndpointConfig, ServiceConfig};
+use std::net::IpAddr;
+use switch_core::addr::Addr;
+use switch_core::dns::table::dashed;
+use switch_core::dns::{DnsTable, ResolverPort, ZoneBuilder};
+use switch_core::packet::PortId;
+use switch_core::snapshot::PortInfo;
+use switch_core::wire::MacAddr;
+
+/// The namespace and name of the Service whose cluster IPs are the cluster DNS addresses.
+pub const KUBE_DNS: (&str, &str) = ("kube-system", "kube-dns");
+
+/// The version of the Kubernetes DNS specification followed (its `dns-version` record).
+pub const SCHEMA_VERSION: &str = "1.1.0";
+
+fn cluster_ips(s: &ServiceConfig) -> Vec<IpAddr> {
+    s.cluster_ips.iter().filter_map(|c| c.parse().ok()).collect()
+}
+
+fn headless(s: &ServiceConfig) -> bool {
+    s.service_type != "ExternalName" && cluster_ips(s).is_empty()
+}
+
+/// The cluster DNS addresses: the cluster IPs of `kube-system/kube-dns`, then
+/// `node.cluster_dns`, without repeats.
+pub fn addresses(cfg: &Config) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = cfg
+        .services
+        .iter()
+        .filter(|s| (s.namespace.as_str(), s.name.as_str()) == KUBE_DNS)
+        .flat_map(cluster_ips)
+        .collect();
+    for a in cfg.node.cluster_dns.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// The resolver port of a config: the port of kind `resolver` the daemon added, with the MAC
+/// it gave its interface.
+fn resolver(cfg: &Config, ports: &[PortInfo]) -> Option<ResolverPort> {
+    let id = ports.iter().position(|p| p.kind == switch_core::snapshot::PortKind::Resolver)?;
+    let mac: MacAddr = cfg.dns.resolver_mac.as_deref()?.parse().ok()?;
+    let v4 = cfg.dns.resolver_ipv4.parse::<IpAddr>().ok().filter(IpAddr::is_ipv4).map(Addr::from);
+    let v6 = cfg.dns.resolver_ipv6.parse::<IpAddr>().ok().filter(IpAddr::is_ipv6).map(Addr::from);
+    Some(ResolverPort { port: PortId(id as u16), mac, ipv4: v4, ipv6: v6 })
+}
+
+/// The DNS table of `cfg` (services with their endpoints merged in, pods), for a snapshot of
+/// `generation` (the SOA serial), with the static `hosts`. Names that are not valid DNS names
+/// are left out and reported in the returned warnings (a bad name never stops an apply).
+pub fn table(cfg: &Config, ports: &[PortInfo], generation: u64, hosts: &[(String, IpAddr)]) -> (DnsTable, Vec<String>) {
+    let mut warnings = Vec::new();
+    if !cfg.dns.enabled {
+        return (DnsTable::default(), warnings);
+    }
+    let zone = cfg.node.cluster_domain.trim_end_matches('.').to_ascii_lowercase();
+    let mut z = match ZoneBuilder::new(&zone, cfg.dns.ttl) {
+        Ok(z) => z,
+        Err(e) => {
+            warnings.push(format!("node.cluster_domain: {e}; no cluster DNS"));
+            return (DnsTable::default(), warnings);
+        }
+    };
+    let mut note = |r: Result<(), String>| {
+        if let Err(e) = r {
+            warnings.push(e);
+        }
+    };
+    for s in &cfg.services {
+        let base = format!("{}.{}.svc.{zone}", s.name, s.namespace);
+        if s.service_type == "ExternalName" {
+            if let Some(target) = &s.external_name {
+                note(z.cname(&base, target));
+            }
+            continue;
+        }
+        if headless(s) {
+            headless_names(cfg, s, &base, &mut z, &mut note);
+            continue;
+        }
+        for ip in cluster_ips(s) {
+            note(z.address(&base, ip));
+            note(z.ptr(ip, &base));
+        }
+        for p in s.ports.iter() {
+            if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                let owner = format!("_{name}._{}.{base}", p.protocol.to_ascii_lowercase());
+                note(z.srv(&owner, 0, 100, p.port, &base));
+            }
+        }
+    }
+    for p in &cfg.pods {
+        for ip in p.ips.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+            note(z.address(&format!("{}.{}.pod.{zone}", dashed(ip), p.namespace), ip));
+        }
+    }
+    note(z.txt(&format!("dns-version.{zone}"), SCHEMA_VERSION));
+    for (name, ip) in hosts {
+        note(z.address(name, *ip));
+        note(z.ptr(*ip, name));
+    }
+    let addrs = addresses(cfg);
+    let names = z.build(generation as u32, &addrs);
+    // The pods' MTU, as their CNI result gives it: the uplink's less the tunnel headers.
+    let v4_underlay = cfg.node.ipv4.is_some() || cfg.node.ipv6.is_none();
+    let tunnel = if cfg.node.tunnel == "geneve" {
+        switch_core::wire::build::TunnelKind::Geneve
+    } else {
+        switch_core::wire::build::TunnelKind::Vxlan
+    };
+    let mtu = cfg.node.uplink_mtu.saturating_sub(switch_core::overlay::outer_len(v4_underlay, tunnel) as u16);
+    let table =
+        DnsTable { names, addresses: addrs.into_iter().map(Addr::from).collect(), resolver: resolver(cfg, ports), mtu };
+    (table, warnings)
+}
+
+/// One endpoint of a headless Service as DNS sees it.
+struct Named<'a> {
+    ip: IpAddr,
+    hostname: Option<&'a str>,
+    /// Port number by service port name (the endpoint's, from its EndpointSlice).
+    ports: Option<&'a std::collections::BTreeMap<String, u16>>,
+}
+
+fn headless_names(
+    cfg: &Config,
+    s: &ServiceConfig,
+    base: &str,
+    z: &mut ZoneBuilder,
+    note: &mut impl FnMut(Result<(), String>),
+) {
+    let mut eps: Vec<Named<'_>> = Vec::new();
+    let eligible = |ready: bool| ready || s.publish_not_ready_addresses;
+    if s.endpoints.is_empty() {
+        // Selector-derived endpoints: the namespace's pods with the selector's labels; a pod's
+        // hostname counts when its subdomain is the Service's name.
+        if let Some(sel) = s.selector.as_ref().filter(|sel| !sel.is_empty()) {
+            for p in cfg.pods.iter().filter(|p| p.namespace == s.namespace && eligible(p.ready)) {
+                if sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)) {
+                    let hostname = p.hostname.as_deref().filter(|_| p.subdomain.as_deref() == Some(s.name.as_str()));
+                    for ip in p.ips.iter().filter_map(|a| a.parse().ok()) {
+                        eps.push(Named { ip, hostname, ports: None });
+                    }
+                }
+            }
+        }
+    } else {
+        for e in s.endpoints.iter().filter(|e: &&EndpointConfig| eligible(e.ready)) {
+            let hostname = e.hostname.as_deref().or_else(|| {
+                let pod = cfg.pods.iter().find(|p| Some(&p.name) == e.pod.as_ref() && p.namespace == s.namespace)?;
+                pod.hostname.as_deref().filter(|_| pod.subdomain.as_deref() == Some(s.name.as_str()))
+            });
+            let ips: Vec<IpAddr> = match &e.ip {
+                Some(ip) => ip.parse().into_iter().collect(),
+                None => cfg
+                    .pods
+                    .iter()
+                    .filter(|p| Some(&p.name) == e.pod.as_ref() && p.namespace == s.namespace)
+                    .flat_map(|p| p.ips.iter().filter_map(|a| a.parse().ok()))
+                    .collect(),
+            };
+            for ip in ips {
+                eps.push(Named { ip, hostname, ports: Some(&e.ports) });
+            }
+        }
+    }
+    let weight = (100 / eps.len().max(1)).max(1) as u16;
+    for e in &eps {
+        let host = e.hostname.map_or_else(|| dashed(e.ip), str::to_string);
+        let own = format!("{host}.{base}");
+        note(z.address(base, e.ip));
+        note(z.address(&own, e.ip));
+        if e.hostname.is_some() {
+            note(z.ptr(e.ip, &own));
+        }
+        for p in s.ports.iter() {
+            let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) else { continue };
+            let port = e
+                .ports
+                .and_then(|m| m.get(name).copied())
+                .or(match &p.target_port {
+                    Some(crate::config::PortRef::Number(n)) => Some(*n),
+                    _ => None,
+                })
+                .unwrap_or(p.port);
+            let owner = format!("_{name}._{}.{base}", p.protocol.to_ascii_lowercase());
+            note(z.srv(&owner, 0, weight, port, &own));
+        }
+    }
+}
