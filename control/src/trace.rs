@@ -8,7 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use switch_core::addr::Addr;
 use switch_core::drop::DropReason;
 use switch_core::packet::{OwnedBuf, PacketBuf, PortId};
-use switch_core::pipeline::{CtHit, Out, PacketCtx, Verdict, Worker, WorkerConfig};
+use switch_core::pipeline::{
+    CtHit, Out, PolicyVerdict, RouteRecord, ServiceRecord, TraceRecord, Verdict, Worker, WorkerConfig,
+};
 use switch_core::route::RouteTarget;
 use switch_core::service::FrontendKind;
 use switch_core::snapshot::{PortKind, Tables};
@@ -136,7 +138,13 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
         PortKind::Uplink => MacAddr([2, 0, 0, 0, 0, 0xfe]),
     };
     let dst_mac = if kind == PortKind::Uplink { t.node.uplink_mac } else { t.node.router_mac };
-    let mut frame = IpFrame::new(src_mac, dst_mac, src, dst, l4).build();
+    let mut ip_frame = IpFrame::new(src_mac, dst_mac, src, dst, l4);
+    if proto == "udp" && dport == switch_core::dns::DNS_PORT && t.dns.serves(Addr::from(dst)) {
+        // A query to the cluster DNS: the TXT record `dns-version.<zone>`, so that the trace
+        // shows what the DNS stage does with a real query.
+        ip_frame = ip_frame.with_payload(&dns_version_query(t.dns.names.zone()));
+    }
+    let mut frame = ip_frame.build();
     if let Some(idx) = from_node {
         let r = &t.nodes[idx];
         let local = if r.underlay_ip.is_v4() { t.node.ipv4.map(IpAddr::V4) } else { t.node.ipv6.map(IpAddr::V6) };
@@ -159,7 +167,8 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
         affinity_entries: 64,
         max_ports: t.ports.len().max(1),
         ..WorkerConfig::default()
-    });
+    })
+    .with_trace();
     // Policy denials are traced as the drop they decide; reject mode's answer is added after.
     let mut quiet = t.clone();
     quiet.policy_reject = false;
@@ -187,7 +196,6 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
             id => format!("identity {}", id.0),
         },
     };
-    let stopped = |c: &PacketCtx, r: DropReason| c.done == Some(Verdict::Drop(r));
     if !(c.meta.proto == 0 && c.done.is_some()) {
         // From the request: a refusal rewrites the packet (and its parsed tuple) in place.
         let (a, b) = (Addr::from(src), Addr::from(dst));
@@ -208,109 +216,118 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
         let (owner, rule) = switch_core::pipeline::owner::decide(t, c.orig, c.meta.proto, workers);
         step(&mut r, "worker", format!("worker {owner} of {workers} owns the flow ({rule}); others hand it over"));
     }
-    step(
-        &mut r,
-        "conntrack",
-        match c.ct {
-            CtHit::Miss => "miss: a new flow (traces start from an empty conntrack)".into(),
-            CtHit::Hit { dir, .. } => format!("hit ({dir:?})"),
-        },
-    );
-    if c.generated {
-        let proto_num = c.meta.proto;
-        let svc = t.services.lookup(Addr::from(dst), dport, proto_num).map(|f| t.services.port(f.target).name());
-        step(
-            &mut r,
-            "service",
-            format!(
-                "{} has no usable endpoints: refused at once ({})",
-                svc.unwrap_or("the service"),
-                if proto_num == 6 { "TCP reset" } else { "ICMP port unreachable" }
+    // What each stage decided, as it recorded it.
+    let log: Vec<TraceRecord> = w.trace_log(0).map(|l| l.records().copied().collect()).unwrap_or_default();
+    for rec in &log {
+        match *rec {
+            TraceRecord::LinkAnswered => step(&mut r, "link layer", "answered by the switch (ARP or ND)".into()),
+            TraceRecord::Dns(d) => step(&mut r, "dns", dns_step(d)),
+            TraceRecord::Conntrack(hit) => step(
+                &mut r,
+                "conntrack",
+                match hit {
+                    CtHit::Miss => "miss: a new flow (traces start from an empty conntrack)".into(),
+                    CtHit::Hit { dir, .. } => format!("hit ({dir:?})"),
+                },
             ),
-        );
-    }
-    if let Some((id, kind)) = c.service {
-        let sp = t.services.port(id);
-        let kind = match kind {
-            FrontendKind::ClusterIp => "ClusterIP",
-            FrontendKind::NodePort => "NodePort",
-            FrontendKind::LoadBalancer => "LoadBalancer",
-            FrontendKind::ExternalIp => "external IP",
-        };
-        if c.tuple.dst != c.orig.dst || c.tuple.dport != c.orig.dport {
-            step(
+            TraceRecord::Service(ServiceRecord::Refused { id }) => step(
                 &mut r,
                 "service",
                 format!(
-                    "{kind} frontend of {} -> backend {} ({}), chosen by Maglev among {} backends",
-                    sp.name(),
-                    sockaddr(c.tuple.dst, c.tuple.dport, icmp),
-                    ep_name(c.tuple.dst),
-                    sp.backends().len()
+                    "{} has no usable endpoints: refused at once ({})",
+                    t.services.port(id).name(),
+                    if c.meta.proto == 6 || proto == "tcp" { "TCP reset" } else { "ICMP port unreachable" }
                 ),
-            );
-        } else {
-            step(&mut r, "service", format!("{kind} frontend of {}", sp.name()));
-        }
-        if c.tuple.src != c.orig.src {
-            step(&mut r, "snat", format!("source rewritten to {}", sockaddr(c.tuple.src, c.tuple.sport, icmp)));
-        }
-    } else if !c.generated
-        && (c.done.is_none() || !matches!(c.done, Some(Verdict::Drop(r)) if r.name().starts_with("service")))
-    {
-        step(&mut r, "service", "not a service address".into());
-    }
-    let pod_of = |id: Option<switch_core::endpoint::EndpointId>| id.map(|i| t.endpoints.get(i));
-    let dir_step = |egress: bool, r: &mut TraceResult| {
-        let (ep, rule, deny, stage) = if egress {
-            (pod_of(c.src_ep), c.egress_rule, DropReason::PolicyDeniedEgress, "egress policy")
-        } else {
-            (pod_of(c.dst_ep), c.ingress_rule, DropReason::PolicyDeniedIngress, "ingress policy")
-        };
-        let Some(ep) = ep else { return };
-        let cls = if egress { ep.egress } else { ep.ingress };
-        let who = format!("{}/{}", ep.namespace, ep.name);
-        let msg = if let Some(rule) = rule {
-            let name = t.policy.rule_name(rule).to_string();
-            r.rule = name.clone();
-            format!("{who}: allowed by {name}")
-        } else if stopped(&c, deny) {
-            let pols = selecting(&ep.namespace, &ep.name, egress);
-            r.rule = format!("default deny of {}", pols.join(", "));
-            format!("{who}: denied: no rule of the policies selecting it ({}) admits the packet", pols.join(", "))
-        } else if cls.is_none() {
-            format!("{who}: no policy selects it: allowed")
-        } else if !c.is_new_flow() {
-            format!("{who}: not evaluated (not a new flow)")
-        } else {
-            return;
-        };
-        step(r, stage, msg);
-    };
-    dir_step(true, &mut r);
-    if c.out != Out::Unrouted || stopped(&c, DropReason::NoRoute) || stopped(&c, DropReason::RouteBlackhole) {
-        let m = match t.routes.lookup(c.tuple.dst) {
-            Some((len, target)) => {
-                let to = match target {
-                    RouteTarget::Local => "local pod CIDR".into(),
-                    RouteTarget::Tunnel(n) => {
-                        let rn = t.remote(n);
-                        format!("tunnel to node {} ({})", rn.name, rn.underlay_ip)
-                    }
-                    RouteTarget::Uplink(m) => format!("uplink via {m}"),
-                    RouteTarget::Host => "host".into(),
-                    RouteTarget::Blackhole => "blackhole".into(),
+            ),
+            TraceRecord::Service(ServiceRecord::NotAService) => step(&mut r, "service", "not a service address".into()),
+            TraceRecord::Service(ServiceRecord::Selected { id, kind, to, backends }) => {
+                let sp = t.services.port(id);
+                let kind = match kind {
+                    FrontendKind::ClusterIp => "ClusterIP",
+                    FrontendKind::NodePort => "NodePort",
+                    FrontendKind::LoadBalancer => "LoadBalancer",
+                    FrontendKind::ExternalIp => "external IP",
                 };
-                let len128 = if c.tuple.dst.is_v4() { len + 96 } else { len };
-                let net = Addr::from_bits(c.tuple.dst.bits() & switch_core::addr::mask(len128));
-                let p = switch_core::addr::Prefix::new(net.to_ip(), len).map(|p| p.to_string()).unwrap_or_default();
-                format!("{p} -> {to}")
+                if to.dst != c.orig.dst || to.dport != c.orig.dport {
+                    step(
+                        &mut r,
+                        "service",
+                        format!(
+                            "{kind} frontend of {} -> backend {} ({}), chosen by Maglev among {backends} backends",
+                            sp.name(),
+                            sockaddr(to.dst, to.dport, icmp),
+                            ep_name(to.dst),
+                        ),
+                    );
+                } else {
+                    step(&mut r, "service", format!("{kind} frontend of {}", sp.name()));
+                }
+                if to.src != c.orig.src {
+                    step(&mut r, "snat", format!("source rewritten to {}", sockaddr(to.src, to.sport, icmp)));
+                }
             }
-            None => "no route".into(),
-        };
-        step(&mut r, "route", m);
+            TraceRecord::Policy { egress, endpoint, verdict } => {
+                let ep = t.endpoints.get(endpoint);
+                let who = format!("{}/{}", ep.namespace, ep.name);
+                let stage = if egress { "egress policy" } else { "ingress policy" };
+                let msg = match verdict {
+                    PolicyVerdict::Allowed(rule) => {
+                        let name = t.policy.rule_name(rule).to_string();
+                        r.rule = name.clone();
+                        format!("{who}: allowed by {name}")
+                    }
+                    PolicyVerdict::Denied => {
+                        let pols = selecting(&ep.namespace, &ep.name, egress);
+                        r.rule = format!("default deny of {}", pols.join(", "));
+                        format!(
+                            "{who}: denied: no rule of the policies selecting it ({}) admits the packet",
+                            pols.join(", ")
+                        )
+                    }
+                    PolicyVerdict::NotSelected => format!("{who}: no policy selects it: allowed"),
+                    PolicyVerdict::NotEvaluated => format!("{who}: not evaluated (not a new flow)"),
+                };
+                step(&mut r, stage, msg);
+            }
+            TraceRecord::Route { dst, record } => {
+                let to = match record {
+                    RouteRecord::LocalPod(ep) => {
+                        let e = t.endpoints.get(ep);
+                        format!("local pod {}/{}", e.namespace, e.name)
+                    }
+                    RouteRecord::Node => "this node's host port".into(),
+                    RouteRecord::NoRoute => "no route".into(),
+                    RouteRecord::Chosen(out) => match out {
+                        Out::Port { port, .. } => {
+                            format!(
+                                "port {} (chosen by the DNS stage)",
+                                t.ports.get(port.index()).map_or("?", |p| p.name.as_str())
+                            )
+                        }
+                        _ => "chosen by an earlier stage".into(),
+                    },
+                    RouteRecord::Prefix { len, target } => {
+                        let to = match target {
+                            RouteTarget::Local => "local pod CIDR".into(),
+                            RouteTarget::Tunnel(n) => {
+                                let rn = t.remote(n);
+                                format!("tunnel to node {} ({})", rn.name, rn.underlay_ip)
+                            }
+                            RouteTarget::Uplink(m) => format!("uplink via {m}"),
+                            RouteTarget::Host => "host".into(),
+                            RouteTarget::Blackhole => "blackhole".into(),
+                        };
+                        let len128 = if dst.is_v4() { len + 96 } else { len };
+                        let net = Addr::from_bits(dst.bits() & switch_core::addr::mask(len128));
+                        let p =
+                            switch_core::addr::Prefix::new(net.to_ip(), len).map(|p| p.to_string()).unwrap_or_default();
+                        format!("{p} -> {to}")
+                    }
+                };
+                step(&mut r, "route", to);
+            }
+        }
     }
-    dir_step(false, &mut r);
     match v[0] {
         Verdict::Tx(p) => {
             let out_len = pkts[0].data().len();
@@ -343,6 +360,36 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
         }
     }
     Ok(r)
+}
+
+/// A TXT query for `dns-version.<zone>` (`zone` in wire form), RD set.
+fn dns_version_query(zone: &[u8]) -> Vec<u8> {
+    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 11];
+    q.extend(b"dns-version");
+    q.extend(zone);
+    q.extend(switch_core::wire::dns::rtype::TXT.to_be_bytes());
+    q.extend(switch_core::wire::dns::CLASS_IN.to_be_bytes());
+    q
+}
+
+/// What the DNS stage did, in words.
+fn dns_step(d: switch_core::dns::TraceRecord) -> String {
+    use switch_core::dns::{Pass, TraceRecord as D};
+    match d {
+        D::Answered { qtype, outcome, answers, truncated } => {
+            let ty = switch_core::dns::QTYPES.iter().find(|(q, _)| *q == qtype).map_or("other", |(_, n)| n);
+            let tc = if truncated { ", truncated (TC): the client retries over TCP" } else { "" };
+            format!("{ty} query answered in the dataplane: {}, {answers} record(s){tc}", outcome.name())
+        }
+        D::ToResolver { reason: Pass::NotAQuery } => "not a DNS query: dropped".into(),
+        D::ToResolver { reason: Pass::TooLarge } => {
+            "the answer is larger than the frame: sent to the daemon's resolver".into()
+        }
+        D::ToResolver { reason: Pass::Resolver } => {
+            "not answered in the dataplane (TCP, a name outside the cluster zone, or a query it does not parse): sent to the daemon's resolver".into()
+        }
+        D::ToService => "not answered here and no resolver port: on to the Service".into(),
+    }
 }
 
 fn step(r: &mut TraceResult, s: &str, m: String) {

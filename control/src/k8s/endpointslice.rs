@@ -252,6 +252,8 @@ mod tests {
             labels: [("app".to_string(), app.to_string())].into(),
             container_ports: vec![ContainerPort { name: Some("http".into()), port: http, protocol: "TCP".into() }],
             ready: true,
+            hostname: None,
+            subdomain: None,
         }
     }
 
