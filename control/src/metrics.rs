@@ -97,8 +97,40 @@ pub fn render(r: &Report, t: &Tables, apply_ns: u64) -> String {
     for (metric, help, v) in gauges {
         let _ = writeln!(s, "# HELP {metric} {help}\n# TYPE {metric} gauge\n{metric} {v}");
     }
+    render_dns(&mut s, &r.stats.dns);
     let _ = writeln!(s, "# HELP podswitch_conntrack_evicted_total Live entries evicted to make room.\n# TYPE podswitch_conntrack_evicted_total counter\npodswitch_conntrack_evicted_total {}", r.conntrack_evicted);
     s
+}
+
+/// The DNS stage's counters (`path="dataplane"`; the daemon's resolver adds `path="daemon"`).
+fn render_dns(s: &mut String, d: &switch_core::dns::DnsStats) {
+    use switch_core::dns::{Outcome, QTYPES};
+    let _ = writeln!(
+        s,
+        "# HELP podswitch_dns_answers_total DNS answers written, per path and query type.\n# TYPE podswitch_dns_answers_total counter"
+    );
+    let types = QTYPES.iter().map(|(_, n)| *n).chain(["other"]);
+    for (ty, n) in types.zip(d.answered_by_qtype) {
+        let _ = writeln!(s, "podswitch_dns_answers_total{{path=\"dataplane\",qtype=\"{ty}\"}} {n}");
+    }
+    let _ = writeln!(
+        s,
+        "# HELP podswitch_dns_responses_total DNS answers written, per path and response code (NODATA: NOERROR without answer).\n# TYPE podswitch_dns_responses_total counter"
+    );
+    for o in Outcome::ALL {
+        let n = d.answered_by_outcome[o.index()];
+        let _ = writeln!(s, "podswitch_dns_responses_total{{path=\"dataplane\",rcode=\"{}\"}} {n}", o.name());
+    }
+    let _ = writeln!(
+        s,
+        "# HELP podswitch_dns_truncated_total DNS answers truncated (TC) for the client to retry over TCP.\n# TYPE podswitch_dns_truncated_total counter\npodswitch_dns_truncated_total{{path=\"dataplane\"}} {}",
+        d.truncated
+    );
+    let _ = writeln!(
+        s,
+        "# HELP podswitch_dns_to_resolver_total DNS packets the dataplane sent to the daemon's resolver.\n# TYPE podswitch_dns_to_resolver_total counter\npodswitch_dns_to_resolver_total {}",
+        d.to_resolver
+    );
 }
 
 /// What the metrics thread reads.

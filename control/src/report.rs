@@ -79,6 +79,9 @@ impl Report {
             ("fragments_first", e.fragments_first),
             ("fragments_later", e.fragments_later),
             ("neighbors_learned", e.neighbors_learned),
+            ("dns_answered", self.stats.dns.answered()),
+            ("dns_truncated", self.stats.dns.truncated),
+            ("dns_to_resolver", self.stats.dns.to_resolver),
         ]
     }
 
