@@ -14,12 +14,13 @@ log() { printf '\n== %s ==\n' "$*"; }
 # tests/podman_e2e.rs. etcd and etcdctl are the cluster store of tests/etcd_cluster.rs and
 # tests/multinode_e2e.rs (netns-scripts/multinode.sh reads node records with jq); the
 # etcd-client crate's build needs protoc and the well-known .proto files of libprotobuf-dev
-# (install_tools checks commands, so libprotobuf-dev is named with apt-get below).
+# (install_tools checks commands, so libprotobuf-dev is named with apt-get below). dnsmasq is the
+# real upstream and dig the real client of the DNS resolver's tests (control/src/dns/tests.rs).
 . netns-scripts/install-tools.sh
 if ! install_tools protoc:protobuf-compiler tshark:tshark nginx:nginx-light curl:curl iperf3:iperf3 \
   ping:iputils-ping ethtool:ethtool ip:iproute2 setpriv:util-linux podman:podman runc:runc \
   busybox:busybox-static /usr/lib/cni/loopback:containernetworking-plugins \
-  etcd:etcd-server etcdctl:etcd-client jq:jq; then
+  etcd:etcd-server etcdctl:etcd-client jq:jq dnsmasq:dnsmasq-base dig:bind9-dnsutils; then
   [ "${CI:-}" = true ] && exit 1
 fi
 proto=/usr/include/google/protobuf/descriptor.proto
@@ -65,7 +66,7 @@ failed=$(awk '/^test result:/ {f += $6} END {print f + 0}' "$out")
 # crashes; long, guided runs use cargo-fuzz (README, Fuzzing).
 log "fuzz targets: build and smoke run over the seeds"
 if (cd fuzz && CARGO_TARGET_DIR=../target cargo build --locked --bins); then
-  for t in parse_frame pipeline config pcap_reader manifest; do
+  for t in parse_frame pipeline config pcap_reader manifest dns; do
     if target/debug/$t "fuzz/corpus/$t" -runs=20000 -max_len=70000 -seed=1 -timeout=20 > "target/fuzz-$t.log" 2>&1; then
       passed=$((passed + 1))
       echo "fuzz $t: ok ($(grep -c . "target/fuzz-$t.log") log lines, target/fuzz-$t.log)"

@@ -5,8 +5,8 @@
 //! snapshot ([`build`]), the one writer that changes it ([`controller`]), snapshot publication
 //! to workers ([`publish`]), the gRPC API ([`api`]), packet traces ([`trace`]), the
 //! daemon's run loops ([`daemon`] on captures, [`live`] on interfaces), ports and pods
-//! attached at run time ([`attach`], for the CNI plugin) and the crash-safe local state
-//! ([`state`]).
+//! attached at run time ([`attach`], for the CNI plugin), the crash-safe local state
+//! ([`state`]) and the daemon's DNS resolver for what the dataplane does not answer ([`dns`]).
 
 pub mod alloc;
 pub mod announce;
@@ -18,6 +18,7 @@ pub mod config;
 pub mod controller;
 pub mod daemon;
 pub mod demo;
+pub mod dns;
 pub mod error;
 pub mod health;
 pub mod k8s;
