@@ -391,6 +391,26 @@ pub struct PodConfig {
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subdomain: Option<String>,
+    /// `spec.dnsPolicy` (ClusterFirst when absent) and `spec.dnsConfig`: what the CNI result
+    /// gives the pod as its resolver configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_config: Option<PodDnsConfig>,
+}
+
+/// `spec.dnsConfig` of a Pod (Kubernetes `PodDNSConfig`): nameservers and search domains
+/// added to (with dnsPolicy None: instead of) the generated ones, options (`name` or
+/// `name:value`) overriding them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodDnsConfig {
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    #[serde(default)]
+    pub searches: Vec<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
 }
 
 fn default_namespace() -> String {

@@ -509,6 +509,17 @@ impl Controller {
         });
     }
 
+    /// The config file's part, as running (with what the daemon added: the resolver port).
+    pub fn base_config(&self) -> Config {
+        self.state.lock().map(|st| st.store.base().clone()).unwrap_or_default()
+    }
+
+    /// The data of ConfigMap `namespace/name`, if one is applied.
+    pub fn config_map_data(&self, namespace: &str, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        let _ = (namespace, name);
+        None // TEMP until ConfigMaps are stored
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, Refusal> {
         self.state.lock().map_err(|_| Refusal::Unavailable("control state poisoned by an earlier failure".into()))
     }

@@ -46,6 +46,48 @@ fn check_ifname(what: &str, s: &str) -> Result<(), Refusal> {
     }
 }
 
+/// The resolver configuration of a pod's CNI result, as kubelet makes it for its dnsPolicy
+/// (ClusterFirst, also when absent: the cluster DNS with the search list and ndots:5; Default:
+/// the node's resolv.conf; None: only spec.dnsConfig), with spec.dnsConfig's nameservers and
+/// searches appended and its options overriding those of the same name.
+pub(crate) fn pod_dns(
+    pod: Option<&crate::config::PodConfig>,
+    cluster_first: Dns,
+    node: impl FnOnce() -> crate::dns::ResolvConf,
+) -> Dns {
+    let mut d = match pod.and_then(|p| p.dns_policy.as_deref()) {
+        Some("Default") => {
+            let r = node();
+            Dns {
+                nameservers: r.nameservers.iter().map(|a| a.to_string()).collect(),
+                domain: String::new(),
+                search: r.search,
+                options: r.ndots.map(|n| vec![format!("ndots:{n}")]).unwrap_or_default(),
+            }
+        }
+        Some("None") => Dns::default(),
+        _ => cluster_first,
+    };
+    if let Some(c) = pod.and_then(|p| p.dns_config.as_ref()) {
+        for n in &c.nameservers {
+            if !d.nameservers.contains(n) {
+                d.nameservers.push(n.clone());
+            }
+        }
+        for s in &c.searches {
+            if !d.search.contains(s) {
+                d.search.push(s.clone());
+            }
+        }
+        for o in &c.options {
+            let name = o.split(':').next().unwrap_or(o);
+            d.options.retain(|x| x.split(':').next() != Some(name));
+            d.options.push(o.clone());
+        }
+    }
+    d
+}
+
 /// A DNS-1123 label (Kubernetes object names of pods and namespaces).
 fn check_label(what: &str, s: &str) -> Result<(), Refusal> {
     let ok = !s.is_empty()
@@ -381,12 +423,29 @@ impl Controller {
         if nameservers.is_empty() {
             nameservers = node.cluster_dns.clone();
         }
-        let dns = Dns {
+        let cluster_first = Dns {
             nameservers,
             search: vec![format!("{namespace}.svc.{domain}"), format!("svc.{domain}"), domain.clone()],
             domain,
             options: vec!["ndots:5".into()],
         };
+        let pod = a.cni.as_ref().and_then(|c| {
+            let key = crate::k8s::Key {
+                kind: crate::k8s::Kind::Pod,
+                namespace: c.pod_namespace.clone(),
+                name: c.pod_name.clone(),
+            };
+            match st.store.get(&key) {
+                Some(crate::k8s::Object::Pod(p)) => Some(p.clone()),
+                _ => None,
+            }
+        });
+        let resolv = || {
+            std::fs::read_to_string(&st.store.base().dns.resolv_conf)
+                .map(|t| crate::dns::parse_resolv_conf(&t))
+                .unwrap_or_default()
+        };
+        let dns = pod_dns(pod.as_ref(), cluster_first, resolv);
         CniResult { attachment: a, gateways, routes, mtu, dns }
     }
 

@@ -226,6 +226,21 @@ pub fn run(
     // Remote nodes' underlay MACs, asked for by ARP until the pipeline has learned them.
     let resolver =
         crate::announce::spawn_resolver(Arc::clone(&controller), Arc::clone(&stop)).map_err(LiveError::Socket)?;
+    // The daemon's resolver, on the resolver port's sockets.
+    let dns = match opts.resolver.as_ref().and_then(|p| p.lock().ok().and_then(|mut g| g.take())) {
+        Some(port) => {
+            let c = Arc::clone(&controller);
+            let source: crate::dns::daemon::ConfigMapSource =
+                Box::new(move || c.config_map_data(crate::build::dns::KUBE_DNS.0, crate::build::dns::KUBE_DNS.1));
+            let dns_cfg = controller.base_config().dns;
+            let (thread, metrics) =
+                crate::dns::daemon::spawn(port, Arc::clone(&cell), &dns_cfg, source, Arc::clone(&stop))
+                    .map_err(LiveError::Socket)?;
+            log("cluster DNS resolver on its port");
+            Some((thread, metrics))
+        }
+        None => None,
+    };
     let apply_ns = Arc::clone(&controller.apply_ns);
     let api = match (listener, &opts.socket) {
         (Some(l), Some(p)) => {
@@ -244,6 +259,7 @@ pub fn run(
                 cell: Arc::clone(&cell),
                 apply_ns: Arc::clone(&apply_ns),
                 stop: Arc::clone(&stop),
+                dns: dns.as_ref().map(|(_, m)| Arc::clone(m)),
             };
             match crate::metrics::serve(addr, src) {
                 Ok(h) => {
@@ -309,6 +325,9 @@ pub fn run(
     }
     let _ = health.join();
     let _ = resolver.join();
+    if let Some((t, _)) = dns {
+        let _ = t.join();
+    }
     write_stats(opts.stats_file.as_deref(), &reports, &cell);
     let report = Report::sum(&reports).ok_or(LiveError::Worker)?;
     let tables = (**cell.load()).clone();

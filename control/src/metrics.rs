@@ -97,33 +97,36 @@ pub fn render(r: &Report, t: &Tables, apply_ns: u64) -> String {
     for (metric, help, v) in gauges {
         let _ = writeln!(s, "# HELP {metric} {help}\n# TYPE {metric} gauge\n{metric} {v}");
     }
-    render_dns(&mut s, &r.stats.dns);
     let _ = writeln!(s, "# HELP podswitch_conntrack_evicted_total Live entries evicted to make room.\n# TYPE podswitch_conntrack_evicted_total counter\npodswitch_conntrack_evicted_total {}", r.conntrack_evicted);
     s
 }
 
-/// The DNS stage's counters (`path="dataplane"`; the daemon's resolver adds `path="daemon"`).
-fn render_dns(s: &mut String, d: &switch_core::dns::DnsStats) {
+/// The DNS counters: the stage's (`path="dataplane"`) and, when the daemon runs its
+/// resolver, the resolver's (`path="daemon"`), each family once.
+fn render_dns(s: &mut String, d: &switch_core::dns::DnsStats, daemon: Option<&crate::dns::DnsMetrics>) {
     use switch_core::dns::{Outcome, QTYPES};
-    let _ = writeln!(
-        s,
-        "# HELP podswitch_dns_answers_total DNS answers written, per path and query type.\n# TYPE podswitch_dns_answers_total counter"
-    );
+    let mut queries = String::new();
     let types = QTYPES.iter().map(|(_, n)| *n).chain(["other"]);
     for (ty, n) in types.zip(d.answered_by_qtype) {
-        let _ = writeln!(s, "podswitch_dns_answers_total{{path=\"dataplane\",qtype=\"{ty}\"}} {n}");
+        let _ = writeln!(queries, "podswitch_dns_queries_total{{path=\"dataplane\",qtype=\"{ty}\"}} {n}");
     }
-    let _ = writeln!(
-        s,
-        "# HELP podswitch_dns_responses_total DNS answers written, per path and response code (NODATA: NOERROR without answer).\n# TYPE podswitch_dns_responses_total counter"
-    );
+    let mut responses = String::new();
     for o in Outcome::ALL {
         let n = d.answered_by_outcome[o.index()];
-        let _ = writeln!(s, "podswitch_dns_responses_total{{path=\"dataplane\",rcode=\"{}\"}} {n}", o.name());
+        let _ = writeln!(responses, "podswitch_dns_responses_total{{path=\"dataplane\",rcode=\"{}\"}} {n}", o.name());
+    }
+    match daemon {
+        Some(m) => m.render_merged(s, &queries, &responses),
+        None => {
+            let _ = writeln!(s, "# HELP podswitch_dns_queries_total DNS queries received, per query type.\n# TYPE podswitch_dns_queries_total counter");
+            s.push_str(&queries);
+            let _ = writeln!(s, "# HELP podswitch_dns_responses_total DNS responses sent, per rcode (NODATA: NOERROR without answers).\n# TYPE podswitch_dns_responses_total counter");
+            s.push_str(&responses);
+        }
     }
     let _ = writeln!(
         s,
-        "# HELP podswitch_dns_truncated_total DNS answers truncated (TC) for the client to retry over TCP.\n# TYPE podswitch_dns_truncated_total counter\npodswitch_dns_truncated_total{{path=\"dataplane\"}} {}",
+        "# HELP podswitch_dns_truncated_total DNS answers the dataplane truncated (TC) for the client to retry over TCP.\n# TYPE podswitch_dns_truncated_total counter\npodswitch_dns_truncated_total{{path=\"dataplane\"}} {}",
         d.truncated
     );
     let _ = writeln!(
@@ -141,6 +144,8 @@ pub struct Sources {
     pub cell: Arc<SnapshotCell>,
     pub apply_ns: Arc<AtomicU64>,
     pub stop: Arc<AtomicBool>,
+    /// The daemon's resolver's counters, when it runs.
+    pub dns: Option<Arc<crate::dns::DnsMetrics>>,
 }
 
 /// Binds `addr` (loopback only) and serves `/metrics` until `stop` is set.
@@ -175,7 +180,9 @@ fn answer(mut c: TcpStream, src: &Sources) -> io::Result<()> {
     let (status, body) = if req.starts_with("GET /metrics ") || req.starts_with("GET /metrics?") {
         let body = Report::sum(&src.reports).map(|r| {
             let each: Vec<Option<Report>> = src.reports.iter().map(|r| r.lock().ok().and_then(|g| g.clone())).collect();
-            render(&r, &src.cell.load(), src.apply_ns.load(Ordering::Relaxed)) + &render_workers(&each)
+            let mut m = render(&r, &src.cell.load(), src.apply_ns.load(Ordering::Relaxed));
+            render_dns(&mut m, &r.stats.dns, src.dns.as_deref());
+            m + &render_workers(&each)
         });
         ("200 OK", body.unwrap_or_default())
     } else {
@@ -231,6 +238,7 @@ mod tests {
             cell: Arc::new(SnapshotCell::new(tables(Scale::default()))),
             apply_ns: Arc::new(AtomicU64::new(0)),
             stop: Arc::new(AtomicBool::new(true)),
+            dns: None,
         };
         assert!(serve("0.0.0.0:0".parse().unwrap(), src).is_err());
     }

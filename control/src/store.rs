@@ -638,6 +638,7 @@ impl Store {
             node: self.base.node.clone(),
             datapath: self.base.datapath.clone(),
             cluster: self.base.cluster.clone(),
+            dns: self.base.dns.clone(),
             ..Config::default()
         };
         cfg.ports = self.base.ports.clone();
@@ -757,6 +758,8 @@ impl Store {
                                 ready: true,
                                 hostname: None,
                                 subdomain: None,
+                                dns_policy: None,
+                                dns_config: None,
                             };
                             bind(&mut p, a);
                             origins.push("pods", k, origin);

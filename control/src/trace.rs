@@ -333,6 +333,7 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
             let out_len = pkts[0].data().len();
             let how = match c.out {
                 Out::Tunnel(n) => format!(", encapsulated ({:?}) to node {}", t.node.tunnel, t.remote(n).name),
+                _ if c.dns && c.generated => ", the DNS answer the switch wrote".into(),
                 _ if c.generated => ", a reply the switch wrote".into(),
                 _ => String::new(),
             };
@@ -343,7 +344,11 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
             );
             r.forwarded = true;
             r.detail = t.ports.get(p.index()).map_or("?".into(), |x| x.name.clone());
-            if c.generated {
+            let answered =
+                log.iter().any(|x| matches!(x, TraceRecord::Dns(switch_core::dns::TraceRecord::Answered { .. })));
+            if answered {
+                r.detail = format!("DNS answer sent back by port {}", r.detail);
+            } else if c.generated {
                 r.rule.clear();
                 r.refused = true;
                 r.detail = format!("reply sent back by port {}", r.detail);

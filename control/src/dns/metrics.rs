@@ -151,11 +151,19 @@ impl DnsMetrics {
     /// Appends every series, with `# HELP` and `# TYPE` lines, to `out`. Latency is in seconds
     /// (Prometheus base unit), the bucket bounds being [`LATENCY_BUCKETS_MS`].
     pub fn render(&self, out: &mut String) {
+        self.render_merged(out, "", "");
+    }
+
+    /// As [`DnsMetrics::render`], with other sample lines of the query and response families
+    /// (the dataplane's, `path="dataplane"`) written under the same HELP and TYPE lines, as the
+    /// exposition format wants each family once.
+    pub fn render_merged(&self, out: &mut String, queries_extra: &str, responses_extra: &str) {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let family = |out: &mut String, name: &str, help: &str, kind: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
         family(out, "podswitch_dns_queries_total", "DNS queries received, per query type.", "counter");
+        out.push_str(queries_extra);
         for (q, c) in QTYPES.iter().zip(&self.queries) {
             let _ = writeln!(out, "podswitch_dns_queries_total{{path=\"daemon\",qtype=\"{q}\"}} {}", load(c));
         }
@@ -165,6 +173,7 @@ impl DnsMetrics {
             "DNS responses sent, per rcode (NODATA: NOERROR without answers).",
             "counter",
         );
+        out.push_str(responses_extra);
         for (r, c) in RCODES.iter().zip(&self.responses) {
             let _ = writeln!(out, "podswitch_dns_responses_total{{path=\"daemon\",rcode=\"{r}\"}} {}", load(c));
         }

@@ -7,11 +7,13 @@
 //! * [`forward`]: the [`Forwarder`], asking upstreams over UDP then TCP, with a [`cache`];
 //! * [`server`]: the [`Resolver`] (local answerer first, then the forwarder) and the UDP and
 //!   TCP serving loops over sockets the caller made;
-//! * [`metrics`]: its counters in Prometheus form.
+//! * [`metrics`]: its counters in Prometheus form;
+//! * [`daemon`]: the resolver thread of `podswitchd`, on the resolver port's sockets.
 //!
 //! The DNS wire format is hickory-proto's throughout; nothing here parses DNS by hand.
 
 pub mod cache;
+pub mod daemon;
 pub mod forward;
 pub mod metrics;
 pub mod server;

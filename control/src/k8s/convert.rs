@@ -281,6 +281,24 @@ fn pod(p: types::Pod, node: &str, warnings: &mut Vec<String>, what: &str) -> Res
             protocol: cp.protocol.clone().unwrap_or_else(|| "TCP".into()),
         })
         .collect();
+    let dns_policy = p.spec.dns_policy.clone().filter(|d| !d.is_empty());
+    match dns_policy.as_deref() {
+        None | Some("ClusterFirst" | "ClusterFirstWithHostNet" | "Default") => {}
+        Some("None") if p.spec.dns_config.is_none() => {
+            return Err("spec.dnsPolicy None needs spec.dnsConfig".into());
+        }
+        Some("None") => {}
+        Some(d) => {
+            return Err(format!(
+                "spec.dnsPolicy: '{d}' is not one of ClusterFirst, ClusterFirstWithHostNet, Default, None"
+            ))
+        }
+    }
+    if let Some(c) = &p.spec.dns_config {
+        if let Some(bad) = c.nameservers.iter().find(|n| n.parse::<std::net::IpAddr>().is_err()) {
+            return Err(format!("spec.dnsConfig.nameservers: '{bad}' is not an IP address"));
+        }
+    }
     let attached = p.metadata.annotations.get(PORT_ANNOTATION).cloned();
     let (port, mac, node_name) = match attached {
         Some(port) => {
@@ -323,6 +341,19 @@ fn pod(p: types::Pod, node: &str, warnings: &mut Vec<String>, what: &str) -> Res
         ready,
         hostname: p.spec.hostname.filter(|h| !h.is_empty()),
         subdomain: p.spec.subdomain.filter(|h| !h.is_empty()),
+        dns_policy,
+        dns_config: p.spec.dns_config.map(|c| crate::config::PodDnsConfig {
+            nameservers: c.nameservers,
+            searches: c.searches,
+            options: c
+                .options
+                .into_iter()
+                .map(|o| match o.value {
+                    Some(v) => format!("{}:{v}", o.name),
+                    None => o.name,
+                })
+                .collect(),
+        }),
     }))
 }
 

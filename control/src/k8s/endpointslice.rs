@@ -254,6 +254,8 @@ mod tests {
             ready: true,
             hostname: None,
             subdomain: None,
+            dns_policy: None,
+            dns_config: None,
         }
     }
 

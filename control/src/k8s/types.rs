@@ -40,10 +40,30 @@ pub struct PodSpec {
     pub node_name: Option<String>,
     pub hostname: Option<String>,
     pub subdomain: Option<String>,
+    pub dns_policy: Option<String>,
+    pub dns_config: Option<PodDnsConfig>,
     #[serde(default)]
     pub host_network: bool,
     #[serde(default)]
     pub containers: Vec<Container>,
+}
+
+/// `spec.dnsConfig`.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct PodDnsConfig {
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    #[serde(default)]
+    pub searches: Vec<String>,
+    #[serde(default)]
+    pub options: Vec<PodDnsOption>,
+}
+
+/// One resolver option of `spec.dnsConfig.options`.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct PodDnsOption {
+    pub name: String,
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
