@@ -177,6 +177,67 @@ fn every_call_over_the_socket() {
     });
 }
 
+/// The kube-dns ConfigMap applied over the socket: a new generation each time its data
+/// changes (what reads it sees the change without a restart), nothing for the same object
+/// again, and `get` gives back the form that applies unchanged.
+#[test]
+fn a_config_map_over_the_socket() {
+    let s = server("api-configmap");
+    let cm = |upstream: &str| {
+        manifest(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kube-dns, namespace: kube-system}}\ndata:\n  upstreamNameservers: '[\"{upstream}\"]'\n  hosts: |\n    10.0.0.1 db.example\n"))
+    };
+    rt().block_on(async {
+        let mut c = control::api::client::connect(s.socket.clone()).await.expect("connect");
+        let apply = |m: pb::Manifest| pb::ApplyRequest { manifests: vec![m], ..Default::default() };
+        let g0 = c.version(pb::VersionRequest {}).await.expect("version").into_inner().generation;
+        let r = c.apply(apply(cm("8.8.8.8"))).await.expect("apply").into_inner();
+        assert_eq!(r.generation, g0 + 1);
+        assert_eq!(r.changes.len(), 1);
+        assert_eq!(r.changes[0].action, "created");
+        assert_eq!(r.build_scope, "services", "nothing built but the publication");
+        let again = c.apply(apply(cm("8.8.8.8"))).await.expect("again").into_inner();
+        assert_eq!((again.generation, again.changes[0].action.as_str()), (g0 + 1, "unchanged"));
+        let r = c.apply(apply(cm("1.1.1.1"))).await.expect("update").into_inner();
+        assert_eq!((r.generation, r.changes[0].action.as_str()), (g0 + 2, "configured"));
+
+        let l = c
+            .list(pb::ListRequest { kind: "cm".into(), namespace: "kube-system".into(), ..Default::default() })
+            .await
+            .expect("list")
+            .into_inner();
+        assert_eq!(l.objects.len(), 1);
+        let k: serde_json::Value = serde_json::from_str(&l.objects[0].kubernetes).expect("a Kubernetes form");
+        assert_eq!(k["data"]["upstreamNameservers"], "[\"1.1.1.1\"]", "{k}");
+        assert_eq!(k["data"]["hosts"], "10.0.0.1 db.example\n", "{k}");
+        let none =
+            c.list(pb::ListRequest { kind: "configmaps".into(), namespace: "default".into(), ..Default::default() });
+        assert!(none.await.expect("list").into_inner().objects.is_empty(), "namespaced");
+        let printed = pb::Manifest { format: "json".into(), source: "get".into(), content: k.to_string() };
+        let back = c.apply(apply(printed)).await.expect("re-apply").into_inner();
+        assert_eq!((back.generation, back.changes[0].action.as_str()), (g0 + 2, "unchanged"));
+
+        let bad =
+            c.apply(apply(manifest("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: {a/b: x}\n"))).await;
+        let e = bad.expect_err("a bad key");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().contains("data[a/b]: invalid key"), "{}", e.message());
+
+        let d = c
+            .delete(pb::DeleteRequest {
+                objects: vec![pb::ObjectRef {
+                    kind: "configmap".into(),
+                    namespace: "kube-system".into(),
+                    name: "kube-dns".into(),
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect("delete")
+            .into_inner();
+        assert_eq!((d.generation, d.changes[0].action.as_str()), (g0 + 3, "deleted"));
+    });
+}
+
 /// Every malformed request is refused with a status that says why, and nothing changes.
 #[test]
 fn bad_requests_are_refused_and_change_nothing() {
@@ -340,6 +401,14 @@ metadata: {name: np, namespace: y}
 spec:
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{podSelector: {}}]}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: kube-dns, namespace: kube-system, labels: {addonmanager.kubernetes.io/mode: EnsureExists}}
+data:
+  upstreamNameservers: '[\"8.8.8.8\"]'
+  hosts: |
+    10.0.0.1 db.example
 ";
 
 /// `get` prints objects as Kubernetes writes them and its output applies unchanged; `-o
@@ -379,6 +448,8 @@ fn get_prints_objects_as_kubernetes_writes_them() {
         ("services", "yaml"),
         ("services", "json"),
         ("networkpolicies", "json"),
+        ("configmaps", "yaml"),
+        ("configmaps", "json"),
     ] {
         let (code, out, err) = run(&["get", kind, "-A", "-o", format]);
         assert_eq!(code, 0, "{kind}: {err}");
@@ -427,6 +498,16 @@ fn get_prints_objects_as_kubernetes_writes_them() {
     assert_eq!(out, "pod/b\npod/d\npod/b\npod/b\n", "x/b, x/d, y/b, z/b");
     let (code, out, _) = run(&["get", "pods", "-n", "x", "-l", "pod in (a,b),pod!=b", "-o", "name"]);
     assert_eq!((code, out.as_str()), (0, "pod/a\n"));
+    let (code, out, _) = run(&["get", "cm", "-n", "kube-system", "-o", "name"]);
+    assert_eq!((code, out.as_str()), (0, "configmap/kube-dns\n"));
+    let (code, out, _) = run(&["get", "configmaps", "-A"]);
+    assert_eq!(code, 0);
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows, [vec!["NAMESPACE", "NAME", "DATA"], vec!["kube-system", "kube-dns", "2"]], "{out}");
+    let (code, out, _) = run(&["get", "cm", "kube-dns", "-n", "kube-system", "-o", "yaml"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_yaml_ng::from_str(&out).expect("yaml");
+    assert_eq!((v["kind"].as_str(), v["data"]["hosts"].as_str()), (Some("ConfigMap"), Some("10.0.0.1 db.example\n")));
     let (code, out, _) = run(&["get", "netpol", "-A", "-l", "!tier", "-o", "name"]);
     assert_eq!((code, out.as_str()), (0, "networkpolicy.networking.k8s.io/np\n"));
     let (code, out, _) = run(&["get", "svc", "-A", "-l", "tier=front"]);

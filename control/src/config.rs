@@ -632,3 +632,24 @@ pub struct PolicyConfig {
     #[serde(default)]
     pub egress: Vec<EgressRuleConfig>,
 }
+
+/// A Kubernetes `v1` ConfigMap: string data read by podswitch's own features (the cluster
+/// DNS reads `kube-system/kube-dns`: `stubDomains`, `upstreamNameservers` and `hosts`). It
+/// builds no table; a change of one is published as a new generation all the same, so that
+/// what reads it sees the change without a restart. Applied as YAML or JSON only (the config
+/// file has no ConfigMaps); `binaryData` is ignored with a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigMapConfig {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// `data`: keys (`[-._a-zA-Z0-9]+`, at most 253 characters) to UTF-8 values, at most
+    /// [`CONFIG_MAP_MAX_BYTES`] of values in all.
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+}
+
+/// The most bytes a ConfigMap's values may hold together, as the API server allows
+/// (`MaxSecretSize`, 1 MiB).
+pub const CONFIG_MAP_MAX_BYTES: usize = 1 << 20;

@@ -574,7 +574,8 @@ impl Controller {
         })
     }
 
-    /// The services a service-only change touches, or `None` when it touches anything else.
+    /// The services a service-only change touches (none for a change of ConfigMaps only), or
+    /// `None` when it touches anything else.
     fn touched_services(store: &Store, changes: &[(Key, Action)]) -> Option<BTreeSet<(String, String)>> {
         let mut out = BTreeSet::new();
         for (k, a) in changes {
@@ -592,6 +593,10 @@ impl Controller {
                         }
                     }
                 }
+                // Builds no table: a change of ConfigMaps only republishes the snapshot (with
+                // no service compiled again) under a new generation, so that what reads
+                // them sees the change.
+                Kind::ConfigMap => {}
                 _ => return None,
             }
         }
@@ -1083,12 +1088,11 @@ impl Controller {
     }
 
     /// Whether a change may take [`Controller::rebuild_pods`]: it touches only pods,
-    /// attachments, namespaces and policies.
+    /// attachments, namespaces and policies (and ConfigMaps, which build nothing).
     fn pods_only(changes: &[(Key, Action)]) -> bool {
-        changes
-            .iter()
-            .filter(|(_, a)| *a != Action::Unchanged)
-            .all(|(k, _)| matches!(k.kind, Kind::Pod | Kind::Port | Kind::Namespace | Kind::NetworkPolicy))
+        changes.iter().filter(|(_, a)| *a != Action::Unchanged).all(|(k, _)| {
+            matches!(k.kind, Kind::Pod | Kind::Port | Kind::Namespace | Kind::NetworkPolicy | Kind::ConfigMap)
+        })
     }
 
     /// Reads `manifests` through an admission step (the allocators).

@@ -10,8 +10,8 @@
 //!   source, never its own writes directly, so every node applies the same objects in the
 //!   same order.
 //!
-//! The objects are Namespaces, Pods, Services, EndpointSlices, Endpoints and NetworkPolicies
-//! ([`crate::k8s::Kind::cluster_wide`]); routes and attached ports stay per node.
+//! The objects are Namespaces, Pods, Services, EndpointSlices, Endpoints, NetworkPolicies and
+//! ConfigMaps ([`crate::k8s::Kind::cluster_wide`]); routes and attached ports stay per node.
 
 use crate::k8s::Key;
 

@@ -77,6 +77,7 @@ fn object_json(o: &Object) -> Result<SavedObject, String> {
         Object::Service(x) => ("Service", serde_json::to_value(x)),
         Object::Slice(x) => (x.kind.name(), serde_json::to_value(x)),
         Object::NetworkPolicy(x) => ("NetworkPolicy", serde_json::to_value(x)),
+        Object::ConfigMap(x) => ("ConfigMap", serde_json::to_value(x)),
         Object::Route(x) => ("Route", serde_json::to_value(x)),
         Object::Port(x) => ("Port", serde_json::to_value(x)),
     };
@@ -95,6 +96,7 @@ fn object_of(s: SavedObject) -> Result<Object, String> {
             Object::Slice(sl)
         }),
         Kind::NetworkPolicy => serde_json::from_value(v).map(Object::NetworkPolicy),
+        Kind::ConfigMap => serde_json::from_value(v).map(Object::ConfigMap),
         Kind::Route => serde_json::from_value(v).map(Object::Route),
         Kind::Port => serde_json::from_value(v).map(Object::Port),
         Kind::Node => return Err("Node: nodes are listed, never saved".into()),
@@ -196,7 +198,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("psw-state-{}", std::process::id()));
         let f = StateFile::in_dir(&dir);
         assert!(f.load("n1").expect("missing is empty").objects.is_empty());
-        let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s1, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{port: 8080}]\nendpoints: [{addresses: [10.0.0.1]}]\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: web2}\nsubsets: [{addresses: [{ip: 10.0.0.2}], ports: [{port: 80}]}]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n";
+        let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s1, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{port: 8080}]\nendpoints: [{addresses: [10.0.0.1]}]\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: web2}\nsubsets: [{addresses: [{ip: 10.0.0.2}], ports: [{port: 80}]}]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-dns, namespace: kube-system}\ndata: {upstreamNameservers: '[\"8.8.8.8\"]'}\n";
         let mut objects = parse(Format::Yaml, "t", yaml, "n1", Validation::Strict).expect("parses").objects;
         objects.push(Object::Port(crate::attach::Attachment {
             port: "psw0123".into(),
@@ -221,6 +223,24 @@ mod tests {
         assert!(e.contains("objects[0]: Pod"), "{e}");
         std::fs::write(f.path(), "{").unwrap();
         assert!(f.load("n1").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_config_map_and_its_kubernetes_form_are_restored() {
+        let dir = std::env::temp_dir().join(format!("psw-state-cm-{}", std::process::id()));
+        let f = StateFile::in_dir(&dir);
+        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-dns, namespace: kube-system, labels: {a: b}}\nimmutable: true\ndata:\n  stubDomains: '{\"acme.local\": [\"1.2.3.4\"]}'\n  hosts: |\n    10.0.0.1 db\n";
+        let p = parse(Format::Yaml, "cm.yaml", yaml, "n1", Validation::Strict).expect("parses");
+        let forms: BTreeMap<_, _> = p.manifests.iter().cloned().collect();
+        f.save("n1", p.objects.iter().map(|o| (o, forms.get(&o.key()))), &BTreeMap::new()).expect("saves");
+        let back = f.load("n1").expect("loads");
+        assert_eq!(serde_json::to_value(&back.objects).ok(), serde_json::to_value(&p.objects).ok());
+        assert_eq!(back.manifests, p.manifests, "labels and immutable come back with the form");
+        let mut store = crate::store::Store::default();
+        store.restore(back.objects, back.manifests);
+        let c = store.config_map("kube-system", "kube-dns").expect("restored");
+        assert_eq!(c.data["hosts"], "10.0.0.1 db\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

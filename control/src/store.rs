@@ -266,6 +266,15 @@ impl Store {
         api.chain(file)
     }
 
+    /// ConfigMap `namespace/name` (ConfigMaps are applied through the API only).
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&crate::config::ConfigMapConfig> {
+        let key = Key { kind: Kind::ConfigMap, namespace: namespace.into(), name: name.into() };
+        match self.api.get(&key) {
+            Some(Object::ConfigMap(c)) => Some(c),
+            _ => None,
+        }
+    }
+
     /// Every object applied through the API (attachments included), in key order.
     pub fn api_objects(&self) -> impl Iterator<Item = &Object> {
         self.api.values()
@@ -495,7 +504,7 @@ impl Store {
             Kind::NetworkPolicy => b.policies.iter().any(|p| p.namespace == k.namespace && p.name == k.name),
             Kind::Route => b.routes.iter().any(|r| r.prefix == k.name),
             Kind::Port => b.ports.iter().any(|p| p.name == k.name),
-            Kind::EndpointSlice | Kind::Endpoints | Kind::Node => false,
+            Kind::EndpointSlice | Kind::Endpoints | Kind::ConfigMap | Kind::Node => false,
         }
     }
 
@@ -532,6 +541,9 @@ impl Store {
                 return Err(StoreError::Invalid(k.to_string(), "appears twice in one request".into()));
             }
             let manifest = manifests.remove(&k);
+            if let Object::ConfigMap(c) = &o {
+                self.immutable_check(&k, c, manifest.as_ref())?;
+            }
             let same_manifest = match (self.manifests.get(&k), &manifest) {
                 (Some(m), Some(new)) => same_form(k.kind, &self.base.node.name, m, new),
                 (Some(_), None) => false,
@@ -566,6 +578,39 @@ impl Store {
             changes.push((k, action));
         }
         Ok(changes)
+    }
+
+    /// An immutable ConfigMap (`immutable: true` in its stored form) keeps its data and stays
+    /// immutable, as the API server has it; it can be deleted and created again.
+    fn immutable_check(
+        &self,
+        k: &Key,
+        new: &crate::config::ConfigMapConfig,
+        form: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let immutable = |m: Option<&serde_json::Value>| {
+            m.and_then(|m| m.get("immutable")).and_then(serde_json::Value::as_bool).unwrap_or(false)
+        };
+        if !immutable(self.manifests.get(k).map(|m| &**m)) {
+            return Ok(());
+        }
+        let old = match self.api.get(k) {
+            Some(Object::ConfigMap(c)) => c,
+            _ => return Ok(()),
+        };
+        let field = if old.data != new.data {
+            "data"
+        } else if !immutable(form) {
+            "immutable"
+        } else if self.manifests.get(k).and_then(|m| m.get("binaryData")) != form.and_then(|m| m.get("binaryData")) {
+            "binaryData"
+        } else {
+            return Ok(());
+        };
+        Err(StoreError::Invalid(
+            k.to_string(),
+            format!("{field}: field is immutable when `immutable` is set (delete the ConfigMap and create it again)"),
+        ))
     }
 
     /// Deletes API objects by key.
@@ -785,7 +830,9 @@ impl Store {
                     origins.push("routes", k, origin);
                     cfg.routes.push(r.clone());
                 }
-                Object::Slice(_) => {}
+                // Slices are merged into their services above; ConfigMaps build nothing (their
+                // readers ask the store: `Store::config_map`).
+                Object::Slice(_) | Object::ConfigMap(_) => {}
             }
         }
         (cfg, origins)
@@ -920,5 +967,83 @@ mod tests {
         let (cfg, _) = s.config();
         assert_eq!(cfg.services.len(), 1);
         assert_eq!(cfg.services[0].cluster_ips, ["10.96.0.9"], "the API's version wins");
+    }
+
+    fn config_map(data: &str, extra: &str) -> (Vec<Object>, Vec<(Key, serde_json::Value)>) {
+        let yaml = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kube-dns, namespace: kube-system}}\ndata: {data}\n{extra}");
+        let p = parse(Format::Yaml, "cm.yaml", &yaml, "node-1", crate::k8s::Validation::Strict).expect("parses");
+        (p.objects, p.manifests)
+    }
+
+    #[test]
+    fn config_maps_apply_update_delete_and_print_back() {
+        let mut s = Store::new(base());
+        let (cfg_before, _) = s.config();
+        let apply = |s: &mut Store, (o, m): (Vec<Object>, Vec<(Key, serde_json::Value)>)| {
+            s.apply_manifests(o, m).map(|c| c.into_iter().map(|(k, a)| (k.to_string(), a)).collect::<Vec<_>>())
+        };
+        let v1 = "{upstreamNameservers: '[\"8.8.8.8\"]', hosts: '10.0.0.1 db'}";
+        let created = apply(&mut s, config_map(v1, "")).expect("apply");
+        assert_eq!(created, [("ConfigMap kube-system/kube-dns".to_string(), Action::Created)]);
+        assert_eq!(apply(&mut s, config_map(v1, "")).expect("again")[0].1, Action::Unchanged);
+        let c = s.config_map("kube-system", "kube-dns").expect("stored");
+        assert_eq!(c.data["upstreamNameservers"], "[\"8.8.8.8\"]");
+        assert!(s.config_map("default", "kube-dns").is_none(), "namespaced");
+        // What `get -o yaml` prints (the stored form) applies back unchanged.
+        let k = Key { kind: Kind::ConfigMap, namespace: "kube-system".into(), name: "kube-dns".into() };
+        let printed = serde_yaml_ng::to_string(&**s.manifest(&k).expect("a Kubernetes form")).expect("yaml");
+        let p =
+            parse(Format::Yaml, "get.yaml", &printed, "node-1", crate::k8s::Validation::Strict).expect("reads back");
+        assert_eq!(apply(&mut s, (p.objects, p.manifests)).expect("re-apply")[0].1, Action::Unchanged, "{printed}");
+        // Rendered from the model (no stored form) it reads back the same too.
+        let rendered = crate::k8s::render::object(s.get(&k).expect("object"), "node-1").expect("a Kubernetes form");
+        let back =
+            parse(Format::Json, "r", &rendered.to_string(), "node-1", crate::k8s::Validation::Strict).expect("reads");
+        assert_eq!(json(&back.objects[0]), json(s.get(&k).expect("object")));
+        // A new value, or only a new label, is a change.
+        let v2 = "{upstreamNameservers: '[\"1.1.1.1\"]', hosts: '10.0.0.1 db'}";
+        s.begin();
+        assert_eq!(apply(&mut s, config_map(v2, "")).expect("update")[0].1, Action::Configured);
+        assert_eq!(
+            s.config_map("kube-system", "kube-dns").expect("stored").data["upstreamNameservers"],
+            "[\"1.1.1.1\"]"
+        );
+        s.rollback();
+        assert_eq!(
+            s.config_map("kube-system", "kube-dns").expect("stored").data["upstreamNameservers"],
+            "[\"8.8.8.8\"]"
+        );
+        let labelled = {
+            let (o, mut m) = config_map(v1, "");
+            m[0].1["metadata"]["labels"] = serde_json::json!({"a": "b"});
+            (o, m)
+        };
+        assert_eq!(apply(&mut s, labelled).expect("label")[0].1, Action::Configured);
+        // ConfigMaps build nothing: the merged config is the same.
+        let (cfg_after, _) = s.config();
+        assert_eq!(serde_json::to_value(&cfg_after).ok(), serde_json::to_value(&cfg_before).ok());
+        assert_eq!(s.delete(std::slice::from_ref(&k)).expect("delete"), [(k.clone(), Action::Deleted)]);
+        assert!(s.config_map("kube-system", "kube-dns").is_none() && s.manifest(&k).is_none());
+        assert!(matches!(s.delete(std::slice::from_ref(&k)), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn an_immutable_config_map_keeps_its_data_until_deleted() {
+        let mut s = Store::new(base());
+        let v1 = "{a: '1'}";
+        s.apply_manifests(config_map(v1, "immutable: true\n").0, config_map(v1, "immutable: true\n").1)
+            .expect("create");
+        let (o, m) = config_map(v1, "immutable: true\n");
+        assert_eq!(s.apply_manifests(o, m).expect("same")[0].1, Action::Unchanged);
+        for (data, extra, field) in [("{a: '2'}", "immutable: true\n", "data"), (v1, "immutable: false\n", "immutable")]
+        {
+            let (o, m) = config_map(data, extra);
+            let e = s.apply_manifests(o, m).expect_err("immutable").to_string();
+            assert!(e.contains(&format!("ConfigMap kube-system/kube-dns: {field}: field is immutable")), "{e}");
+        }
+        let k = Key { kind: Kind::ConfigMap, namespace: "kube-system".into(), name: "kube-dns".into() };
+        s.delete(&[k]).expect("delete");
+        let (o, m) = config_map("{a: '2'}", "");
+        assert_eq!(s.apply_manifests(o, m).expect("created again")[0].1, Action::Created);
     }
 }

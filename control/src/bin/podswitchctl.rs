@@ -63,8 +63,8 @@ enum Cmd {
         dry_run: bool,
     },
     /// List objects as Kubernetes writes them: namespaces, pods, services, endpointslices
-    /// (with those generated for selector Services), endpoints, networkpolicies, nodes;
-    /// routes and ports (those attached at run time) in podswitch's own terms.
+    /// (with those generated for selector Services), endpoints, networkpolicies, configmaps,
+    /// nodes; routes and ports (those attached at run time) in podswitch's own terms.
     Get {
         kind: String,
         name: Option<String>,
@@ -334,7 +334,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         }
         Cmd::Get { kind, name, namespace, all_namespaces, selector, output } => {
             let k = control::k8s::Kind::parse(&kind).ok_or_else(|| {
-                Fail(2, format!("unknown kind '{kind}' (namespaces, pods, services, endpointslices, endpoints, networkpolicies, nodes, routes, ports)"))
+                Fail(2, format!("unknown kind '{kind}' (namespaces, pods, services, endpointslices, endpoints, networkpolicies, configmaps, nodes, routes, ports)"))
             })?;
             control::k8s::selector::Selector::parse(&selector).map_err(|e| Fail(2, e.to_string()))?;
             let named = name.is_some();
@@ -580,6 +580,7 @@ fn print_objects(kind: &str, r: &pb::ListResponse, o: Output) -> Result<(), Fail
         "NetworkPolicy" => {
             head(&["NAMESPACE", "NAME", "POD-SELECTOR", "TYPES"], &["INGRESS-RULES", "EGRESS-RULES", "ORIGIN"])
         }
+        "ConfigMap" => head(&["NAMESPACE", "NAME", "DATA"], &["ORIGIN"]),
         "Route" => head(&["PREFIX", "VIA", "MAC"], &["ORIGIN"]),
         "Port" => head(&["NAME", "ID", "INTERFACE", "POD", "ADDRESSES"], &["CONTAINER", "MAC"]),
         _ => head(&["NAME", "LABELS"], &["ORIGIN"]),
@@ -619,6 +620,9 @@ fn print_objects(kind: &str, r: &pb::ListResponse, o: Output) -> Result<(), Fail
             "NetworkPolicy" => {
                 let types = if v["policy_types"].is_array() { s(v, &["policy_types"]) } else { "(default)".into() };
                 vec![s(v, &["namespace"]), s(v, &["name"]), s(v, &["pod_selector", "match_labels"]), types]
+            }
+            "ConfigMap" => {
+                vec![s(v, &["namespace"]), s(v, &["name"]), v["data"].as_object().map_or(0, |d| d.len()).to_string()]
             }
             "Route" => vec![s(v, &["prefix"]), s(v, &["via"]), s(v, &["mac"])],
             "Port" => {

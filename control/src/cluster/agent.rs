@@ -592,9 +592,12 @@ mod tests {
             Key { kind: Kind::Service, namespace: "default".into(), name: "web".into() },
             Key { kind: Kind::Namespace, namespace: String::new(), name: "prod".into() },
             Key { kind: Kind::NetworkPolicy, namespace: "x".into(), name: "deny".into() },
+            Key { kind: Kind::ConfigMap, namespace: "kube-system".into(), name: "kube-dns".into() },
         ] {
             assert_eq!(object_key(&object_path(&k)), Some(k));
         }
+        let cm = Key { kind: Kind::ConfigMap, namespace: "kube-system".into(), name: "kube-dns".into() };
+        assert_eq!(object_path(&cm), "objects/ConfigMap/kube-system/kube-dns");
         assert_eq!(object_key("objects/Service/default/a/b"), None);
         assert_eq!(object_key("objects/Nonsense/x/y"), None);
         assert_eq!(object_key("nodes/a"), None);

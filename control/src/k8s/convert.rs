@@ -3,9 +3,9 @@
 use super::types::{self, IntOrString};
 use super::{Admit, Kind, Object, Parsed, Validation, MAC_ANNOTATION, PORT_ANNOTATION};
 use crate::config::{
-    ContainerPort, EgressRuleConfig, EndpointConfig, IngressRuleConfig, IpBlock, LabelSelector, NamespaceConfig,
-    PeerConfig, PodConfig, PolicyConfig, PolicyPortConfig, PortRef, SelectorRequirement, ServiceConfig,
-    ServicePortConfig,
+    ConfigMapConfig, ContainerPort, EgressRuleConfig, EndpointConfig, IngressRuleConfig, IpBlock, LabelSelector,
+    NamespaceConfig, PeerConfig, PodConfig, PolicyConfig, PolicyPortConfig, PortRef, SelectorRequirement,
+    ServiceConfig, ServicePortConfig,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -145,9 +145,14 @@ pub(super) fn document(
                 typed(v, &mut ignored, |p| p.starts_with("spec.")).map_err(|e| (loc.clone(), e))?;
             Some(Object::NetworkPolicy(policy(p, &mut out.warnings, &what).map_err(|e| (loc.clone(), e))?))
         }
+        "ConfigMap" => {
+            expect("v1")?;
+            let c: types::ConfigMap = typed(v, &mut ignored, |_| false).map_err(|e| (loc.clone(), e))?;
+            Some(Object::ConfigMap(config_map(c, &mut out.warnings, &what).map_err(|e| (loc.clone(), e))?))
+        }
         other => {
             out.warnings.push(format!(
-                "{what}: kind {other} ignored (podswitch reads Namespace, Pod, Service, EndpointSlice, Endpoints, NetworkPolicy)"
+                "{what}: kind {other} ignored (podswitch reads Namespace, Pod, Service, EndpointSlice, Endpoints, NetworkPolicy, ConfigMap)"
             ));
             None
         }
@@ -213,6 +218,7 @@ fn unknown_fields(kind: &str, api: &str, v: &Value) -> Result<Vec<String>, Strin
         "Endpoints" => check::<core::Endpoints>(v),
         "EndpointSlice" => check::<discovery::EndpointSlice>(v),
         "NetworkPolicy" => check::<networking::NetworkPolicy>(v),
+        "ConfigMap" => check::<core::ConfigMap>(v),
         _ => Ok(Vec::new()),
     }
 }
@@ -532,6 +538,63 @@ fn endpoints(e: types::Endpoints) -> Result<Slice, String> {
         service: e.metadata.name,
         endpoints: out,
     })
+}
+
+/// Why `key` is not a ConfigMap key (the API server's `IsConfigMapKey`): `[-._a-zA-Z0-9]+`,
+/// at most 253 characters, not `.`, `..` nor starting with `..` (keys become file names).
+fn config_map_key(key: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        Some("a key must not be empty")
+    } else if key.len() > 253 {
+        Some("a key must be no more than 253 characters")
+    } else if !key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        Some("a key must consist of alphanumeric characters, '-', '_' or '.' (regex [-._a-zA-Z0-9]+)")
+    } else if key == "." || key == ".." {
+        Some("a key must not be '.' or '..'")
+    } else if key.starts_with("..") {
+        Some("a key must not start with '..'")
+    } else {
+        None
+    }
+}
+
+/// A ConfigMap, checked as the API server checks one: its name a DNS subdomain, its keys
+/// valid, its values (`data` and `binaryData`) at most [`CONFIG_MAP_MAX_BYTES`] together.
+/// `binaryData` is ignored with a warning; `immutable` is kept in the stored form (the
+/// store refuses changes to an immutable ConfigMap's data).
+///
+/// [`CONFIG_MAP_MAX_BYTES`]: crate::config::CONFIG_MAP_MAX_BYTES
+fn config_map(c: types::ConfigMap, warnings: &mut Vec<String>, what: &str) -> Result<ConfigMapConfig, String> {
+    name_check(&c.metadata.name, false)?;
+    let namespace = namespace_of(&c.metadata)?;
+    let data = c.data.unwrap_or_default();
+    let binary = c.binary_data.unwrap_or_default();
+    let mut total = 0usize;
+    for (field, key, size) in data
+        .iter()
+        .map(|(k, v)| ("data", k, v.len()))
+        // Base64: three bytes for every four characters.
+        .chain(binary.iter().map(|(k, v)| ("binaryData", k, v.trim_end_matches('=').len() * 3 / 4)))
+    {
+        if let Some(why) = config_map_key(key) {
+            return Err(format!("{field}[{key}]: invalid key \"{key}\": {why}"));
+        }
+        if field == "binaryData" && data.contains_key(key) {
+            return Err(format!("binaryData[{key}]: duplicate of key \"{key}\" in data"));
+        }
+        total += size;
+    }
+    if total > crate::config::CONFIG_MAP_MAX_BYTES {
+        return Err(format!(
+            "data: too long: a ConfigMap must have at most {} bytes (its values hold {total})",
+            crate::config::CONFIG_MAP_MAX_BYTES
+        ));
+    }
+    if !binary.is_empty() {
+        let keys: Vec<&str> = binary.keys().map(String::as_str).collect();
+        warnings.push(format!("{what}: binaryData ignored (podswitch reads data only): {}", keys.join(", ")));
+    }
+    Ok(ConfigMapConfig { name: c.metadata.name, namespace, data })
 }
 
 fn selector(s: types::LabelSelector) -> LabelSelector {

@@ -1,6 +1,7 @@
 //! Manifests to objects: Kubernetes YAML (multi-document, `kind: List` too) or JSON as
 //! Kubernetes writes them, and podswitch TOML object sections, turned into the config model's
-//! objects ([`Object`]). Unknown fields of the parts podswitch implements (Service and
+//! objects ([`Object`]). ConfigMaps are kept with their data for podswitch's own features
+//! (the cluster DNS). Unknown fields of the parts podswitch implements (Service and
 //! NetworkPolicy specs, EndpointSlices) are ignored with a warning; metadata, status and the
 //! rest of a Pod's spec are read for what the switch needs and otherwise ignored silently.
 
@@ -12,7 +13,7 @@ pub mod selector;
 mod tests;
 pub mod types;
 
-use crate::config::{NamespaceConfig, PodConfig, PolicyConfig, RouteConfig, ServiceConfig};
+use crate::config::{ConfigMapConfig, NamespaceConfig, PodConfig, PolicyConfig, RouteConfig, ServiceConfig};
 pub use convert::Slice;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,9 @@ pub enum Kind {
     EndpointSlice,
     Endpoints,
     NetworkPolicy,
+    /// Configuration data for podswitch's own features (the kube-dns ConfigMap); builds no
+    /// table.
+    ConfigMap,
     Route,
     /// A switch port attached at run time (by the CNI plugin or `podswitchctl port add`).
     Port,
@@ -46,6 +50,7 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Endpoints => "Endpoints",
             Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::ConfigMap => "ConfigMap",
             Kind::Route => "Route",
             Kind::Port => "Port",
             Kind::Node => "Node",
@@ -61,6 +66,7 @@ impl Kind {
             "endpointslice" | "endpointslices" | "eps" => Kind::EndpointSlice,
             "endpoints" | "ep" => Kind::Endpoints,
             "networkpolicy" | "networkpolicies" | "netpol" | "policy" | "policies" => Kind::NetworkPolicy,
+            "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
             "route" | "routes" => Kind::Route,
             "port" | "ports" => Kind::Port,
             "node" | "nodes" | "no" => Kind::Node,
@@ -109,6 +115,7 @@ pub enum Object {
     /// An EndpointSlice or an Endpoints object.
     Slice(Slice),
     NetworkPolicy(PolicyConfig),
+    ConfigMap(ConfigMapConfig),
     Route(RouteConfig),
     Port(crate::attach::Attachment),
 }
@@ -121,6 +128,7 @@ impl Object {
             Object::Service(s) => (Kind::Service, s.namespace.clone(), s.name.clone()),
             Object::Slice(s) => (s.kind, s.namespace.clone(), s.name.clone()),
             Object::NetworkPolicy(p) => (Kind::NetworkPolicy, p.namespace.clone(), p.name.clone()),
+            Object::ConfigMap(c) => (Kind::ConfigMap, c.namespace.clone(), c.name.clone()),
             Object::Route(r) => (Kind::Route, String::new(), r.prefix.clone()),
             Object::Port(a) => (Kind::Port, String::new(), a.port.clone()),
         };

@@ -18,6 +18,7 @@
 //! | `ServiceConfig.affinity_timeout_seconds` | `spec.sessionAffinityConfig.clientIP.timeoutSeconds` |
 //! | `Slice` (EndpointSlice) | `discovery.k8s.io/v1` EndpointSlice, one address per endpoint |
 //! | `Slice` (Endpoints) | v1 Endpoints, one subset per port set |
+//! | `ConfigMapConfig.data` | v1 ConfigMap `data` |
 //!
 //! What Kubernetes cannot say is not written: an endpoint's `weight` (always 1 in Kubernetes),
 //! a Service's inline `endpoints` (Kubernetes keeps them in EndpointSlices: see
@@ -26,8 +27,8 @@
 
 use super::{Object, Slice, MAC_ANNOTATION, PORT_ANNOTATION};
 use crate::config::{
-    EgressRuleConfig, IngressRuleConfig, LabelSelector, NamespaceConfig, PeerConfig, PodConfig, PolicyConfig,
-    PolicyPortConfig, PortRef, ServiceConfig,
+    ConfigMapConfig, EgressRuleConfig, IngressRuleConfig, LabelSelector, NamespaceConfig, PeerConfig, PodConfig,
+    PolicyConfig, PolicyPortConfig, PortRef, ServiceConfig,
 };
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
@@ -54,6 +55,7 @@ pub fn object(o: &Object, node: &str) -> Option<serde_json::Value> {
         Object::Slice(s) if s.kind == super::Kind::Endpoints => serde_json::to_value(endpoints(s)),
         Object::Slice(s) => serde_json::to_value(endpoint_slice(s)),
         Object::NetworkPolicy(p) => serde_json::to_value(policy(p)),
+        Object::ConfigMap(c) => serde_json::to_value(config_map(c)),
         Object::Route(_) | Object::Port(_) => return None,
     };
     v.ok()
@@ -79,6 +81,15 @@ fn meta(name: &str, namespace: Option<&str>, labels: &BTreeMap<String, String>) 
 /// A v1 Namespace: `metadata.name`, `metadata.labels`.
 pub fn namespace(n: &NamespaceConfig) -> core::Namespace {
     core::Namespace { metadata: meta(&n.name, None, &n.labels), ..Default::default() }
+}
+
+/// A v1 ConfigMap: `metadata.name`, `metadata.namespace`, `data`.
+pub fn config_map(c: &ConfigMapConfig) -> core::ConfigMap {
+    core::ConfigMap {
+        metadata: meta(&c.name, Some(&c.namespace), &BTreeMap::new()),
+        data: some_map(&c.data),
+        ..Default::default()
+    }
 }
 
 /// A v1 Pod: one container holding the container ports; the port and MAC of a pod on this

@@ -293,3 +293,98 @@ fn pods_as_kubectl_writes_them_are_kept_until_attached() {
     assert!(pod.ips.is_empty() && pod.port.is_none() && pod.node.is_none());
     assert_eq!(pod.labels.get("app").map(String::as_str), Some("web"));
 }
+
+/// The kube-dns ConfigMap the cluster DNS reads (`hosts` is podswitch's).
+const KUBE_DNS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-dns, namespace: kube-system, labels: {addonmanager.kubernetes.io/mode: EnsureExists}}\ndata:\n  stubDomains: '{\"acme.local\": [\"1.2.3.4\"]}'\n  upstreamNameservers: '[\"8.8.8.8\", \"8.8.4.4\"]'\n  hosts: |\n    10.0.0.1 db.example db\n";
+
+#[test]
+fn config_maps_are_read_with_their_data() {
+    for s in ["configmap", "configmaps", "cm", "ConfigMap"] {
+        assert_eq!(Kind::parse(s), Some(Kind::ConfigMap), "{s}");
+    }
+    assert!(Kind::ConfigMap.namespaced() && Kind::ConfigMap.cluster_wide());
+    let p = yaml(KUBE_DNS).expect("parses");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let [Object::ConfigMap(c)] = &p.objects[..] else { panic!("one ConfigMap: {:?}", p.objects) };
+    assert_eq!((c.namespace.as_str(), c.name.as_str()), ("kube-system", "kube-dns"));
+    assert_eq!(c.data["upstreamNameservers"], "[\"8.8.8.8\", \"8.8.4.4\"]");
+    assert_eq!(c.data["stubDomains"], "{\"acme.local\": [\"1.2.3.4\"]}");
+    assert_eq!(c.data["hosts"], "10.0.0.1 db.example db\n");
+    assert_eq!(p.manifests.len(), 1, "the Kubernetes form is kept, labels and all");
+    assert_eq!(p.manifests[0].1["metadata"]["labels"]["addonmanager.kubernetes.io/mode"], "EnsureExists");
+    // JSON, the default namespace, no data, `immutable`.
+    let j = parse(
+        Format::Json,
+        "cm.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"empty"},"data":null,"immutable":true}"#,
+        "node-1",
+        Validation::Strict,
+    )
+    .expect("parses");
+    let [Object::ConfigMap(c)] = &j.objects[..] else { panic!("one ConfigMap") };
+    assert_eq!((c.namespace.as_str(), c.data.len()), ("default", 0));
+    // binaryData: ignored with a warning naming its keys.
+    let b = yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {a: x}\nbinaryData: {blob: AAEC}\n")
+        .expect("parses");
+    let [Object::ConfigMap(c)] = &b.objects[..] else { panic!("one ConfigMap") };
+    assert_eq!(c.data.keys().collect::<Vec<_>>(), ["a"]);
+    assert!(
+        b.warnings.iter().any(|w| w.contains("(ConfigMap default/b): binaryData ignored") && w.ends_with("blob")),
+        "{:?}",
+        b.warnings
+    );
+    // A typo'd field, a wrong apiVersion, a bad name.
+    let e =
+        yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: t}\ndatas: {a: b}\n").expect_err("typo").to_string();
+    assert!(e.contains("(ConfigMap default/t): unknown field \"datas\""), "{e}");
+    let e = yaml("apiVersion: apps/v1\nkind: ConfigMap\nmetadata: {name: t}\n").expect_err("api").to_string();
+    assert!(e.contains("apiVersion 'apps/v1' is not served for ConfigMap; use v1"), "{e}");
+    let e = yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n").expect_err("name").to_string();
+    assert!(e.contains("metadata.name 'Bad_Name'"), "{e}");
+}
+
+#[test]
+fn config_map_keys_and_size_are_checked_as_the_api_server_does() {
+    let cm = |data: serde_json::Value| {
+        let doc = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data});
+        parse(Format::Json, "cm.json", &doc.to_string(), "node-1", Validation::Strict)
+    };
+    let long = "k".repeat(253);
+    for key in ["a.b-c_D9", ".hidden", "x..y", long.as_str()] {
+        assert!(cm(serde_json::json!({ key: "v" })).is_ok(), "{key} is a valid key");
+    }
+    let too_long = "k".repeat(254);
+    for (key, why) in [
+        ("a/b", "alphanumeric characters, '-', '_' or '.'"),
+        ("x y", "alphanumeric"),
+        ("", "must not be empty"),
+        (".", "must not be '.' or '..'"),
+        ("..", "must not be '.' or '..'"),
+        ("..x", "must not start with '..'"),
+        (too_long.as_str(), "no more than 253 characters"),
+    ] {
+        let e = cm(serde_json::json!({"ok": "v", key: "v"})).expect_err(key).to_string();
+        assert!(e.contains(&format!("(ConfigMap default/c): data[{key}]: invalid key \"{key}\"")), "{e}");
+        assert!(e.contains(why), "{key}: {e}");
+    }
+    // 1 MiB of values in all is the most.
+    let max = crate::config::CONFIG_MAP_MAX_BYTES;
+    assert_eq!(max, 1_048_576);
+    assert!(cm(serde_json::json!({"a": "x".repeat(max - 10), "b": "y".repeat(10)})).is_ok());
+    let e = cm(serde_json::json!({"a": "x".repeat(max - 10), "b": "y".repeat(11)})).expect_err("too large").to_string();
+    assert!(e.contains("(ConfigMap default/c): data: too long: a ConfigMap must have at most 1048576 bytes"), "{e}");
+    // binaryData counts too (decoded), and may not repeat a key of data.
+    let doc = |binary: serde_json::Value| {
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+            "data": {"a": "x".repeat(max - 2)}, "binaryData": binary})
+        .to_string()
+    };
+    let e = parse(Format::Json, "cm.json", &doc(serde_json::json!({"b": "AAEC"})), "n", Validation::Strict)
+        .expect_err("three more bytes")
+        .to_string();
+    assert!(e.contains("must have at most 1048576 bytes"), "{e}");
+    let e = parse(Format::Json, "cm.json", &doc(serde_json::json!({"a": "AA=="})), "n", Validation::Strict)
+        .expect_err("duplicate key")
+        .to_string();
+    assert!(e.contains("binaryData[a]: duplicate of key \"a\" in data"), "{e}");
+}

@@ -346,3 +346,14 @@ pub struct PolicyPort {
     pub port: Option<IntOrString>,
     pub end_port: Option<i64>,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMap {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub data: Option<BTreeMap<String, String>>,
+    /// Base64 values: read for their size and keys, not kept (podswitch reads text only).
+    pub binary_data: Option<BTreeMap<String, String>>,
+    pub immutable: Option<bool>,
+}

@@ -4,7 +4,7 @@
 
 use super::{table, Fail};
 use control::api::pb;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ListMeta};
@@ -121,6 +121,7 @@ pub fn print(
         "Endpoints" => (&["NAME", "ENDPOINTS"], &[]),
         "NetworkPolicy" => (&["NAME", "POD-SELECTOR"], &[]),
         "Namespace" => (&["NAME", "STATUS"], &["LABELS"]),
+        "ConfigMap" => (&["NAME", "DATA"], &[]),
         "Node" => (&["NAME", "STATUS", "ADDRESSES", "POD-CIDRS", "LEASE"], &["TUNNEL"]),
         _ => (&["NAME"], &[]),
     };
@@ -150,6 +151,11 @@ pub fn print(
                 (vec![name(&n.metadata), "Active".into()], vec![labels(n.metadata.labels.as_ref())])
             }
             "Node" => node_row(&typed::<Node>(v)?),
+            "ConfigMap" => {
+                let c = typed::<ConfigMap>(v)?;
+                let n = c.data.as_ref().map_or(0, |d| d.len()) + c.binary_data.as_ref().map_or(0, |d| d.len());
+                (vec![name(&c.metadata), n.to_string()], vec![])
+            }
             _ => (vec![k.name.clone()], vec![]),
         };
         if ns_col {
