@@ -75,6 +75,10 @@ pub struct DnsConfig {
     /// the file).
     #[serde(skip)]
     pub resolver_mac: Option<String>,
+    /// Static entries (name, address) from the kube-dns ConfigMap's `hosts`, filled in by the
+    /// store when it merges the config (not read from the file).
+    #[serde(skip)]
+    pub hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for DnsConfig {
@@ -89,6 +93,7 @@ impl Default for DnsConfig {
             resolver_ipv6: default_resolver_ipv6(),
             cache_entries: default_dns_cache(),
             resolver_mac: None,
+            hosts: Vec::new(),
         }
     }
 }

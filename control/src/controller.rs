@@ -516,8 +516,7 @@ impl Controller {
 
     /// The data of ConfigMap `namespace/name`, if one is applied.
     pub fn config_map_data(&self, namespace: &str, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
-        let _ = (namespace, name);
-        None // TEMP until ConfigMaps are stored
+        self.state.lock().ok()?.store.config_map(namespace, name).map(|c| c.data.clone())
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, Refusal> {
@@ -838,13 +837,16 @@ impl Controller {
     ) -> std::sync::Arc<switch_core::dns::DnsTable> {
         let relevant = changes.iter().any(|(k, a)| {
             *a != Action::Unchanged
-                && matches!(k.kind, Kind::Service | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Port)
+                && matches!(
+                    k.kind,
+                    Kind::Service | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Port | Kind::ConfigMap
+                )
         });
         if !relevant {
             return std::sync::Arc::clone(&self.cell.load().dns);
         }
         let (cfg, _) = st.store.config();
-        let (table, warnings) = build::dns::table(&cfg, &t.ports, generation, &[]);
+        let (table, warnings) = build::dns::table(&cfg, &t.ports, generation);
         for w in warnings {
             tracing::warn!("cluster DNS: {w}");
         }

@@ -461,3 +461,56 @@ impl Controller {
         self.change_in(st, action, Vec::new(), false, f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PodConfig, PodDnsConfig};
+
+    fn pod(policy: Option<&str>, dns: Option<PodDnsConfig>) -> PodConfig {
+        let mut p: PodConfig = toml::from_str("name = \"p\"\nips = []\n").expect("pod");
+        p.dns_policy = policy.map(str::to_string);
+        p.dns_config = dns;
+        p
+    }
+
+    fn cluster() -> Dns {
+        Dns {
+            nameservers: vec!["10.96.0.10".into()],
+            domain: "cluster.local".into(),
+            search: vec!["default.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        }
+    }
+
+    fn node() -> crate::dns::ResolvConf {
+        crate::dns::parse_resolv_conf("nameserver 192.0.2.53\nsearch corp.example\noptions ndots:2\n")
+    }
+
+    #[test]
+    fn a_pods_dns_policy_shapes_its_resolver_configuration() {
+        assert_eq!(pod_dns(None, cluster(), node), cluster());
+        assert_eq!(pod_dns(Some(&pod(Some("ClusterFirst"), None)), cluster(), node), cluster());
+        let d = pod_dns(Some(&pod(Some("Default"), None)), cluster(), node);
+        assert_eq!(
+            (d.nameservers, d.search, d.options),
+            (vec!["192.0.2.53".into()], vec!["corp.example".into()], vec!["ndots:2".into()])
+        );
+        let only = PodDnsConfig {
+            nameservers: vec!["192.0.2.1".into()],
+            searches: vec!["a.example".into()],
+            options: vec!["edns0".into()],
+        };
+        let d = pod_dns(Some(&pod(Some("None"), Some(only.clone()))), cluster(), node);
+        assert_eq!(
+            (d.nameservers, d.search, d.options),
+            (vec!["192.0.2.1".into()], vec!["a.example".into()], vec!["edns0".into()])
+        );
+        // ClusterFirst with dnsConfig: appended, and an option of the same name replaced.
+        let extra =
+            PodDnsConfig { nameservers: vec!["192.0.2.1".into()], searches: vec![], options: vec!["ndots:2".into()] };
+        let d = pod_dns(Some(&pod(None, Some(extra))), cluster(), node);
+        assert_eq!(d.nameservers, vec!["10.96.0.10".to_string(), "192.0.2.1".into()]);
+        assert_eq!(d.options, vec!["ndots:2".to_string()]);
+    }
+}

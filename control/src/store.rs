@@ -686,6 +686,10 @@ impl Store {
             dns: self.base.dns.clone(),
             ..Config::default()
         };
+        // The kube-dns ConfigMap's static host entries, answered by the cluster DNS.
+        let (ns, name) = crate::build::dns::KUBE_DNS;
+        cfg.dns.hosts =
+            self.config_map(ns, name).map(|c| crate::dns::daemon::custom_of(Some(&c.data)).hosts).unwrap_or_default();
         cfg.ports = self.base.ports.clone();
         cfg.nodes = self.base.nodes.clone();
         for n in self.cluster_nodes() {

@@ -62,10 +62,11 @@ fn resolver(cfg: &Config, ports: &[PortInfo]) -> Option<ResolverPort> {
     Some(ResolverPort { port: PortId(id as u16), mac, ipv4: v4, ipv6: v6 })
 }
 
-/// The DNS table of `cfg` (services with their endpoints merged in, pods), for a snapshot of
-/// `generation` (the SOA serial), with the static `hosts`. Names that are not valid DNS names
+/// The DNS table of `cfg` (services with their endpoints merged in, pods, the kube-dns
+/// ConfigMap's static hosts in `cfg.dns.hosts`), for a snapshot of `generation` (the SOA
+/// serial). Names that are not valid DNS names
 /// are left out and reported in the returned warnings (a bad name never stops an apply).
-pub fn table(cfg: &Config, ports: &[PortInfo], generation: u64, hosts: &[(String, IpAddr)]) -> (DnsTable, Vec<String>) {
+pub fn table(cfg: &Config, ports: &[PortInfo], generation: u64) -> (DnsTable, Vec<String>) {
     let mut warnings = Vec::new();
     if !cfg.dns.enabled {
         return (DnsTable::default(), warnings);
@@ -112,7 +113,7 @@ pub fn table(cfg: &Config, ports: &[PortInfo], generation: u64, hosts: &[(String
         }
     }
     note(z.txt(&format!("dns-version.{zone}"), SCHEMA_VERSION));
-    for (name, ip) in hosts {
+    for (name, ip) in &cfg.dns.hosts {
         note(z.address(name, *ip));
         note(z.ptr(*ip, name));
     }
@@ -203,5 +204,136 @@ fn headless_names(
             let owner = format!("_{name}._{}.{base}", p.protocol.to_ascii_lowercase());
             note(z.srv(&owner, 0, weight, port, &own));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switch_core::dns::table::Found;
+    use switch_core::wire::dns::{encode_name, rtype};
+
+    fn cfg(extra: &str) -> Config {
+        let text = format!(
+            "[node]\nname = \"n1\"\nipv4 = \"192.168.1.1\"\nrouter_mac = \"02:00:00:00:00:01\"\nuplink_mac = \"02:00:00:00:00:02\"\ncluster_dns = [\"10.96.0.99\"]\n{extra}"
+        );
+        toml::from_str(&text).expect("config")
+    }
+
+    fn wire(n: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode_name(n, &mut v).expect("name");
+        v
+    }
+
+    fn count(t: &DnsTable, name: &str, ty: u16) -> Option<u16> {
+        match t.names.lookup(&wire(name), ty) {
+            Found::Records { count, .. } => Some(count),
+            _ => None,
+        }
+    }
+
+    const SERVICES: &str = r#"
+[[pods]]
+name = "db-0"
+ips = ["10.244.1.2"]
+labels = { app = "db" }
+hostname = "db-0"
+subdomain = "db"
+[[pods]]
+name = "db-1"
+ips = ["10.244.1.3"]
+labels = { app = "db" }
+ready = false
+[[services]]
+name = "kube-dns"
+namespace = "kube-system"
+cluster_ips = ["10.96.0.10"]
+ports = [{ name = "dns", port = 53, protocol = "UDP" }]
+[[services]]
+name = "web"
+cluster_ips = ["10.96.0.20", "fd00:96::20"]
+ports = [{ name = "http", port = 80 }, { port = 81 }]
+[[services]]
+name = "db"
+cluster_ips = ["None"]
+selector = { app = "db" }
+ports = [{ name = "pg", port = 5432, target_port = 15432 }]
+[[services]]
+name = "ext"
+type = "ExternalName"
+external_name = "db.example.com"
+"#;
+
+    #[test]
+    fn services_pods_and_the_dns_addresses_make_the_specified_names() {
+        let c = cfg(SERVICES);
+        let (t, warnings) = table(&c, &[], 3);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let a = |s: &str| Addr::from(s.parse::<IpAddr>().unwrap());
+        assert_eq!(t.addresses, vec![a("10.96.0.10"), a("10.96.0.99")], "kube-dns's cluster IP, then node.cluster_dns");
+        assert_eq!(count(&t, "web.default.svc.cluster.local", rtype::A), Some(1));
+        assert_eq!(count(&t, "web.default.svc.cluster.local", rtype::AAAA), Some(1));
+        assert_eq!(count(&t, "_http._tcp.web.default.svc.cluster.local", rtype::SRV), Some(1));
+        assert_eq!(count(&t, "20.0.96.10.in-addr.arpa", rtype::PTR), Some(1));
+        // Unnamed ports get no SRV; the ExternalName is a CNAME.
+        assert_eq!(t.names.lookup(&wire("_81._tcp.web.default.svc.cluster.local"), rtype::SRV), Found::NxDomain);
+        assert_eq!(count(&t, "ext.default.svc.cluster.local", rtype::A), Some(1));
+        // Headless: only the ready pod, by its hostname (its subdomain is the Service).
+        assert_eq!(count(&t, "db.default.svc.cluster.local", rtype::A), Some(1));
+        assert_eq!(count(&t, "db-0.db.default.svc.cluster.local", rtype::A), Some(1));
+        assert_eq!(count(&t, "_pg._tcp.db.default.svc.cluster.local", rtype::SRV), Some(1));
+        assert_eq!(count(&t, "2.1.244.10.in-addr.arpa", rtype::PTR), Some(1));
+        assert_eq!(t.names.lookup(&wire("10-244-1-3.db.default.svc.cluster.local"), rtype::A), Found::NxDomain);
+        // Pods, and the schema version.
+        assert_eq!(count(&t, "10-244-1-3.default.pod.cluster.local", rtype::A), Some(1));
+        assert_eq!(count(&t, "dns-version.cluster.local", rtype::TXT), Some(1));
+    }
+
+    #[test]
+    fn publish_not_ready_addresses_and_no_ready_endpoint() {
+        let mut c = cfg(SERVICES);
+        let db = c.services.iter_mut().find(|s| s.name == "db").unwrap();
+        db.publish_not_ready_addresses = true;
+        let (t, _) = table(&c, &[], 1);
+        assert_eq!(count(&t, "db.default.svc.cluster.local", rtype::A), Some(2));
+        assert_eq!(count(&t, "10-244-1-3.db.default.svc.cluster.local", rtype::A), Some(1));
+        // No endpoint ready and not published: the name does not exist.
+        let mut c = cfg(SERVICES);
+        c.pods.iter_mut().for_each(|p| p.ready = false);
+        let (t, _) = table(&c, &[], 1);
+        assert_eq!(t.names.lookup(&wire("db.default.svc.cluster.local"), rtype::A), Found::NxDomain);
+    }
+
+    #[test]
+    fn zone_hosts_and_disabling() {
+        let mut c = cfg(&format!("{SERVICES}\n[dns]\nttl = 30\n"));
+        c.node.cluster_domain = "Corp.Example.".into();
+        c.dns.hosts = vec![("db.internal".into(), "192.0.2.7".parse().unwrap())];
+        let (t, _) = table(&c, &[], 1);
+        assert_eq!(count(&t, "web.default.svc.corp.example", rtype::A), Some(1));
+        assert_eq!(count(&t, "db.internal", rtype::A), Some(1));
+        // A host entry outside the zone has no negative answer of ours: the resolver's.
+        assert_eq!(t.names.lookup(&wire("db.internal"), rtype::AAAA), Found::Outside);
+        c.dns.enabled = false;
+        assert!(table(&c, &[], 1).0.addresses.is_empty());
+        let mut bad = cfg("");
+        bad.node.cluster_domain = format!("{}.local", "x".repeat(70));
+        let (t, w) = table(&bad, &[], 1);
+        assert!(t.addresses.is_empty() && w[0].contains("node.cluster_domain"), "{w:?}");
+    }
+
+    #[test]
+    fn the_resolver_port_needs_its_mac() {
+        let ports = vec![
+            PortInfo { name: "up".into(), kind: switch_core::snapshot::PortKind::Uplink },
+            PortInfo { name: "dns-resolver".into(), kind: switch_core::snapshot::PortKind::Resolver },
+        ];
+        let mut c = cfg("");
+        assert!(table(&c, &ports, 1).0.resolver.is_none());
+        c.dns.resolver_mac = Some("02:00:00:00:53:53".into());
+        let r = table(&c, &ports, 1).0.resolver.expect("resolver");
+        assert_eq!(r.port, PortId(1));
+        assert_eq!(r.ipv4, Some(Addr::from("169.254.20.10".parse::<IpAddr>().unwrap())));
     }
 }

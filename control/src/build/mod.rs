@@ -643,7 +643,7 @@ pub(crate) fn build_with(
     );
     tables.policy_reject = policy_reject;
     tables.service_cidrs = service_cidrs;
-    let (dns_table, _) = dns::table(cfg, &tables.ports, generation, &[]);
+    let (dns_table, _) = dns::table(cfg, &tables.ports, generation);
     tables.dns = std::sync::Arc::new(dns_table);
     Ok(Built {
         tables,

@@ -134,7 +134,27 @@ pub fn pod(p: &PodConfig, node: &str) -> core::Pod {
     };
     core::Pod {
         metadata,
-        spec: Some(core::PodSpec { node_name, containers: vec![container], ..Default::default() }),
+        spec: Some(core::PodSpec {
+            node_name,
+            containers: vec![container],
+            hostname: p.hostname.clone(),
+            subdomain: p.subdomain.clone(),
+            dns_policy: p.dns_policy.clone(),
+            dns_config: p.dns_config.as_ref().map(|c| core::PodDNSConfig {
+                nameservers: some_vec(&c.nameservers),
+                searches: some_vec(&c.searches),
+                options: some_vec(
+                    &c.options
+                        .iter()
+                        .map(|o| match o.split_once(':') {
+                            Some((n, v)) => core::PodDNSConfigOption { name: Some(n.into()), value: Some(v.into()) },
+                            None => core::PodDNSConfigOption { name: Some(o.clone()), value: None },
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }),
+            ..Default::default()
+        }),
         status: Some(status),
     }
 }
@@ -200,6 +220,7 @@ pub fn service(s: &ServiceConfig) -> core::Service {
         selector: s.selector.clone(),
         health_check_node_port: s.health_check_node_port.map(i32::from),
         allocate_load_balancer_node_ports: (!s.allocate_load_balancer_node_ports).then_some(false),
+        publish_not_ready_addresses: s.publish_not_ready_addresses.then_some(true),
         ..Default::default()
     };
     let ingress: Vec<core::LoadBalancerIngress> = s
@@ -254,6 +275,7 @@ pub fn endpoint_slice(s: &Slice) -> discovery::EndpointSlice {
             }),
             node_name: e.node.clone(),
             target_ref: pod_ref(&s.namespace, &e.pod),
+            hostname: e.hostname.clone(),
             ..Default::default()
         })
         .collect();
