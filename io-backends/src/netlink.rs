@@ -483,6 +483,32 @@ pub fn host_links() -> Result<Vec<String>, NetError> {
     })
 }
 
+/// A network namespace of the process's own: a thread unshares its network namespace
+/// (unshare(2) CLONE_NEWNET, which needs CAP_SYS_ADMIN), opens it and ends; the returned
+/// descriptor keeps the namespace alive (with any socket or interface in it) until it is
+/// closed, and the kernel deletes it then, also when the process is killed.
+pub fn new_netns() -> std::io::Result<File> {
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        File::open("/proc/thread-self/ns/net")
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("namespace thread panicked"))?
+}
+
+/// Runs `f` on a thread inside the network namespace `ns` (setns(2)): sockets it makes
+/// belong to that namespace for their whole life.
+pub fn in_netns<T: Send + 'static>(ns: &File, f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    let ns = ns.try_clone()?;
+    std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("namespace thread panicked"))?
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,29 +540,4 @@ mod tests {
             assert!(bad.parse::<Prefix>().is_err(), "{bad}");
         }
     }
-}
-
-/// A network namespace of the process's own: a thread unshares its network namespace
-/// (unshare(2) CLONE_NEWNET, which needs CAP_SYS_ADMIN), opens it and ends; the returned
-/// descriptor keeps the namespace alive (with any socket or interface in it) until it is
-/// closed, and the kernel deletes it then, also when the process is killed.
-pub fn new_netns() -> std::io::Result<File> {
-    std::thread::spawn(|| {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-        File::open("/proc/thread-self/ns/net")
-    })
-    .join()
-    .map_err(|_| std::io::Error::other("namespace thread panicked"))?
-}
-
-/// Runs `f` on a thread inside the network namespace `ns` (setns(2)): sockets it makes
-/// belong to that namespace for their whole life.
-pub fn in_netns<T: Send + 'static>(ns: &File, f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
-    let ns = ns.try_clone()?;
-    std::thread::spawn(move || {
-        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-        Ok(f())
-    })
-    .join()
-    .map_err(|_| std::io::Error::other("namespace thread panicked"))?
 }
