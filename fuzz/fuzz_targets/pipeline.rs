@@ -3,7 +3,9 @@
 //! get a verdict and nothing may panic (NAT, encapsulation, fragments, refusals and ARP/ND
 //! replies included). Mode bit 0: policy reject mode; bit 1: a worker of two, which also
 //! decides each frame's flow owner between stage 1 and the rest (the handoff path); bit 2:
-//! lengths are 3 bytes, little-endian, up to 70,000 (jumbo and oversized frames).
+//! lengths are 3 bytes, little-endian, up to 70,000 (jumbo and oversized frames). The node
+//! serves cluster DNS on 10.96.0.53 (a few names, the host port standing in for the resolver
+//! port), so queries are answered in place or sent on.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,12 +20,35 @@ use switch_core::testbed::{tables, Scale};
 fn t(reject: bool) -> &'static Tables {
     static T: OnceLock<[Tables; 2]> = OnceLock::new();
     let both = T.get_or_init(|| {
-        let drop = tables(Scale { services: 4, backends: 3, policy_rules: 8, ..Scale::default() });
+        let drop = tables(Scale { services: 4, backends: 3, policy_rules: 8, ..Scale::default() }).with_dns(dns());
         let mut reject = drop.clone();
         reject.policy_reject = true;
         [drop, reject]
     });
     &both[usize::from(reject)]
+}
+
+fn dns() -> switch_core::dns::DnsTable {
+    let mut z = switch_core::dns::ZoneBuilder::new("cluster.local", 5).expect("zone");
+    let svc = "web.default.svc.cluster.local";
+    z.address(svc, "10.96.0.10".parse().expect("ip")).expect("a");
+    z.srv("_http._tcp.web.default.svc.cluster.local", 0, 100, 80, svc).expect("srv");
+    z.cname("db.prod.svc.cluster.local", "db.example.com").expect("cname");
+    for i in 0..40u8 {
+        z.address("big.default.svc.cluster.local", [10, 244, 9, i].into()).expect("a");
+    }
+    let dns_ip: std::net::IpAddr = "10.96.0.53".parse().expect("ip");
+    switch_core::dns::DnsTable {
+        names: z.build(1, &[dns_ip]),
+        addresses: vec![dns_ip.into()],
+        resolver: Some(switch_core::dns::ResolverPort {
+            port: switch_core::testbed::HOST,
+            mac: switch_core::testbed::HOST_MAC,
+            ipv4: Some("169.254.20.10".parse::<std::net::IpAddr>().expect("ip").into()),
+            ipv6: None,
+        }),
+        mtu: 1450,
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
