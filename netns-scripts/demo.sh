@@ -4,7 +4,8 @@
 # handed to the one owning their flow), a client pod and three nginx pods, then shows a
 # ClusterIP spreading requests, a service without endpoints refusing at once, ping and iperf3 through the switch,
 # then podswitchctl on the control socket: a Kubernetes Service and NetworkPolicy applied from
-# YAML, a trace naming the deciding rule, conntrack and counters; then containers: podman
+# YAML, a trace naming the deciding rule, conntrack and counters; cluster DNS answered by the
+# switch (dig over UDP and TCP, a client resolving a Service by name); then containers: podman
 # starts busybox containers on the podswitch CNI network (podswitch-cni attaches each as a
 # port of the running switch, the daemon gives its address), a ClusterIP whose endpoints are
 # the containers, a NetworkPolicy selecting them by label, a restart of podswitchd that
@@ -15,7 +16,7 @@
 # deleted at the end, and podman keeps its state under the run directories. Needs root
 # (installs missing tools with apt-get: iproute2, ethtool, nginx-light, curl, iperf3,
 # iputils-ping, protobuf-compiler, podman, runc, busybox-static, containernetworking-plugins,
-# etcd-server, etcd-client, jq).
+# etcd-server, etcd-client, jq, bind9-dnsutils).
 #
 #   sudo netns-scripts/demo.sh [afxdp|afpacket|auto]
 set -euo pipefail
@@ -29,7 +30,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need it" >&2; exit 1; }
 . netns-scripts/install-tools.sh
 install_tools ip:iproute2 ethtool:ethtool nginx:nginx-light curl:curl iperf3:iperf3 ping:iputils-ping protoc:protobuf-compiler \
-  podman:podman runc:runc busybox:busybox-static nsenter:util-linux etcd:etcd-server etcdctl:etcd-client jq:jq
+  podman:podman runc:runc busybox:busybox-static nsenter:util-linux etcd:etcd-server etcdctl:etcd-client jq:jq \
+  dig:bind9-dnsutils
 [ -x /usr/lib/cni/loopback ] || install_tools /usr/lib/cni/loopback:containernetworking-plugins
 
 say "building podswitchd, podswitchctl and podswitch-cni"
@@ -42,14 +44,14 @@ pm() { CONTAINERS_CONF=$PM/containers.conf TMPDIR=$PM/tmp nsenter --net=/run/net
   podman --root $PM/root --runroot $PM/runroot --storage-driver overlay "$@"; }
 # What podman writes outside its private state, removed at the end if this run made it.
 made=()
-for d in /run/libpod /run/runc /var/lib/containers /var/lib/cni; do [ -e "$d" ] || made+=("$d"); done
+for d in /run/libpod /run/runc /var/lib/containers /var/lib/cni /etc/netns; do [ -e "$d" ] || made+=("$d"); done
 cleanup() {
   if [ -e "$PM/containers.conf" ]; then
     pm rm -a -f -t 0 >/dev/null 2>&1 || true
     pm rmi -a -f >/dev/null 2>&1 || true
   fi
   cluster down >/dev/null 2>&1 || true
-  rm -rf "${made[@]}"
+  rm -rf "${made[@]}" "/etc/netns/$P-client"
 }
 trap cleanup EXIT
 
@@ -88,6 +90,21 @@ ctl trace tcp 10.244.1.10:40001 to 10.96.0.30:80 | tail -3
 say "policy deleted"
 ctl delete networkpolicy web-from-monitoring
 cluster exec client curl -s --max-time 3 http://10.96.0.30/
+
+say "cluster DNS: kube-system/kube-dns (configs/k8s/kube-dns.yaml), answered by the switch"
+ctl apply -f configs/k8s/kube-dns.yaml
+cluster exec client dig +noall +answer +comments @10.96.0.53 web.default.svc.cluster.local | grep -E 'status|flags|IN'
+echo "-- the same over TCP (the daemon's resolver, behind its own port):"
+cluster exec client dig +tcp +short @10.96.0.53 WEB.Default.svc.cluster.local
+echo "-- a search-path miss never leaves the node:"
+cluster exec client dig +noall +comments +authority @10.96.0.53 example.com.default.svc.cluster.local | grep -E 'status|SOA'
+echo "-- the client resolving the Service by name (its resolv.conf as a pod gets it) and connecting:"
+mkdir -p /etc/netns/$P-client
+printf 'nameserver 10.96.0.53\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n' \
+  > /etc/netns/$P-client/resolv.conf
+cluster exec client curl -s --max-time 3 http://web/
+rm -rf /etc/netns/$P-client
+ctl trace udp 10.244.1.10:40000 10.96.0.53:53 | grep -E 'dns|verdict'
 
 say "containers: podman on the podswitch CNI network (podswitch-cni -> podswitchd)"
 mkdir -p $PM/tmp $PM/bin $PM/net.d $PM/rootfs/bin $PM/www
