@@ -93,7 +93,7 @@ cluster exec client curl -s --max-time 3 http://10.96.0.30/
 
 say "cluster DNS: kube-system/kube-dns (configs/k8s/kube-dns.yaml), answered by the switch"
 ctl apply -f configs/k8s/kube-dns.yaml
-cluster exec client dig +noall +answer +comments @10.96.0.53 web.default.svc.cluster.local | grep -E 'status|flags|IN'
+cluster exec client dig +noall +answer +comments @10.96.0.53 web.default.svc.cluster.local | grep -E 'status|flags|IN' | grep -v WARNING
 echo "-- the same over TCP (the daemon's resolver, behind its own port):"
 cluster exec client dig +tcp +short @10.96.0.53 WEB.Default.svc.cluster.local
 echo "-- a search-path miss never leaves the node:"

@@ -1383,10 +1383,11 @@ impl Controller {
         Ok(TraceResult {
             generation: t.generation,
             steps: r.steps,
-            verdict: match (r.forwarded, r.refused) {
-                (_, true) => "refused",
-                (true, false) => "forwarded",
-                (false, false) => "dropped",
+            verdict: match (r.forwarded, r.refused, r.answered) {
+                (_, _, true) => "answered",
+                (_, true, _) => "refused",
+                (true, false, false) => "forwarded",
+                (false, false, false) => "dropped",
             },
             detail: r.detail,
             rule: r.rule,

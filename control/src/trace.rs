@@ -36,6 +36,8 @@ pub struct TraceResult {
     pub forwarded: bool,
     /// The switch answered in the packet's place (a service without endpoints).
     pub refused: bool,
+    /// The switch answered the query itself (cluster DNS).
+    pub answered: bool,
     /// Output port, or the drop reason.
     pub detail: String,
     pub rule: String,
@@ -347,6 +349,7 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
             let answered =
                 log.iter().any(|x| matches!(x, TraceRecord::Dns(switch_core::dns::TraceRecord::Answered { .. })));
             if answered {
+                r.answered = true;
                 r.detail = format!("DNS answer sent back by port {}", r.detail);
             } else if c.generated {
                 r.rule.clear();
