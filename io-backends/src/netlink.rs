@@ -508,7 +508,6 @@ pub fn in_netns<T: Send + 'static>(ns: &File, f: impl FnOnce() -> T + Send + 'st
     .map_err(|_| std::io::Error::other("namespace thread panicked"))?
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

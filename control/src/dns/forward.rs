@@ -354,10 +354,13 @@ pub fn error_response(query: &Message, rcode: ResponseCode, edns_payload: u16) -
 }
 
 /// Dresses an upstream or cached response for the client: the client's ID, RD and CD bits and
-/// question (keeping the client's letter case), and an OPT record only when the client sent one
-/// (RFC 6891 section 7), with our payload size and the client's DO bit.
+/// question (keeping the client's letter case), AA cleared and RA set (a recursive resolver's
+/// answer is not authoritative, RFC 1035 section 4.1.1), and an OPT record only when the
+/// client sent one (RFC 6891 section 7), with our payload size and the client's DO bit.
 fn for_client(mut response: Message, query: &Message, edns_payload: u16) -> Message {
     response.metadata.id = query.metadata.id;
+    response.metadata.authoritative = false;
+    response.metadata.recursion_available = true;
     response.metadata.op_code = query.metadata.op_code;
     response.metadata.message_type = MessageType::Response;
     response.metadata.recursion_desired = query.metadata.recursion_desired;
