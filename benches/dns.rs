@@ -153,7 +153,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("answer_function_one_query", |b| {
         b.iter(|| {
             buf[..q.len()].copy_from_slice(&q);
-            switch_core::dns::answer::answer(&t.dns.names, &mut buf, q.len(), None).map(|a| a.len)
+            switch_core::dns::answer::answer(&t.dns.names, &mut buf, q.len(), None, false).map(|a| a.len)
         })
     });
     g.finish();

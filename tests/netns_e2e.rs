@@ -176,7 +176,8 @@ fn pods_talk_through_podswitch_on_af_xdp() {
         assert!(o.status.success(), "curl from CPU {cpu}: {}", String::from_utf8_lossy(&o.stderr));
     }
     assert!(c.log().contains("zero-copy refused"), "the fallback is logged: {}", c.log());
-    assert_eq!(c.xdp_attached(), 4, "one program per port");
+    // The four pods' ports and the resolver port (the daemon's DNS resolver, dns-sw0).
+    assert_eq!(c.xdp_attached(), 5, "one program per port");
     scenario(&c);
     assert!(c.counter("event handed_off=") > 0, "frames changed worker: {}", c.stats());
     // Connections to a service without affinity spread over both workers' conntracks, and

@@ -219,8 +219,16 @@ impl Node {
 
     /// `podman run -d` of `script` as container `name` on the podswitch network.
     fn run_container(&mut self, name: &str, script: &str) {
+        self.run_container_with(name, &[], script);
+    }
+
+    /// As [`Node::run_container`], with more `podman run` options.
+    fn run_container_with(&mut self, name: &str, options: &[&str], script: &str) {
         let image = self.image.clone();
-        let out = self.pm(&["run", "-d", "--name", name, "--network", "podswitch", &image, "sh", "-c", script]);
+        let mut args = vec!["run", "-d", "--name", name, "--network", "podswitch"];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&[&image, "sh", "-c", script]);
+        let out = self.pm(&args);
         // Recorded before any check, so cleanup finds it whatever happens next.
         let id = out.stdout.trim().to_string();
         if !id.is_empty() {
@@ -325,6 +333,15 @@ spec:
   clusterIP: 10.96.0.50
   selector: {app: web}
   ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
+";
+
+/// The cluster DNS Service (podswitch answers on its cluster IP).
+const KUBE_DNS: &str = "apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system}
+spec:
+  clusterIP: 10.96.0.53
+  ports: [{name: dns, protocol: UDP, port: 53}, {name: dns-tcp, protocol: TCP, port: 53}]
 ";
 
 const POLICY: &str = "apiVersion: networking.k8s.io/v1
@@ -497,6 +514,32 @@ fn podman_containers_on_podswitch() {
     if got.len() != 1 || !got[0].starts_with("web") {
         n.fail("before any policy, other fetches the ClusterIP", &out);
     }
+
+    // 3b. Cluster DNS: a container given the cluster DNS as kubelet gives it to a pod with
+    // dnsPolicy ClusterFirst (the runtime writes its resolv.conf) resolves the Service by its
+    // short name through the search list and fetches it by name.
+    n.apply(KUBE_DNS);
+    n.run_container_with(
+        "namer",
+        &[
+            "--dns",
+            "10.96.0.53",
+            "--dns-search",
+            "default.svc.cluster.local",
+            "--dns-search",
+            "svc.cluster.local",
+            "--dns-search",
+            "cluster.local",
+            "--dns-option",
+            "ndots:5",
+        ],
+        SLEEPER,
+    );
+    let out = n.exec("namer", "cat /etc/resolv.conf; timeout 3 wget -q -O - http://web:80/ || echo FAILED");
+    if !out.stdout.lines().any(|l| l == "web1" || l == "web2") {
+        n.fail("a container does not reach the Service by its name through the cluster DNS", &out);
+    }
+    n.must(n.pm(&["rm", "-f", "-t", "0", "namer"]));
 
     // 4. Only app=client may reach app=web.
     n.apply(POLICY);

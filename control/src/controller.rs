@@ -835,12 +835,11 @@ impl Controller {
         generation: u64,
         changes: &[(Key, Action)],
     ) -> std::sync::Arc<switch_core::dns::DnsTable> {
+        let (dns_ns, dns_name) = build::dns::KUBE_DNS;
         let relevant = changes.iter().any(|(k, a)| {
             *a != Action::Unchanged
-                && matches!(
-                    k.kind,
-                    Kind::Service | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Port | Kind::ConfigMap
-                )
+                && (matches!(k.kind, Kind::Service | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Port)
+                    || (k.kind == Kind::ConfigMap && k.namespace == dns_ns && k.name == dns_name))
         });
         if !relevant {
             return std::sync::Arc::clone(&self.cell.load().dns);

@@ -59,7 +59,9 @@ pub(crate) fn pod_dns(
         Some("Default") => {
             let r = node();
             Dns {
-                nameservers: r.nameservers.iter().map(|a| a.to_string()).collect(),
+                // A loopback resolver of the node (systemd-resolved's 127.0.0.53) is not
+                // reachable from a pod: left out, as kubelet does.
+                nameservers: r.nameservers.iter().filter(|a| !a.is_loopback()).map(|a| a.to_string()).collect(),
                 domain: String::new(),
                 search: r.search,
                 options: r.ndots.map(|n| vec![format!("ndots:{n}")]).unwrap_or_default(),
@@ -85,6 +87,8 @@ pub(crate) fn pod_dns(
             d.options.push(o.clone());
         }
     }
+    // A resolver reads at most three nameservers (resolv.conf(5), MAXNS; kubelet's limit).
+    d.nameservers.truncate(3);
     d
 }
 

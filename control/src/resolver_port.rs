@@ -2,8 +2,8 @@
 //!
 //! What the dataplane does not answer (TCP, names outside the cluster zone, answers larger
 //! than the frame) the DNS stage translates to the resolver's address and sends to this port.
-//! The port is a veth pair: the switch end (`pswdns0`) in the daemon's namespace, served like
-//! any port; the other end (`pswdns1`) in a network namespace of the daemon's own, with the
+//! The port is a veth pair: the switch end (`dns-sw0`) in the daemon's namespace, served like
+//! any port; the other end (`dns-res0`) in a network namespace of the daemon's own, with the
 //! resolver's addresses (169.254.20.10 and fd00:53::10 by default, never seen by pods), a
 //! default route through the switch (whose link layer answers ARP and neighbour solicitations
 //! on this port), and the resolver's UDP and TCP sockets, so that TCP is the kernel's. The
@@ -21,9 +21,9 @@ use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 
 /// The switch end of the resolver's veth pair (a port of kind `resolver`).
-pub const SWITCH_END: &str = "pswdns0";
+pub const SWITCH_END: &str = "dns-sw0";
 /// The resolver's end, in its own namespace.
-pub const RESOLVER_END: &str = "pswdns1";
+pub const RESOLVER_END: &str = "dns-res0";
 /// The name the port has in the switch.
 pub const PORT_NAME: &str = "dns-resolver";
 /// The gateways the resolver's routes point at (answered by the switch's link layer).
@@ -90,14 +90,16 @@ fn bind_in(ns: &File, addrs: &[IpAddr]) -> Result<(Vec<UdpSocket>, Vec<TcpListen
 
 /// Makes the resolver port: the namespace, the veth pair (an old switch end of that name,
 /// left by a daemon that did not stop cleanly in this namespace, is deleted by name first),
-/// the resolver end's addresses and routes, and the sockets. `mtu` is the pods' MTU.
-pub fn create(cfg: &DnsConfig, mtu: u32) -> Result<ResolverPort, ResolverPortError> {
+/// the resolver end's addresses and routes, and the sockets. `mtu` is the pods' MTU; `queues`
+/// the receive and transmit queues of each end (one per worker: AF_XDP serves a port's queue
+/// per worker).
+pub fn create(cfg: &DnsConfig, mtu: u32, queues: u32) -> Result<ResolverPort, ResolverPortError> {
     let (v4, v6) = addresses(cfg)?;
     let ns = netlink::new_netns().map_err(ResolverPortError::Namespace)?;
     let path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ns)));
     let link = |e: netlink::NetError| ResolverPortError::Link(e.to_string());
     netlink::delete_host(SWITCH_END).map_err(link)?;
-    netlink::create_pair(SWITCH_END, &path, RESOLVER_END, 1).map_err(link)?;
+    netlink::create_pair(SWITCH_END, &path, RESOLVER_END, queues.max(1)).map_err(link)?;
     let prefixes = [Prefix { addr: v4, len: 32 }, Prefix { addr: v6, len: 128 }];
     let routes = [
         RouteSpec { dst: Prefix { addr: IpAddr::from([0, 0, 0, 0]), len: 0 }, gw: GATEWAY_V4.parse().ok() },
@@ -138,5 +140,8 @@ pub fn carry(from: &crate::config::Config, to: &mut crate::config::Config) {
     if let Some(p) = from.ports.iter().find(|p| p.kind == "resolver") {
         to.ports.push(p.clone());
         to.dns.resolver_mac = from.dns.resolver_mac.clone();
+        // The resolver's namespace has the addresses it was made with.
+        to.dns.resolver_ipv4 = from.dns.resolver_ipv4.clone();
+        to.dns.resolver_ipv6 = from.dns.resolver_ipv6.clone();
     }
 }

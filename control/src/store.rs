@@ -688,8 +688,11 @@ impl Store {
         };
         // The kube-dns ConfigMap's static host entries, answered by the cluster DNS.
         let (ns, name) = crate::build::dns::KUBE_DNS;
-        cfg.dns.hosts =
-            self.config_map(ns, name).map(|c| crate::dns::daemon::custom_of(Some(&c.data)).hosts).unwrap_or_default();
+        cfg.dns.hosts = self
+            .config_map(ns, name)
+            .and_then(|c| crate::dns::parse_kube_dns_config(&c.data).ok())
+            .map(|c| c.hosts)
+            .unwrap_or_default();
         cfg.ports = self.base.ports.clone();
         cfg.nodes = self.base.nodes.clone();
         for n in self.cluster_nodes() {

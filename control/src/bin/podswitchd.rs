@@ -161,7 +161,8 @@ fn main() -> ExitCode {
             // The daemon's resolver behind a port of the switch (TCP, forwarding, large
             // answers); without it the dataplane still answers what it can.
             let mtu = u32::from(built.tables.dns.mtu.max(576));
-            match control::resolver_port::create(&base.dns, mtu) {
+            let queues = u32::from(args.workers.unwrap_or(built.workers).max(1));
+            match control::resolver_port::create(&base.dns, mtu, queues) {
                 Ok(port) => {
                     control::resolver_port::add_to(&mut base, &port);
                     built = match control::build::build(&base, &base_dir, 1) {

@@ -114,8 +114,7 @@ pub fn table(cfg: &Config, ports: &[PortInfo], generation: u64) -> (DnsTable, Ve
     }
     note(z.txt(&format!("dns-version.{zone}"), SCHEMA_VERSION));
     for (name, ip) in &cfg.dns.hosts {
-        note(z.address(name, *ip));
-        note(z.ptr(*ip, name));
+        note(z.host(name, *ip));
     }
     let addrs = addresses(cfg);
     let names = z.build(generation as u32, &addrs);
@@ -313,8 +312,9 @@ external_name = "db.example.com"
         let (t, _) = table(&c, &[], 1);
         assert_eq!(count(&t, "web.default.svc.corp.example", rtype::A), Some(1));
         assert_eq!(count(&t, "db.internal", rtype::A), Some(1));
-        // A host entry outside the zone has no negative answer of ours: the resolver's.
-        assert_eq!(t.names.lookup(&wire("db.internal"), rtype::AAAA), Found::Outside);
+        // A host entry outside the zone is ours for every type: NODATA, without an SOA.
+        assert_eq!(t.names.lookup(&wire("db.internal"), rtype::AAAA), Found::NoData { in_zone: false });
+        assert_eq!(count(&t, "7.2.0.192.in-addr.arpa", rtype::PTR), Some(1));
         c.dns.enabled = false;
         assert!(table(&c, &[], 1).0.addresses.is_empty());
         let mut bad = cfg("");

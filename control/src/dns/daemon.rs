@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Reads the kube-dns ConfigMap's data now (`None`: there is none).
-pub type ConfigMapSource = Box<dyn Fn() -> Option<BTreeMap<String, String>> + Send>;
+pub type ConfigMapSource = Box<dyn Fn() -> Option<BTreeMap<String, String>> + Send + Sync>;
 
 /// `[dns] upstream` entries (`IP` or `IP:port`), port 53 by default. Errors name the entry.
 pub fn parse_upstreams(list: &[String]) -> Result<Vec<SocketAddr>, String> {
@@ -120,15 +120,22 @@ pub fn spawn(
                     Err(e) => tracing::error!("dns resolver: TCP listener: {e}"),
                 }
             }
+            let config_map = Arc::new(config_map);
             let mut last = data;
+            let mut last_addrs = cell.load().dns.addresses.clone();
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                let now = config_map();
-                if now != last {
+                // Read off the runtime: it waits for the controller's lock, which an apply holds.
+                let read = Arc::clone(&config_map);
+                let Ok(now) = tokio::task::spawn_blocking(move || read()).await else { continue };
+                // The cluster DNS addresses too: an upstream that became one of them would loop.
+                let addrs = cell.load().dns.addresses.clone();
+                if now != last || addrs != last_addrs {
                     let custom = custom_of(now.as_ref());
                     resolver.forwarder().set_upstreams(upstreams(&custom, &node, &node_ports, &own));
-                    tracing::info!("dns: upstreams from the kube-dns ConfigMap updated");
+                    tracing::info!("dns: upstreams updated (kube-dns ConfigMap or cluster DNS addresses)");
                     last = now;
+                    last_addrs = addrs;
                 }
             }
             for t in tasks {

@@ -107,7 +107,12 @@ impl Resolver {
         if let Some(question) = parsed.queries.first() {
             self.metrics.query(question.query_type());
         }
-        if let Some(local) = (self.local)(query, limit) {
+        // The cluster's names: the query as sent, or (a shape the dataplane's parser leaves
+        // aside: a compressed name, extra records) as one plain question, so that a name of
+        // the cluster zone is never forwarded.
+        let local = (self.local)(query, limit).or_else(|| (self.local)(&plain(&parsed)?, limit));
+        if let Some(local) = local {
+            let local = self.chase(local, &parsed, limit).await;
             if let Ok(h) = Header::read(&mut BinDecoder::new(&local)) {
                 self.metrics.response(h.metadata.response_code, usize::from(h.counts.answers));
             }
@@ -122,6 +127,54 @@ impl Resolver {
         self.metrics.response(response.metadata.response_code, response.answers.len());
         Some(bytes)
     }
+}
+
+impl Resolver {
+    /// A local answer that is only a CNAME for another type (an ExternalName Service) gets the
+    /// target's records appended, from the cluster's names or forwarded (as CoreDNS does: stub
+    /// resolvers expect the recursive server to follow the chain). A failed lookup of the
+    /// target leaves the CNAME alone.
+    async fn chase(&self, local: Vec<u8>, query: &Message, limit: usize) -> Vec<u8> {
+        use hickory_proto::rr::{RData, RecordType};
+        let Some(q) = query.queries.first() else { return local };
+        if matches!(q.query_type(), RecordType::CNAME | RecordType::ANY) {
+            return local;
+        }
+        let Ok(mut answer) = Message::from_vec(&local) else { return local };
+        let target = match answer.answers.last().map(|r| &r.data) {
+            Some(RData::CNAME(c)) if answer.answers.iter().all(|r| r.record_type() == RecordType::CNAME) => c.0.clone(),
+            _ => return local,
+        };
+        let mut next = query.clone();
+        next.queries = vec![hickory_proto::op::Query::query(target, q.query_type())];
+        let got = match plain(&next).and_then(|b| (self.local)(&b, TCP_MAX)).and_then(|b| Message::from_vec(&b).ok()) {
+            Some(m) => m,
+            None => self.forwarder.resolve(&next).await,
+        };
+        if got.metadata.response_code != hickory_proto::op::ResponseCode::NoError || got.answers.is_empty() {
+            return local;
+        }
+        answer.answers.extend(got.answers);
+        match answer.to_vec() {
+            Ok(b) if b.len() <= limit => b,
+            Ok(_) => encode_or_servfail(&answer.truncate()),
+            Err(_) => local,
+        }
+    }
+}
+
+/// `query` as one plain question (its ID, RD and CD, its OPT record), the shape the dataplane's
+/// parser takes.
+fn plain(query: &Message) -> Option<Vec<u8>> {
+    let mut m = Message::query();
+    m.metadata.id = query.metadata.id;
+    m.metadata.recursion_desired = query.metadata.recursion_desired;
+    m.metadata.checking_disabled = query.metadata.checking_disabled;
+    m.add_query(query.queries.first()?.clone());
+    if let Some(e) = &query.edns {
+        m.set_edns(e.clone());
+    }
+    m.to_vec().ok()
 }
 
 /// Serves DNS over UDP on `sock` until the task is dropped. Each datagram is answered in its

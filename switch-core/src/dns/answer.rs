@@ -74,8 +74,16 @@ pub enum Pass {
 
 /// Answers the query in `buf[..len]`, writing the answer over it. `limit` is the largest
 /// answer the client takes: `None` over UDP (its EDNS(0) UDP size, 512 without, RFC 6891
-/// section 6.2.5), `Some(65535)` over TCP; `buf.len()` is the room there is. Allocates nothing.
-pub fn answer(table: &NameTable, buf: &mut [u8], len: usize, limit: Option<usize>) -> Result<Answer, Pass> {
+/// section 6.2.5), `Some(65535)` over TCP; `buf.len()` is the room there is. With
+/// `chase_elsewhere`, a CNAME answer for another type (an ExternalName Service) is left to the
+/// resolver, which follows it to the target's records. Allocates nothing.
+pub fn answer(
+    table: &NameTable,
+    buf: &mut [u8],
+    len: usize,
+    limit: Option<usize>,
+    chase_elsewhere: bool,
+) -> Result<Answer, Pass> {
     let Some(msg) = buf.get(..len) else { return Err(Pass::NotAQuery) };
     let q = match Query::parse(msg) {
         Ok(q) => q,
@@ -101,12 +109,20 @@ pub fn answer(table: &NameTable, buf: &mut [u8], len: usize, limit: Option<usize
     }
     let found = table.lookup(lname, q.qtype);
     let (outcome, records, count) = match found {
-        Found::Records { bytes, count } => (Outcome::NoError, bytes, count),
-        Found::NoData => (Outcome::NoData, &[][..], 0),
+        Found::Records { cname: true, .. } if chase_elsewhere && !matches!(q.qtype, rtype::CNAME | rtype::ANY) => {
+            return Err(Pass::Resolver)
+        }
+        Found::Records { bytes, count, .. } => (Outcome::NoError, bytes, count),
+        Found::NoData { .. } => (Outcome::NoData, &[][..], 0),
         Found::NxDomain => (Outcome::NxDomain, &[][..], 0),
         Found::Outside => return Err(Pass::Resolver),
     };
-    let soa = if outcome == Outcome::NoError { &[][..] } else { table.soa() };
+    // Negative answers in the zone carry its SOA (RFC 2308 section 3); a static host entry's
+    // NODATA outside the zone has none of ours to give.
+    let soa = match found {
+        Found::NoData { in_zone: true } | Found::NxDomain => table.soa(),
+        _ => &[][..],
+    };
     let opt_len = if q.edns.is_some() { 11 } else { 0 };
     let soa_len = if soa.is_empty() { 0 } else { 2 + soa.len() };
     let full = qend + records.len() + soa_len + opt_len;
@@ -191,7 +207,7 @@ fn set_flag(buf: &mut [u8], f: u16) {
 pub fn answer_owned(table: &NameTable, query: &[u8], limit: usize) -> Option<Vec<u8>> {
     let mut buf = query.to_vec();
     buf.resize(limit.clamp(query.len(), usize::from(u16::MAX)), 0);
-    let a = answer(table, &mut buf, query.len(), Some(limit)).ok()?;
+    let a = answer(table, &mut buf, query.len(), Some(limit), false).ok()?;
     buf.truncate(a.len);
     Some(buf)
 }

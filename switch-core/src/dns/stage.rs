@@ -84,7 +84,8 @@ fn udp_answer<B: PacketBuf>(t: &Tables, p: &mut B, c: &mut PacketCtx, s: &mut Dn
     if room < qlen || !p.set_len(dns_at + room) {
         return Err(Pass::TooLarge);
     }
-    let res = answer(&t.dns.names, &mut p.data_mut()[dns_at..dns_at + room], qlen, None);
+    let chase = t.dns.resolver.is_some();
+    let res = answer(&t.dns.names, &mut p.data_mut()[dns_at..dns_at + room], qlen, None, chase);
     let a = match res {
         Ok(a) => a,
         Err(e) => {

@@ -34,17 +34,21 @@ pub(crate) struct Entry {
     pub start: u32,
     pub len: u32,
     /// The name is in the cluster zone (negative answers carry the zone's SOA); names outside
-    /// it (reverse names, static host entries) are answered only when they have the type asked.
+    /// it are answered only when they have the type asked (reverse names), or NODATA without an
+    /// SOA when they are ours (`owned`: static host entries, as CoreDNS's hosts plugin).
     pub in_zone: bool,
+    pub owned: bool,
 }
 
 /// What a lookup found for a name and type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found<'a> {
-    /// Records to copy after the question: NOERROR.
-    Records { bytes: &'a [u8], count: u16 },
-    /// The name exists without that type: NODATA (RFC 2308 section 2.2).
-    NoData,
+    /// Records to copy after the question: NOERROR. `cname`: they are the name's CNAME,
+    /// given for another type.
+    Records { bytes: &'a [u8], count: u16, cname: bool },
+    /// The name exists without that type: NODATA (RFC 2308 section 2.2); with the zone's SOA
+    /// when the name is in the zone.
+    NoData { in_zone: bool },
     /// No such name in the zone: NXDOMAIN (RFC 2308 section 2.1).
     NxDomain,
     /// Not ours to answer (outside the zone, or an outside name without that type).
@@ -100,7 +104,7 @@ impl NameTable {
         let sets = self.rrsets.get(e.first as usize..e.first as usize + usize::from(e.sets)).unwrap_or(&[]);
         let records = |s: &RrSet| {
             let bytes = self.bytes.get(s.start as usize..(s.start + s.len) as usize).unwrap_or(&[]);
-            Found::Records { bytes, count: s.count }
+            Found::Records { bytes, count: s.count, cname: s.rtype == rtype::CNAME && qtype != rtype::CNAME }
         };
         if let Some(s) = sets.iter().find(|s| s.rtype == qtype) {
             return records(s);
@@ -110,10 +114,10 @@ impl NameTable {
         }
         if qtype == rtype::ANY && e.sets > 0 {
             let bytes = self.bytes.get(e.start as usize..(e.start + e.len) as usize).unwrap_or(&[]);
-            return Found::Records { bytes, count: e.count };
+            return Found::Records { bytes, count: e.count, cname: false };
         }
-        if e.in_zone {
-            Found::NoData
+        if e.in_zone || e.owned {
+            Found::NoData { in_zone: e.in_zone }
         } else {
             Found::Outside
         }
@@ -129,6 +133,8 @@ pub struct ZoneBuilder {
     ttl: u32,
     /// Owner (wire, lower-cased) -> (type, RDATA) in insertion order, duplicates removed.
     names: BTreeMap<Vec<u8>, Vec<(u16, Vec<u8>)>>,
+    /// Names outside the zone answered for every type (static host entries).
+    owned: std::collections::BTreeSet<Vec<u8>>,
 }
 
 /// The TTL CoreDNS's kubernetes plugin gives its records and the SOA minimum (seconds).
@@ -144,7 +150,7 @@ impl ZoneBuilder {
             return Err("the cluster zone cannot be the root".into());
         }
         let zone_text = zone.trim_end_matches('.').to_ascii_lowercase();
-        Ok(ZoneBuilder { zone: z, zone_text, ttl, names: BTreeMap::new() })
+        Ok(ZoneBuilder { zone: z, zone_text, ttl, names: BTreeMap::new(), owned: Default::default() })
     }
 
     /// The zone as lower-case dotted text without the final dot.
@@ -168,6 +174,17 @@ impl ZoneBuilder {
             IpAddr::V4(a) => self.add(owner, rtype::A, a.octets().to_vec()),
             IpAddr::V6(a) => self.add(owner, rtype::AAAA, a.octets().to_vec()),
         }
+    }
+
+    /// A static host entry: an A or AAAA record and its PTR; the name is ours for every type
+    /// (NODATA for the others) even outside the zone.
+    pub fn host(&mut self, name: &str, ip: IpAddr) -> Result<(), String> {
+        self.address(name, ip)?;
+        self.ptr(ip, name)?;
+        let mut w = Vec::new();
+        encode_name(name, &mut w)?;
+        self.owned.insert(w);
+        Ok(())
     }
 
     /// An SRV record (RFC 2782): priority, weight, port, target.
@@ -257,6 +274,7 @@ impl ZoneBuilder {
                 start: t.bytes.len() as u32,
                 len: 0,
                 in_zone: t.in_zone(&name),
+                owned: self.owned.contains(&name),
             };
             let mut types: Vec<u16> = records.iter().map(|r| r.0).collect();
             types.dedup();

@@ -240,7 +240,7 @@ fn edns_is_echoed_and_truncation_sets_tc() {
 fn answer_owned_udp(t: &super::NameTable, q: &[u8]) -> Vec<u8> {
     let mut buf = q.to_vec();
     buf.resize(8192, 0);
-    let a = answer(t, &mut buf, q.len(), None).expect("answered");
+    let a = answer(t, &mut buf, q.len(), None, false).expect("answered");
     buf.truncate(a.len);
     buf
 }
@@ -251,28 +251,28 @@ fn what_is_not_answered_says_why_and_leaves_the_buffer_alone() {
     let q = query(1, "example.com", rtype::A, None);
     let mut buf = q.clone();
     buf.resize(600, 0);
-    assert_eq!(answer(&t, &mut buf, q.len(), None), Err(Pass::Resolver));
+    assert_eq!(answer(&t, &mut buf, q.len(), None, false), Err(Pass::Resolver));
     assert_eq!(&buf[..q.len()], q.as_slice());
     // Too large for the buffer but within the client's limit.
     let q = query(1, "db.default.svc.cluster.local", rtype::A, Some((4096, 0)));
     let mut buf = q.clone();
     buf.resize(q.len() + 10, 0);
-    assert_eq!(answer(&t, &mut buf, q.len(), None), Err(Pass::TooLarge));
+    assert_eq!(answer(&t, &mut buf, q.len(), None, false), Err(Pass::TooLarge));
     assert_eq!(&buf[..q.len()], q.as_slice());
     // A response is never answered; an unknown opcode is NOTIMP; a broken name FORMERR.
     let mut resp = query(1, "a.cluster.local", rtype::A, None);
     resp[2] |= 0x80;
-    assert_eq!(answer(&t, &mut resp.clone(), resp.len(), None), Err(Pass::NotAQuery));
+    assert_eq!(answer(&t, &mut resp.clone(), resp.len(), None, false), Err(Pass::NotAQuery));
     let mut status = query(9, "a.cluster.local", rtype::A, None);
     status[2] = 2 << 3; // STATUS
     let n = status.len();
-    let a = answer(&t, &mut status, n, None).unwrap();
+    let a = answer(&t, &mut status, n, None, false).unwrap();
     assert_eq!((a.outcome, a.len), (Outcome::NotImp, 12));
     assert_eq!(status[3] & 0xf, 4);
     let mut broken = query(9, "a.cluster.local", rtype::A, None);
     broken[12] = 60;
     let n = broken.len();
-    assert_eq!(answer(&t, &mut broken, n, None).unwrap().outcome, Outcome::FormErr);
+    assert_eq!(answer(&t, &mut broken, n, None, false).unwrap().outcome, Outcome::FormErr);
 }
 
 /// Every prefix, and every single-byte change, of real queries: an answer or a reason, never
@@ -288,7 +288,7 @@ fn mangled_queries_never_panic() {
         for cut in 0..=q.len() {
             let mut b = q[..cut].to_vec();
             b.resize(1500, 0);
-            if let Ok(a) = answer(&t, &mut b, cut, None) {
+            if let Ok(a) = answer(&t, &mut b, cut, None, false) {
                 assert!(a.len <= 1500);
             }
         }
@@ -298,7 +298,7 @@ fn mangled_queries_never_panic() {
                 b[i] = v;
                 let n = b.len();
                 b.resize(1500, 0);
-                if let Ok(a) = answer(&t, &mut b, n, None) {
+                if let Ok(a) = answer(&t, &mut b, n, None, false) {
                     if a.len > 12 {
                         read(&b[..a.len]);
                     }
@@ -406,4 +406,52 @@ fn the_stage_is_listed_before_conntrack() {
     let at = |n: &str| names.iter().position(|x| *x == n).expect(n);
     assert!(at("martian+antispoof") < at("dns") && at("dns") < at("conntrack-lookup"));
     assert_eq!(Out::Unrouted, Out::default());
+}
+
+#[test]
+fn an_external_name_is_followed_by_the_resolver_when_there_is_one() {
+    let t = tables();
+    let mut w = Worker::new(WorkerConfig::default()).with_trace();
+    let q = query(9, "my-service.prod.svc.cluster.local", rtype::A, None);
+    let (v, _) = run(&t, &mut w, &frame(tb::POD_A_IP, DNS_IP, &q, false), tb::POD_A);
+    assert_eq!(v, Verdict::Tx(tb::HOST), "the resolver appends the target's records");
+    // Asked for the CNAME itself, the dataplane answers.
+    let q = query(9, "my-service.prod.svc.cluster.local", rtype::CNAME, None);
+    let (v, _) = run(&t, &mut w, &frame(tb::POD_A_IP, DNS_IP, &q, false), tb::POD_A);
+    assert_eq!(v, Verdict::Tx(tb::POD_A));
+    // Without a resolver port, the CNAME alone.
+    let mut d = (*t.dns).clone();
+    d.resolver = None;
+    let t = t.with_dns(d);
+    let q = query(9, "my-service.prod.svc.cluster.local", rtype::A, None);
+    let (v, out) = run(&t, &mut w, &frame(tb::POD_A_IP, DNS_IP, &q, false), tb::POD_A);
+    assert_eq!(v, Verdict::Tx(tb::POD_A));
+    let m = parse(&out, ParseOptions { verify_l4_checksum: true }).unwrap();
+    assert_eq!(read(&out[usize::from(m.l4_off) + 8..]).records[0].1, rtype::CNAME);
+}
+
+#[test]
+fn flows_to_the_resolver_and_back_meet_on_one_worker() {
+    let t = tables();
+    for sport in [1000u16, 40000, 53, 65535] {
+        let q = crate::conntrack::Tuple {
+            src: Addr::from(ip(tb::POD_A_IP)),
+            dst: Addr::from(ip(DNS_IP)),
+            sport,
+            dport: 53,
+        };
+        let a = crate::conntrack::Tuple {
+            src: Addr::from(ip("169.254.20.10")),
+            dst: Addr::from(ip(tb::POD_A_IP)),
+            sport: 53,
+            dport: sport,
+        };
+        for n in [2u16, 3, 4] {
+            assert_eq!(
+                crate::pipeline::owner::owner_of(&t, q, 17, n),
+                crate::pipeline::owner::owner_of(&t, a, 17, n),
+                "query and the resolver's answer, {n} workers, port {sport}"
+            );
+        }
+    }
 }

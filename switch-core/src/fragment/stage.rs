@@ -94,5 +94,9 @@ pub(crate) fn retry(
     if c.ct == CtHit::Miss {
         return c.drop(DropReason::FragmentNoFlow);
     }
+    if c.dns && c.out != crate::pipeline::Out::Unrouted {
+        // The DNS stage chose the resolver's port for it.
+        return;
+    }
     crate::route::stage::route(t, c);
 }

@@ -14,6 +14,11 @@
 //! 5. from a service backend (a reply of a service flow, DNAT'd or direct): its destination;
 //! 6. anything else: a hash symmetric in the two ends.
 //!
+//! Cluster DNS comes first: a packet to a cluster DNS address on port 53 goes by its source
+//! (as rule 2 would), and an answer from the daemon's resolver (its address, source port 53)
+//! by its destination, so that the resolver's answer meets the conntrack entry of the query
+//! the DNS stage translated to it.
+//!
 //! Connections of one client spread over the workers (one busy client, such as an ingress
 //! proxy, is not stuck on one core), except for services with ClientIP affinity: their flows
 //! go by the client's address alone, so all of a client's connections meet its affinity entry
@@ -71,6 +76,9 @@ pub enum OwnerRule {
     FromBackend { sticky: bool },
     /// 6: a hash of both ends.
     Symmetric,
+    /// Cluster DNS: to a DNS address by the client's address and port (`to`), from the
+    /// resolver by the destination's.
+    Dns { to: bool },
 }
 
 impl core::fmt::Display for OwnerRule {
@@ -85,6 +93,8 @@ impl core::fmt::Display for OwnerRule {
                 write!(f, "from a service backend: by the destination's {}", client(sticky))
             }
             OwnerRule::Symmetric => write!(f, "by a hash of both ends"),
+            OwnerRule::Dns { to: true } => write!(f, "to the cluster DNS: by the client's address and port"),
+            OwnerRule::Dns { to: false } => write!(f, "from the DNS resolver: by the destination's address and port"),
         }
     }
 }
@@ -103,6 +113,15 @@ pub fn decide(t: &Tables, x: Tuple, proto: u8, count: u16) -> (u16, OwnerRule) {
         let port = if sticky { 0 } else { u64::from(port) };
         (hash_words(t.hash_seed, &[a.hi(), a.lo(), port]) % u64::from(count)) as u16
     };
+    let dns = &t.dns;
+    if !dns.addresses.is_empty() {
+        if x.dport == crate::dns::DNS_PORT && dns.serves(x.dst) {
+            return (by_client(x.src, x.sport, false), OwnerRule::Dns { to: true });
+        }
+        if x.sport == crate::dns::DNS_PORT && dns.resolver.is_some_and(|r| r.addr_like(x.src) == Some(x.src)) {
+            return (by_client(x.dst, x.dport, false), OwnerRule::Dns { to: false });
+        }
+    }
     if let Some(w) = snat_port_owner(x.sport, count).filter(|_| snat_addr(x.src)) {
         return (w, OwnerRule::SnatSource);
     }
