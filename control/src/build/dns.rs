@@ -84,6 +84,7 @@ pub fn table(cfg: &Config, ports: &[PortInfo], generation: u64) -> (DnsTable, Ve
             warnings.push(e);
         }
     };
+    let pods = PodIndex::new(cfg);
     for s in &cfg.services {
         let base = format!("{}.{}.svc.{zone}", s.name, s.namespace);
         if s.service_type == "ExternalName" {
@@ -93,7 +94,7 @@ pub fn table(cfg: &Config, ports: &[PortInfo], generation: u64) -> (DnsTable, Ve
             continue;
         }
         if headless(s) {
-            headless_names(cfg, s, &base, &mut z, &mut note);
+            headless_names(&pods, s, &base, &mut z, &mut note);
             continue;
         }
         for ip in cluster_ips(s) {
@@ -137,10 +138,30 @@ struct Named<'a> {
     hostname: Option<&'a str>,
     /// Port number by service port name (the endpoint's, from its EndpointSlice).
     ports: Option<&'a std::collections::BTreeMap<String, u16>>,
+    /// Its pod, when known (named target ports).
+    pod: Option<&'a crate::config::PodConfig>,
+}
+
+/// The pods of a config by namespace, and by namespace and name (built once per table).
+struct PodIndex<'a> {
+    by_ns: std::collections::HashMap<&'a str, Vec<&'a crate::config::PodConfig>>,
+    by_name: std::collections::HashMap<(&'a str, &'a str), &'a crate::config::PodConfig>,
+}
+
+impl<'a> PodIndex<'a> {
+    fn new(cfg: &'a Config) -> PodIndex<'a> {
+        let mut by_ns: std::collections::HashMap<&str, Vec<&crate::config::PodConfig>> = Default::default();
+        let mut by_name = std::collections::HashMap::new();
+        for p in &cfg.pods {
+            by_ns.entry(p.namespace.as_str()).or_default().push(p);
+            by_name.insert((p.namespace.as_str(), p.name.as_str()), p);
+        }
+        PodIndex { by_ns, by_name }
+    }
 }
 
 fn headless_names(
-    cfg: &Config,
+    pods: &PodIndex<'_>,
     s: &ServiceConfig,
     base: &str,
     z: &mut ZoneBuilder,
@@ -152,32 +173,30 @@ fn headless_names(
         // Selector-derived endpoints: the namespace's pods with the selector's labels; a pod's
         // hostname counts when its subdomain is the Service's name.
         if let Some(sel) = s.selector.as_ref().filter(|sel| !sel.is_empty()) {
-            for p in cfg.pods.iter().filter(|p| p.namespace == s.namespace && eligible(p.ready)) {
+            let in_ns = pods.by_ns.get(s.namespace.as_str()).map_or(&[][..], Vec::as_slice);
+            for p in in_ns.iter().filter(|p| eligible(p.ready)) {
                 if sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)) {
                     let hostname = p.hostname.as_deref().filter(|_| p.subdomain.as_deref() == Some(s.name.as_str()));
                     for ip in p.ips.iter().filter_map(|a| a.parse().ok()) {
-                        eps.push(Named { ip, hostname, ports: None });
+                        eps.push(Named { ip, hostname, ports: None, pod: Some(p) });
                     }
                 }
             }
         }
     } else {
         for e in s.endpoints.iter().filter(|e: &&EndpointConfig| eligible(e.ready)) {
+            let pod = e.pod.as_deref().and_then(|n| pods.by_name.get(&(s.namespace.as_str(), n)).copied());
             let hostname = e.hostname.as_deref().or_else(|| {
-                let pod = cfg.pods.iter().find(|p| Some(&p.name) == e.pod.as_ref() && p.namespace == s.namespace)?;
+                let pod = pod?;
                 pod.hostname.as_deref().filter(|_| pod.subdomain.as_deref() == Some(s.name.as_str()))
             });
-            let ips: Vec<IpAddr> = match &e.ip {
-                Some(ip) => ip.parse().into_iter().collect(),
-                None => cfg
-                    .pods
-                    .iter()
-                    .filter(|p| Some(&p.name) == e.pod.as_ref() && p.namespace == s.namespace)
-                    .flat_map(|p| p.ips.iter().filter_map(|a| a.parse().ok()))
-                    .collect(),
+            let ips: Vec<IpAddr> = match (&e.ip, pod) {
+                (Some(ip), _) => ip.parse().into_iter().collect(),
+                (None, Some(p)) => p.ips.iter().filter_map(|a| a.parse().ok()).collect(),
+                (None, None) => Vec::new(),
             };
             for ip in ips {
-                eps.push(Named { ip, hostname, ports: Some(&e.ports) });
+                eps.push(Named { ip, hostname, ports: Some(&e.ports), pod });
             }
         }
     }
@@ -192,12 +211,17 @@ fn headless_names(
         }
         for p in s.ports.iter() {
             let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) else { continue };
+            // The endpoint's port: its EndpointSlice's, else the target port (a named one
+            // through its pod's container ports), else the Service's.
             let port = e
                 .ports
                 .and_then(|m| m.get(name).copied())
                 .or(match &p.target_port {
                     Some(crate::config::PortRef::Number(n)) => Some(*n),
-                    _ => None,
+                    Some(crate::config::PortRef::Name(n)) => e.pod.and_then(|pod| {
+                        pod.container_ports.iter().find(|c| c.name.as_deref() == Some(n.as_str())).map(|c| c.port)
+                    }),
+                    None => None,
                 })
                 .unwrap_or(p.port);
             let owner = format!("_{name}._{}.{base}", p.protocol.to_ascii_lowercase());
@@ -335,5 +359,44 @@ external_name = "db.example.com"
         let r = table(&c, &ports, 1).0.resolver.expect("resolver");
         assert_eq!(r.port, PortId(1));
         assert_eq!(r.ipv4, Some(Addr::from("169.254.20.10".parse::<IpAddr>().unwrap())));
+    }
+}
+
+#[cfg(test)]
+mod srv_tests {
+    use super::*;
+    use switch_core::dns::table::Found;
+    use switch_core::wire::dns::{encode_name, rtype};
+
+    /// A headless Service whose target port is a name: the SRV carries the pod's container
+    /// port of that name (review finding: it carried the Service's port).
+    #[test]
+    fn a_named_target_port_gives_the_containers_port() {
+        let c: Config = toml::from_str(
+            r#"
+[node]
+name = "n1"
+ipv4 = "192.168.1.1"
+router_mac = "02:00:00:00:00:01"
+uplink_mac = "02:00:00:00:00:02"
+[[pods]]
+name = "db-0"
+ips = ["10.244.1.2"]
+labels = { app = "db" }
+container_ports = [{ name = "pgport", port = 6543 }]
+[[services]]
+name = "db"
+cluster_ips = ["None"]
+selector = { app = "db" }
+ports = [{ name = "pg", port = 5432, target_port = "pgport" }]
+"#,
+        )
+        .expect("config");
+        let (t, _) = table(&c, &[], 1);
+        let mut owner = Vec::new();
+        encode_name("_pg._tcp.db.default.svc.cluster.local", &mut owner).unwrap();
+        let Found::Records { bytes, count: 1, .. } = t.names.lookup(&owner, rtype::SRV) else { panic!("no SRV") };
+        // Owner pointer (2), type, class, TTL, RDLENGTH (10), priority, weight, port.
+        assert_eq!(u16::from_be_bytes([bytes[16], bytes[17]]), 6543);
     }
 }

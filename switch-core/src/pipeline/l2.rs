@@ -17,7 +17,6 @@ use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::l4::transport_checksum;
 use crate::wire::{ipv6, proto};
 
-/// Handles ARP and neighbour solicitations; leaves every other packet alone.
 /// The link-layer stage over a batch.
 pub(crate) fn stage<B: PacketBuf>(l: &mut super::stage::Lanes<'_, B>) {
     for i in 0..l.ctx.len() {
@@ -33,6 +32,7 @@ pub(crate) fn stage<B: PacketBuf>(l: &mut super::stage::Lanes<'_, B>) {
     }
 }
 
+/// Handles ARP and neighbour solicitations; leaves every other packet alone.
 pub(crate) fn answer<B: PacketBuf>(t: &Tables, pkt: &mut B, c: &mut PacketCtx, ev: &mut EventStats) {
     if c.meta.l3 == L3::Arp {
         learn(t, pkt, c, ev);
