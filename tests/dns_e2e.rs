@@ -160,18 +160,8 @@ impl Cluster {
 
     /// podswitchctl ARGS with `stdin`; (exit code, stdout + stderr).
     fn ctl(&self, args: &[&str], stdin: Option<&str>) -> (i32, String) {
-        use std::io::Write;
-        let mut cmd = Command::new(podswitchd().with_file_name("podswitchctl"));
-        cmd.arg("--socket").arg(self.rundir.join("podswitch.sock")).args(args);
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("run podswitchctl");
-        if let (Some(t), Some(mut i)) = (stdin, child.stdin.take()) {
-            i.write_all(t.as_bytes()).expect("stdin");
-        }
-        let o = child.wait_with_output().expect("podswitchctl");
-        (o.status.code().unwrap_or(-1), format!("{}{}", text(&o.stdout), text(&o.stderr)))
+        let (code, out, err) = podswitch_tests::podswitchctl(&self.rundir.join("podswitch.sock"), args, stdin);
+        (code, out + &err)
     }
 
     fn apply(&self, manifest: &str) {

@@ -35,6 +35,25 @@ pub fn build_bin(package: &str, bin: &str) -> PathBuf {
 }
 
 /// Whether this process runs as root (network namespaces need it).
+/// Runs `podswitchctl --socket SOCKET ARGS` with `stdin` on its standard input; returns (exit
+/// code, stdout, stderr).
+pub fn podswitchctl(socket: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(podswitchd().with_file_name("podswitchctl"));
+    cmd.arg("--socket").arg(socket).args(args);
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run podswitchctl");
+    if let (Some(text), Some(mut i)) = (stdin, child.stdin.take()) {
+        i.write_all(text.as_bytes()).expect("stdin");
+    }
+    let o = child.wait_with_output().expect("podswitchctl");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
 pub fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
 }

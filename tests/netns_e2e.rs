@@ -109,23 +109,7 @@ impl Cluster {
 
     /// Runs podswitchctl against this cluster's daemon; returns (exit code, stdout, stderr).
     fn ctl(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-        use std::io::Write;
-        let bin = podswitchd().with_file_name("podswitchctl");
-        let mut cmd = Command::new(bin);
-        cmd.arg("--socket").arg(self.rundir.join("podswitch.sock")).args(args);
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("run podswitchctl");
-        if let (Some(text), Some(mut i)) = (stdin, child.stdin.take()) {
-            i.write_all(text.as_bytes()).expect("stdin");
-        }
-        let o = child.wait_with_output().expect("podswitchctl");
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).to_string(),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
+        podswitch_tests::podswitchctl(&self.rundir.join("podswitch.sock"), args, stdin)
     }
 
     fn log(&self) -> String {
