@@ -135,7 +135,17 @@ pub fn answer(
     if full > buf.len() {
         return Err(Pass::TooLarge);
     }
-    buf[qend..qend + records.len()].copy_from_slice(records);
+    // Several addresses (a headless Service's endpoints) are rotated by the query's ID, so
+    // that clients taking the first one spread over all of them (CoreDNS's `loadbalance`).
+    let rotate = match q.qtype {
+        rtype::A | rtype::AAAA if count > 1 && records.len() % usize::from(count) == 0 => {
+            usize::from(q.id % count) * (records.len() / usize::from(count))
+        }
+        _ => 0,
+    };
+    let (head, tail) = records.split_at(rotate);
+    buf[qend..qend + tail.len()].copy_from_slice(tail);
+    buf[qend + tail.len()..qend + records.len()].copy_from_slice(head);
     let mut at = qend + records.len();
     if !soa.is_empty() {
         // The SOA's owner is the zone: a pointer to the zone's labels at the end of the

@@ -455,3 +455,15 @@ fn flows_to_the_resolver_and_back_meet_on_one_worker() {
         }
     }
 }
+
+#[test]
+fn several_addresses_are_rotated_by_the_query_id() {
+    let t = names();
+    let first = |id: u16| {
+        let a = read(&answer_owned(&t, &query(id, "db.default.svc.cluster.local", rtype::A, None), 512).unwrap());
+        assert_eq!(a.counts[1], 2);
+        a.records[0].3.clone()
+    };
+    assert_ne!(first(0), first(1), "consecutive IDs start with different endpoints");
+    assert_eq!(first(0), first(2));
+}
