@@ -436,7 +436,11 @@ fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worke
         } else {
             d.step(&mut be, &mut w, &mut batch, || (cell.snapshot(), start.elapsed().as_nanos() as u64))
         };
-        if n == 0 {
+        // Frames a full TX ring held back go out first; while some are held, no sleep.
+        let held = be.flush(&mut |port, len| w.count_tx_drop(port, len));
+        if n == 0 && held > 0 {
+            idle = 0;
+        } else if n == 0 {
             idle += 1;
             if idle >= opts.busy_polls && d.may_sleep() {
                 be.wait(opts.idle_wait_ms);

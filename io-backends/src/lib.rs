@@ -54,6 +54,15 @@ pub trait Backend {
         on_fail: &mut dyn FnMut(PortId, usize),
     ) -> TxReport;
 
+    /// Sends what earlier [`Backend::tx_burst`] calls held back because a TX ring was full
+    /// (back-pressure), reporting frames finally dropped through `on_fail`; returns how many
+    /// frames are still held. A worker with frames held does not sleep. Backends that never
+    /// hold frames keep the default.
+    fn flush(&mut self, on_fail: &mut dyn FnMut(PortId, usize)) -> usize {
+        let _ = on_fail;
+        0
+    }
+
     /// True when no more frames will ever arrive (finite sources such as pcap files).
     fn exhausted(&self) -> bool {
         false

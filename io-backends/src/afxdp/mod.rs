@@ -283,6 +283,57 @@ impl AfXdpBackend {
     }
 }
 
+/// Frames a port keeps for the next round when its TX ring stays full (back-pressure: the
+/// sender sees delay, not loss); beyond them, frames are dropped as `tx_queue_full`.
+pub const TX_BACKLOG: usize = 4 * switch_core::pipeline::BATCH;
+
+/// Puts a port's pending frames on its TX ring, oldest first: as many as fit, then a kick
+/// (copy mode transmits inside sendto and frees ring slots), a few rounds while frames remain
+/// and the ring takes some. What is left stays pending, up to [`TX_BACKLOG`]; the excess is
+/// reported through `on_fail` and its frames go back to the pool.
+fn flush(
+    p: &mut XdpPort,
+    owner: &mut [u16],
+    free: &mut Vec<u64>,
+    on_fail: &mut dyn FnMut(PortId, usize),
+    rep: &mut TxReport,
+) {
+    let tx = &mut p.queues[0].tx;
+    for _ in 0..4 {
+        if p.pending.is_empty() {
+            break;
+        }
+        let mut w = tx.transmit(p.pending.len() as u32);
+        let room = (w.capacity() as usize).min(p.pending.len());
+        let sent = w.insert(p.pending[..room].iter().copied()) as usize;
+        w.commit();
+        drop(w);
+        for d in p.pending.drain(..sent) {
+            set_owner(owner, d.addr & !(FRAME_SIZE as u64 - 1), Some(p.port));
+        }
+        rep.sent += sent;
+        // Copy mode transmits inside sendto, a bounded number of frames per call: kick until
+        // the ring drains (a few calls per batch). Zero-copy needs a kick only when the kernel
+        // asks for one.
+        for _ in 0..8 {
+            if tx.pending() == 0 || (p.zero_copy && !tx.needs_wakeup()) {
+                break;
+            }
+            tx.wake();
+        }
+        if sent == 0 {
+            break;
+        }
+    }
+    if p.pending.len() > TX_BACKLOG {
+        for d in p.pending.drain(TX_BACKLOG..) {
+            on_fail(p.port, d.len as usize);
+            rep.failed += 1;
+            free.push(d.addr & !(FRAME_SIZE as u64 - 1));
+        }
+    }
+}
+
 /// Takes the frames a port's TX ring has sent back to `free`.
 fn reap(p: &mut XdpPort, free: &mut Vec<u64>, owner: &mut [u16]) {
     // Only the first queue transmits, so only its completion ring has frames.
@@ -331,6 +382,11 @@ impl Backend for AfXdpBackend {
 
     fn rx_burst(&mut self, batch: &mut Batch<XdpBuf>, _now: &mut u64) -> usize {
         self.reap_completions();
+        // Back-pressure: while a port holds a full backlog, take no more frames (they wait in
+        // the RX rings) until [`Backend::flush`] has sent some.
+        if self.ports.iter().flatten().any(|p| p.pending.len() >= TX_BACKLOG) {
+            return 0;
+        }
         let mut n = 0;
         let count = self.order.len();
         for k in 0..count {
@@ -389,34 +445,7 @@ impl Backend for AfXdpBackend {
             _ => free.push(buf.frame_addr()),
         });
         for p in self.ports.iter_mut().flatten() {
-            if p.pending.is_empty() {
-                continue;
-            }
-            let tx = &mut p.queues[0].tx;
-            let mut w = tx.transmit(p.pending.len() as u32);
-            let room = (w.capacity() as usize).min(p.pending.len());
-            let sent = w.insert(p.pending[..room].iter().copied()) as usize;
-            w.commit();
-            drop(w);
-            for d in &p.pending[..sent] {
-                set_owner(&mut self.owner, d.addr & !(FRAME_SIZE as u64 - 1), Some(p.port));
-            }
-            for d in &p.pending[sent..] {
-                on_fail(p.port, d.len as usize);
-                rep.failed += 1;
-                self.free.push(d.addr & !(FRAME_SIZE as u64 - 1));
-            }
-            rep.sent += sent;
-            p.pending.clear();
-            // Copy mode transmits inside sendto, a bounded number of frames per call: kick
-            // until the ring drains (a few calls per batch). Zero-copy needs a kick only when
-            // the kernel asks for one.
-            for _ in 0..8 {
-                if tx.pending() == 0 || (p.zero_copy && !tx.needs_wakeup()) {
-                    break;
-                }
-                tx.wake();
-            }
+            flush(p, &mut self.owner, &mut self.free, on_fail, &mut rep);
         }
         self.reap_completions();
         rep
@@ -424,6 +453,15 @@ impl Backend for AfXdpBackend {
 
     fn wait(&mut self, timeout_ms: i32) {
         let _ = sys::poll_readable(&self.fds, timeout_ms);
+    }
+
+    fn flush(&mut self, on_fail: &mut dyn FnMut(PortId, usize)) -> usize {
+        let mut rep = TxReport::default();
+        self.reap_completions();
+        for p in self.ports.iter_mut().flatten() {
+            flush(p, &mut self.owner, &mut self.free, on_fail, &mut rep);
+        }
+        self.ports.iter().flatten().map(|p| p.pending.len()).sum()
     }
 
     fn watch_fd(&mut self, fd: i32) {
@@ -529,6 +567,10 @@ impl Backend for AfXdpBackend {
     fn detach_port(&mut self, port: PortId) -> bool {
         let Some(mut p) = self.ports.get_mut(port.index()).and_then(Option::take) else { return false };
         reap(&mut p, &mut self.free, &mut self.owner);
+        // Frames held for its TX ring go back to the pool unsent.
+        for d in p.pending.drain(..) {
+            self.free.push(d.addr & !(FRAME_SIZE as u64 - 1));
+        }
         let fds: Vec<i32> = p.queues.iter().map(|q| q.user.as_raw_fd()).collect();
         self.fds.retain(|f| !fds.contains(f));
         // Closing the sockets ends the kernel's use of their rings: every frame still in this
