@@ -58,9 +58,9 @@ trap cleanup EXIT
 
 topology() {
   for ns in $PA $NA $NB $PB; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-  ip -n "$NA" link add pa numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns "$PA"
-  ip -n "$NB" link add pb numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns "$PB"
-  ip -n "$NA" link add ul numrxqueues 1 numtxqueues 1 type veth peer name ul netns "$NB"
+  ip -n "$NA" link add pa numrxqueues 1 numtxqueues 1 type veth peer name eth0 numrxqueues 1 numtxqueues 1 netns "$PA"
+  ip -n "$NB" link add pb numrxqueues 1 numtxqueues 1 type veth peer name eth0 numrxqueues 1 numtxqueues 1 netns "$PB"
+  ip -n "$NA" link add ul numrxqueues 1 numtxqueues 1 type veth peer name ul numrxqueues 1 numtxqueues 1 netns "$NB"
   ip -n "$NA" link set ul address $UPA_MAC up
   ip -n "$NB" link set ul address $UPB_MAC up
   ip -n "$NA" link set pa address $ROUTER_MAC up
