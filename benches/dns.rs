@@ -52,13 +52,7 @@ fn zone() -> DnsTable {
 
 /// A stub resolver's query: RD, one question, an OPT record with 1232 octets.
 fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-    let mut m = id.to_be_bytes().to_vec();
-    m.extend([1, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
-    switch_core::wire::dns::encode_name(name, &mut m).expect("name");
-    m.extend(qtype.to_be_bytes());
-    m.extend(1u16.to_be_bytes());
-    m.extend([0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
-    m
+    switch_core::wire::build::dns_query(id, name, qtype, Some((1232, 0)))
 }
 
 fn names() -> Vec<String> {

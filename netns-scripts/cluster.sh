@@ -41,6 +41,8 @@ while getopts "p:d:b:m:q:w:" o; do
 done
 shift $((OPTIND - 1))
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=pidfile.sh
+. "$here/pidfile.sh"
 RUNDIR=${RUNDIR:-/tmp/$PREFIX-run}
 BIN=${BIN:-$here/../target/debug/podswitchd}
 
@@ -193,19 +195,6 @@ restart() {
   kill_pidfile "$RUNDIR/podswitchd.pid"
   start_daemon
   echo "restarted podswitchd in $NODE"
-}
-
-kill_pidfile() {
-  local f=$1
-  [ -f "$f" ] || return 0
-  local pid
-  pid=$(cat "$f" 2>/dev/null || true)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
 }
 
 down_quiet() {

@@ -32,6 +32,8 @@ while getopts "p:d:" o; do
 done
 shift $((OPTIND - 1))
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=pidfile.sh
+. "$here/pidfile.sh"
 RUNDIR=${RUNDIR:-/tmp/$PREFIX-run}
 NODE=$PREFIX-node
 UP=$PREFIX-upstream
@@ -39,18 +41,6 @@ UPSTREAM_IP=192.168.78.2
 NODE_SIDE_IP=192.168.78.1
 
 ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
-
-kill_pidfile() {
-  local f=$1 pid
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f" 2>/dev/null || true)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
-}
 
 upstream() {
   [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 3; }

@@ -55,6 +55,8 @@ while getopts "p:d:b:m:t:" o; do
 done
 shift $((OPTIND - 1))
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=pidfile.sh
+. "$here/pidfile.sh"
 RUNDIR=${RUNDIR:-/tmp/$PREFIX-run}
 if [ -z "$BINDIR" ] && [ -f "$RUNDIR/bindir" ]; then BINDIR=$(cat "$RUNDIR/bindir"); fi
 BINDIR=${BINDIR:-${CARGO_TARGET_DIR:-$here/../target}/debug}
@@ -101,20 +103,6 @@ to_bridge() {
   ip -n "$(ns br)" link add "$port" type veth peer name "$dev" netns "$(ns "$n")"
   ip -n "$(ns br)" link set "$port" master "$br" up
   ip netns exec "$(ns br)" ethtool -K "$port" tx off >/dev/null 2>&1 || true
-}
-
-kill_pidfile() {
-  local f=$1 sig=${2:-TERM}
-  [ -f "$f" ] || return 0
-  local pid
-  pid=$(cat "$f" 2>/dev/null || true)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -CONT "$pid" 2>/dev/null || true
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
 }
 
 etcdctl_() { ETCDCTL_API=3 ip netns exec "$(ns br)" etcdctl --endpoints "$ETCD" --dial-timeout 2s "$@"; }

@@ -139,7 +139,7 @@ impl Cluster {
         let c = Cluster { prefix, rundir };
         let o = c.script("cluster.sh", &["up", "-m", "afpacket"]);
         assert!(o.status.success(), "cluster up failed: {}{}", text(&o.stdout), text(&o.stderr));
-        build_ctl();
+        podswitch_tests::build_bin("control", "podswitchctl");
         c.apply(KUBE_DNS);
         c
     }
@@ -230,15 +230,6 @@ impl Drop for Cluster {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn build_ctl() {
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-q", "-p", "control", "--bin", "podswitchctl"])
-        .current_dir(root())
-        .status()
-        .expect("cargo");
-    assert!(st.success());
 }
 
 /// A resource record as dig prints it.

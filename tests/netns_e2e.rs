@@ -169,7 +169,7 @@ fn pods_talk_through_podswitch_on_af_xdp() {
     for _ in 0..12 {
         c.curl("http://10.96.0.10/", 3);
     }
-    build_ctl();
+    podswitch_tests::build_bin("control", "podswitchctl");
     let (code, out, err) = c.ctl(&["conntrack", "list", "--addr", "10.96.0.10", "-o", "json"], None);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -201,16 +201,6 @@ fn pods_talk_through_podswitch_on_af_packet() {
     assert!(c.counter("event handed_off=") > 0, "frames changed worker: {}", c.stats());
 }
 
-/// Builds podswitchctl beside the podswitchd under test.
-fn build_ctl() {
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-q", "-p", "control", "--bin", "podswitchctl"])
-        .current_dir(root())
-        .status()
-        .expect("cargo");
-    assert!(st.success());
-}
-
 /// podswitchctl programs the running daemon: a Service from `configs/k8s/` serves curl, its
 /// flows are listed and flushed, a NetworkPolicy blocks and its deletion restores, a trace
 /// names the deciding policy, and routes come and go.
@@ -218,7 +208,7 @@ fn build_ctl() {
 fn podswitchctl_drives_a_live_node() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(c) = Cluster::up("podswitchctl_drives_a_live_node", "afpacket", 1, 1) else { return };
-    build_ctl();
+    podswitch_tests::build_bin("control", "podswitchctl");
     let svc = root().join("configs/k8s/web-service.yaml");
     let deny = root().join("configs/k8s/web-deny.yaml");
     let (svc, deny) = (svc.to_str().expect("path"), deny.to_str().expect("path"));

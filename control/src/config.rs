@@ -98,6 +98,16 @@ impl Default for DnsConfig {
     }
 }
 
+impl DnsConfig {
+    /// The resolver's addresses, `resolver_ipv4` and `resolver_ipv6` parsed (`None`: not an
+    /// address of its family).
+    pub fn resolver_addrs(&self) -> (Option<std::net::IpAddr>, Option<std::net::IpAddr>) {
+        let v4 = self.resolver_ipv4.parse().ok().filter(std::net::IpAddr::is_ipv4);
+        let v6 = self.resolver_ipv6.parse().ok().filter(std::net::IpAddr::is_ipv6);
+        (v4, v6)
+    }
+}
+
 fn default_dns_ttl() -> u32 {
     5
 }

@@ -58,11 +58,16 @@ pub struct ResolverPort {
 
 /// The resolver's addresses from `[dns]`.
 fn addresses(cfg: &DnsConfig) -> Result<(IpAddr, IpAddr), ResolverPortError> {
-    let v4: IpAddr = cfg.resolver_ipv4.parse().ok().filter(IpAddr::is_ipv4).ok_or_else(|| {
-        ResolverPortError::Address { field: "resolver_ipv4", value: cfg.resolver_ipv4.clone(), family: 4 }
+    let (v4, v6) = cfg.resolver_addrs();
+    let v4 = v4.ok_or_else(|| ResolverPortError::Address {
+        field: "resolver_ipv4",
+        value: cfg.resolver_ipv4.clone(),
+        family: 4,
     })?;
-    let v6: IpAddr = cfg.resolver_ipv6.parse().ok().filter(IpAddr::is_ipv6).ok_or_else(|| {
-        ResolverPortError::Address { field: "resolver_ipv6", value: cfg.resolver_ipv6.clone(), family: 6 }
+    let v6 = v6.ok_or_else(|| ResolverPortError::Address {
+        field: "resolver_ipv6",
+        value: cfg.resolver_ipv6.clone(),
+        family: 6,
     })?;
     Ok((v4, v6))
 }

@@ -15,6 +15,7 @@ use switch_core::route::RouteTarget;
 use switch_core::service::FrontendKind;
 use switch_core::snapshot::{PortKind, Tables};
 use switch_core::wire::build::{tunnel_wrap, IpFrame, L4Repr};
+use switch_core::wire::dns::rtype;
 use switch_core::wire::l4::tcp_flags;
 use switch_core::wire::MacAddr;
 
@@ -144,7 +145,9 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
     if proto == "udp" && dport == switch_core::dns::DNS_PORT && t.dns.serves(Addr::from(dst)) {
         // A query to the cluster DNS: the TXT record `dns-version.<zone>`, so that the trace
         // shows what the DNS stage does with a real query.
-        ip_frame = ip_frame.with_payload(&dns_version_query(t.dns.names.zone()));
+        let zone = switch_core::wire::dns::name_to_string(t.dns.names.zone());
+        let query = switch_core::wire::build::dns_query(1, &format!("dns-version.{zone}"), rtype::TXT, None);
+        ip_frame = ip_frame.with_payload(&query);
     }
     let mut frame = ip_frame.build();
     if let Some(idx) = from_node {
@@ -238,7 +241,7 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
                 format!(
                     "{} has no usable endpoints: refused at once ({})",
                     t.services.port(id).name(),
-                    if c.meta.proto == 6 || proto == "tcp" { "TCP reset" } else { "ICMP port unreachable" }
+                    if proto == "tcp" { "TCP reset" } else { "ICMP port unreachable" }
                 ),
             ),
             TraceRecord::Service(ServiceRecord::NotAService) => step(&mut r, "service", "not a service address".into()),
@@ -368,16 +371,6 @@ pub fn run(t: &Tables, selecting: Selecting<'_>, spec: &TraceSpec, workers: u16)
         }
     }
     Ok(r)
-}
-
-/// A TXT query for `dns-version.<zone>` (`zone` in wire form), RD set.
-fn dns_version_query(zone: &[u8]) -> Vec<u8> {
-    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 11];
-    q.extend(b"dns-version");
-    q.extend(zone);
-    q.extend(switch_core::wire::dns::rtype::TXT.to_be_bytes());
-    q.extend(switch_core::wire::dns::CLASS_IN.to_be_bytes());
-    q
 }
 
 /// What the DNS stage did, in words.

@@ -57,9 +57,8 @@ pub fn addresses(cfg: &Config) -> Vec<IpAddr> {
 fn resolver(cfg: &Config, ports: &[PortInfo]) -> Option<ResolverPort> {
     let id = ports.iter().position(|p| p.kind == switch_core::snapshot::PortKind::Resolver)?;
     let mac: MacAddr = cfg.dns.resolver_mac.as_deref()?.parse().ok()?;
-    let v4 = cfg.dns.resolver_ipv4.parse::<IpAddr>().ok().filter(IpAddr::is_ipv4).map(Addr::from);
-    let v6 = cfg.dns.resolver_ipv6.parse::<IpAddr>().ok().filter(IpAddr::is_ipv6).map(Addr::from);
-    Some(ResolverPort { port: PortId(id as u16), mac, ipv4: v4, ipv6: v6 })
+    let (v4, v6) = cfg.dns.resolver_addrs();
+    Some(ResolverPort { port: PortId(id as u16), mac, ipv4: v4.map(Addr::from), ipv6: v6.map(Addr::from) })
 }
 
 /// The DNS table of `cfg` (services with their endpoints merged in, pods, the kube-dns

@@ -33,34 +33,33 @@ pub fn parse_upstreams(list: &[String]) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
-/// The node's upstreams: `[dns] upstream`, else the nameservers of `resolv_conf`.
-fn node_upstreams(cfg: &DnsConfig) -> ResolvConf {
+/// The node's upstreams: `[dns] upstream`, else the nameservers of `resolv_conf` (port 53).
+fn node_upstreams(cfg: &DnsConfig) -> Vec<SocketAddr> {
     match parse_upstreams(&cfg.upstream) {
-        Ok(v) if !v.is_empty() => {
-            ResolvConf { nameservers: v.iter().map(|s| s.ip()).collect(), ..ResolvConf::default() }
-        }
+        Ok(v) if !v.is_empty() => v,
         Ok(_) => match std::fs::read_to_string(&cfg.resolv_conf) {
-            Ok(text) => parse_resolv_conf(&text),
+            Ok(text) => parse_resolv_conf(&text)
+                .nameservers
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, switch_core::dns::DNS_PORT))
+                .collect(),
             Err(e) => {
                 tracing::warn!("dns: cannot read {}: {e}; no upstream for names outside the cluster", cfg.resolv_conf);
-                ResolvConf::default()
+                Vec::new()
             }
         },
         Err(e) => {
             tracing::warn!("{e}");
-            ResolvConf::default()
+            Vec::new()
         }
     }
 }
 
 /// The upstreams from the ConfigMap's data and the node's, without addresses that loop back to
 /// this switch.
-fn upstreams(custom: &DnsCustom, node: &ResolvConf, ports: &[SocketAddr], own: &dyn Fn(IpAddr) -> bool) -> Upstreams {
-    let mut u = Upstreams::new(custom, node);
-    // `[dns] upstream` may carry ports; ResolvConf keeps addresses only.
-    if !ports.is_empty() {
-        u.resolv_conf = ports.to_vec();
-    }
+fn upstreams(custom: &DnsCustom, node: &[SocketAddr], own: &dyn Fn(IpAddr) -> bool) -> Upstreams {
+    let mut u = Upstreams::new(custom, &ResolvConf::default());
+    u.resolv_conf = node.to_vec();
     u.upstream.retain(|s| !own(s.ip()));
     u.resolv_conf.retain(|s| !own(s.ip()));
     for (_, servers) in u.stub_domains.iter_mut() {
@@ -81,9 +80,8 @@ pub fn spawn(
     let metrics = Arc::new(DnsMetrics::default());
     let m = Arc::clone(&metrics);
     let node = node_upstreams(cfg);
-    let node_ports = parse_upstreams(&cfg.upstream).unwrap_or_default();
-    let resolver_ips: Vec<IpAddr> =
-        [cfg.resolver_ipv4.parse().ok(), cfg.resolver_ipv6.parse().ok()].into_iter().flatten().collect();
+    let (v4, v6) = cfg.resolver_addrs();
+    let resolver_ips: Vec<IpAddr> = [v4, v6].into_iter().flatten().collect();
     let cache_entries = cfg.cache_entries;
     let thread = std::thread::Builder::new().name("psw-dns".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() {
@@ -99,8 +97,7 @@ pub fn spawn(
             let custom = custom_of(data.as_ref());
             let mut fcfg = ForwarderConfig::default();
             fcfg.cache.capacity = cache_entries;
-            let forwarder =
-                Forwarder::new(fcfg, upstreams(&custom, &node, &node_ports, &own)).with_metrics(Arc::clone(&m));
+            let forwarder = Forwarder::new(fcfg, upstreams(&custom, &node, &own)).with_metrics(Arc::clone(&m));
             let names = Arc::clone(&cell);
             let local: super::LocalAnswer = Arc::new(move |q: &[u8], limit: usize| {
                 let t = names.load();
@@ -132,7 +129,7 @@ pub fn spawn(
                 let addrs = cell.load().dns.addresses.clone();
                 if now != last || addrs != last_addrs {
                     let custom = custom_of(now.as_ref());
-                    resolver.forwarder().set_upstreams(upstreams(&custom, &node, &node_ports, &own));
+                    resolver.forwarder().set_upstreams(upstreams(&custom, &node, &own));
                     tracing::info!("dns: upstreams updated (kube-dns ConfigMap or cluster DNS addresses)");
                     last = now;
                     last_addrs = addrs;

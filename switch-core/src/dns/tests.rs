@@ -50,27 +50,7 @@ fn wire(name: &str) -> Vec<u8> {
     v
 }
 
-/// A query as a stub resolver sends it: RD set, one question, optionally an OPT record.
-fn query(id: u16, name: &str, qtype: u16, edns: Option<(u16, u32)>) -> Vec<u8> {
-    let mut m = id.to_be_bytes().to_vec();
-    m.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
-    // Keep the case the caller gave (encode_name lower-cases).
-    for label in name.trim_end_matches('.').split('.') {
-        m.push(label.len() as u8);
-        m.extend(label.bytes());
-    }
-    m.push(0);
-    m.extend(qtype.to_be_bytes());
-    m.extend(1u16.to_be_bytes());
-    if let Some((size, ttl)) = edns {
-        m.push(0);
-        m.extend(rtype::OPT.to_be_bytes());
-        m.extend(size.to_be_bytes());
-        m.extend(ttl.to_be_bytes());
-        m.extend(0u16.to_be_bytes());
-    }
-    m
-}
+use crate::wire::build::dns_query as query;
 
 /// An answer read back field by field (an independent reader, not the code under test).
 #[derive(Debug)]

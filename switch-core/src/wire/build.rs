@@ -135,6 +135,31 @@ impl IpFrame {
 }
 
 /// An ARP request (broadcast) asking who has `target`.
+/// A DNS query as a stub resolver sends it (RFC 1035 section 4.1): ID `id`, RD set, one
+/// question for `name` (dotted, its letter case kept; labels are not checked) of type `qtype`,
+/// class IN, and with `edns` (UDP payload size, OPT TTL) an OPT record (RFC 6891 section
+/// 6.1.2).
+pub fn dns_query(id: u16, name: &str, qtype: u16, edns: Option<(u16, u32)>) -> Vec<u8> {
+    use super::dns::{rtype, CLASS_IN};
+    let mut m = id.to_be_bytes().to_vec();
+    m.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+        m.push(label.len() as u8);
+        m.extend(label.bytes());
+    }
+    m.push(0);
+    m.extend(qtype.to_be_bytes());
+    m.extend(CLASS_IN.to_be_bytes());
+    if let Some((size, ttl)) = edns {
+        m.push(0);
+        m.extend(rtype::OPT.to_be_bytes());
+        m.extend(size.to_be_bytes());
+        m.extend(ttl.to_be_bytes());
+        m.extend(0u16.to_be_bytes());
+    }
+    m
+}
+
 pub fn arp_request(src_mac: MacAddr, src_ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut out = vec![0u8; ethernet::HEADER_LEN + arp::PACKET_LEN];
     ethernet::write_header(&mut out, MacAddr::BROADCAST, src_mac, ethertype::ARP);

@@ -278,18 +278,7 @@ mod tests {
     use super::*;
 
     fn query(name: &str, qtype: u16, opt: Option<(u16, u32)>) -> Vec<u8> {
-        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(opt.is_some())];
-        encode_name(name, &mut m).expect("name");
-        m.extend(qtype.to_be_bytes());
-        m.extend(CLASS_IN.to_be_bytes());
-        if let Some((size, ttl)) = opt {
-            m.push(0);
-            m.extend(rtype::OPT.to_be_bytes());
-            m.extend(size.to_be_bytes());
-            m.extend(ttl.to_be_bytes());
-            m.extend(0u16.to_be_bytes());
-        }
-        m
+        crate::wire::build::dns_query(0x1234, &name.to_ascii_lowercase(), qtype, opt)
     }
 
     #[test]
