@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod demo;
 pub mod dns;
 pub mod error;
+pub mod handover;
 pub mod health;
 pub mod k8s;
 pub mod live;

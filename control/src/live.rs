@@ -47,6 +47,10 @@ pub struct LiveOptions {
     /// Keep applied objects, attached ports and address allocations here (crash-safe), and
     /// restore them at start; `None`: everything applied is lost on exit.
     pub state_dir: Option<PathBuf>,
+    /// With a state directory: walk the conntrack and affinity tables into
+    /// `DIR/flows.state` this often (`handover.rs`; 0: only at stop). Flows are restored from
+    /// it at start.
+    pub flow_checkpoint_ms: u64,
     /// The cluster agent, in cluster mode (`--etcd`): etcd becomes the object source before
     /// the workers start.
     pub cluster: Option<Arc<crate::cluster::agent::Agent>>,
@@ -201,18 +205,31 @@ pub fn run(
         // What etcd holds is in the tables before the first frame is forwarded.
         agent.attach(&controller, &stop);
     }
+    // Connections of the last process: into the workers that own them under the tables
+    // just restored, before any frame is read.
+    let mut ws: Vec<Worker> = wcfgs.iter().map(|c| Worker::new(*c)).collect();
+    let (image_tx, image_rx) = std::sync::mpsc::channel();
+    let mut writer = opts.state_dir.as_deref().map(|dir| {
+        let file = crate::handover::FlowStateFile::in_dir(dir);
+        restore_flows(&file, &cell.load(), &mut ws);
+        crate::handover::Writer::new(file, image_rx, workers)
+    });
+    let checkpoint = (opts.flow_checkpoint_ms > 0).then(|| Duration::from_millis(opts.flow_checkpoint_ms));
+    let checkpoints: Vec<Option<crate::handover::Checkpoint>> = (0..workers)
+        .map(|i| writer.as_ref().map(|_| crate::handover::Checkpoint::new(image_tx.clone(), i as u16, checkpoint)))
+        .collect();
+    drop(image_tx);
     let start = Start {
         cell: Arc::clone(&cell),
         reports: reports.clone(),
         stop: Arc::clone(&stop),
         opts: opts.clone(),
         modes,
-        configs: wcfgs,
         controller: Arc::clone(&controller),
     };
     let threads = match opened {
-        Opened::Xdp(bes) => start_workers(bes, &start)?,
-        Opened::Packet(bes) => start_workers(bes, &start)?,
+        Opened::Xdp(bes) => start_workers(bes, ws, checkpoints, &start)?,
+        Opened::Packet(bes) => start_workers(bes, ws, checkpoints, &start)?,
     };
 
     controller.reopen_ports();
@@ -276,6 +293,7 @@ pub fn run(
     };
     let mut last_stats = Instant::now();
     let mut failed = false;
+    let mut flows_failing = false;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         // A worker only ends when told to: one that ended by itself (a panic, in a build that
@@ -307,9 +325,19 @@ pub fn run(
             last_stats = Instant::now();
             write_stats(opts.stats_file.as_deref(), &reports, &cell);
         }
+        if let Some(w) = writer.as_mut() {
+            write_flows(w, &cell, &mut flows_failing);
+        }
     }
     for t in threads {
         failed |= t.join().is_err();
+    }
+    // Each worker sent its whole tables after its last batch: the next process starts with
+    // every flow this one had.
+    if let Some(w) = writer.as_mut() {
+        if let Some(n) = write_flows(w, &cell, &mut flows_failing) {
+            log(&format!("{n} flow(s) kept for the next start"));
+        }
     }
     if let Some(agent) = &opts.cluster {
         agent.stop();
@@ -342,13 +370,17 @@ struct Start {
     stop: Arc<AtomicBool>,
     opts: LiveOptions,
     modes: Vec<String>,
-    configs: Vec<switch_core::pipeline::WorkerConfig>,
     controller: Arc<Controller>,
 }
 
 /// One pinned thread per backend, linked by handoff rings when there are several; if one
 /// cannot be started, the others are stopped before the error is returned.
-fn start_workers<B>(bes: Vec<B>, s: &Start) -> Result<Vec<std::thread::JoinHandle<()>>, LiveError>
+fn start_workers<B>(
+    bes: Vec<B>,
+    workers: Vec<Worker>,
+    checkpoints: Vec<Option<crate::handover::Checkpoint>>,
+    s: &Start,
+) -> Result<Vec<std::thread::JoinHandle<()>>, LiveError>
 where
     B: Backend + Send + 'static,
     B::Buf: Send + 'static,
@@ -360,14 +392,14 @@ where
         vec![None]
     };
     let mut threads = Vec::with_capacity(n);
-    for (i, (be, links)) in bes.into_iter().zip(links).enumerate() {
+    for (i, (((be, links), w), checkpoint)) in bes.into_iter().zip(links).zip(workers).zip(checkpoints).enumerate() {
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCmd>();
         // Rung after each command, so a worker asleep in poll(2) answers at once (a pod's
         // port opened within a millisecond, not after the idle timeout).
         let bell = Arc::new(io_backends::sys::eventfd().map_err(LiveError::Ports)?);
         s.controller.add_worker(WorkerLink { tx: cmd_tx, bell: Some(Arc::clone(&bell)) });
         let (cell, shared, stop) = (Arc::clone(&s.cell), Arc::clone(&s.reports[i]), Arc::clone(&s.stop));
-        let (opts, modes, wcfg) = (s.opts.clone(), s.modes.clone(), s.configs[i]);
+        let (opts, modes) = (s.opts.clone(), s.modes.clone());
         let cpu = (!opts.cpu.is_empty()).then(|| opts.cpu[i % opts.cpu.len()]);
         let spawned = std::thread::Builder::new().name(format!("psw-worker-{i}")).spawn(move || {
             // Test hook: the fault suite makes a worker die to check that the daemon does not
@@ -390,7 +422,7 @@ where
                 modes: &modes,
                 index: i as u16,
             };
-            worker_loop(be, links, Worker::new(wcfg), &l);
+            worker_loop(be, links, w, checkpoint, &l);
         });
         match spawned {
             Ok(t) => threads.push(t),
@@ -421,7 +453,13 @@ struct Loop<'a> {
     index: u16,
 }
 
-fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worker, l: &Loop<'_>) {
+fn worker_loop<B: Backend>(
+    mut be: B,
+    links: Option<Links<B::Buf>>,
+    mut w: Worker,
+    mut checkpoint: Option<crate::handover::Checkpoint>,
+    l: &Loop<'_>,
+) {
     let Loop { cell, stop, shared, opts, cmds, bell, modes, index } = *l;
     let mut d = Dispatch::new(&mut be, links);
     be.watch_fd(std::os::fd::AsRawFd::as_raw_fd(bell));
@@ -479,12 +517,65 @@ fn worker_loop<B: Backend>(mut be: B, links: Option<Links<B::Buf>>, mut w: Worke
                 }
             }
         }
+        if let Some(c) = checkpoint.as_mut() {
+            c.step(&w, start.elapsed().as_nanos() as u64);
+        }
         if last_publish.elapsed() >= Duration::from_millis(200) {
             last_publish = Instant::now();
             publish(&w, shared, cell, modes, be.free_buffers());
         }
     }
     publish(&w, shared, cell, modes, be.free_buffers());
+    if let Some(c) = checkpoint {
+        c.finish(&w, start.elapsed().as_nanos() as u64);
+    }
+}
+
+/// Puts the flows of `file` into `workers` (at time 0 of their clocks) and logs what was
+/// kept and left out; an unreadable file is set aside with the reason.
+fn restore_flows(file: &crate::handover::FlowStateFile, t: &switch_core::snapshot::Tables, workers: &mut [Worker]) {
+    match file.load() {
+        Ok(None) => {}
+        Ok(Some(saved)) => {
+            let r = crate::handover::restore(&saved, t, workers, 0);
+            log(&format!(
+                "restored {} flow(s) and {} affinity entries written {} ms ago; left out: {} expired, {} on \
+                 another worker's share, {} of a Service gone, {} without room",
+                r.flows,
+                r.affinity,
+                saved.age.as_millis(),
+                r.expired,
+                r.split,
+                r.service_gone,
+                r.no_room
+            ));
+        }
+        Err(e) => {
+            tracing::warn!("flow state not restored, connections start afresh: {e}");
+            file.set_aside();
+        }
+    }
+}
+
+/// Writes the flow state file when the workers sent something new; logs a failure once
+/// until it works again. Returns the flows written.
+fn write_flows(w: &mut crate::handover::Writer, cell: &SnapshotCell, failing: &mut bool) -> Option<usize> {
+    match w.poll(&cell.load()) {
+        Ok(n) => {
+            if n.is_some() && *failing {
+                *failing = false;
+                log("flow state written again");
+            }
+            n
+        }
+        Err(e) => {
+            if !*failing {
+                tracing::warn!("flow state not written: {e}");
+                *failing = true;
+            }
+            None
+        }
+    }
 }
 
 /// The benchmark baseline: every frame out of the paired port (0<->1, 2<->3, ...), no

@@ -53,6 +53,11 @@ struct Args {
     /// before any port forwards, so policies hold across restarts and crashes.
     #[arg(long, value_name = "DIR", default_value = control::state::DEFAULT_DIR, conflicts_with = "no_state")]
     state_dir: PathBuf,
+    /// With the state directory: walk the connection tracking and affinity tables into
+    /// DIR/flows.state this often, in milliseconds, so that connections survive a crash
+    /// (`kill -9`) as well as a stop; 0 writes them only at stop. They are restored at start.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    flow_checkpoint_ms: u64,
     /// With live ports: keep no state; everything applied through the API is lost on exit
     /// (for tests and throw-away nodes).
     #[arg(long)]
@@ -198,6 +203,7 @@ fn main() -> ExitCode {
             socket_group: args.socket_group.clone(),
             base_dir,
             state_dir: (!args.no_state).then(|| args.state_dir.clone()),
+            flow_checkpoint_ms: args.flow_checkpoint_ms,
             cluster,
             resolver,
         };

@@ -55,6 +55,27 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    /// Every state, in the order of [`TcpState::code`].
+    pub const ALL: [TcpState; 7] = [
+        TcpState::NotTcp,
+        TcpState::SynSent,
+        TcpState::SynReceived,
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::Closing,
+        TcpState::Closed,
+    ];
+
+    /// A stable number for the state (its place in [`TcpState::ALL`]), for state files.
+    pub fn code(self) -> u8 {
+        Self::ALL.iter().position(|s| *s == self).unwrap_or(0) as u8
+    }
+
+    /// The state of a [`TcpState::code`]; `None` for a number no state has.
+    pub fn from_code(code: u8) -> Option<TcpState> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+
     /// The state of a new flow whose first packet has `flags`. A flow first seen mid-stream
     /// (after a restart, say) is taken up as established, like the kernel's loose tracking.
     pub fn initial(protocol: u8, flags: u8) -> TcpState {

@@ -92,10 +92,10 @@ pub struct CtEntry {
     /// then the flow lives at most [`CtTimeouts::unreplied`], may be evicted by a new flow,
     /// and is checked again after a table change.
     pub replied: bool,
-    fins: u8,
+    pub(super) fins: u8,
     /// Identifies the flow; the peer slot is trusted only while its flow id matches.
-    flow_id: u32,
-    peer: u32,
+    pub(super) flow_id: u32,
+    pub(super) peer: u32,
     pub service: Option<ServicePortId>,
     /// The policy rules that admitted the flow (egress at the source, ingress at the
     /// destination), for traces and listings.
@@ -110,7 +110,14 @@ pub struct CtEntry {
     /// The expiry last written into the peer entry; the peer is refreshed only when this falls
     /// behind by an eighth of the timeout (or the state changes), which saves a random memory
     /// access on most packets.
-    peer_refreshed: u64,
+    pub(super) peer_refreshed: u64,
+}
+
+impl CtEntry {
+    /// Which directions have sent FIN (bit 0 original, bit 1 reply).
+    pub fn fins(&self) -> u8 {
+        self.fins
+    }
 }
 
 /// Counters of one conntrack table.
@@ -283,29 +290,11 @@ impl Conntrack {
     /// original's, so a flow never evicts its own entry; only unanswered flows give way.
     pub fn commit_hashed(&mut self, f: &NewFlow, hash: u64, reply_hash: u64, now: u64) -> Option<usize> {
         let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
-        let slots = self.table.victim(hash, &f.key, now, NO_SLOT).and_then(|o| {
-            let r = self.table.victim(reply_hash, &rkey, now, o)?;
-            Some((o, r))
-        });
-        let Some((o, r)) = slots else {
+        let Some((o, r)) = self.claim(hash, &f.key, reply_hash, &rkey, now) else {
             self.stats.refused += 1;
             return None;
         };
-        // A flow that gives way goes whole (the kernel's early_drop deletes the conntrack,
-        // not one direction): its other entry would keep translating one way only.
-        for v in [o, r] {
-            let (k, e, exp) = self.table.get(v);
-            let evicted = exp > now && *k != f.key && *k != rkey;
-            let peer = e.peer as usize;
-            if evicted && peer != o && peer != r && peer < self.table.capacity() {
-                let id = e.flow_id;
-                if self.table.get(peer).1.flow_id == id {
-                    self.table.remove(peer);
-                }
-            }
-        }
-        let flow_id = self.next_flow;
-        self.next_flow = self.next_flow.wrapping_add(1).max(1);
+        let flow_id = self.take_flow_id();
         let mut fins = 0;
         let state = TcpState::initial(f.key.proto, f.tcp_flags);
         if f.tcp_flags & crate::wire::l4::tcp_flags::FIN != 0 {
@@ -342,6 +331,82 @@ impl Conntrack {
             }
         }
         Some(o)
+    }
+
+    /// The two slots a new flow takes (see [`Conntrack::commit_hashed`]), after removing
+    /// whole any live flow that gives way; `None` when a set holds answered flows only.
+    fn claim(&mut self, hash: u64, key: &FlowKey, rhash: u64, rkey: &FlowKey, now: u64) -> Option<(usize, usize)> {
+        let o = self.table.victim(hash, key, now, NO_SLOT)?;
+        let r = self.table.victim(rhash, rkey, now, o)?;
+        // A flow that gives way goes whole (the kernel's early_drop deletes the conntrack,
+        // not one direction): its other entry would keep translating one way only.
+        for v in [o, r] {
+            let (k, e, exp) = self.table.get(v);
+            let evicted = exp > now && k != key && k != rkey;
+            let peer = e.peer as usize;
+            if evicted && peer != o && peer != r && peer < self.table.capacity() {
+                let id = e.flow_id;
+                if self.table.get(peer).1.flow_id == id {
+                    self.table.remove(peer);
+                }
+            }
+        }
+        Some((o, r))
+    }
+
+    fn take_flow_id(&mut self) -> u32 {
+        let id = self.next_flow;
+        self.next_flow = self.next_flow.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Tracks a flow from a record (`image.rs`): both entries, linked, in the slots
+    /// [`Conntrack::claim`] gives. Returns the original entry's slot.
+    pub(super) fn place_flow(
+        &mut self,
+        key: FlowKey,
+        base: CtEntry,
+        reply: CtEntry,
+        fins: u8,
+        expires: u64,
+        now: u64,
+    ) -> Option<usize> {
+        let rkey = FlowKey { t: base.xlate.reversed(), proto: key.proto };
+        let (hash, rhash) = (self.hash(&key), self.hash(&rkey));
+        let (o, r) = self.claim(hash, &key, rhash, &rkey, now)?;
+        let flow_id = self.take_flow_id();
+        let link = |e: CtEntry, peer: usize| CtEntry { flow_id, peer: peer as u32, fins, peer_refreshed: expires, ..e };
+        let d1 = self.table.place(o, hash, key, link(base, r), expires, now);
+        let d2 = self.table.place(r, rhash, rkey, link(reply, o), expires, now);
+        self.stats.created += 1;
+        for d in [d1, d2] {
+            match d {
+                Displaced::Evicted => self.stats.evicted += 1,
+                Displaced::Expired => self.stats.expired_reused += 1,
+                Displaced::Nothing => {}
+            }
+        }
+        Some(o)
+    }
+
+    /// Live entries of slots `range` with their slot and expiry.
+    pub(super) fn iter_slots(
+        &self,
+        now: u64,
+        range: core::ops::Range<usize>,
+    ) -> impl Iterator<Item = (usize, &FlowKey, &CtEntry, u64)> {
+        self.table.iter_live_in(now, range)
+    }
+
+    /// The live peer (other direction) of the entry in `slot`, with its expiry.
+    pub(super) fn peer_of(&self, slot: usize) -> Option<(&CtEntry, u64)> {
+        let e = self.table.get(slot).1;
+        let peer = e.peer as usize;
+        if peer >= self.table.capacity() {
+            return None;
+        }
+        let (_, p, exp) = self.table.get(peer);
+        (p.flow_id == e.flow_id && exp > 0).then_some((p, exp))
     }
 
     /// Forgets the flow of the entry in `slot` (both directions): its tuple is free for a new

@@ -180,6 +180,10 @@ impl Worker {
         &self.st.affinity
     }
 
+    pub fn affinity_mut(&mut self) -> &mut AffinityTable {
+        &mut self.st.affinity
+    }
+
     pub fn fragments(&self) -> &FragmentTable {
         &self.st.frags
     }

@@ -313,6 +313,11 @@ impl PolicyTable {
         &self.classifiers[id.0 as usize]
     }
 
+    /// Every rule's name, indexed by [`RuleId`].
+    pub fn rule_names(&self) -> &[String] {
+        &self.rule_names
+    }
+
     pub fn rule_name(&self, id: RuleId) -> &str {
         self.rule_names.get(id.0 as usize).map(String::as_str).unwrap_or("?")
     }

@@ -39,6 +39,16 @@ impl Evictable for AffinityEntry {
     }
 }
 
+/// One affinity entry as a plain record, to hand the table to the next process (see
+/// `conntrack/image.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AffinityImage {
+    pub key: AffinityKey,
+    pub entry: AffinityEntry,
+    /// Nanoseconds the entry has left.
+    pub remaining_ns: u64,
+}
+
 /// The per-worker affinity table.
 #[derive(Debug, Clone)]
 pub struct AffinityTable {
@@ -65,6 +75,20 @@ impl AffinityTable {
     pub fn put(&mut self, k: AffinityKey, e: AffinityEntry, timeout_ns: u64, now: u64) {
         // Every entry is evictable, so the insert always finds a way.
         let _ = self.table.insert(self.hash(&k), k, e, now + timeout_ns, now);
+    }
+
+    /// Appends every live entry to `out`.
+    pub fn export(&self, now: u64, out: &mut Vec<AffinityImage>) {
+        for (_, k, e, exp) in self.table.iter_live(now) {
+            out.push(AffinityImage { key: *k, entry: *e, remaining_ns: exp - now });
+        }
+    }
+
+    /// Takes an entry from a record (a full set forgets its soonest-expiring entry).
+    pub fn import(&mut self, a: &AffinityImage, now: u64) {
+        if a.remaining_ns > 0 {
+            self.put(a.key, a.entry, a.remaining_ns, now);
+        }
     }
 
     pub fn sweep(&mut self, now: u64, budget: usize) {

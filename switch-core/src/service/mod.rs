@@ -9,7 +9,7 @@ pub(crate) mod stage;
 mod steering;
 mod table;
 
-pub use affinity::{AffinityKey, AffinityTable};
+pub use affinity::{AffinityEntry, AffinityImage, AffinityKey, AffinityTable};
 pub use maglev::{table_size_for, Maglev, MaglevCache, MaglevInput, DEFAULT_TABLE_SIZE};
 pub use stage::Shard;
 pub use table::{
