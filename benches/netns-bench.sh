@@ -6,12 +6,18 @@
 # put the second worker on CPU 0 beside the generator (this machine has two cores). Veths have
 # two queues, so each AF_XDP worker serves one of every port.
 #
-#   benches/netns-bench.sh [-r RUNS] [-s SECONDS] [-n SERVICES_LIST] [-o all|pps|conn]   (root)
+#   benches/netns-bench.sh [-r RUNS] [-s SECONDS] [-n SERVICES_LIST] [-o all|pps|conn|tcp]   (root)
 #
 # Then new TCP connections per second from the generator namespace through a ClusterIP (the
 # last of the services) to nginx in the sink namespace, with benches/examples/connrate.
 # Prints min / median / max over RUNS and podswitch's ratio to each baseline. Everything lives
 # in namespaces named pswb<PID>-*, deleted on exit.
+#
+# -o tcp (not part of all): one iperf3 TCP stream from the generator namespace to the sink,
+# pod to pod and through a ClusterIP, on podswitch (AF_XDP, one worker) and on the kernel
+# (forwarding, and iptables DNAT as kube-proxy), same namespaces, same run: throughput and
+# TCP retransmissions (issue 13's back-pressure measure: a full TX ring should show as delay,
+# not loss). Installs what it needs.
 set -euo pipefail
 
 RUNS=3
@@ -42,14 +48,16 @@ SINK_MAC=02:00:00:0a:02:02
 MAX_SERVICES=$(echo "$SERVICES" | tr ' ' '\n' | sort -n | tail -1)
 
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 3; }
-for t in trafgen ip ethtool iptables-nft nft; do
-  command -v "$t" >/dev/null || { echo "missing $t (apt-get install netsniff-ng iproute2 ethtool iptables nftables)" >&2; exit 3; }
-done
+# shellcheck source=../netns-scripts/install-tools.sh
+. "$(cd "$(dirname "$0")" && pwd)/../netns-scripts/install-tools.sh"
+install_tools trafgen:netsniff-ng ip:iproute2 ethtool:ethtool iptables-nft:iptables nft:nftables nginx:nginx-light \
+  iperf3:iperf3 conntrack:conntrack || exit 3
 
 cleanup() {
   set +e
   [ -f "$WORK/psw.pid" ] && kill -TERM "$(cat "$WORK/psw.pid")" 2>/dev/null && sleep 0.5
   [ -f "$WORK/nginx.pid" ] && kill -TERM "$(cat "$WORK/nginx.pid")" 2>/dev/null
+  [ -f "$WORK/iperf3.pid" ] && kill -TERM "$(cat "$WORK/iperf3.pid")" 2>/dev/null
   for ns in $GEN $NODE $SINK; do ip netns list | awk '{print $1}' | grep -qx "$ns" && ip netns delete "$ns"; done
   rm -rf "$WORK"
 }
@@ -288,6 +296,60 @@ echo "podswitch netns benchmark, $(date -u +%F), $(nproc) CPUs, $(uname -r); 64-
 printf '%-46s %9s %9s %9s\n' "path (packets/s at the sink)" min median max
 topology
 (cd "$root" && cargo build --release -q -p control --bin podswitchd && cargo build --release -q -p podswitch-benches --example connrate)
+
+tcp_run() { # one iperf3 stream to $1:$2 for SECS: prints "Mbit/s retransmissions"
+  ip netns exec "$GEN" taskset -c 0 iperf3 -c "$1" -p "$2" -t "$SECS" -J 2>/dev/null \
+    | jq -r '"\(.end.sum_received.bits_per_second / 1e6 | floor) \(.end.sum_sent.retransmits)"'
+}
+
+tcp_runs() { # name, target, port: RUNS runs, each printed, and the medians kept
+  local name=$1 v=() r=() line
+  for _ in $(seq "$RUNS"); do
+    line=$(tcp_run "$2" "$3")
+    v+=("${line% *}"); r+=("${line#* }")
+  done
+  local mv mr
+  mv=$(printf '%s\n' "${v[@]}" | sort -n | sed -n "$(( RUNS / 2 + 1 ))p")
+  mr=$(printf '%s\n' "${r[@]}" | sort -n | sed -n "$(( RUNS / 2 + 1 ))p")
+  RESULT[$name]="$mv $mv $mv"
+  RETRANS[$name]=$mr
+  printf '%-46s %10s %12s   (runs: %s / %s)\n' "$name" "$mv" "$mr" "${v[*]}" "${r[*]}"
+}
+
+if [ "$ONLY" = tcp ]; then
+  install_tools jq:jq || exit 3
+  declare -A RETRANS
+  kill -TERM "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -f "$WORK/nginx.pid"
+  ip netns exec "$SINK" taskset -c 0 iperf3 -s -B 10.244.2.2 -p 8080 -D --pidfile "$WORK/iperf3.pid"
+  sleep 0.5
+  echo
+  printf '%-46s %10s %12s\n' "path (one TCP stream, medians)" "Mbit/s" "retransmits"
+  psw_config afxdp 1 0
+  BUSY=${CONN_BUSY:-1000} psw_start
+  tcp_runs "tcp: podswitch afxdp, pod to pod" 10.244.2.2 8080
+  tcp_runs "tcp: podswitch afxdp, through a ClusterIP" "$(vip 1)" 80
+  drops=$(grep -E '^drop ' "$WORK/stats.txt" | tr '\n' ' ' || true)
+  # Where the kernel dropped frames on their way to the sockets (an AF_XDP receive ring that
+  # was full shows as xdp_redirect errors or rx drops on the veth).
+  kdrops=$(for i in in0 out0; do ip netns exec "$NODE" ethtool -S "$i" 2>/dev/null \
+    | awk -v i="$i" '/drop|err|full/ && $2 > 0 {printf "%s %s %s ", i, $1, $2}'; done || true)
+  psw_stop
+  echo "  (podswitch counted: ${drops:-no drops}; the veths: ${kdrops:-no drops})"
+  kernel_mode
+  kernel_reset
+  tcp_runs "tcp: kernel forwarding, pod to pod" 10.244.2.2 8080
+  iptables_dnat 1 tcp
+  tcp_runs "tcp: kernel + iptables DNAT, through a ClusterIP" "$(vip 1)" 80
+  kernel_reset
+  echo
+  echo "ratios of medians (throughput; retransmissions podswitch / kernel):"
+  for p in "pod to pod:kernel forwarding, pod to pod" "through a ClusterIP:kernel + iptables DNAT, through a ClusterIP"; do
+    a="tcp: podswitch afxdp, ${p%%:*}"; b="tcp: ${p#*:}"
+    awk -v a="$(median "$a")" -v b="$(median "$b")" -v ra="${RETRANS[$a]}" -v rb="${RETRANS[$b]}" -v n="${p%%:*}" \
+      'BEGIN { printf "  %-20s throughput %.2fx, retransmissions %s vs %s\n", n, (b > 0 ? a / b : 0), ra, rb }'
+  done
+  exit 0
+fi
 
 if [ "$ONLY" != conn ]; then
 for backend in afxdp afpacket; do

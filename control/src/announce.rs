@@ -74,7 +74,14 @@ pub fn spawn_resolver(
                     }
                 }
             }
-            std::thread::sleep(std::time::Duration::from_secs(1));
+            // A second, in slices: a stopping daemon does not wait for it (the next process's
+            // start, and so the gap of a restart, does).
+            for _ in 0..20 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
         }
     })
 }

@@ -120,8 +120,14 @@ pub fn spawn(
             let config_map = Arc::new(config_map);
             let mut last = data;
             let mut last_addrs = cell.load().dns.addresses.clone();
+            let mut tick = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Stop is seen within 50 ms; the ConfigMap is read every second.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                tick = tick.wrapping_add(1);
+                if !tick.is_multiple_of(20) {
+                    continue;
+                }
                 // Read off the runtime: it waits for the controller's lock, which an apply holds.
                 let read = Arc::clone(&config_map);
                 let Ok(now) = tokio::task::spawn_blocking(move || read()).await else { continue };

@@ -22,13 +22,13 @@ use switch_core::pipeline::Verdict;
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
-/// UMEM frames per worker (64 MiB each).
-const FRAMES: usize = 16384;
-const RING: u32 = 2048;
+/// UMEM frames per worker (128 MiB each).
+const FRAMES: usize = 32768;
+const RING: u32 = 4096;
 /// Frames each port's fill rings are kept stocked with (shared among its queues); the rest of
 /// the UMEM is for frames in flight (in a batch or a TX ring). Refilling only up to this level
 /// keeps idle ports from hoarding frames a busy port needs.
-const FILL_TARGET: usize = 1024;
+const FILL_TARGET: usize = 4096;
 /// The least a queue's fill ring is stocked with.
 const FILL_MIN: usize = 256;
 /// Frames the fill rings of a port attached at run time (a pod's veth) are kept stocked with:
