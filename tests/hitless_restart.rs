@@ -76,6 +76,20 @@ out["first"] = get(t)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.setblocking(False)
 sent, got, wrong = {}, {}, 0
+
+def drain():
+    """Takes every answer waiting; returns how many came from another address."""
+    bad = 0
+    try:
+        while True:
+            data, peer = u.recvfrom(64)
+            if peer != (vip, udp_port):
+                bad += 1
+            else:
+                got[int.from_bytes(data[:8], "big")] = True
+    except BlockingIOError:
+        return bad
+
 start = time.monotonic()
 seq = 0
 next_send = start
@@ -88,26 +102,10 @@ while True:
         sent[seq] = now - start
         seq += 1
         next_send += 0.005
-    try:
-        while True:
-            data, peer = u.recvfrom(64)
-            if peer != (vip, udp_port):
-                wrong += 1
-            else:
-                got[int.from_bytes(data[:8], "big")] = True
-    except BlockingIOError:
-        pass
+    wrong += drain()
     time.sleep(0.001)
 time.sleep(0.3)
-try:
-    while True:
-        data, peer = u.recvfrom(64)
-        if peer != (vip, udp_port):
-            wrong += 1
-        else:
-            got[int.from_bytes(data[:8], "big")] = True
-except BlockingIOError:
-    pass
+wrong += drain()
 gaps, run = [], None
 for i in range(seq):
     if i not in got:

@@ -105,7 +105,9 @@ impl Conntrack {
             bytes: f.bytes[1],
             ..base
         };
-        let o = self.place_flow(f.key, base, reply, f.fins, expires, now).ok_or(ImportError::NoRoom)?;
+        let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
+        let (hash, rhash) = (self.hash(&f.key), self.hash(&rkey));
+        let o = self.place_flow(f.key, hash, rhash, base, reply, f.fins, expires, now).ok_or(ImportError::NoRoom)?;
         Ok(o)
     }
 }

@@ -289,26 +289,13 @@ impl Conntrack {
     /// `xlate`). Both slots are chosen before either is written, the reply's never being the
     /// original's, so a flow never evicts its own entry; only unanswered flows give way.
     pub fn commit_hashed(&mut self, f: &NewFlow, hash: u64, reply_hash: u64, now: u64) -> Option<usize> {
-        let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
-        let Some((o, r)) = self.claim(hash, &f.key, reply_hash, &rkey, now) else {
-            self.stats.refused += 1;
-            return None;
-        };
-        let flow_id = self.take_flow_id();
-        let mut fins = 0;
         let state = TcpState::initial(f.key.proto, f.tcp_flags);
-        if f.tcp_flags & crate::wire::l4::tcp_flags::FIN != 0 {
-            fins = 1;
-        }
+        let fins = u8::from(f.tcp_flags & crate::wire::l4::tcp_flags::FIN != 0);
         let expires = now + lifetime(state, f.key.proto, false, &self.timeouts);
         let base = CtEntry {
             dir: Direction::Original,
             xlate: f.xlate,
             state,
-            replied: false,
-            fins,
-            flow_id,
-            peer: r as u32,
             service: f.service,
             egress_rule: f.egress_rule,
             ingress_rule: f.ingress_rule,
@@ -316,21 +303,14 @@ impl Conntrack {
             bytes: f.len,
             created: now,
             generation: f.generation,
-            peer_refreshed: expires,
+            ..CtEntry::default()
         };
-        let reply =
-            CtEntry { dir: Direction::Reply, xlate: f.key.t.reversed(), peer: o as u32, packets: 0, bytes: 0, ..base };
-        let d1 = self.table.place(o, hash, f.key, base, expires, now);
-        let d2 = self.table.place(r, reply_hash, rkey, reply, expires, now);
-        self.stats.created += 1;
-        for d in [d1, d2] {
-            match d {
-                Displaced::Evicted => self.stats.evicted += 1,
-                Displaced::Expired => self.stats.expired_reused += 1,
-                Displaced::Nothing => {}
-            }
+        let reply = CtEntry { dir: Direction::Reply, xlate: f.key.t.reversed(), packets: 0, bytes: 0, ..base };
+        let o = self.place_flow(f.key, hash, reply_hash, base, reply, fins, expires, now);
+        if o.is_none() {
+            self.stats.refused += 1;
         }
-        Some(o)
+        o
     }
 
     /// The two slots a new flow takes (see [`Conntrack::commit_hashed`]), after removing
@@ -360,11 +340,16 @@ impl Conntrack {
         id
     }
 
-    /// Tracks a flow from a record (`image.rs`): both entries, linked, in the slots
-    /// [`Conntrack::claim`] gives. Returns the original entry's slot.
+    /// Tracks a flow: both entries (the reply's key the reverse of `base.xlate`, `hash` and
+    /// `rhash` the two keys' hashes), linked, in the slots [`Conntrack::claim`] gives, with
+    /// `fins` and `expires`. Returns the original entry's slot; `None` when there is no room.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub(super) fn place_flow(
         &mut self,
         key: FlowKey,
+        hash: u64,
+        rhash: u64,
         base: CtEntry,
         reply: CtEntry,
         fins: u8,
@@ -372,7 +357,6 @@ impl Conntrack {
         now: u64,
     ) -> Option<usize> {
         let rkey = FlowKey { t: base.xlate.reversed(), proto: key.proto };
-        let (hash, rhash) = (self.hash(&key), self.hash(&rkey));
         let (o, r) = self.claim(hash, &key, rhash, &rkey, now)?;
         let flow_id = self.take_flow_id();
         let link = |e: CtEntry, peer: usize| CtEntry { flow_id, peer: peer as u32, fins, peer_refreshed: expires, ..e };
