@@ -285,7 +285,9 @@ fn connections_survive_sigterm_and_kill_9_restarts() {
     let t = Instant::now();
     let pid = c.pid();
     assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    let gone = Instant::now() + Duration::from_secs(10);
     while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < gone, "podswitchd {pid} still there 10 s after SIGKILL");
         std::thread::sleep(Duration::from_millis(5));
     }
     let o = c.script(&["restart"]);
@@ -293,7 +295,9 @@ fn connections_survive_sigterm_and_kill_9_restarts() {
     let kill_restart = t.elapsed();
 
     // Read before iperf3 ends: iperf3 itself resets its data connection when it is done.
-    let settle = Duration::from_secs(RUN_S - 2).saturating_sub(started.elapsed());
+    let settle = Duration::from_secs(RUN_S - 2).checked_sub(started.elapsed());
+    let settle = settle
+        .unwrap_or_else(|| panic!("the restarts took {:?}: no time left to read the counters", started.elapsed()));
     std::thread::sleep(settle);
     let resets_after: Vec<u64> = pods.iter().map(|p| c.estab_resets(p)).collect();
     // i was spawned after p: wait for iperf3 first (its index is the later one).

@@ -19,13 +19,17 @@
 //!
 //! The file has a versioned layout ([`VERSION`]): a file of another version or layout, a
 //! truncated or corrupted one (a checksum covers it) is set aside with a log line naming
-//! why, and its flows start afresh, never half-read. Flows that cannot be placed are counted
-//! by reason ([`Restored`]).
+//! why, and its flows start afresh, never half-read. So is a file written before the last
+//! reboot (the header holds the kernel's boot id; ages are counted on `CLOCK_BOOTTIME`, which
+//! no one sets): after a reboot every connection is new, and an old translation must not
+//! catch a new connection that reuses its ports. A restored file is renamed
+//! (`flows.state.restored`), so a process that dies before its first checkpoint does not hand
+//! the same flows on again. Flows that cannot be placed are counted by reason ([`Restored`]).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use switch_core::addr::Addr;
 use switch_core::conntrack::{FlowImage, FlowKey, ImportError, TcpState, Tuple};
@@ -45,11 +49,32 @@ pub const VERSION: u32 = 1;
 const FLOW_RECORD: usize = 136;
 /// Bytes of one affinity record (version 1).
 const AFFINITY_RECORD: usize = 48;
-/// Header: magic, version, flow and affinity record sizes, written-at (ns since the Unix
-/// epoch), number of names, flows and affinity entries.
-const HEADER: usize = 8 + 4 + 2 + 2 + 8 + 4 + 8 + 8;
-/// Conntrack slots a worker walks per round of its loop.
-pub const SLICE: usize = 16 * 1024;
+/// Header: magic, version, flow and affinity record sizes, boot id, written-at (ns of
+/// `CLOCK_BOOTTIME`), number of names, flows and affinity entries.
+const HEADER: usize = 8 + 4 + 2 + 2 + 36 + 8 + 4 + 8 + 8;
+/// Conntrack slots a worker walks per step (a step every 64 rounds of its loop, or after a
+/// sleep): about 2,000 live flows at most, each with one random read of its peer entry.
+pub const SLICE: usize = 4 * 1024;
+/// The longest an affinity entry may have left (Kubernetes' limit for
+/// `sessionAffinityConfig.clientIP.timeoutSeconds`, 86,400 s).
+const MAX_AFFINITY_NS: u64 = 86_400 * 1_000_000_000;
+
+/// The time of this boot: its id and `CLOCK_BOOTTIME` now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub boot_id: [u8; 36],
+    pub now_ns: u64,
+}
+
+impl Clock {
+    pub fn now() -> std::io::Result<Clock> {
+        Ok(Clock { boot_id: io_backends::sys::boot_id()?, now_ns: io_backends::sys::boot_time_ns()? })
+    }
+}
+
+fn boot_ns() -> u64 {
+    io_backends::sys::boot_time_ns().unwrap_or(0)
+}
 
 /// One worker's tables at one moment.
 #[derive(Debug, Clone)]
@@ -57,8 +82,8 @@ pub struct WorkerImage {
     pub worker: u16,
     pub flows: Vec<FlowImage>,
     pub affinity: Vec<AffinityImage>,
-    /// When the walk ended (remaining lifetimes are counted from here).
-    pub taken: SystemTime,
+    /// When the walk ended (`CLOCK_BOOTTIME` ns; remaining lifetimes count from here).
+    pub taken: u64,
 }
 
 /// A flow read from the file, with its rules by name (ids are per process).
@@ -123,7 +148,8 @@ impl FlowStateFile {
     /// Writes `images` (rule ids named from `t`) to a new file renamed over the old one.
     /// Returns the bytes written.
     pub fn write(&self, images: &[&WorkerImage], t: &Tables) -> Result<usize, HandoverError> {
-        let bytes = encode(images, t, SystemTime::now());
+        let clock = Clock::now().map_err(|e| HandoverError::Io(self.path.clone(), e))?;
+        let bytes = encode(images, t, clock);
         let tmp = self.path.with_extension("tmp");
         let io = |e| HandoverError::Io(self.path.clone(), e);
         if let Some(dir) = self.path.parent() {
@@ -141,10 +167,11 @@ impl FlowStateFile {
 
     /// Reads the file: `Ok(None)` when there is none.
     pub fn load(&self) -> Result<Option<Saved>, HandoverError> {
+        let clock = Clock::now().map_err(|e| HandoverError::Io(self.path.clone(), e))?;
         match std::fs::read(&self.path) {
-            Ok(b) => decode(&b, SystemTime::now())
-                .map(Some)
-                .map_err(|what| HandoverError::Format { file: self.path.clone(), what }),
+            Ok(b) => {
+                decode(&b, clock).map(Some).map_err(|what| HandoverError::Format { file: self.path.clone(), what })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(HandoverError::Io(self.path.clone(), e)),
         }
@@ -155,10 +182,12 @@ impl FlowStateFile {
     pub fn set_aside(&self) {
         let _ = std::fs::rename(&self.path, self.path.with_extension("state.bad"));
     }
-}
 
-fn unix_ns(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    /// Moves a restored file aside (to `flows.state.restored`): a process that stops before
+    /// its first checkpoint must not hand the same flows on again.
+    pub fn consumed(&self) {
+        let _ = std::fs::rename(&self.path, self.path.with_extension("state.restored"));
+    }
 }
 
 fn put_addr(out: &mut Vec<u8>, a: Addr) {
@@ -180,7 +209,7 @@ fn fnv(b: &[u8]) -> u64 {
 
 /// The file's bytes: header, names, flow records, affinity records, checksum (all
 /// little-endian).
-pub fn encode(images: &[&WorkerImage], t: &Tables, now: SystemTime) -> Vec<u8> {
+pub fn encode(images: &[&WorkerImage], t: &Tables, clock: Clock) -> Vec<u8> {
     let mut names: Vec<String> = Vec::new();
     let mut index: HashMap<RuleId, u32> = HashMap::new();
     let mut name_of = |r: Option<RuleId>| -> u32 {
@@ -195,7 +224,7 @@ pub fn encode(images: &[&WorkerImage], t: &Tables, now: SystemTime) -> Vec<u8> {
     let nflows: usize = images.iter().map(|i| i.flows.len()).sum();
     let naff: usize = images.iter().map(|i| i.affinity.len()).sum();
     let mut body = Vec::with_capacity(nflows * FLOW_RECORD + naff * AFFINITY_RECORD);
-    let waited = |i: &WorkerImage| now.duration_since(i.taken).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let waited = |i: &WorkerImage| clock.now_ns.saturating_sub(i.taken);
     for img in images {
         let w = waited(img);
         for f in &img.flows {
@@ -236,7 +265,8 @@ pub fn encode(images: &[&WorkerImage], t: &Tables, now: SystemTime) -> Vec<u8> {
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(FLOW_RECORD as u16).to_le_bytes());
     out.extend_from_slice(&(AFFINITY_RECORD as u16).to_le_bytes());
-    out.extend_from_slice(&unix_ns(now).to_le_bytes());
+    out.extend_from_slice(&clock.boot_id);
+    out.extend_from_slice(&clock.now_ns.to_le_bytes());
     out.extend_from_slice(&(names.len() as u32).to_le_bytes());
     out.extend_from_slice(&(nflows as u64).to_le_bytes());
     out.extend_from_slice(&(naff as u64).to_le_bytes());
@@ -281,7 +311,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads a file's bytes (see [`encode`]); the error says what is wrong and where.
-pub fn decode(b: &[u8], now: SystemTime) -> Result<Saved, String> {
+pub fn decode(b: &[u8], clock: Clock) -> Result<Saved, String> {
     if b.len() < HEADER + 8 || b[..8] != MAGIC {
         return Err("not a podswitch flow state file (magic)".into());
     }
@@ -298,10 +328,18 @@ pub fn decode(b: &[u8], now: SystemTime) -> Result<Saved, String> {
     if u64::from_le_bytes(sum.try_into().unwrap_or_default()) != fnv(data) {
         return Err("checksum mismatch (truncated or corrupted)".into());
     }
+    let boot = r.take(36, "boot id")?;
+    if boot != clock.boot_id {
+        return Err(format!(
+            "written before the last reboot (boot id {}, now {})",
+            String::from_utf8_lossy(boot),
+            String::from_utf8_lossy(&clock.boot_id)
+        ));
+    }
     let written = r.u64("written at")?;
     let (nnames, nflows, naff) = (r.u32("names")?, r.u64("flows")?, r.u64("affinity entries")?);
-    let age = now.duration_since(UNIX_EPOCH + Duration::from_nanos(written)).unwrap_or_default();
-    let waited = age.as_nanos() as u64;
+    let waited = clock.now_ns.saturating_sub(written);
+    let age = Duration::from_nanos(waited);
     let mut names = Vec::new();
     for i in 0..nnames {
         let len = usize::from(r.u16("name length")?);
@@ -358,7 +396,7 @@ pub fn decode(b: &[u8], now: SystemTime) -> Result<Saved, String> {
     for _ in 0..naff {
         let group = r.u64("affinity")?;
         let (client, addr) = (r.addr("affinity")?, r.addr("affinity")?);
-        let remaining_ns = r.u64("affinity")?.saturating_sub(waited);
+        let remaining_ns = r.u64("affinity")?.saturating_sub(waited).min(MAX_AFFINITY_NS);
         affinity.push(AffinityImage {
             key: AffinityKey { group, client },
             entry: AffinityEntry { addr },
@@ -372,8 +410,15 @@ pub fn decode(b: &[u8], now: SystemTime) -> Result<Saved, String> {
 /// `workers[i]`), each into the worker that owns it under `t`, at each worker's time `now`.
 pub fn restore(saved: &Saved, t: &Tables, workers: &mut [Worker], now: u64) -> Restored {
     let count = workers.len() as u16;
-    let rules: HashMap<&str, RuleId> =
-        t.policy.rule_names().iter().enumerate().map(|(i, n)| (n.as_str(), RuleId(i as u32))).collect();
+    // Freed ids are named "" (and unknown ones "?"): never a target.
+    let rules: HashMap<&str, RuleId> = t
+        .policy
+        .rule_names()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !n.is_empty() && n.as_str() != "?")
+        .map(|(i, n)| (n.as_str(), RuleId(i as u32)))
+        .collect();
     // Checked again on the first packet, as after a table change.
     let generation = (t.generation as u32).wrapping_sub(1);
     let mut r = Restored::default();
@@ -416,10 +461,11 @@ pub fn restore(saved: &Saved, t: &Tables, workers: &mut [Worker], now: u64) -> R
 }
 
 /// One worker's side of the checkpoints: walks its tables [`SLICE`] slots at a time and
-/// sends each finished walk.
+/// offers each finished walk to the main thread. The channel is bounded: a walk the main
+/// thread has no room for (it is writing, or stalled) is dropped, and the next one offered.
 #[derive(Debug)]
 pub struct Checkpoint {
-    tx: std::sync::mpsc::Sender<WorkerImage>,
+    tx: std::sync::mpsc::SyncSender<WorkerImage>,
     worker: u16,
     interval: Option<Duration>,
     next: usize,
@@ -429,7 +475,7 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// `interval`: time between the starts of two walks (`None`: only at stop).
-    pub fn new(tx: std::sync::mpsc::Sender<WorkerImage>, worker: u16, interval: Option<Duration>) -> Checkpoint {
+    pub fn new(tx: std::sync::mpsc::SyncSender<WorkerImage>, worker: u16, interval: Option<Duration>) -> Checkpoint {
         Checkpoint { tx, worker, interval, next: 0, started: None, flows: Vec::new() }
     }
 
@@ -450,56 +496,79 @@ impl Checkpoint {
             self.next = 0;
             let room = self.flows.len();
             let flows = std::mem::replace(&mut self.flows, Vec::with_capacity(room));
-            self.send(w, flows, now);
+            let _ = self.tx.try_send(self.image(w, flows, now));
         }
     }
 
-    /// The whole tables at once, after the worker's last batch.
-    pub fn finish(mut self, w: &Worker, now: u64) {
+    /// The whole tables at once, after the worker's last batch: the image the main thread
+    /// writes at stop (returned through the worker thread's join, never dropped).
+    pub fn finish(mut self, w: &Worker, now: u64) -> WorkerImage {
         self.flows.clear();
         w.conntrack().export_range(now, 0..w.conntrack().capacity(), &mut self.flows);
         let flows = std::mem::take(&mut self.flows);
-        self.send(w, flows, now);
+        self.image(w, flows, now)
     }
 
-    fn send(&self, w: &Worker, flows: Vec<FlowImage>, now: u64) {
+    fn image(&self, w: &Worker, flows: Vec<FlowImage>, now: u64) -> WorkerImage {
         let mut affinity = Vec::new();
         w.affinity().export(now, &mut affinity);
-        let _ = self.tx.send(WorkerImage { worker: self.worker, flows, affinity, taken: SystemTime::now() });
+        WorkerImage { worker: self.worker, flows, affinity, taken: boot_ns() }
     }
 }
 
-/// The main thread's side: keeps every worker's latest walk and writes the file.
+/// The channel of `workers` workers' walks (two in flight per worker at most).
+pub fn channel(workers: usize) -> (std::sync::mpsc::SyncSender<WorkerImage>, std::sync::mpsc::Receiver<WorkerImage>) {
+    std::sync::mpsc::sync_channel(2 * workers.max(1))
+}
+
+/// The main thread's side: keeps every worker's latest walk and writes the file once every
+/// worker has sent a walk since the last write (so at most once per checkpoint interval).
 #[derive(Debug)]
 pub struct Writer {
     file: FlowStateFile,
     rx: std::sync::mpsc::Receiver<WorkerImage>,
     latest: Vec<Option<WorkerImage>>,
-    dirty: bool,
+    fresh: Vec<bool>,
 }
 
 impl Writer {
     pub fn new(file: FlowStateFile, rx: std::sync::mpsc::Receiver<WorkerImage>, workers: usize) -> Writer {
-        Writer { file, rx, latest: vec![None; workers], dirty: false }
+        Writer { file, rx, latest: vec![None; workers], fresh: vec![false; workers] }
     }
 
-    /// Takes what the workers sent; writes the file once every worker has sent a walk and
-    /// something is new. Returns the flows written, if it wrote.
+    /// Takes what the workers sent; writes the file when every worker has a walk newer than
+    /// the last write. Returns the flows written, if it wrote.
     pub fn poll(&mut self, t: &Tables) -> Result<Option<usize>, HandoverError> {
         while let Ok(img) = self.rx.try_recv() {
-            let i = usize::from(img.worker);
-            if let Some(slot) = self.latest.get_mut(i) {
-                *slot = Some(img);
-                self.dirty = true;
-            }
+            self.take(img);
         }
-        if !self.dirty || self.latest.iter().any(Option::is_none) {
+        if self.fresh.iter().any(|f| !f) {
             return Ok(None);
         }
-        self.dirty = false;
+        self.fresh.fill(false);
+        self.write(t).map(Some)
+    }
+
+    /// Writes the workers' final images (one per worker, from their last batch).
+    pub fn finish(&mut self, images: Vec<WorkerImage>, t: &Tables) -> Result<usize, HandoverError> {
+        for img in images {
+            self.take(img);
+        }
+        self.write(t)
+    }
+
+    fn take(&mut self, img: WorkerImage) {
+        let i = usize::from(img.worker);
+        if let (Some(slot), Some(f)) = (self.latest.get_mut(i), self.fresh.get_mut(i)) {
+            *slot = Some(img);
+            *f = true;
+        }
+    }
+
+    fn write(&self, t: &Tables) -> Result<usize, HandoverError> {
         let images: Vec<&WorkerImage> = self.latest.iter().flatten().collect();
         self.file.write(&images, t)?;
-        Ok(Some(images.iter().map(|i| i.flows.len()).sum()))
+        Ok(images.iter().map(|i| i.flows.len()).sum())
     }
 }
 
@@ -536,7 +605,14 @@ mod tests {
         }
     }
 
-    fn worker_image(flows: Vec<FlowImage>, taken: SystemTime) -> WorkerImage {
+    const BOOT: [u8; 36] = *b"0b3c5d1e-0000-4000-8000-000000000001";
+    const S: u64 = 1_000_000_000;
+
+    fn at(now_ns: u64) -> Clock {
+        Clock { boot_id: BOOT, now_ns }
+    }
+
+    fn worker_image(flows: Vec<FlowImage>, taken: u64) -> WorkerImage {
         let affinity = vec![AffinityImage {
             key: AffinityKey { group: 42, client: a("10.0.0.2") },
             entry: AffinityEntry { addr: a("10.0.1.7") },
@@ -548,10 +624,10 @@ mod tests {
     #[test]
     fn records_round_trip_with_the_time_the_file_waited() {
         let t = switch_core::testbed::tables(Default::default());
-        let taken = UNIX_EPOCH + Duration::from_secs(1_000);
+        let taken = 1_000 * S;
         let img = worker_image(vec![image(1), image(2)], taken);
-        let bytes = encode(&[&img], &t, taken + Duration::from_secs(1));
-        let saved = decode(&bytes, taken + Duration::from_secs(3)).unwrap();
+        let bytes = encode(&[&img], &t, at(taken + S));
+        let saved = decode(&bytes, at(taken + 3 * S)).unwrap();
         assert_eq!(saved.age, Duration::from_secs(2));
         assert_eq!(saved.flows.len(), 2);
         let f = &saved.flows[1];
@@ -567,13 +643,16 @@ mod tests {
         assert_eq!(saved.affinity[0].key.group, 42);
     }
 
-    /// A file of another layout, a truncated one and a flipped bit are refused, each with
-    /// its reason; nothing of them is read.
+    /// A file of another layout, a truncated one, a flipped bit and one from before a reboot
+    /// are refused, each with its reason; nothing of them is read.
     #[test]
     fn other_versions_and_damaged_files_are_refused_with_the_reason() {
         let t = switch_core::testbed::tables(Default::default());
-        let now = SystemTime::now();
-        let bytes = encode(&[&worker_image(vec![image(1)], now)], &t, now);
+        let now = at(5 * S);
+        let bytes = encode(&[&worker_image(vec![image(1)], now.now_ns)], &t, now);
+        let mut rebooted = now;
+        rebooted.boot_id[0] = b'f';
+        assert!(decode(&bytes, rebooted).unwrap_err().contains("before the last reboot"));
         let mut v2 = bytes.clone();
         v2[8] = 2;
         assert!(decode(&v2, now).unwrap_err().contains("layout version 2"));
@@ -623,7 +702,7 @@ mod tests {
                     ingress_rule: None,
                 },
             ],
-            affinity: worker_image(vec![], SystemTime::now()).affinity,
+            affinity: worker_image(vec![], 0).affinity,
             age: Duration::ZERO,
         };
         let r = restore(&saved, &t, &mut workers, 0);
@@ -644,7 +723,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("psw-handover-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = FlowStateFile::in_dir(&dir);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = channel(2);
         let cfg =
             |index| WorkerConfig { index, count: 2, conntrack_flows: 40_000, hash_key: 9, ..WorkerConfig::default() };
         let mut w0 = Worker::new(cfg(0));
@@ -673,8 +752,8 @@ mod tests {
         assert_eq!(writer.poll(&t).unwrap(), None, "worker 1 has not sent a walk");
         c0.step(&w0, 1);
         assert_eq!(writer.poll(&t).unwrap(), None, "the next walk waits for the interval");
-        Checkpoint::new(tx, 1, None).finish(&w1, 1);
-        assert_eq!(writer.poll(&t).unwrap(), Some(1));
+        let last = Checkpoint::new(tx, 1, None).finish(&w1, 1);
+        assert_eq!(writer.finish(vec![last], &t).unwrap(), 1, "the final image of worker 1 and worker 0's walk");
         let saved = file.load().unwrap().expect("a file");
         assert_eq!(saved.flows.len(), 1);
         assert_eq!(saved.flows[0].image.key, f.key);

@@ -208,7 +208,7 @@ pub fn run(
     // Connections of the last process: into the workers that own them under the tables
     // just restored, before any frame is read.
     let mut ws: Vec<Worker> = wcfgs.iter().map(|c| Worker::new(*c)).collect();
-    let (image_tx, image_rx) = std::sync::mpsc::channel();
+    let (image_tx, image_rx) = crate::handover::channel(workers);
     let mut writer = opts.state_dir.as_deref().map(|dir| {
         let file = crate::handover::FlowStateFile::in_dir(dir);
         restore_flows(&file, &cell.load(), &mut ws);
@@ -329,14 +329,20 @@ pub fn run(
             write_flows(w, &cell, &mut flows_failing);
         }
     }
+    let mut finals = Vec::with_capacity(threads.len());
     for t in threads {
-        failed |= t.join().is_err();
+        match t.join() {
+            Ok(image) => finals.extend(image),
+            Err(_) => failed = true,
+        }
     }
-    // Each worker sent its whole tables after its last batch: the next process starts with
-    // every flow this one had.
-    if let Some(w) = writer.as_mut() {
-        if let Some(n) = write_flows(w, &cell, &mut flows_failing) {
-            log(&format!("{n} flow(s) kept for the next start"));
+    // Each worker exported its whole tables after its last batch: the next process starts
+    // with every flow this one had. Not after a worker failed: what made it fail may be in
+    // its state (the last checkpoint, if any, stays).
+    if let Some(w) = writer.as_mut().filter(|_| !failed) {
+        match w.finish(finals, &cell.load()) {
+            Ok(n) => log(&format!("{n} flow(s) kept for the next start")),
+            Err(e) => tracing::warn!("flow state not written at stop: {e}"),
         }
     }
     if let Some(agent) = &opts.cluster {
@@ -380,7 +386,7 @@ fn start_workers<B>(
     workers: Vec<Worker>,
     checkpoints: Vec<Option<crate::handover::Checkpoint>>,
     s: &Start,
-) -> Result<Vec<std::thread::JoinHandle<()>>, LiveError>
+) -> Result<Vec<std::thread::JoinHandle<Option<crate::handover::WorkerImage>>>, LiveError>
 where
     B: Backend + Send + 'static,
     B::Buf: Send + 'static,
@@ -422,7 +428,7 @@ where
                 modes: &modes,
                 index: i as u16,
             };
-            worker_loop(be, links, w, checkpoint, &l);
+            worker_loop(be, links, w, checkpoint, &l)
         });
         match spawned {
             Ok(t) => threads.push(t),
@@ -459,7 +465,7 @@ fn worker_loop<B: Backend>(
     mut w: Worker,
     mut checkpoint: Option<crate::handover::Checkpoint>,
     l: &Loop<'_>,
-) {
+) -> Option<crate::handover::WorkerImage> {
     let Loop { cell, stop, shared, opts, cmds, bell, modes, index } = *l;
     let mut d = Dispatch::new(&mut be, links);
     be.watch_fd(std::os::fd::AsRawFd::as_raw_fd(bell));
@@ -526,9 +532,7 @@ fn worker_loop<B: Backend>(
         }
     }
     publish(&w, shared, cell, modes, be.free_buffers());
-    if let Some(c) = checkpoint {
-        c.finish(&w, start.elapsed().as_nanos() as u64);
-    }
+    checkpoint.map(|c| c.finish(&w, start.elapsed().as_nanos() as u64))
 }
 
 /// Puts the flows of `file` into `workers` (at time 0 of their clocks) and logs what was
@@ -538,6 +542,7 @@ fn restore_flows(file: &crate::handover::FlowStateFile, t: &switch_core::snapsho
         Ok(None) => {}
         Ok(Some(saved)) => {
             let r = crate::handover::restore(&saved, t, workers, 0);
+            file.consumed();
             log(&format!(
                 "restored {} flow(s) and {} affinity entries written {} ms ago; left out: {} expired, {} on \
                  another worker's share, {} of a Service gone, {} without room",

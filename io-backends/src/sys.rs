@@ -191,3 +191,18 @@ pub fn send_frames(name: &str, frames: &[Vec<u8>]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Nanoseconds since boot, suspend included (`CLOCK_BOOTTIME`): a clock that two processes of
+/// one boot share and that no one sets (for ages that must survive a restart).
+pub fn boot_time_ns() -> io::Result<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_err(io::Error::from)?;
+    Ok(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`, a random UUID drawn at boot): tells
+/// state written before the last reboot from state of this boot.
+pub fn boot_id() -> io::Result<[u8; 36]> {
+    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?;
+    let b = s.trim().as_bytes();
+    b.try_into().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("boot_id {s:?} is not a UUID")))
+}

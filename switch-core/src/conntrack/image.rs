@@ -6,7 +6,7 @@
 //! (`control/src/handover.rs`); this module only reads and writes tables.
 
 use super::state::TcpState;
-use super::table::{Conntrack, CtEntry, Direction, FlowKey, Tuple};
+use super::table::{lifetime, Conntrack, CtEntry, Direction, FlowKey, Tuple};
 use crate::policy::RuleId;
 use crate::service::ServicePortId;
 
@@ -76,14 +76,22 @@ impl Conntrack {
     }
 
     /// Tracks a flow from a record: both entries, with its state, counters and what is left of
-    /// its lifetime, checked again on its next packet as after a table change (`generation`
-    /// should differ from the running table's). A flow already tracked under the same key is
-    /// replaced. Never evicts an answered flow.
+    /// its lifetime (at most the lifetime its state has under this table's timeouts), checked
+    /// again on its next packet as after a table change (`generation` should differ from the
+    /// running table's). A flow already tracked under either of its keys is removed whole
+    /// first (the later record wins; no half flow is left). Never evicts an assured flow.
     pub fn import(&mut self, f: &FlowImage, generation: u32, now: u64) -> Result<usize, ImportError> {
-        if f.remaining_ns == 0 {
+        let remaining = f.remaining_ns.min(lifetime(f.state, f.key.proto, f.replied, &self.timeouts));
+        if remaining == 0 {
             return Err(ImportError::Expired);
         }
-        let expires = now + f.remaining_ns;
+        let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
+        for k in [f.key, rkey] {
+            if let Some(slot) = self.lookup(&k, now) {
+                self.remove_flow(slot);
+            }
+        }
+        let expires = now.saturating_add(remaining);
         let base = CtEntry {
             dir: Direction::Original,
             xlate: f.xlate,
@@ -105,7 +113,6 @@ impl Conntrack {
             bytes: f.bytes[1],
             ..base
         };
-        let rkey = FlowKey { t: f.xlate.reversed(), proto: f.key.proto };
         let (hash, rhash) = (self.hash(&f.key), self.hash(&rkey));
         let o = self.place_flow(f.key, hash, rhash, base, reply, f.fins, expires, now).ok_or(ImportError::NoRoom)?;
         Ok(o)
@@ -238,6 +245,32 @@ mod tests {
             .count();
         assert_eq!(halves, 0);
         assert!(ct.lookup(&flow(9).key, 11).is_some());
+    }
+
+    /// Two records of one key (a flow that moved between workers, a reply key reused between
+    /// two slices of a walk): the later wins whole, and no entry of the earlier is left to
+    /// translate one way.
+    #[test]
+    fn an_import_over_a_tracked_key_replaces_the_whole_flow() {
+        let mut src = Conntrack::new(64, 7, CtTimeouts::default());
+        let f = flow(5);
+        established(&mut src, &f, 0);
+        let first = export_all(&src, 10)[0];
+        // Same original key, another backend.
+        let second = FlowImage { xlate: Tuple { dst: a("10.0.1.8"), ..first.xlate }, ..first };
+        let mut ct = Conntrack::new(64, 99, CtTimeouts::default());
+        ct.import(&first, 0, 10).unwrap();
+        ct.import(&second, 0, 10).unwrap();
+        assert_eq!(ct.flows(11).count(), 1);
+        assert_eq!(ct.entries(), 2, "the first flow's reply entry went with it");
+        let o = ct.lookup(&f.key, 11).unwrap();
+        assert_eq!(ct.entry(o).xlate.dst, a("10.0.1.8"));
+        assert!(ct.lookup(&FlowKey { t: first.xlate.reversed(), proto: proto::TCP }, 11).is_none());
+        // A forged lifetime is cut to what the state may have here.
+        let forever = FlowImage { remaining_ns: u64::MAX, ..first };
+        let o = ct.import(&forever, 0, 20).unwrap();
+        let limit = CtTimeouts::default().tcp_established;
+        assert!(ct.lookup(&f.key, 20 + limit - 1) == Some(o) && ct.lookup(&f.key, 20 + limit).is_none());
     }
 
     #[test]

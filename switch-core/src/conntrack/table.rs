@@ -158,7 +158,7 @@ pub struct NewFlow {
 }
 
 /// How long an entry in `state` lives without traffic.
-fn lifetime(state: TcpState, protocol: u8, replied: bool, t: &CtTimeouts) -> u64 {
+pub(super) fn lifetime(state: TcpState, protocol: u8, replied: bool, t: &CtTimeouts) -> u64 {
     let base = state.timeout(protocol, t);
     if replied {
         base
