@@ -406,10 +406,41 @@ pub fn decode(b: &[u8], clock: Clock) -> Result<Saved, String> {
     Ok(Saved { flows, affinity, age })
 }
 
-/// Puts saved flows and affinity entries into the tables of `workers` (worker `i` is
-/// `workers[i]`), each into the worker that owns it under `t`, at each worker's time `now`.
-pub fn restore(saved: &Saved, t: &Tables, workers: &mut [Worker], now: u64) -> Restored {
-    let count = workers.len() as u16;
+/// What one worker takes from a file: its flows (rules and service already mapped) and the
+/// affinity entries.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerPlan {
+    pub flows: Vec<FlowImage>,
+    pub affinity: Vec<AffinityImage>,
+    /// The generation restored flows carry: one the tables do not have, so that each is
+    /// checked again on its first packet as after a table change.
+    pub generation: u32,
+}
+
+impl WorkerPlan {
+    /// Puts the flows and entries into `w`'s tables at its time `now`; counts what was
+    /// placed and what was not.
+    pub fn apply(&self, w: &mut Worker, now: u64) -> Restored {
+        let mut r = Restored::default();
+        for img in &self.flows {
+            match w.conntrack_mut().import(img, self.generation, now) {
+                Ok(_) => r.flows += 1,
+                Err(ImportError::Expired) => r.expired += 1,
+                Err(ImportError::NoRoom) => r.no_room += 1,
+            }
+        }
+        for a in &self.affinity {
+            w.affinity_mut().import(a, now);
+        }
+        r.affinity = self.affinity.len();
+        r
+    }
+}
+
+/// Decides which of `count` workers takes each saved flow under `t` (the worker that owns it,
+/// `pipeline/owner.rs`), mapping rule ids by name and the service by the flow's frontend.
+/// Returns a plan per worker and what was left out (`flows` counts the flows planned).
+pub fn plan(saved: &Saved, t: &Tables, count: u16) -> (Vec<WorkerPlan>, Restored) {
     // Freed ids are named "" (and unknown ones "?"): never a target.
     let rules: HashMap<&str, RuleId> = t
         .policy
@@ -419,9 +450,12 @@ pub fn restore(saved: &Saved, t: &Tables, workers: &mut [Worker], now: u64) -> R
         .filter(|(_, n)| !n.is_empty() && n.as_str() != "?")
         .map(|(i, n)| (n.as_str(), RuleId(i as u32)))
         .collect();
-    // Checked again on the first packet, as after a table change.
     let generation = (t.generation as u32).wrapping_sub(1);
-    let mut r = Restored::default();
+    // Affinity is looked up by the worker that owns the client's flows to the service:
+    // every worker gets the entries (the table is a preference, small, and forgets).
+    let base = WorkerPlan { flows: Vec::new(), affinity: saved.affinity.clone(), generation };
+    let mut plans = vec![base; usize::from(count.max(1))];
+    let mut r = Restored { affinity: saved.affinity.len(), ..Restored::default() };
     for f in &saved.flows {
         let mut img = f.image;
         if img.remaining_ns == 0 {
@@ -442,20 +476,25 @@ pub fn restore(saved: &Saved, t: &Tables, workers: &mut [Worker], now: u64) -> R
         }
         img.egress_rule = f.egress_rule.as_deref().and_then(|n| rules.get(n).copied());
         img.ingress_rule = f.ingress_rule.as_deref().and_then(|n| rules.get(n).copied());
-        let Some(w) = workers.get_mut(usize::from(owner)) else { continue };
-        match w.conntrack_mut().import(&img, generation, now) {
-            Ok(_) => r.flows += 1,
-            Err(ImportError::Expired) => r.expired += 1,
-            Err(ImportError::NoRoom) => r.no_room += 1,
+        if let Some(p) = plans.get_mut(usize::from(owner)) {
+            p.flows.push(img);
+            r.flows += 1;
         }
     }
-    // Affinity is looked up by the worker that owns the client's flows to the service:
-    // every worker gets the entries (the table is a preference, small, and forgets).
-    for a in &saved.affinity {
-        for w in workers.iter_mut() {
-            w.affinity_mut().import(a, now);
-        }
-        r.affinity += 1;
+    (plans, r)
+}
+
+/// Puts saved flows and affinity entries into the tables of `workers` (worker `i` is
+/// `workers[i]`), each into the worker that owns it under `t`, at each worker's time `now`
+/// ([`plan`], then [`WorkerPlan::apply`]).
+pub fn restore(saved: &Saved, t: &Tables, workers: &mut [Worker], now: u64) -> Restored {
+    let (plans, mut r) = plan(saved, t, workers.len() as u16);
+    r.flows = 0;
+    for (p, w) in plans.iter().zip(workers.iter_mut()) {
+        let got = p.apply(w, now);
+        r.flows += got.flows;
+        r.expired += got.expired;
+        r.no_room += got.no_room;
     }
     r
 }

@@ -207,11 +207,13 @@ pub fn run(
     }
     // Connections of the last process: into the workers that own them under the tables
     // just restored, before any frame is read.
-    let mut ws: Vec<Worker> = wcfgs.iter().map(|c| Worker::new(*c)).collect();
+    // Each worker builds its own tables on its own pinned thread (their memory is first
+    // touched there) and puts its share of the flows in before its first batch.
+    let mut plans: Vec<Option<crate::handover::WorkerPlan>> = vec![None; workers];
     let (image_tx, image_rx) = crate::handover::channel(workers);
     let mut writer = opts.state_dir.as_deref().map(|dir| {
         let file = crate::handover::FlowStateFile::in_dir(dir);
-        restore_flows(&file, &cell.load(), &mut ws);
+        plans = restore_flows(&file, &cell.load(), workers);
         crate::handover::Writer::new(file, image_rx, workers)
     });
     let checkpoint = (opts.flow_checkpoint_ms > 0).then(|| Duration::from_millis(opts.flow_checkpoint_ms));
@@ -228,8 +230,8 @@ pub fn run(
         controller: Arc::clone(&controller),
     };
     let threads = match opened {
-        Opened::Xdp(bes) => start_workers(bes, ws, checkpoints, &start)?,
-        Opened::Packet(bes) => start_workers(bes, ws, checkpoints, &start)?,
+        Opened::Xdp(bes) => start_workers(bes, wcfgs, plans, checkpoints, &start)?,
+        Opened::Packet(bes) => start_workers(bes, wcfgs, plans, checkpoints, &start)?,
     };
 
     controller.reopen_ports();
@@ -383,7 +385,8 @@ struct Start {
 /// cannot be started, the others are stopped before the error is returned.
 fn start_workers<B>(
     bes: Vec<B>,
-    workers: Vec<Worker>,
+    configs: Vec<switch_core::pipeline::WorkerConfig>,
+    plans: Vec<Option<crate::handover::WorkerPlan>>,
     checkpoints: Vec<Option<crate::handover::Checkpoint>>,
     s: &Start,
 ) -> Result<Vec<std::thread::JoinHandle<Option<crate::handover::WorkerImage>>>, LiveError>
@@ -398,7 +401,8 @@ where
         vec![None]
     };
     let mut threads = Vec::with_capacity(n);
-    for (i, (((be, links), w), checkpoint)) in bes.into_iter().zip(links).zip(workers).zip(checkpoints).enumerate() {
+    let per_worker = configs.into_iter().zip(plans).zip(checkpoints);
+    for (i, ((be, links), ((wcfg, plan), checkpoint))) in bes.into_iter().zip(links).zip(per_worker).enumerate() {
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCmd>();
         // Rung after each command, so a worker asleep in poll(2) answers at once (a pod's
         // port opened within a millisecond, not after the idle timeout).
@@ -428,6 +432,13 @@ where
                 modes: &modes,
                 index: i as u16,
             };
+            let mut w = Worker::new(wcfg);
+            if let Some(plan) = plan {
+                let r = plan.apply(&mut w, 0);
+                if r.no_room + r.expired > 0 {
+                    log(&format!("worker {i}: {} restored flow(s) expired, {} without room", r.expired, r.no_room));
+                }
+            }
             worker_loop(be, links, w, checkpoint, &l)
         });
         match spawned {
@@ -535,29 +546,35 @@ fn worker_loop<B: Backend>(
     checkpoint.map(|c| c.finish(&w, start.elapsed().as_nanos() as u64))
 }
 
-/// Puts the flows of `file` into `workers` (at time 0 of their clocks) and logs what was
-/// kept and left out; an unreadable file is set aside with the reason.
-fn restore_flows(file: &crate::handover::FlowStateFile, t: &switch_core::snapshot::Tables, workers: &mut [Worker]) {
+/// Reads `file` and splits its flows among `workers` workers (each puts its share in at time
+/// 0 of its clock); logs what was kept and left out. An unreadable file is set aside with the
+/// reason, a read one renamed.
+fn restore_flows(
+    file: &crate::handover::FlowStateFile,
+    t: &switch_core::snapshot::Tables,
+    workers: usize,
+) -> Vec<Option<crate::handover::WorkerPlan>> {
     match file.load() {
-        Ok(None) => {}
+        Ok(None) => vec![None; workers],
         Ok(Some(saved)) => {
-            let r = crate::handover::restore(&saved, t, workers, 0);
+            let (plans, r) = crate::handover::plan(&saved, t, workers as u16);
             file.consumed();
             log(&format!(
                 "restored {} flow(s) and {} affinity entries written {} ms ago; left out: {} expired, {} on \
-                 another worker's share, {} of a Service gone, {} without room",
+                 another worker's share, {} of a Service gone",
                 r.flows,
                 r.affinity,
                 saved.age.as_millis(),
                 r.expired,
                 r.split,
                 r.service_gone,
-                r.no_room
             ));
+            plans.into_iter().map(Some).collect()
         }
         Err(e) => {
             tracing::warn!("flow state not restored, connections start afresh: {e}");
             file.set_aside();
+            vec![None; workers]
         }
     }
 }
