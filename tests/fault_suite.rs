@@ -152,7 +152,9 @@ impl Node {
             ip(&["-n", &ns, "route", "add", "default", "via", "10.244.1.1", "dev", "eth0"]);
             // The switch reads frames: the pod's stack fills its own checksums.
             for (n, dev) in [(&ns, "eth0"), (&node, &*format!("sw-{p}"))] {
-                let _ = Command::new("ip").args(["netns", "exec", n, "ethtool", "-K", dev, "tx", "off", "gro", "off"]).output();
+                let _ = Command::new("ip")
+                    .args(["netns", "exec", n, "ethtool", "-K", dev, "tx", "off", "gro", "off"])
+                    .output();
             }
             toml.push_str(&format!(
                 "[[ports]]\nname = \"{p}\"\nkind = \"pod\"\nbackend = \"afpacket\"\ninterface = \"sw-{p}\"\n\n[[pods]]\nname = \"{p}\"\nport = \"{p}\"\nmac = \"{mac}\"\nips = [\"{addr}\"]\nlabels = {{ app = \"{p}\" }}\n\n"
@@ -350,7 +352,6 @@ fn syn_flood_from_spoofed_sources() {
     let rss_after = n.rss_kib();
     let after = n.stats();
 
-
     let d = |s: &Stats, k: &str| s.event(k) - before.event(k);
     let flood_flows = d(&during, "service_new_flows");
     let evicted = during.field("conntrack ", "evicted");
@@ -371,12 +372,8 @@ fn syn_flood_from_spoofed_sources() {
     let j = iperf_json(&flow_out);
     assert!(flow_status.is_some_and(|s| s.success()), "the established flow failed: {}\n{}", j, n.log());
     assert!(j.get("error").is_none(), "iperf3 error: {}", j["error"]);
-    let intervals: Vec<u64> = j["intervals"]
-        .as_array()
-        .expect("intervals")
-        .iter()
-        .map(|i| i["sum"]["bytes"].as_u64().unwrap_or(0))
-        .collect();
+    let intervals: Vec<u64> =
+        j["intervals"].as_array().expect("intervals").iter().map(|i| i["sum"]["bytes"].as_u64().unwrap_or(0)).collect();
     eprintln!("established flow, bytes a second: {intervals:?}");
     assert!(intervals.len() >= 23, "intervals: {intervals:?}");
     assert!(intervals.iter().all(|&b| b > 1_000_000), "the established flow stalled in some second: {intervals:?}");
@@ -480,7 +477,8 @@ fn churn(socket: PathBuf, rate: u64, secs: u64) -> Churn {
                 let r = pb::ApplyRequest { manifests: ks.map(churn_manifest).collect(), ..Default::default() };
                 c.apply(r).await.unwrap_or_else(|e| panic!("apply churn-{first}..: {e}"))
             } else {
-                let o = |kind: &str, name: String| pb::ObjectRef { kind: kind.into(), namespace: "default".into(), name };
+                let o =
+                    |kind: &str, name: String| pb::ObjectRef { kind: kind.into(), namespace: "default".into(), name };
                 let objects = ks
                     .flat_map(|k| [o("EndpointSlice", format!("churn-{k}-1")), o("Service", format!("churn-{k}"))])
                     .collect();
@@ -489,7 +487,8 @@ fn churn(socket: PathBuf, rate: u64, secs: u64) -> Churn {
                     .unwrap_or_else(|e| panic!("delete churn-{first}..: {e}"))
             };
             latencies_us.push(t.elapsed().as_micros() as u64);
-            objects += r.into_inner().changes.iter().filter(|c| c.action == "created" || c.action == "deleted").count() as u64;
+            objects +=
+                r.into_inner().changes.iter().filter(|c| c.action == "created" || c.action == "deleted").count() as u64;
         }
         let elapsed = t0.elapsed();
         let g1 = c.version(pb::VersionRequest {}).await.expect("version").into_inner().generation;
@@ -528,7 +527,11 @@ fn updates_at_1000_per_second_lose_nothing() {
     for mbit in [200, 100, 50, 25] {
         let out = n.dir.join(format!("idle-{mbit}.json"));
         let mut g = udp_stream(&n, mbit, 4, &out);
-        assert!(g.wait(Duration::from_secs(30)).is_some_and(|s| s.success()), "iperf3: {:?}", std::fs::read_to_string(&out));
+        assert!(
+            g.wait(Duration::from_secs(30)).is_some_and(|s| s.success()),
+            "iperf3: {:?}",
+            std::fs::read_to_string(&out)
+        );
         let (sent, lost) = udp_loss(&out);
         eprintln!("idle: {mbit} Mbit/s ({} datagrams/s): {lost} of {sent} lost", mbit * 125);
         if lost == 0 {

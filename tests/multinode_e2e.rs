@@ -66,7 +66,9 @@ impl Pinger {
         let limit = (count * PING_INTERVAL_MS / 1000 + 20).to_string();
         let interval = format!("{:.1}", PING_INTERVAL_MS as f64 / 1000.0);
         let child = Command::new("timeout")
-            .args(["-s", "KILL", &limit, "nsenter", "-t", pid, "-n", "ping", "-n", "-D", "-O", "-i", &interval, "-W", "1"])
+            .args([
+                "-s", "KILL", &limit, "nsenter", "-t", pid, "-n", "ping", "-n", "-D", "-O", "-i", &interval, "-W", "1",
+            ])
             .args(["-c", &count.to_string(), to])
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("dup"))
@@ -818,7 +820,10 @@ fn cluster_of_three_podswitch_nodes_and_a_kernel_node() {
     let gone = killed.elapsed();
     // Within the TTL and two seconds for etcd's expiry check, the watch and the rebuild.
     if gone > Duration::from_secs(TTL_S + 2) {
-        c.fail(&format!("n3's routes left n1 and n2 {:.1} s after it was killed (TTL {TTL_S} s)", gone.as_secs_f64()), &"");
+        c.fail(
+            &format!("n3's routes left n1 and n2 {:.1} s after it was killed (TTL {TTL_S} s)", gone.as_secs_f64()),
+            &"",
+        );
     }
     // Where the outside client, trying all along, finds the LoadBalancer address now: the
     // node that took it over (gratuitous ARP, or the answer to the client's ARP).
