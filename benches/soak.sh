@@ -128,8 +128,8 @@ export conf
   if cni ADD > $RUNDIR/cni.out 2>&1; then
     ip netns exec $CHURN ethtool -K eth0 tx off > /dev/null 2>&1
     ip netns exec $CHURN curl -s -o /dev/null --max-time 3 http://10.96.0.10/ && echo "ok" || echo "fail curl"
-    # What the pod sent and received through its port, by the kernel of the pod: the
-    # switch forgets the counters of a port it removes.
+    # What the pod sent and received through its port, by the kernel of the pod: to check
+    # the row where the switch keeps the counters of the ports it removed.
     ip -n $CHURN -j -s link show dev eth0 | jq -r ".[0].stats64 | \"\(.tx.packets) \(.rx.packets)\"" >> $RUNDIR/churn-frames
   else echo "fail add $(tr "\n" " " < $RUNDIR/cni.out)"; fi
   cni DEL > /dev/null 2>&1 || echo "fail del"
@@ -181,12 +181,12 @@ dropped=$(jq '[.ports[].drops | to_entries[].value] | add // 0' <<<"$s")
 handed=$(jq '.events.handed_off // 0' <<<"$s")
 generated=$(jq '(.events.arp_replies // 0) + (.events.tcp_resets_sent // 0) + (.events.icmp_unreachables_sent // 0) + (.events.icmp_too_big_sent // 0)' <<<"$s")
 resolver=$(jq '.events.dns_to_resolver // 0' <<<"$s")
-echo "counters (ports listed now): received $rx, transmitted $tx, dropped $dropped, handed off $handed; answers the switch made ($generated: ARP replies, resets, ICMP) are among the transmitted; dns_to_resolver $resolver"
+echo "counters (every port, and the ports removed): received $rx, transmitted $tx, dropped $dropped, handed off $handed; answers the switch made ($generated: ARP replies, resets, ICMP) are among the transmitted; dns_to_resolver $resolver"
 diff=$(( rx - tx - dropped - handed ))
 echo "received - (transmitted + dropped + handed off) = $diff"
 if [ -s "$RUNDIR/churn-frames" ]; then
   read -r ptx prx < <(awk '{t += $1; r += $2} END {print t + 0, r + 0}' "$RUNDIR/churn-frames")
-  echo "removed pod ports (not in the counters any more): the pods sent $ptx frames and received $prx (their kernels' counts); received - transmitted over them = $((ptx - prx))"
+  echo "churned pods: their kernels counted $ptx frames sent and $prx received; the switch's (removed) row: $(jq -r '.ports[] | select(.name == "(removed)") | "rx \(.rx_packets) tx \(.tx_packets)"' <<<"$s")"
 fi
 jq -r '.ports[] | "  port \(.name): rx \(.rx_packets) tx \(.tx_packets) drops \(.drops | to_entries | map("\(.key)=\(.value)") | join(","))"' <<<"$s"
 jq -r '.events | to_entries | map("\(.key)=\(.value)") | join(" ")' <<<"$s" | fmt -w 110 | sed 's/^/  events: /'
