@@ -167,17 +167,6 @@ impl Node {
         let cfg = dir.join("node.toml");
         std::fs::write(&cfg, &toml).expect("config");
         podswitch_tests::build_bin("control", "podswitchctl");
-        let web = format!("{prefix}-web");
-        for port in ["5201", "8080"] {
-            let pid = dir.join(format!("iperf3-{port}.pid"));
-            let st = Command::new("ip")
-                .args(["netns", "exec", &web, "iperf3", "-s", "-D", "-B", WEB_IP, "-p", port, "--pidfile"])
-                .arg(&pid)
-                .stdout(Stdio::null())
-                .status()
-                .expect("iperf3 -s");
-            assert!(st.success(), "iperf3 server on {port}");
-        }
         let socket = dir.join("podswitch.sock");
         let stats = dir.join("stats.txt");
         let daemon = Command::new("ip")
@@ -196,6 +185,18 @@ impl Node {
             .expect("start podswitchd");
         topo.daemon = Some(daemon);
         let n = Node { prefix, dir, topo };
+        // The servers, once `n` exists: its drop stops them by PID however the test ends.
+        let web = n.ns("web");
+        for port in ["5201", "8080"] {
+            let pid = n.dir.join(format!("iperf3-{port}.pid"));
+            let st = Command::new("ip")
+                .args(["netns", "exec", &web, "iperf3", "-s", "-D", "-B", WEB_IP, "-p", port, "--pidfile"])
+                .arg(&pid)
+                .stdout(Stdio::null())
+                .status()
+                .expect("iperf3 -s");
+            assert!(st.success(), "iperf3 server on {port}");
+        }
         let t0 = Instant::now();
         while !(socket.exists() && stats.exists()) {
             assert!(t0.elapsed() < Duration::from_secs(20), "podswitchd did not start:\n{}", n.log());
