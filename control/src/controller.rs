@@ -258,6 +258,9 @@ pub struct Listed {
     pub kubernetes: Option<String>,
 }
 
+/// The name and kind of the counters row of ports removed at run time.
+pub const REMOVED_PORTS: &str = "(removed)";
+
 /// One port's counters summed over the workers.
 #[derive(Debug, Clone, Default)]
 pub struct PortCount {
@@ -1279,26 +1282,33 @@ impl Controller {
             policy_rules: t.policy.rule_count() as u64,
             ..Default::default()
         };
+        // What ports removed at run time counted, as one row, so that totals over the rows
+        // stay whole.
+        let mut removed = PortCount { name: REMOVED_PORTS.into(), kind: REMOVED_PORTS.into(), ..Default::default() };
+        let add = |p: &mut PortCount, s: &switch_core::pipeline::PortStats, drops: &mut HashMap<String, u64>| {
+            p.rx_packets += s.rx_packets;
+            p.rx_bytes += s.rx_bytes;
+            p.tx_packets += s.tx_packets;
+            p.tx_bytes += s.tx_bytes;
+            for reason in DropReason::ALL {
+                let n = s.drops[reason.index()];
+                if n > 0 {
+                    *p.drops.entry(reason.name().into()).or_insert(0) += n;
+                    *drops.entry(reason.name().to_string()).or_insert(0) += n;
+                }
+            }
+        };
         for r in &self.reports {
             let Ok(g) = r.lock() else { continue };
             let Some(r) = g.as_ref() else { continue };
             for (i, p) in ports.iter_mut().enumerate() {
                 let Some(s) = r.stats.ports.get(i) else { continue };
-                p.rx_packets += s.rx_packets;
-                p.rx_bytes += s.rx_bytes;
-                p.tx_packets += s.tx_packets;
-                p.tx_bytes += s.tx_bytes;
+                add(p, s, &mut drops);
                 if p.io.is_empty() {
                     p.io = r.port_modes.get(i).cloned().unwrap_or_default();
                 }
-                for reason in DropReason::ALL {
-                    let n = s.drops[reason.index()];
-                    if n > 0 {
-                        *p.drops.entry(reason.name().into()).or_insert(0) += n;
-                        *drops.entry(reason.name().to_string()).or_insert(0) += n;
-                    }
-                }
             }
+            add(&mut removed, &r.stats.removed, &mut drops);
             for (k, v) in r.events() {
                 *events.entry(k.to_string()).or_insert(0) += v;
             }
@@ -1309,6 +1319,9 @@ impl Controller {
         }
         // Ids not in use (a pod port detached at run time) have no name and nothing to show.
         ports.retain(|p| !p.name.is_empty());
+        if removed.rx_packets + removed.tx_packets + removed.drops.values().sum::<u64>() > 0 {
+            ports.push(removed);
+        }
         Counters {
             generation: t.generation,
             ports,

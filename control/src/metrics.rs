@@ -23,7 +23,8 @@ pub fn render_workers(reports: &[Option<Report>]) -> String {
     let mut s = String::new();
     let series: [Series; 3] = [
         ("podswitch_worker_rx_packets_total", "Frames a worker received from its queues.", "counter", |r| {
-            r.stats.ports.iter().map(|p| p.rx_packets).sum()
+            // Ports removed at run time included: a counter must not go back.
+            r.stats.ports.iter().map(|p| p.rx_packets).sum::<u64>() + r.stats.removed.rx_packets
         }),
         (
             "podswitch_worker_handed_off_total",

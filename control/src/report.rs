@@ -104,12 +104,30 @@ impl Report {
                 let _ = writeln!(s, "io {} {m}", name(i));
             }
         }
+        // Ports removed at run time, summed (see `Stats::removed`).
+        let removed = &self.stats.removed;
+        if removed.rx_packets + removed.tx_packets + removed.dropped() > 0 {
+            let _ = writeln!(
+                s,
+                "port {} rx_packets={} rx_bytes={} tx_packets={} tx_bytes={} dropped={}",
+                crate::controller::REMOVED_PORTS,
+                removed.rx_packets,
+                removed.rx_bytes,
+                removed.tx_packets,
+                removed.tx_bytes,
+                removed.dropped()
+            );
+        }
         for r in DropReason::ALL {
             for (i, p) in self.stats.ports.iter().enumerate() {
                 let n = p.drops[r.index()];
                 if n > 0 {
                     let _ = writeln!(s, "drop {} port={} count={}", r.name(), name(i), n);
                 }
+            }
+            let n = removed.drops[r.index()];
+            if n > 0 {
+                let _ = writeln!(s, "drop {} port={} count={}", r.name(), crate::controller::REMOVED_PORTS, n);
             }
         }
         let events = self.events();

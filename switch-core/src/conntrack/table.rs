@@ -66,10 +66,20 @@ impl WarmWord for CtEntry {
 }
 
 impl Evictable for CtEntry {
-    /// Flows that have been answered are never evicted for new ones (the kernel's
-    /// `early_drop` likewise only takes entries that are not assured).
+    /// Assured flows are never evicted for new ones; the kernel's `early_drop` likewise only
+    /// takes entries that are not assured.
     fn evictable(&self) -> bool {
-        !self.replied
+        !self.assured()
+    }
+}
+
+impl CtEntry {
+    /// The kernel's `IPS_ASSURED`: the flow was answered and, for TCP, its handshake finished.
+    /// A SYN answered by a SYN-ACK whose ACK never comes (a SYN flood from spoofed sources at
+    /// a listening port) is not assured: pinning it would let a flood fill the table and
+    /// refuse every new connection for the SYN timeout.
+    pub fn assured(&self) -> bool {
+        self.replied && !matches!(self.state, TcpState::SynSent | TcpState::SynReceived | TcpState::Closed)
     }
 }
 
@@ -89,8 +99,9 @@ pub struct CtEntry {
     pub xlate: Tuple,
     pub state: TcpState,
     /// A packet of the reply direction has been seen (the kernel's `IPS_SEEN_REPLY`). Until
-    /// then the flow lives at most [`CtTimeouts::unreplied`], may be evicted by a new flow,
-    /// and is checked again after a table change.
+    /// then the flow lives at most [`CtTimeouts::unreplied`] and is checked again after a
+    /// table change; until it is also [`assured`](CtEntry::assured) it may be evicted by a
+    /// new flow.
     pub replied: bool,
     pub(super) fins: u8,
     /// Identifies the flow; the peer slot is trusted only while its flow id matches.
@@ -233,7 +244,7 @@ impl Conntrack {
         let proto = key.proto;
         let mut e = *e;
         let reply = e.dir == Direction::Reply;
-        let (old_state, old_fins, old_replied) = (e.state, e.fins, e.replied);
+        let (old_state, old_fins, old_replied, old_assured) = (e.state, e.fins, e.replied, e.assured());
         let state = e.state.next(tcp_flags, reply, &mut e.fins);
         e.state = state;
         e.replied |= reply;
@@ -250,8 +261,9 @@ impl Conntrack {
         }
         *self.table.val_mut(slot) = e;
         self.table.set_expiry(slot, expires);
-        if e.replied != old_replied {
-            self.table.pin(slot, true);
+        let assured = e.assured();
+        if assured != old_assured {
+            self.table.pin(slot, assured);
         }
         let peer = e.peer as usize;
         if refresh_peer && peer < self.table.capacity() {
@@ -261,8 +273,8 @@ impl Conntrack {
                 p.state = state;
                 p.fins = e.fins;
                 p.replied = e.replied;
-                if e.replied != old_replied {
-                    self.table.pin(peer, true);
+                if assured != old_assured {
+                    self.table.pin(peer, assured);
                 }
                 self.table.set_expiry(peer, expires);
             }
@@ -580,11 +592,13 @@ mod tests {
             .count();
         assert_eq!(halves, 0, "half-evicted flows");
         assert!(ct.lookup(&FlowKey { t: live.xlate.reversed(), proto: proto::TCP }, 20).is_some());
-        // Answer every flow that is left: nothing may give way any more.
+        // Complete the handshake of every flow that is left: nothing may give way any more.
         for i in 0..4000 {
             let k = FlowKey { t: nth(i).xlate.reversed(), proto: proto::TCP };
             if let Some(s) = ct.lookup(&k, 30) {
                 ct.touch(s, SYN | ACK, 60, 30);
+                let o = ct.lookup(&nth(i).key, 30).expect("original entry");
+                ct.touch(o, ACK, 60, 30);
             }
         }
         let before = ct.stats.refused;
@@ -620,6 +634,45 @@ mod tests {
             })
             .count();
         assert_eq!(halves, 0);
+    }
+
+    /// Issue 13: a SYN flood at a listening port from spoofed sources: every SYN is answered
+    /// by a SYN-ACK whose ACK never comes. Those flows are answered but not assured, so they
+    /// give way to new flows (a connection made during the flood gets its slot) and never to
+    /// established ones; a UDP flow is assured by its first reply.
+    #[test]
+    fn syn_received_flows_give_way_to_new_flows() {
+        let mut ct = Conntrack::new(64, 7, CtTimeouts::default());
+        let live = nth(60000);
+        ct.commit(&live, 0).unwrap();
+        answer(&mut ct, &live, 1);
+        let mut udp = nth(60001);
+        udp.key.proto = proto::UDP;
+        udp.tcp_flags = 0;
+        let u = ct.commit(&udp, 1).unwrap();
+        let ur = ct.lookup(&FlowKey { t: udp.xlate.reversed(), proto: proto::UDP }, 1).unwrap();
+        ct.touch(ur, 0, 60, 1);
+        assert!(ct.entry(u).assured(), "a UDP flow is assured by its reply");
+        for i in 0..4000 {
+            if let Some(o) = ct.commit(&nth(i), 10) {
+                let r = ct.lookup(&FlowKey { t: nth(i).xlate.reversed(), proto: proto::TCP }, 10).unwrap();
+                ct.touch(r, SYN | ACK, 60, 10);
+                assert!(ct.entry(o).replied && !ct.entry(o).assured(), "SYN_RECV is answered, not assured");
+            }
+        }
+        assert_eq!(ct.stats.refused, 0, "half-open flows gave way to every new flow");
+        assert!(ct.stats.evicted > 0);
+        assert!(ct.lookup(&live.key, 20).is_some(), "the established flow is kept");
+        assert!(ct.lookup(&udp.key, 20).is_some(), "the answered UDP flow is kept");
+        // A connection made during the flood: its slot is taken from a half-open flow, and
+        // once its handshake is done the flood cannot take it back.
+        let fresh = nth(50000);
+        assert!(ct.commit(&fresh, 20).is_some());
+        answer(&mut ct, &fresh, 21);
+        for i in 10000..14000 {
+            let _ = ct.commit(&nth(i), 22);
+        }
+        assert!(ct.lookup(&fresh.key, 23).is_some() && ct.lookup(&live.key, 23).is_some());
     }
 
     fn answer(ct: &mut Conntrack, f: &NewFlow, now: u64) {

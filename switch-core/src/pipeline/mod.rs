@@ -188,11 +188,12 @@ impl Worker {
         &self.st.frags
     }
 
-    /// Forgets the counters of a port that was removed, so that a port given its id later
-    /// starts from zero.
+    /// Moves the counters of a port that was removed into `stats().removed`, so that a port
+    /// given its id later starts from zero and the totals keep what it counted.
     pub fn forget_port(&mut self, port: crate::packet::PortId) {
         if let Some(p) = self.st.stats.ports.get_mut(port.index()) {
-            *p = stats::PortStats::default();
+            let gone = std::mem::take(p);
+            self.st.stats.removed.add(&gone);
         }
     }
 

@@ -91,6 +91,10 @@ impl EventStats {
 #[derive(Debug, Clone)]
 pub struct Stats {
     pub ports: Vec<PortStats>,
+    /// What ports removed at run time counted (a pod detached), summed: a port given a freed
+    /// id starts from zero, and totals over ports stay whole (every frame received was
+    /// forwarded, dropped or handed off).
+    pub removed: PortStats,
     pub events: EventStats,
     pub dns: crate::dns::DnsStats,
 }
@@ -99,6 +103,7 @@ impl Stats {
     pub fn new(max_ports: usize) -> Stats {
         Stats {
             ports: vec![PortStats::default(); max_ports.max(1)],
+            removed: PortStats::default(),
             events: EventStats::default(),
             dns: crate::dns::DnsStats::default(),
         }
@@ -122,6 +127,7 @@ impl Stats {
         for (a, b) in self.ports.iter_mut().zip(o.ports.iter()) {
             a.add(b);
         }
+        self.removed.add(&o.removed);
         self.events.add(&o.events);
         self.dns.add(&o.dns);
     }

@@ -513,6 +513,24 @@ fn every_frame_gets_a_verdict_in_big_batches() {
     assert_eq!(b.w.stats().ports[tb::POD_A.index()].rx_packets, 200);
 }
 
+/// Issue 13 (soak): a removed port's counters move to `removed`, so totals over ports keep
+/// what it counted while a port given its id later starts from zero.
+#[test]
+fn a_removed_port_keeps_its_counts_in_the_totals() {
+    let mut b = Bed::new();
+    let mut frames: Vec<OwnedBuf> = (0..10u16)
+        .map(|i| OwnedBuf::from_frame(&tcp(tb::POD_A_MAC, tb::POD_A_IP, 10000 + i, tb::WEB_VIP, 80, SYN), tb::POD_A))
+        .collect();
+    let mut v = vec![Verdict::Drop(DropReason::NoRoute); frames.len()];
+    b.w.process(&b.t, 5, &mut frames, &mut v);
+    let total = |b: &Bed| b.w.stats().ports.iter().map(|p| p.rx_packets).sum::<u64>() + b.w.stats().removed.rx_packets;
+    assert_eq!(total(&b), 10);
+    b.w.forget_port(tb::POD_A);
+    assert_eq!(b.w.stats().ports[tb::POD_A.index()].rx_packets, 0, "a port given the id starts from zero");
+    assert_eq!(b.w.stats().removed.rx_packets, 10);
+    assert_eq!(total(&b), 10);
+}
+
 #[test]
 fn session_affinity_pins_client_to_backend() {
     let mut t = tb::tables(Scale::default());
