@@ -21,6 +21,7 @@ pub mod demo;
 pub mod dns;
 pub mod error;
 pub mod health;
+pub mod ingress;
 pub mod k8s;
 pub mod live;
 pub mod metrics;

@@ -78,6 +78,7 @@ fn object_json(o: &Object) -> Result<SavedObject, String> {
         Object::Slice(x) => (x.kind.name(), serde_json::to_value(x)),
         Object::NetworkPolicy(x) => ("NetworkPolicy", serde_json::to_value(x)),
         Object::ConfigMap(x) => ("ConfigMap", serde_json::to_value(x)),
+        Object::Kept(x) => (x.kind.name(), serde_json::to_value(x)),
         Object::Route(x) => ("Route", serde_json::to_value(x)),
         Object::Port(x) => ("Port", serde_json::to_value(x)),
     };
@@ -97,6 +98,12 @@ fn object_of(s: SavedObject) -> Result<Object, String> {
         }),
         Kind::NetworkPolicy => serde_json::from_value(v).map(Object::NetworkPolicy),
         Kind::ConfigMap => serde_json::from_value(v).map(Object::ConfigMap),
+        Kind::Ingress | Kind::IngressClass | Kind::Secret => {
+            serde_json::from_value::<crate::k8s::KeptObject>(v).map(|mut k| {
+                k.kind = kind;
+                Object::Kept(k)
+            })
+        }
         Kind::Route => serde_json::from_value(v).map(Object::Route),
         Kind::Port => serde_json::from_value(v).map(Object::Port),
         Kind::Node => return Err("Node: nodes are listed, never saved".into()),
