@@ -120,11 +120,11 @@ for r in $(seq "$RUNS"); do
   done
 done
 echo
-printf '%-40s %12s %10s %10s\n' "path (median of $RUNS)" "req/s" "p50 ms" "p99 ms"
+printf '%-44s %12s %10s %10s\n' "path (median of $RUNS)" "req/s" "p50 ms" "p99 ms"
 for path in podswitch kernel; do
   label="LB $LB (podswitch) -> nginx -> pods"; [ "$path" = kernel ] && label="DNAT 10.99.9.9 (kernel) -> nginx -> pods"
   m_rps[0]=$(tr ' ' '\n' <<< "${RPS[$path]}" | grep . | median)
-  printf '%-40s %12s %10s %10s\n' "$label" "${m_rps[0]}" \
+  printf '%-44s %12s %10s %10s\n' "$label" "${m_rps[0]}" \
     "$(tr ' ' '\n' <<< "${P50[$path]}" | grep . | median)" "$(tr ' ' '\n' <<< "${P99[$path]}" | grep . | median)"
   eval "MED_$path=${m_rps[0]}"
 done

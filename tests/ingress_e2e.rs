@@ -71,7 +71,8 @@ impl Drop for Harness {
 impl Harness {
     fn up() -> Harness {
         let bin = podswitch_tests::podswitchd();
-        for (pkg, b) in [("control", "podswitchctl"), ("control", "podswitch-ingress"), ("podswitch-cni", "podswitch-cni")]
+        for (pkg, b) in
+            [("control", "podswitchctl"), ("control", "podswitch-ingress"), ("podswitch-cni", "podswitch-cni")]
         {
             podswitch_tests::build_bin(pkg, b);
         }
@@ -125,8 +126,7 @@ impl Harness {
     /// GET http://HOST/PATH through the LoadBalancer address (curl --resolve): (status, body).
     fn get(&self, host: &str, path: &str) -> (String, String) {
         let resolve = format!("{host}:80:{}", self.lb);
-        let (_, out) =
-            self.curl(&["--resolve", &resolve, "-w", "\n%{http_code}", &format!("http://{host}{path}")]);
+        let (_, out) = self.curl(&["--resolve", &resolve, "-w", "\n%{http_code}", &format!("http://{host}{path}")]);
         let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
         (code.to_string(), body.trim().to_string())
     }
@@ -246,7 +246,12 @@ fn ingress_through_a_loadbalancer_to_pods() {
     // Status: the LoadBalancer Service's address.
     let t0 = Instant::now();
     while h.ingress_status("example-ingress") != serde_json::json!([{ "ip": h.lb }]) {
-        assert!(t0.elapsed() < Duration::from_secs(10), "status: {}\n{}", h.ingress_status("example-ingress"), h.logs());
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "status: {}\n{}",
+            h.ingress_status("example-ingress"),
+            h.logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (_, table, _) = h.ctl(&["get", "ingress"], None);
@@ -353,7 +358,8 @@ spec:
     ]);
     assert_eq!((code, body.trim()), (0, "api1 /follow"));
     // A name with no certificate: the handshake is refused (no default certificate given out).
-    let (code, _) = h.curl(&["-k", "--resolve", &format!("nobody.example.com:443:{}", h.lb), "https://nobody.example.com/"]);
+    let (code, _) =
+        h.curl(&["-k", "--resolve", &format!("nobody.example.com:443:{}", h.lb), "https://nobody.example.com/"]);
     assert_ne!(code, 0, "TLS for an unknown name must fail");
 
     // An Ingress of another class: stored, not served, no status.

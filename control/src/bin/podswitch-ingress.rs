@@ -21,7 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "podswitch-ingress", version, about = "Ingress controller: programs a real nginx from podswitchd's objects")]
+#[command(
+    name = "podswitch-ingress",
+    version,
+    about = "Ingress controller: programs a real nginx from podswitchd's objects"
+)]
 struct Args {
     /// podswitchd's control socket.
     #[arg(long, default_value = "/run/podswitch/podswitch.sock")]
@@ -149,7 +153,11 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
 fn prepare_prefix(p: &Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
     for d in ["", "certs", "logs", "tmp"] {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(p.join(d)).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(p.join(d))
+            .map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(())
 }
@@ -220,9 +228,9 @@ impl Nginx {
 /// The `status.loadBalancer.ingress` of the published Service.
 fn published(services: &[k8s_openapi::api::core::v1::Service], name: &str) -> Option<serde_json::Value> {
     let (ns, n) = name.split_once('/').unwrap_or(("default", name));
-    let s = services
-        .iter()
-        .find(|s| s.metadata.namespace.as_deref().unwrap_or("default") == ns && s.metadata.name.as_deref() == Some(n))?;
+    let s = services.iter().find(|s| {
+        s.metadata.namespace.as_deref().unwrap_or("default") == ns && s.metadata.name.as_deref() == Some(n)
+    })?;
     let ing = s.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?;
     let out: Vec<serde_json::Value> = ing
         .iter()
@@ -245,7 +253,10 @@ async fn write_status(
     let mut docs = Vec::new();
     for v in stored {
         let meta = &v["metadata"];
-        let key = (meta["namespace"].as_str().unwrap_or("default").to_string(), meta["name"].as_str().unwrap_or("").to_string());
+        let key = (
+            meta["namespace"].as_str().unwrap_or("default").to_string(),
+            meta["name"].as_str().unwrap_or("").to_string(),
+        );
         if !served.contains(&key) || v["status"]["loadBalancer"]["ingress"] == *addrs {
             continue;
         }

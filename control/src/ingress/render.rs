@@ -98,7 +98,10 @@ pub struct Rendered {
 /// What a location sends to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
-    Upstream { name: String, protocol: BackendProtocol },
+    Upstream {
+        name: String,
+        protocol: BackendProtocol,
+    },
     /// `return 503`, with why in a comment.
     Unavailable(String),
 }
@@ -222,7 +225,10 @@ pub fn render(input: &Input, opts: &Options) -> Rendered {
                         tls_hosts.entry(h.clone()).or_insert_with(|| format!("{}/{file}", opts.prefix));
                     }
                 }
-                Err(e) => out.warnings.push(format!("{what}: TLS for {}: {e}", t.hosts.iter().flatten().cloned().collect::<Vec<_>>().join(","))),
+                Err(e) => out.warnings.push(format!(
+                    "{what}: TLS for {}: {e}",
+                    t.hosts.iter().flatten().cloned().collect::<Vec<_>>().join(",")
+                )),
             }
         }
 
@@ -340,7 +346,9 @@ fn tls_file(input: &Input, ns: &str, name: &str) -> Result<(String, Vec<u8>), St
     let s = input
         .secrets
         .iter()
-        .find(|s| s.metadata.namespace.as_deref().unwrap_or("default") == ns && s.metadata.name.as_deref() == Some(name))
+        .find(|s| {
+            s.metadata.namespace.as_deref().unwrap_or("default") == ns && s.metadata.name.as_deref() == Some(name)
+        })
         .ok_or_else(|| format!("Secret {ns}/{name} not found; the host is served over HTTP only"))?;
     if s.type_.as_deref() != Some(TLS_SECRET_TYPE) {
         return Err(format!("Secret {ns}/{name} is not of type {TLS_SECRET_TYPE}; the host is served over HTTP only"));
@@ -370,7 +378,9 @@ fn endpoints(
         .ok_or_else(|| format!("Service {ns}/{svc} not found (answered 503)"))?;
     let spec = s.spec.clone().unwrap_or_default();
     if spec.type_.as_deref() == Some("ExternalName") {
-        return Err(format!("Service {ns}/{svc} is an ExternalName Service, which podswitch-ingress does not proxy (answered 503)"));
+        return Err(format!(
+            "Service {ns}/{svc} is an ExternalName Service, which podswitch-ingress does not proxy (answered 503)"
+        ));
     }
     let port = spec
         .ports
@@ -539,7 +549,8 @@ fn conf(
     for (host, srv) in servers {
         let _ = writeln!(o, "\n    server {{\n        listen {h};");
         if let Some(c) = &srv.cert {
-            let _ = writeln!(o, "        listen {s} ssl;\n        ssl_certificate {c};\n        ssl_certificate_key {c};");
+            let _ =
+                writeln!(o, "        listen {s} ssl;\n        ssl_certificate {c};\n        ssl_certificate_key {c};");
         }
         let _ = writeln!(o, "        server_name {};", server_name(host));
         server_body(&mut o, srv);

@@ -93,7 +93,11 @@ fn seed_ingress_renders_a_server_with_an_upstream_of_ready_pods() {
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     assert!(r.conf.contains("    upstream default-my-service-80 {\n        server 10.244.1.5:9376;\n"), "{}", r.conf);
     assert!(r.conf.contains("        server_name myapp.example.com;\n"), "{}", r.conf);
-    assert!(r.conf.contains("        location \"/\" {\n            proxy_pass http://default-my-service-80;\n"), "{}", r.conf);
+    assert!(
+        r.conf.contains("        location \"/\" {\n            proxy_pass http://default-my-service-80;\n"),
+        "{}",
+        r.conf
+    );
 }
 
 #[test]
@@ -103,8 +107,18 @@ fn paths_exact_prefix_and_implementation_specific() {
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let c = &r.conf;
     // Exact before Prefix: the Exact rule owns `= /foo`; the Prefix rule keeps `/foo/`.
-    assert!(c.contains("Exact /foo -> api:8080\n        location = \"/foo\" {\n            proxy_pass http://default-api-8080;"), "{c}");
-    assert!(c.contains("Prefix /foo -> web:80\n        location \"/foo/\" {\n            proxy_pass http://default-web-80;"), "{c}");
+    assert!(
+        c.contains(
+            "Exact /foo -> api:8080\n        location = \"/foo\" {\n            proxy_pass http://default-api-8080;"
+        ),
+        "{c}"
+    );
+    assert!(
+        c.contains(
+            "Prefix /foo -> web:80\n        location \"/foo/\" {\n            proxy_pass http://default-web-80;"
+        ),
+        "{c}"
+    );
     // A trailing slash is ignored: /bar/ matches /bar too.
     assert!(c.contains("location = \"/bar\" {"), "{c}");
     assert!(c.contains("location \"/bar/\" {"), "{c}");
@@ -125,15 +139,28 @@ fn wildcard_hosts_match_one_label_and_default_backend_takes_the_rest() {
     assert!(c.contains("server_name b.example.com;"), "{c}");
     // b.example.com: /x exact, everything else to the default backend.
     let b = &c[c.find("server_name b.example.com;").expect("b")..];
-    assert!(b.contains("defaultBackend -> api:8080\n        location \"/\" {\n            proxy_pass http://default-api-8080;"), "{b}");
+    assert!(
+        b.contains(
+            "defaultBackend -> api:8080\n        location \"/\" {\n            proxy_pass http://default-api-8080;"
+        ),
+        "{b}"
+    );
 }
 
 #[test]
 fn no_endpoints_or_no_service_is_503_and_reported() {
     let spec = "  rules:\n  - host: a.example.com\n    http:\n      paths:\n      - {path: /e, pathType: Prefix, backend: {service: {name: empty, port: {number: 80}}}}\n      - {path: /m, pathType: Prefix, backend: {service: {name: missing, port: {number: 80}}}}\n      - {path: /p, pathType: Prefix, backend: {service: {name: web, port: {number: 81}}}}\n";
     let r = render(&input(&format!("{BACKENDS}{}", ing("a", "", spec))), &opts());
-    assert!(r.conf.contains("# Service default/empty:80 has no ready endpoints\n            return 503;"), "{}", r.conf);
-    assert!(r.conf.contains("# Service default/missing not found (answered 503)\n            return 503;"), "{}", r.conf);
+    assert!(
+        r.conf.contains("# Service default/empty:80 has no ready endpoints\n            return 503;"),
+        "{}",
+        r.conf
+    );
+    assert!(
+        r.conf.contains("# Service default/missing not found (answered 503)\n            return 503;"),
+        "{}",
+        r.conf
+    );
     assert_eq!(
         r.warnings,
         [
@@ -185,7 +212,10 @@ fn tls_hosts_get_their_certificate_and_http_redirects_unless_disabled() {
     assert_eq!(r.files["certs/default_s-tls.pem"], format!("{CERT}{KEY}").into_bytes());
     let c = &r.conf;
     assert!(c.contains("listen 443 ssl;\n        ssl_certificate /p/certs/default_s-tls.pem;\n        ssl_certificate_key /p/certs/default_s-tls.pem;\n        server_name s.example.com;"), "{c}");
-    assert!(c.contains("location \"/\" {\n            if ($scheme = http) { return 308 https://$host$request_uri; }"), "{c}");
+    assert!(
+        c.contains("location \"/\" {\n            if ($scheme = http) { return 308 https://$host$request_uri; }"),
+        "{c}"
+    );
     let r = render(
         &input(&format!(
             "{BACKENDS}{}{}",
@@ -198,7 +228,10 @@ fn tls_hosts_get_their_certificate_and_http_redirects_unless_disabled() {
     // A missing Secret: HTTP only, reported.
     let r = render(&input(&format!("{BACKENDS}{}", ing("s", "", spec))), &opts());
     assert!(!r.conf.contains("ssl_certificate "), "{}", r.conf);
-    assert_eq!(r.warnings, ["Ingress default/s: TLS for s.example.com: Secret default/s-tls not found; the host is served over HTTP only"]);
+    assert_eq!(
+        r.warnings,
+        ["Ingress default/s: TLS for s.example.com: Secret default/s-tls not found; the host is served over HTTP only"]
+    );
 }
 
 #[test]
@@ -226,15 +259,22 @@ fn same_input_same_bytes_whatever_the_order() {
 
 #[test]
 fn a_conflicting_rule_is_reported_and_the_first_ingress_wins() {
-    let rule = |svc: &str, port: u16| format!("  rules:\n  - host: a.example.com\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: {port}}}}}}}}}\n");
-    let r = render(&input(&format!("{BACKENDS}{}{}", ing("b", "", &rule("api", 8080)), ing("a", "", &rule("web", 80)))), &opts());
+    let rule = |svc: &str, port: u16| {
+        format!("  rules:\n  - host: a.example.com\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: {port}}}}}}}}}\n")
+    };
+    let r = render(
+        &input(&format!("{BACKENDS}{}{}", ing("b", "", &rule("api", 8080)), ing("a", "", &rule("web", 80)))),
+        &opts(),
+    );
     assert!(r.conf.contains("default/a: Prefix / -> web:80"), "{}", r.conf);
     assert_eq!(r.warnings, ["Ingress default/b: host a.example.com: location  / is already default/a: Prefix / -> web:80; this rule is not used for it"]);
 }
 
 #[test]
 fn bad_ingresses_are_refused_naming_the_field() {
-    let path = |p: &str| format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: x}}\nspec:\n  rules:\n  - host: a.example.com\n    http:\n      paths:\n      - {p}\n");
+    let path = |p: &str| {
+        format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: x}}\nspec:\n  rules:\n  - host: a.example.com\n    http:\n      paths:\n      - {p}\n")
+    };
     let cases: &[(String, &str)] = &[
         (path("{path: /, pathType: Foo, backend: {service: {name: web, port: {number: 80}}}}"),
          "spec.rules[0].http.paths[0].pathType: Unsupported value: \"Foo\": supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\""),
@@ -284,7 +324,10 @@ fn unsupported_annotations_are_warnings() {
 #[test]
 fn tls_secrets_need_pem_certificate_and_key_and_errors_hide_values() {
     let s = |data: &str| -> Result<(), String> {
-        let v = docs(&format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: t}}\ntype: kubernetes.io/tls\nstringData: {data}\n")).remove(0);
+        let v = docs(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: t}}\ntype: kubernetes.io/tls\nstringData: {data}\n"
+        ))
+        .remove(0);
         validate::secret(&serde_json::from_value(v).expect("secret"))
     };
     assert!(s(&format!("{{tls.crt: {CERT:?}, tls.key: {KEY:?}}}")).is_ok());

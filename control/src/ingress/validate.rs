@@ -93,7 +93,9 @@ pub fn annotations(
                     || v.len() - digits.len() > 1
                     || digits.len() > 12
                 {
-                    return Err(bad("must be a size as nginx writes it: digits with an optional k, m or g (8m, 512k, 0)"));
+                    return Err(bad(
+                        "must be a size as nginx writes it: digits with an optional k, m or g (8m, 512k, 0)",
+                    ));
                 }
                 a.proxy_body_size = Some(v.clone());
             }
@@ -208,7 +210,9 @@ fn port_name_error(name: &str) -> Option<String> {
         && !name.starts_with('-')
         && !name.ends_with('-')
         && !name.contains("--");
-    (!ok).then(|| "must be an IANA service name: at most 15 lower case letters, digits and '-', with a letter, no '--'".into())
+    (!ok).then(|| {
+        "must be an IANA service name: at most 15 lower case letters, digits and '-', with a letter, no '--'".into()
+    })
 }
 
 fn backend(b: &IngressBackend, field: &str, warnings: &mut Vec<String>, what: &str) -> Result<(), String> {
@@ -223,7 +227,7 @@ fn backend(b: &IngressBackend, field: &str, warnings: &mut Vec<String>, what: &s
             Ok(())
         }
         (Some(s), None) => {
-            if let Some(e) = dns_subdomain(&s.name).filter(|_| true) {
+            if let Some(e) = dns_subdomain(&s.name) {
                 return Err(format!("{field}.service.name: Invalid value: \"{}\": {e}", s.name));
             }
             if s.name.contains('.') {
@@ -356,13 +360,12 @@ pub fn secret(s: &Secret) -> Result<(), String> {
     if s.type_.as_deref() == Some(TLS_SECRET_TYPE) {
         for (key, marker) in [("tls.crt", "-----BEGIN CERTIFICATE-----"), ("tls.key", "PRIVATE KEY-----")] {
             let Some(v) = data.get(key) else {
-                return Err(format!("data[{key}]: Required value (a {TLS_SECRET_TYPE} Secret holds tls.crt and tls.key)"));
+                return Err(format!(
+                    "data[{key}]: Required value (a {TLS_SECRET_TYPE} Secret holds tls.crt and tls.key)"
+                ));
             };
             if !String::from_utf8_lossy(v).contains(marker) {
-                return Err(format!(
-                    "data[{key}]: Invalid value: <{} bytes>: not PEM ({marker} missing)",
-                    v.len()
-                ));
+                return Err(format!("data[{key}]: Invalid value: <{} bytes>: not PEM ({marker} missing)", v.len()));
             }
         }
     }
@@ -371,8 +374,7 @@ pub fn secret(s: &Secret) -> Result<(), String> {
 
 /// A Secret's data with its `stringData` merged in (stringData wins, as on the API server).
 pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> =
-        s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    let mut out: BTreeMap<String, Vec<u8>> = s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
     for (k, v) in s.string_data.iter().flatten() {
         out.insert(k.clone(), v.as_bytes().to_vec());
     }

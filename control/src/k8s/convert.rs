@@ -609,13 +609,15 @@ fn config_map(c: types::ConfigMap, warnings: &mut Vec<String>, what: &str) -> Re
 /// An Ingress, IngressClass or Secret, checked (`crate::ingress::validate`) and kept in its
 /// Kubernetes form.
 fn kept(kind: &str, v: Value, warnings: &mut Vec<String>, what: &str) -> Result<crate::k8s::KeptObject, String> {
-    use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
     use crate::ingress::validate;
+    use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
     let meta: types::ObjectMeta = serde_json::from_value(v.get("metadata").cloned().unwrap_or(Value::Null))
         .map_err(|e| format!("metadata: {e}"))?;
     name_check(&meta.name, false)?;
     // Values are not quoted: a Secret's must not reach an error message.
-    let schema = |e: serde_json::Error| format!("does not fit the Kubernetes API schema of {kind} (line {}, column {})", e.line(), e.column());
+    let schema = |e: serde_json::Error| {
+        format!("does not fit the Kubernetes API schema of {kind} (line {}, column {})", e.line(), e.column())
+    };
     let (k, namespace) = match kind {
         "Ingress" => {
             let i: networking::Ingress = serde_json::from_value(v.clone()).map_err(schema)?;

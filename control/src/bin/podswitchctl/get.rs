@@ -190,7 +190,8 @@ pub fn print(
 fn ingress_row(i: &Ingress) -> (Vec<String>, Vec<String>) {
     let spec = i.spec.clone().unwrap_or_default();
     let class = spec.ingress_class_name.clone().unwrap_or_else(|| "<none>".into());
-    let hosts: Vec<String> = spec.rules.iter().flatten().map(|r| r.host.clone().unwrap_or_else(|| "*".into())).collect();
+    let hosts: Vec<String> =
+        spec.rules.iter().flatten().map(|r| r.host.clone().unwrap_or_else(|| "*".into())).collect();
     let addrs: Vec<String> = i
         .status
         .as_ref()
