@@ -339,3 +339,37 @@ fn tls_secrets_need_pem_certificate_and_key_and_errors_hide_values() {
     assert_eq!(e, "data[tls.key]: Invalid value: <15 bytes>: not PEM (PRIVATE KEY----- missing)");
     assert!(!e.contains("secret-material"));
 }
+
+/// nginx itself accepts what the renderer writes (every location kind, annotation and
+/// upstream), when Debian's nginx is installed (test-all.sh installs it; skipped loudly
+/// otherwise, failed under CI=true).
+#[test]
+fn nginx_accepts_the_rendered_configuration() {
+    let have = std::process::Command::new("nginx").arg("-v").output().is_ok_and(|o| o.status.success());
+    if !have {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "nginx is not installed, and CI expects it");
+        eprintln!(
+            "SKIPPED nginx_accepts_the_rendered_configuration: nginx is not installed (apt-get install nginx-light)"
+        );
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("psw-ingress-render-{}", std::process::id()));
+    for d in ["logs", "tmp"] {
+        std::fs::create_dir_all(dir.join(d)).expect("dirs");
+    }
+    let spec = "  defaultBackend: {service: {name: api, port: {number: 8080}}}\n  rules:\n  - host: a.example.com\n    http:\n      paths:\n      - {path: /x, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n      - {path: /x, pathType: Exact, backend: {service: {name: api, port: {number: 8080}}}}\n      - {path: /i, pathType: ImplementationSpecific, backend: {service: {name: empty, port: {number: 80}}}}\n  - host: \"*.w.example.com\"\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}\n  - http:\n      paths:\n      - {path: /any, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n";
+    let meta = ", annotations: {nginx.ingress.kubernetes.io/rewrite-target: /r, nginx.ingress.kubernetes.io/limit-rps: \"3\", nginx.ingress.kubernetes.io/proxy-body-size: 1m, nginx.ingress.kubernetes.io/whitelist-source-range: 10.0.0.0/8}";
+    let opts = Options { prefix: dir.display().to_string(), http_port: 18080, https_port: 18443, ..Options::default() };
+    let r = render(&input(&format!("{BACKENDS}{}", ing("a", meta, spec))), &opts);
+    std::fs::write(dir.join("nginx.conf"), &r.conf).expect("conf");
+    let o = std::process::Command::new("nginx")
+        .arg("-t")
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .output()
+        .expect("nginx -t");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(o.status.success(), "nginx -t: {}\n{}", String::from_utf8_lossy(&o.stderr), r.conf);
+}
