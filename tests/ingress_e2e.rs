@@ -357,6 +357,44 @@ spec:
         "http://secure.example.com/follow",
     ]);
     assert_eq!((code, body.trim()), (0, "api1 /follow"));
+    // A new certificate in the Secret: served after a reload, the old file removed.
+    let (crt2, key2) = (dir.join("tls2.crt"), dir.join("tls2.key"));
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=secure.example.com"])
+        .args(["-addext", "subjectAltName=DNS:secure.example.com", "-keyout"])
+        .arg(&key2)
+        .arg("-out")
+        .arg(&crt2)
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "openssl: {}", text(&o.stderr));
+    let mut secret2 = secret.clone();
+    secret2["stringData"]["tls.crt"] = std::fs::read_to_string(&crt2).expect("crt").into();
+    secret2["stringData"]["tls.key"] = std::fs::read_to_string(&key2).expect("key").into();
+    h.apply(&secret2.to_string());
+    let t0 = Instant::now();
+    loop {
+        let (code, body) = h.curl(&[
+            "--cacert",
+            crt2.to_str().expect("path"),
+            "--resolve",
+            &resolve443,
+            "https://secure.example.com/r",
+        ]);
+        if code == 0 && body.trim() == "api1 /r" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "https with the new certificate: {code} {body}\n{}", h.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let certs: Vec<_> = std::fs::read_dir(h.rundir.join("ingress/certs")).expect("certs").flatten().collect();
+    assert_eq!(certs.len(), 1, "only the certificate in use stays: {certs:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = certs[0].metadata().expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a certificate file with its key is mode 0600");
+    }
+
     // A name with no certificate: the handshake is refused (no default certificate given out).
     let (code, _) =
         h.curl(&["-k", "--resolve", &format!("nobody.example.com:443:{}", h.lb), "https://nobody.example.com/"]);

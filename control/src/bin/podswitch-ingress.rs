@@ -194,6 +194,7 @@ impl Nginx {
             ));
         }
         std::fs::rename(&next, self.conf()).map_err(|e| e.to_string())?;
+        self.remove_unused(r);
         if let Some(ch) = &mut self.child {
             if let Ok(None) = ch.try_wait() {
                 let o = self.cmd(&self.conf()).args(["-s", "reload"]).output().map_err(|e| e.to_string())?;
@@ -207,6 +208,18 @@ impl Nginx {
         let child = self.cmd(&self.conf()).spawn().map_err(|e| format!("start nginx: {e}"))?;
         self.child = Some(child);
         Ok("started")
+    }
+
+    /// Removes certificate files the installed configuration does not name (old
+    /// certificates, deleted Secrets).
+    fn remove_unused(&self, r: &Rendered) {
+        let Ok(dir) = std::fs::read_dir(self.prefix.join("certs")) else { return };
+        for e in dir.flatten() {
+            let name = format!("certs/{}", e.file_name().to_string_lossy());
+            if !r.files.contains_key(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     /// Graceful stop: nginx finishes the requests it has.

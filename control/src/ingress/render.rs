@@ -23,9 +23,9 @@
 //!   Service, or no such port: `503`. `defaultBackend` answers what no path of its Ingress's
 //!   hosts matches (and, with no rules, the catch-all server); otherwise `404`.
 //! - **TLS.** The Secret named by `spec.tls` (type `kubernetes.io/tls`) is written as one PEM
-//!   file ([`Rendered::files`], mode 0600 when written) and used for its hosts by SNI; HTTP to
-//!   such a host is redirected with `308` unless `ssl-redirect: "false"`. The catch-all
-//!   server refuses TLS handshakes for unknown names.
+//!   file named by its contents ([`Rendered::files`], mode 0600 when written) and used for
+//!   its hosts by SNI; HTTP to such a host is redirected with `308` unless
+//!   `ssl-redirect: "false"`. The catch-all server refuses TLS handshakes for unknown names.
 
 use super::validate::{self, Annotations, BackendProtocol, PathType};
 use super::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, TLS_SECRET_TYPE};
@@ -87,7 +87,8 @@ pub struct Input {
 pub struct Rendered {
     /// nginx.conf.
     pub conf: String,
-    /// Files under the prefix directory (`certs/NS_NAME.pem`: certificate and key).
+    /// Files under the prefix directory (`certs/NS_NAME-HASH.pem`: certificate and key, named
+    /// by their contents).
     pub files: BTreeMap<String, Vec<u8>>,
     /// What was not served and why (Ingress by Ingress).
     pub warnings: Vec<String>,
@@ -360,7 +361,14 @@ fn tls_file(input: &Input, ns: &str, name: &str) -> Result<(String, Vec<u8>), St
         pem.push(b'\n');
     }
     pem.extend_from_slice(data.get("tls.key").map(Vec::as_slice).unwrap_or_default());
-    Ok((format!("certs/{}.pem", ident(&format!("{ns}_{name}"))), pem))
+    // Named by content too: a new certificate is a new file, so the one a running
+    // configuration uses is never rewritten before nginx -t approves its successor.
+    Ok((format!("certs/{}-{:016x}.pem", ident(&format!("{ns}_{name}")), fnv1a(&pem)), pem))
+}
+
+/// FNV-1a, 64 bits: a stable name for file contents (not a security measure).
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// The ready endpoints (`ip:port`, sorted) of Service `ns/svc`'s port given by number or name.

@@ -209,9 +209,17 @@ fn tls_hosts_get_their_certificate_and_http_redirects_unless_disabled() {
     let spec = "  tls:\n  - {hosts: [s.example.com], secretName: s-tls}\n  rules:\n  - host: s.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n";
     let r = render(&input(&format!("{BACKENDS}{}{}", tls_secret("s-tls"), ing("s", "", spec))), &opts());
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
-    assert_eq!(r.files["certs/default_s-tls.pem"], format!("{CERT}{KEY}").into_bytes());
+    let (file, pem) = r.files.iter().next().expect("a certificate file");
+    assert!(file.starts_with("certs/default_s-tls-") && file.ends_with(".pem"), "{file}");
+    assert_eq!(*pem, format!("{CERT}{KEY}").into_bytes());
     let c = &r.conf;
-    assert!(c.contains("listen 443 ssl;\n        ssl_certificate /p/certs/default_s-tls.pem;\n        ssl_certificate_key /p/certs/default_s-tls.pem;\n        server_name s.example.com;"), "{c}");
+    assert!(c.contains(&format!("listen 443 ssl;\n        ssl_certificate /p/{file};\n        ssl_certificate_key /p/{file};\n        server_name s.example.com;")), "{c}");
+    // Another certificate is another file.
+    let other = render(
+        &input(&format!("{BACKENDS}{}{}", tls_secret("s-tls").replace("MIIB", "MIIC"), ing("s", "", spec))),
+        &opts(),
+    );
+    assert_ne!(other.files.keys().next(), Some(file));
     assert!(
         c.contains("location \"/\" {\n            if ($scheme = http) { return 308 https://$host$request_uri; }"),
         "{c}"
