@@ -400,6 +400,70 @@ spec:
         h.curl(&["-k", "--resolve", &format!("nobody.example.com:443:{}", h.lb), "https://nobody.example.com/"]);
     assert_ne!(code, 0, "TLS for an unknown name must fail");
 
+    // Annotations nginx does natively, through real nginx.
+    h.apply(
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: annotated
+  namespace: default
+  annotations:
+    nginx.ingress.kubernetes.io/rewrite-target: /
+    nginx.ingress.kubernetes.io/limit-rps: \"1\"
+    nginx.ingress.kubernetes.io/proxy-body-size: 1k
+spec:
+  rules:
+  - host: rw.example.com
+    http:
+      paths:
+      - {path: /app, pathType: Prefix, backend: {service: {name: api, port: {number: 8080}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: walled
+  namespace: default
+  annotations: {nginx.ingress.kubernetes.io/whitelist-source-range: 10.0.0.0/8}
+spec:
+  rules:
+  - host: walled.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: api, port: {number: 8080}}}}
+",
+    );
+    // rewrite-target: /app/x reaches the pod as /x.
+    h.wait_route("rw.example.com", "/app/x", "200 api1");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(h.get("rw.example.com", "/app/deep/er"), ("200".into(), "api1 /deep/er".into()));
+    // proxy-body-size: a body over 1k is refused with 413.
+    let (_, out) = h.curl(&[
+        "--resolve",
+        &format!("rw.example.com:80:{}", h.lb),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--data-binary",
+        &"x".repeat(4096),
+        "http://rw.example.com/app/post",
+    ]);
+    assert_eq!(out, "413");
+    // limit-rps 1 (burst 5): 20 requests at once from one client, some refused with 503.
+    let urls: Vec<String> = (0..20).map(|_| "http://rw.example.com/app/burst".to_string()).collect();
+    let mut args =
+        vec!["--resolve".to_string(), format!("rw.example.com:80:{}", h.lb), "-o".into(), "/dev/null".into()];
+    args.extend(["-w".into(), "%{http_code}\n".into()]);
+    for u in &urls {
+        args.push(u.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, out) = h.curl(&args);
+    let limited = out.lines().filter(|l| *l == "503").count();
+    assert!(limited >= 10 && out.lines().filter(|l| *l == "200").count() >= 1, "limit-rps: {out}");
+    // whitelist-source-range: the outside client is not in 10.0.0.0/8: 403.
+    h.wait_route("walled.example.com", "/", "403");
+
     // An Ingress of another class: stored, not served, no status.
     h.apply(OTHER_CLASS);
     std::thread::sleep(Duration::from_millis(800));
