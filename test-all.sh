@@ -17,13 +17,14 @@ log() { printf '\n== %s ==\n' "$*"; }
 # (install_tools checks commands, so libprotobuf-dev is named with apt-get below). dig, kdig
 # and dnsmasq are the DNS clients and upstream of tests/dns_e2e.rs and of the resolver's
 # tests (control/src/dns/tests.rs). hping3 floods SYNs from spoofed sources in
-# tests/fault_suite.rs.
+# tests/fault_suite.rs. openssl makes the certificate of tests/ingress_e2e.rs and wrk drives
+# benches/ingress-bench.sh.
 . netns-scripts/install-tools.sh
 if ! install_tools protoc:protobuf-compiler tshark:tshark nginx:nginx-light curl:curl iperf3:iperf3 \
   ping:iputils-ping ethtool:ethtool ip:iproute2 setpriv:util-linux podman:podman runc:runc \
   busybox:busybox-static /usr/lib/cni/loopback:containernetworking-plugins \
   etcd:etcd-server etcdctl:etcd-client jq:jq dig:bind9-dnsutils kdig:knot-dnsutils dnsmasq:dnsmasq-base \
-  hping3:hping3; then
+  hping3:hping3 openssl:openssl wrk:wrk; then
   [ "${CI:-}" = true ] && exit 1
 fi
 proto=/usr/include/google/protobuf/descriptor.proto

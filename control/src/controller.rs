@@ -598,7 +598,7 @@ impl Controller {
                 // Builds no table: a change of ConfigMaps only republishes the snapshot (with
                 // no service compiled again) under a new generation, so that what reads
                 // them sees the change.
-                Kind::ConfigMap => {}
+                Kind::ConfigMap | Kind::Ingress | Kind::IngressClass | Kind::Secret => {}
                 _ => return None,
             }
         }
@@ -1096,6 +1096,7 @@ impl Controller {
     fn pods_only(changes: &[(Key, Action)]) -> bool {
         changes.iter().filter(|(_, a)| *a != Action::Unchanged).all(|(k, _)| {
             matches!(k.kind, Kind::Pod | Kind::Port | Kind::Namespace | Kind::NetworkPolicy | Kind::ConfigMap)
+                || k.kind.kept()
         })
     }
 

@@ -91,7 +91,7 @@ impl Controller {
     pub fn list_selected(&self, kind: &str, namespace: &str, name: &str, selector: &str) -> Result<Listing, Refusal> {
         let kind = Kind::parse(kind).ok_or_else(|| {
             Refusal::Invalid(format!(
-                "unknown kind '{kind}' (namespaces, pods, services, endpointslices, endpoints, networkpolicies, configmaps, routes, ports, nodes)"
+                "unknown kind '{kind}' (namespaces, pods, services, endpointslices, endpoints, networkpolicies, configmaps, ingresses, ingressclasses, secrets, routes, ports, nodes)"
             ))
         })?;
         let selector = Selector::parse(selector).map_err(|e| Refusal::Invalid(e.to_string()))?;

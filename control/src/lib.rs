@@ -22,6 +22,7 @@ pub mod dns;
 pub mod error;
 pub mod handover;
 pub mod health;
+pub mod ingress;
 pub mod k8s;
 pub mod live;
 pub mod metrics;

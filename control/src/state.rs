@@ -78,6 +78,7 @@ fn object_json(o: &Object) -> Result<SavedObject, String> {
         Object::Slice(x) => (x.kind.name(), serde_json::to_value(x)),
         Object::NetworkPolicy(x) => ("NetworkPolicy", serde_json::to_value(x)),
         Object::ConfigMap(x) => ("ConfigMap", serde_json::to_value(x)),
+        Object::Kept(x) => (x.kind.name(), serde_json::to_value(x)),
         Object::Route(x) => ("Route", serde_json::to_value(x)),
         Object::Port(x) => ("Port", serde_json::to_value(x)),
     };
@@ -97,6 +98,12 @@ fn object_of(s: SavedObject) -> Result<Object, String> {
         }),
         Kind::NetworkPolicy => serde_json::from_value(v).map(Object::NetworkPolicy),
         Kind::ConfigMap => serde_json::from_value(v).map(Object::ConfigMap),
+        Kind::Ingress | Kind::IngressClass | Kind::Secret => {
+            serde_json::from_value::<crate::k8s::KeptObject>(v).map(|mut k| {
+                k.kind = kind;
+                Object::Kept(k)
+            })
+        }
         Kind::Route => serde_json::from_value(v).map(Object::Route),
         Kind::Port => serde_json::from_value(v).map(Object::Port),
         Kind::Node => return Err("Node: nodes are listed, never saved".into()),
@@ -224,6 +231,36 @@ mod tests {
         std::fs::write(f.path(), "{").unwrap();
         assert!(f.load("n1").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ingresses_classes_and_secrets_are_restored() {
+        let dir = std::env::temp_dir().join(format!("psw-state-ing-{}", std::process::id()));
+        let f = StateFile::in_dir(&dir);
+        let yaml = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: podswitch}\nspec: {controller: podswitch.io/ingress-nginx}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: t, namespace: web}\ntype: kubernetes.io/tls\nstringData: {tls.crt: '-----BEGIN CERTIFICATE-----', tls.key: '-----BEGIN PRIVATE KEY-----'}\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: i, namespace: web}\nspec: {defaultBackend: {service: {name: s, port: {number: 80}}}}\n";
+        let p = parse(Format::Yaml, "ing.yaml", yaml, "n1", Validation::Strict).expect("parses");
+        let keys: Vec<String> = p.objects.iter().map(|o| o.key().to_string()).collect();
+        assert_eq!(keys, ["IngressClass podswitch", "Secret web/t", "Ingress web/i"]);
+        let forms: BTreeMap<_, _> = p.manifests.iter().cloned().collect();
+        f.save("n1", p.objects.iter().map(|o| (o, forms.get(&o.key()))), &BTreeMap::new()).expect("saves");
+        let back = f.load("n1").expect("loads");
+        let back_keys: Vec<String> = back.objects.iter().map(|o| o.key().to_string()).collect();
+        assert_eq!(back_keys, keys, "kinds come back with the objects");
+        assert_eq!(serde_json::to_value(&back.objects).ok(), serde_json::to_value(&p.objects).ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_ingress_is_refused_with_its_document_and_field() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 10.96.0.9, ports: [{port: 80}]}\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bad}\nspec:\n  rules:\n  - http:\n      paths: [{path: /a, pathType: Prefix, backend: {service: {name: s, port: {name: http, number: 80}}}}]\n";
+        let e = parse(Format::Yaml, "bad.yaml", yaml, "n1", Validation::Strict).unwrap_err().to_string();
+        assert!(
+            e.contains("document 2 (Ingress default/bad): spec.rules[0].http.paths[0].backend.service.port: Invalid value: cannot set both port name & port number"),
+            "{e}"
+        );
+        let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: t}\ntype: kubernetes.io/tls\ndata: {tls.crt: '%%%not-base64'}\n";
+        let e = parse(Format::Yaml, "s.yaml", secret, "n1", Validation::Strict).unwrap_err().to_string();
+        assert!(e.contains("Secret default/t") && !e.contains("not-base64"), "{e}");
     }
 
     #[test]

@@ -504,7 +504,13 @@ impl Store {
             Kind::NetworkPolicy => b.policies.iter().any(|p| p.namespace == k.namespace && p.name == k.name),
             Kind::Route => b.routes.iter().any(|r| r.prefix == k.name),
             Kind::Port => b.ports.iter().any(|p| p.name == k.name),
-            Kind::EndpointSlice | Kind::Endpoints | Kind::ConfigMap | Kind::Node => false,
+            Kind::EndpointSlice
+            | Kind::Endpoints
+            | Kind::ConfigMap
+            | Kind::Ingress
+            | Kind::IngressClass
+            | Kind::Secret
+            | Kind::Node => false,
         }
     }
 
@@ -839,7 +845,7 @@ impl Store {
                 }
                 // Slices are merged into their services above; ConfigMaps build nothing (their
                 // readers ask the store: `Store::config_map`).
-                Object::Slice(_) | Object::ConfigMap(_) => {}
+                Object::Slice(_) | Object::ConfigMap(_) | Object::Kept(_) => {}
             }
         }
         (cfg, origins)

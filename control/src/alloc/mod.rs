@@ -162,21 +162,34 @@ impl<'a> Admission<'a> {
     /// a subresource): an apply that does not give them keeps the stored ones, so re-applying
     /// a Pod manifest does not unschedule it on every other node.
     fn keep_pod_status(&self, namespace: &str, name: &str, doc: &mut serde_json::Value) {
-        let key = crate::k8s::Key { kind: crate::k8s::Kind::Pod, namespace: namespace.into(), name: name.into() };
-        let Some(old) = self.store.manifest(&key) else { return };
+        let Some(old) = self.keep_status(crate::k8s::Kind::Pod, namespace, name, doc) else { return };
+        let Some(obj) = doc.as_object_mut() else { return };
+        let node = old.get("spec").and_then(|s| s.get("nodeName")).cloned();
+        if let (Some(node), Some(spec)) = (node, obj.get_mut("spec").and_then(serde_json::Value::as_object_mut)) {
+            spec.entry("nodeName").or_insert(node);
+        }
+    }
+
+    /// Keeps the stored object's status when `doc` has none; gives the stored object.
+    fn keep_status(
+        &self,
+        kind: crate::k8s::Kind,
+        namespace: &str,
+        name: &str,
+        doc: &mut serde_json::Value,
+    ) -> Option<crate::store::Manifest> {
+        let key = crate::k8s::Key { kind, namespace: namespace.into(), name: name.into() };
+        let old = self.store.manifest(&key)?;
         let empty = |v: Option<&serde_json::Value>| {
             v.is_none_or(|v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty()))
         };
-        let Some(obj) = doc.as_object_mut() else { return };
+        let obj = doc.as_object_mut()?;
         if empty(obj.get("status")) {
             if let Some(s) = old.get("status").filter(|s| !empty(Some(s))) {
                 obj.insert("status".into(), s.clone());
             }
         }
-        let node = old.get("spec").and_then(|s| s.get("nodeName")).cloned();
-        if let (Some(node), Some(spec)) = (node, obj.get_mut("spec").and_then(serde_json::Value::as_object_mut)) {
-            spec.entry("nodeName").or_insert(node);
-        }
+        Some(old.clone())
     }
 
     /// What the store's Services held before this request (to tell new claims from kept
@@ -197,6 +210,12 @@ impl crate::k8s::Admit for Admission<'_> {
     ) -> Result<(), String> {
         if kind == "Pod" {
             self.keep_pod_status(namespace, name, doc);
+            return Ok(());
+        }
+        if kind == "Ingress" {
+            // Status is the controller's (podswitch-ingress writes the load balancer's
+            // address): an apply without one keeps it, as a spec update does on the API server.
+            self.keep_status(crate::k8s::Kind::Ingress, namespace, name, doc);
             return Ok(());
         }
         if kind != "Service" {

@@ -150,9 +150,13 @@ pub(super) fn document(
             let c: types::ConfigMap = typed(v, &mut ignored, |_| false).map_err(|e| (loc.clone(), e))?;
             Some(Object::ConfigMap(config_map(c, &mut out.warnings, &what).map_err(|e| (loc.clone(), e))?))
         }
+        "Ingress" | "IngressClass" | "Secret" => {
+            expect(if kind == "Secret" { "v1" } else { "networking.k8s.io/v1" })?;
+            Some(Object::Kept(kept(&kind, v, &mut out.warnings, &what).map_err(|e| (loc.clone(), e))?))
+        }
         other => {
             out.warnings.push(format!(
-                "{what}: kind {other} ignored (podswitch reads Namespace, Pod, Service, EndpointSlice, Endpoints, NetworkPolicy, ConfigMap)"
+                "{what}: kind {other} ignored (podswitch reads Namespace, Pod, Service, EndpointSlice, Endpoints, NetworkPolicy, ConfigMap, Ingress, IngressClass, Secret)"
             ));
             None
         }
@@ -204,7 +208,7 @@ fn unknown_fields(kind: &str, api: &str, v: &Value) -> Result<Vec<String>, Strin
     }
     let served = match kind {
         "EndpointSlice" => "discovery.k8s.io/v1",
-        "NetworkPolicy" => "networking.k8s.io/v1",
+        "NetworkPolicy" | "Ingress" | "IngressClass" => "networking.k8s.io/v1",
         _ => "v1",
     };
     if api != served {
@@ -219,6 +223,11 @@ fn unknown_fields(kind: &str, api: &str, v: &Value) -> Result<Vec<String>, Strin
         "EndpointSlice" => check::<discovery::EndpointSlice>(v),
         "NetworkPolicy" => check::<networking::NetworkPolicy>(v),
         "ConfigMap" => check::<core::ConfigMap>(v),
+        "Ingress" => check::<networking::Ingress>(v),
+        "IngressClass" => check::<networking::IngressClass>(v),
+        // Never the serde message: it may quote a value.
+        "Secret" => check::<core::Secret>(v)
+            .map_err(|_| "data values must be base64 strings and stringData values strings".to_string()),
         _ => Ok(Vec::new()),
     }
 }
@@ -595,6 +604,40 @@ fn config_map(c: types::ConfigMap, warnings: &mut Vec<String>, what: &str) -> Re
         warnings.push(format!("{what}: binaryData ignored (podswitch reads data only): {}", keys.join(", ")));
     }
     Ok(ConfigMapConfig { name: c.metadata.name, namespace, data })
+}
+
+/// An Ingress, IngressClass or Secret, checked (`crate::ingress::validate`) and kept in its
+/// Kubernetes form.
+fn kept(kind: &str, v: Value, warnings: &mut Vec<String>, what: &str) -> Result<crate::k8s::KeptObject, String> {
+    use crate::ingress::validate;
+    use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
+    let meta: types::ObjectMeta = serde_json::from_value(v.get("metadata").cloned().unwrap_or(Value::Null))
+        .map_err(|e| format!("metadata: {e}"))?;
+    name_check(&meta.name, false)?;
+    // Values are not quoted: a Secret's must not reach an error message.
+    let schema = |e: serde_json::Error| {
+        format!("does not fit the Kubernetes API schema of {kind} (line {}, column {})", e.line(), e.column())
+    };
+    let (k, namespace) = match kind {
+        "Ingress" => {
+            let i: networking::Ingress = serde_json::from_value(v.clone()).map_err(schema)?;
+            validate::ingress(&i, warnings, what)?;
+            (Kind::Ingress, namespace_of(&meta)?)
+        }
+        "IngressClass" => {
+            let c: networking::IngressClass = serde_json::from_value(v.clone()).map_err(schema)?;
+            validate::ingress_class(&c)?;
+            (Kind::IngressClass, String::new())
+        }
+        _ => {
+            let s: core::Secret = serde_json::from_value(v.clone()).map_err(|_| {
+                "does not fit the Kubernetes API schema of Secret (data values are base64, stringData values strings)".to_string()
+            })?;
+            validate::secret(&s)?;
+            (Kind::Secret, namespace_of(&meta)?)
+        }
+    };
+    Ok(crate::k8s::KeptObject { kind: k, name: meta.name, namespace, object: v })
 }
 
 fn selector(s: types::LabelSelector) -> LabelSelector {

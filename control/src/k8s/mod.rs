@@ -34,6 +34,13 @@ pub enum Kind {
     /// Configuration data for podswitch's own features (the kube-dns ConfigMap); builds no
     /// table.
     ConfigMap,
+    /// networking.k8s.io/v1 Ingress, kept for the ingress controller (`podswitch-ingress`);
+    /// builds no table.
+    Ingress,
+    /// networking.k8s.io/v1 IngressClass (cluster-scoped), kept for the ingress controller.
+    IngressClass,
+    /// v1 Secret, kept for the ingress controller (TLS certificates); builds no table.
+    Secret,
     Route,
     /// A switch port attached at run time (by the CNI plugin or `podswitchctl port add`).
     Port,
@@ -51,6 +58,9 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::NetworkPolicy => "NetworkPolicy",
             Kind::ConfigMap => "ConfigMap",
+            Kind::Ingress => "Ingress",
+            Kind::IngressClass => "IngressClass",
+            Kind::Secret => "Secret",
             Kind::Route => "Route",
             Kind::Port => "Port",
             Kind::Node => "Node",
@@ -67,6 +77,9 @@ impl Kind {
             "endpoints" | "ep" => Kind::Endpoints,
             "networkpolicy" | "networkpolicies" | "netpol" | "policy" | "policies" => Kind::NetworkPolicy,
             "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
+            "ingress" | "ingresses" | "ing" => Kind::Ingress,
+            "ingressclass" | "ingressclasses" => Kind::IngressClass,
+            "secret" | "secrets" => Kind::Secret,
             "route" | "routes" => Kind::Route,
             "port" | "ports" => Kind::Port,
             "node" | "nodes" | "no" => Kind::Node,
@@ -82,7 +95,13 @@ impl Kind {
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Route | Kind::Port | Kind::Node)
+        !matches!(self, Kind::Namespace | Kind::IngressClass | Kind::Route | Kind::Port | Kind::Node)
+    }
+
+    /// Kinds kept in their Kubernetes form for a controller outside the dataplane
+    /// ([`Object::Kept`]): they build no table.
+    pub fn kept(self) -> bool {
+        matches!(self, Kind::Ingress | Kind::IngressClass | Kind::Secret)
     }
 }
 
@@ -116,6 +135,8 @@ pub enum Object {
     Slice(Slice),
     NetworkPolicy(PolicyConfig),
     ConfigMap(ConfigMapConfig),
+    /// An Ingress, IngressClass or Secret: checked at apply, kept as Kubernetes writes it.
+    Kept(KeptObject),
     Route(RouteConfig),
     Port(crate::attach::Attachment),
 }
@@ -129,11 +150,34 @@ impl Object {
             Object::Slice(s) => (s.kind, s.namespace.clone(), s.name.clone()),
             Object::NetworkPolicy(p) => (Kind::NetworkPolicy, p.namespace.clone(), p.name.clone()),
             Object::ConfigMap(c) => (Kind::ConfigMap, c.namespace.clone(), c.name.clone()),
+            Object::Kept(k) => (k.kind, k.namespace.clone(), k.name.clone()),
             Object::Route(r) => (Kind::Route, String::new(), r.prefix.clone()),
             Object::Port(a) => (Kind::Port, String::new(), a.port.clone()),
         };
         Key { kind, namespace, name }
     }
+}
+
+/// An object podswitch keeps for a controller outside the dataplane: an Ingress, an
+/// IngressClass or a Secret (read by `podswitch-ingress` through `List`). It is checked when
+/// applied (`crate::ingress::validate`), kept in its Kubernetes form, and builds no table; a
+/// change of one is published as a new generation, so that its readers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptObject {
+    /// Saved beside the object (the state file's kind), not in it.
+    #[serde(skip, default = "kept_kind")]
+    pub kind: Kind,
+    pub name: String,
+    /// Empty for an IngressClass (cluster-scoped).
+    #[serde(default)]
+    pub namespace: String,
+    /// The object as Kubernetes writes it (apiVersion, kind, metadata, spec, and for a Secret
+    /// its type and data).
+    pub object: serde_json::Value,
+}
+
+fn kept_kind() -> Kind {
+    Kind::Ingress
 }
 
 /// A manifest's format.

@@ -56,6 +56,7 @@ pub fn object(o: &Object, node: &str) -> Option<serde_json::Value> {
         Object::Slice(s) => serde_json::to_value(endpoint_slice(s)),
         Object::NetworkPolicy(p) => serde_json::to_value(policy(p)),
         Object::ConfigMap(c) => serde_json::to_value(config_map(c)),
+        Object::Kept(k) => Ok(k.object.clone()),
         Object::Route(_) | Object::Port(_) => return None,
     };
     v.ok()

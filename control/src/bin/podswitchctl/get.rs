@@ -4,9 +4,9 @@
 
 use super::{table, Fail};
 use control::api::pb;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ListMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
@@ -40,6 +40,8 @@ fn resource(kind: &str) -> String {
     match kind {
         "EndpointSlice" => "endpointslice.discovery.k8s.io".into(),
         "NetworkPolicy" => "networkpolicy.networking.k8s.io".into(),
+        "Ingress" => "ingress.networking.k8s.io".into(),
+        "IngressClass" => "ingressclass.networking.k8s.io".into(),
         k => k.to_ascii_lowercase(),
     }
 }
@@ -122,6 +124,9 @@ pub fn print(
         "NetworkPolicy" => (&["NAME", "POD-SELECTOR"], &[]),
         "Namespace" => (&["NAME", "STATUS"], &["LABELS"]),
         "ConfigMap" => (&["NAME", "DATA"], &[]),
+        "Ingress" => (&["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS"], &[]),
+        "IngressClass" => (&["NAME", "CONTROLLER"], &[]),
+        "Secret" => (&["NAME", "TYPE", "DATA"], &[]),
         "Node" => (&["NAME", "STATUS", "ADDRESSES", "POD-CIDRS", "LEASE"], &["TUNNEL"]),
         _ => (&["NAME"], &[]),
     };
@@ -156,6 +161,17 @@ pub fn print(
                 let n = c.data.as_ref().map_or(0, |d| d.len()) + c.binary_data.as_ref().map_or(0, |d| d.len());
                 (vec![name(&c.metadata), n.to_string()], vec![])
             }
+            "Ingress" => ingress_row(&typed::<Ingress>(v)?),
+            "IngressClass" => {
+                let c = typed::<IngressClass>(v)?;
+                (vec![name(&c.metadata), c.spec.and_then(|s| s.controller).unwrap_or_default()], vec![])
+            }
+            "Secret" => {
+                // As kubectl: the type and the number of keys, never the values.
+                let s = typed::<Secret>(v)?;
+                let n = s.data.as_ref().map_or(0, |d| d.len()) + s.string_data.as_ref().map_or(0, |d| d.len());
+                (vec![name(&s.metadata), s.type_.unwrap_or_else(|| "Opaque".into()), n.to_string()], vec![])
+            }
             _ => (vec![k.name.clone()], vec![]),
         };
         if ns_col {
@@ -168,6 +184,26 @@ pub fn print(
     }
     table(rows);
     Ok(())
+}
+
+/// NAME, CLASS, HOSTS, ADDRESS, PORTS as kubectl prints an Ingress.
+fn ingress_row(i: &Ingress) -> (Vec<String>, Vec<String>) {
+    let spec = i.spec.clone().unwrap_or_default();
+    let class = spec.ingress_class_name.clone().unwrap_or_else(|| "<none>".into());
+    let hosts: Vec<String> =
+        spec.rules.iter().flatten().map(|r| r.host.clone().unwrap_or_else(|| "*".into())).collect();
+    let addrs: Vec<String> = i
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.ip.clone().or_else(|| a.hostname.clone()))
+        .collect();
+    let ports = if spec.tls.as_ref().is_some_and(|t| !t.is_empty()) { "80, 443" } else { "80" };
+    let hosts = if hosts.is_empty() { "*".to_string() } else { hosts.join(",") };
+    (vec![name(&i.metadata), class, hosts, addrs.join(","), ports.into()], vec![])
 }
 
 fn typed<T: DeserializeOwned>(v: Value) -> Result<T, Fail> {
