@@ -144,6 +144,12 @@ fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (S
     (m.namespace.clone().unwrap_or_else(|| "default".into()), m.name.clone().unwrap_or_default())
 }
 
+/// Text for a `#` comment line: control characters (a newline would end the comment) become
+/// spaces.
+fn comment(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
 /// An nginx identifier from free text.
 fn ident(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
@@ -248,7 +254,8 @@ pub fn render(input: &Input, opts: &Options) -> Rendered {
                     (Target::Unavailable(format!("Service {ns}/{shown} has no ready endpoints")), shown)
                 }
                 Ok(eps) => {
-                    let up = ident(&format!("{ns}-{}", shown.replace(':', "-")));
+                    // `_` is in no namespace, Service or port name: one upstream per Service port.
+                    let up = ident(&format!("{ns}_{}", shown.replace(':', "_")));
                     upstreams.insert(up.clone(), eps);
                     (Target::Upstream { name: up, protocol: ann.backend_protocol }, shown)
                 }
@@ -414,6 +421,7 @@ fn endpoints(
             .flatten()
             .find(|p| p.name.clone().unwrap_or_default() == pname && p.protocol.as_deref().unwrap_or("TCP") == "TCP")
             .and_then(|p| p.port)
+            .filter(|p| (1..=65535).contains(p))
         else {
             continue;
         };
@@ -442,7 +450,7 @@ fn server_name(host: &str) -> String {
 }
 
 fn location(o: &mut String, key: &(String, String), l: &Location, tls: bool) {
-    let _ = writeln!(o, "        # {}", l.comment);
+    let _ = writeln!(o, "        # {}", comment(&l.comment));
     if key.0.is_empty() {
         let _ = writeln!(o, "        location \"{}\" {{", key.1);
     } else {
@@ -458,7 +466,7 @@ fn location(o: &mut String, key: &(String, String), l: &Location, tls: bool) {
         let _ = writeln!(o, "            deny all;");
     }
     if let (Some(z), Some(r)) = (&l.zone, l.ann.limit_rps) {
-        let _ = writeln!(o, "            limit_req zone={z} burst={} nodelay;", r * 5);
+        let _ = writeln!(o, "            limit_req zone={z} burst={} nodelay;", u64::from(r) * 5);
     }
     if let Some(b) = &l.ann.proxy_body_size {
         let _ = writeln!(o, "            client_max_body_size {b};");
@@ -482,7 +490,7 @@ fn location(o: &mut String, key: &(String, String), l: &Location, tls: bool) {
             let _ = writeln!(o, "            proxy_pass {scheme}://{name};");
         }
         Target::Unavailable(why) => {
-            let _ = writeln!(o, "            # {why}");
+            let _ = writeln!(o, "            # {}", comment(why));
             let _ = writeln!(o, "            return 503;");
         }
     }
@@ -533,7 +541,7 @@ fn conf(
         let _ = writeln!(o, "    {t}_temp_path {p}/tmp/{t};");
     }
     o.push_str(
-        "    server_names_hash_bucket_size 128;\n    server_tokens off;\n    keepalive_requests 10000;\n    \
+        "    server_names_hash_bucket_size 512;\n    server_tokens off;\n    keepalive_requests 10000;\n    \
          proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n    proxy_set_header Host $host;\n    \
          proxy_set_header X-Real-IP $remote_addr;\n    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    \
          proxy_set_header X-Forwarded-Proto $scheme;\n    proxy_connect_timeout 5s;\n    limit_req_status 503;\n",

@@ -91,10 +91,10 @@ fn seed_ingress_renders_a_server_with_an_upstream_of_ready_pods() {
     let r = render(&input(&format!("{BACKENDS}---\n{seed}{svc}")), &opts());
     assert_eq!(r.served, [("default".to_string(), "example-ingress".to_string())]);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
-    assert!(r.conf.contains("    upstream default-my-service-80 {\n        server 10.244.1.5:9376;\n"), "{}", r.conf);
+    assert!(r.conf.contains("    upstream default_my-service_80 {\n        server 10.244.1.5:9376;\n"), "{}", r.conf);
     assert!(r.conf.contains("        server_name myapp.example.com;\n"), "{}", r.conf);
     assert!(
-        r.conf.contains("        location \"/\" {\n            proxy_pass http://default-my-service-80;\n"),
+        r.conf.contains("        location \"/\" {\n            proxy_pass http://default_my-service_80;\n"),
         "{}",
         r.conf
     );
@@ -109,23 +109,23 @@ fn paths_exact_prefix_and_implementation_specific() {
     // Exact before Prefix: the Exact rule owns `= /foo`; the Prefix rule keeps `/foo/`.
     assert!(
         c.contains(
-            "Exact /foo -> api:8080\n        location = \"/foo\" {\n            proxy_pass http://default-api-8080;"
+            "Exact /foo -> api:8080\n        location = \"/foo\" {\n            proxy_pass http://default_api_8080;"
         ),
         "{c}"
     );
     assert!(
         c.contains(
-            "Prefix /foo -> web:80\n        location \"/foo/\" {\n            proxy_pass http://default-web-80;"
+            "Prefix /foo -> web:80\n        location \"/foo/\" {\n            proxy_pass http://default_web_80;"
         ),
         "{c}"
     );
     // A trailing slash is ignored: /bar/ matches /bar too.
     assert!(c.contains("location = \"/bar\" {"), "{c}");
     assert!(c.contains("location \"/bar/\" {"), "{c}");
-    assert!(c.contains("location \"/img\" {\n            proxy_pass http://default-web-http;"), "{c}");
+    assert!(c.contains("location \"/img\" {\n            proxy_pass http://default_web_http;"), "{c}");
     // Ready endpoints only, sorted; the Service port's name picks the slice's port.
-    assert!(c.contains("upstream default-web-80 {\n        server 10.244.1.11:8080;\n        server 10.244.1.12:8080;\n        keepalive"), "{c}");
-    assert!(c.contains("upstream default-api-8080 {\n        server 10.244.1.20:9000;"), "{c}");
+    assert!(c.contains("upstream default_web_80 {\n        server 10.244.1.11:8080;\n        server 10.244.1.12:8080;\n        keepalive"), "{c}");
+    assert!(c.contains("upstream default_api_8080 {\n        server 10.244.1.20:9000;"), "{c}");
     // Nothing for / : 404.
     assert!(c.contains("        location / {\n            return 404;"), "{c}");
 }
@@ -141,7 +141,7 @@ fn wildcard_hosts_match_one_label_and_default_backend_takes_the_rest() {
     let b = &c[c.find("server_name b.example.com;").expect("b")..];
     assert!(
         b.contains(
-            "defaultBackend -> api:8080\n        location \"/\" {\n            proxy_pass http://default-api-8080;"
+            "defaultBackend -> api:8080\n        location \"/\" {\n            proxy_pass http://default_api_8080;"
         ),
         "{b}"
     );
@@ -250,7 +250,7 @@ fn annotations_become_nginx_directives() {
     let c = &r.conf;
     assert!(c.contains("limit_req_zone $binary_remote_addr zone=default_a:1m rate=10r/s;"), "{c}");
     assert!(c.contains(
-        "location \"/app/\" {\n            allow 192.168.0.0/16;\n            allow 10.0.0.1;\n            deny all;\n            limit_req zone=default_a burst=50 nodelay;\n            client_max_body_size 8m;\n            rewrite \"^/app/?(.*)$\" \"/$1\" break;\n            proxy_pass https://default-web-80;"
+        "location \"/app/\" {\n            allow 192.168.0.0/16;\n            allow 10.0.0.1;\n            deny all;\n            limit_req zone=default_a burst=50 nodelay;\n            client_max_body_size 8m;\n            rewrite \"^/app/?(.*)$\" \"/$1\" break;\n            proxy_pass https://default_web_80;"
     ), "{c}");
 }
 
@@ -309,7 +309,7 @@ fn bad_ingresses_are_refused_naming_the_field() {
         ("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: x}\nspec: {}\n".into(),
          "spec: Invalid value: either `defaultBackend` or `rules` must be specified"),
         ("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: x, annotations: {nginx.ingress.kubernetes.io/limit-rps: fast}}\nspec: {defaultBackend: {service: {name: web, port: {number: 80}}}}\n".into(),
-         "metadata.annotations[nginx.ingress.kubernetes.io/limit-rps]: Invalid value: \"fast\": must be a whole number of requests per second, at least 1"),
+         "metadata.annotations[nginx.ingress.kubernetes.io/limit-rps]: Invalid value: \"fast\": must be a whole number of requests per second, 1 to 1000000"),
     ];
     for (yaml, want) in cases {
         assert_eq!(check(yaml).expect_err(yaml), *want, "{yaml}");
@@ -380,4 +380,59 @@ fn nginx_accepts_the_rendered_configuration() {
         .expect("nginx -t");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(o.status.success(), "nginx -t: {}\n{}", String::from_utf8_lossy(&o.stderr), r.conf);
+}
+
+/// From a review: inputs that passed the checks but gave a configuration nginx refuses (which
+/// would hold every later change back), and names that shared an upstream.
+#[test]
+fn values_nginx_would_refuse_are_refused_or_left_out_and_upstreams_never_collide() {
+    let spec = "  rules:\n  - host: a.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n";
+    let annotated = |k: &str, v: &str| {
+        check(&ing("x", &format!(", annotations: {{nginx.ingress.kubernetes.io/{k}: \"{v}\"}}"), spec))
+    };
+    assert!(annotated("limit-rps", "4294967295").is_err());
+    assert!(annotated("limit-rps", "1000000").is_ok());
+    assert!(annotated("proxy-body-size", "99999999999g").is_err());
+    assert!(annotated("proxy-body-size", "8589934591g").is_ok());
+    assert!(annotated("whitelist-source-range", "10.0.0.0/+8").is_err());
+    assert!(annotated("whitelist-source-range", "10.0.0.0/8").is_ok());
+    // team-a/web and team/a-web, both port 80: two upstreams.
+    let two = "
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: team-a}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: team-a, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{port: 80}, {name: zero, port: 0}]
+endpoints: [{addresses: [10.244.1.31]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: a-web, namespace: team}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: a-web-1, namespace: team, labels: {kubernetes.io/service-name: a-web}}
+addressType: IPv4
+ports: [{port: 0}]
+endpoints: [{addresses: [10.244.1.32]}]
+";
+    let ingress = |ns: &str, svc: &str, host: &str| {
+        format!("---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: i, namespace: {ns}}}\nspec:\n  ingressClassName: podswitch\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n")
+    };
+    let text = format!(
+        "{BACKENDS}---\n{two}{}{}",
+        ingress("team-a", "web", "a.example.com"),
+        ingress("team", "a-web", "b.example.com")
+    );
+    let r = render(&input(&text), &opts());
+    assert!(r.conf.contains("upstream team-a_web_80 {\n        server 10.244.1.31:80;\n"), "{}", r.conf);
+    assert!(!r.conf.contains(":0;"), "a port 0 endpoint is left out: {}", r.conf);
+    assert!(!r.conf.contains("10.244.1.32"), "{}", r.conf);
+    assert!(r.conf.contains("server_names_hash_bucket_size 512;"));
 }

@@ -83,8 +83,8 @@ pub fn annotations(
                 }
             }
             "limit-rps" => match v.parse::<u32>() {
-                Ok(n) if n > 0 => a.limit_rps = Some(n),
-                _ => return Err(bad("must be a whole number of requests per second, at least 1")),
+                Ok(n) if (1..=1_000_000).contains(&n) => a.limit_rps = Some(n),
+                _ => return Err(bad("must be a whole number of requests per second, 1 to 1000000")),
             },
             "proxy-body-size" => {
                 let digits = v.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);
@@ -92,6 +92,7 @@ pub fn annotations(
                     || !digits.bytes().all(|b| b.is_ascii_digit())
                     || v.len() - digits.len() > 1
                     || digits.len() > 12
+                    || body_size_bytes(v).is_none()
                 {
                     return Err(bad(
                         "must be a size as nginx writes it: digits with an optional k, m or g (8m, 512k, 0)",
@@ -108,10 +109,21 @@ pub fn annotations(
             }
             "whitelist-source-range" => {
                 for c in v.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-                    if c.parse::<switch_core::addr::Prefix>().is_err() && c.parse::<std::net::IpAddr>().is_err() {
-                        return Err(bad(&format!("`{c}` is not an address or a CIDR")));
-                    }
-                    a.whitelist_source_range.push(c.to_string());
+                    // Written as parsed, never as typed (nginx's parser is stricter than Rust's).
+                    let parsed = match (c.parse::<std::net::IpAddr>(), c.split_once('/')) {
+                        (Ok(ip), _) => ip.to_string(),
+                        (Err(_), Some((ip, len))) => match (ip.parse::<std::net::IpAddr>(), len.parse::<u8>()) {
+                            (Ok(ip), Ok(n))
+                                if len.bytes().all(|b| b.is_ascii_digit())
+                                    && c.parse::<switch_core::addr::Prefix>().is_ok() =>
+                            {
+                                format!("{ip}/{n}")
+                            }
+                            _ => return Err(bad(&format!("`{c}` is not an address or a CIDR"))),
+                        },
+                        _ => return Err(bad(&format!("`{c}` is not an address or a CIDR"))),
+                    };
+                    a.whitelist_source_range.push(parsed);
                 }
             }
             _ => {
@@ -379,4 +391,16 @@ pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
         out.insert(k.clone(), v.as_bytes().to_vec());
     }
     out
+}
+
+/// The bytes of a `proxy-body-size` value (digits, then k, m or g), if nginx can hold them (its
+/// sizes are signed 64-bit offsets).
+fn body_size_bytes(v: &str) -> Option<i64> {
+    let (digits, scale) = match v.as_bytes().last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 1i64 << 10),
+        b'm' | b'M' => (&v[..v.len() - 1], 1 << 20),
+        b'g' | b'G' => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    digits.parse::<i64>().ok()?.checked_mul(scale)
 }
