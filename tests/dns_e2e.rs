@@ -97,36 +97,23 @@ struct Cluster {
 /// One cluster at a time: two cores do not run two switches well.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success())
-}
-
 /// Root and the tools (installed when missing), or a loud skip (a failure under CI=true).
 fn ready(test: &str) -> bool {
-    let why = if !podswitch_tests::is_root() {
-        Some("not root".to_string())
-    } else {
-        let st = Command::new("bash")
-            .args([
-                "-c",
-                ". netns-scripts/install-tools.sh && install_tools ip:iproute2 ethtool:ethtool nginx:nginx-light \
-                 curl:curl iperf3:iperf3 ping:iputils-ping dig:bind9-dnsutils kdig:knot-dnsutils dnsmasq:dnsmasq-base",
-            ])
-            .current_dir(root())
-            .status();
-        match st {
-            Ok(s) if s.success() && have("dig") && have("kdig") && have("dnsmasq") => None,
-            _ => Some("missing tools (dig, kdig, dnsmasq, nginx, curl) and apt could not install them".to_string()),
-        }
-    };
-    match why {
-        None => true,
-        Some(w) if std::env::var("CI").as_deref() == Ok("true") => panic!("{test}: cannot run: {w}; CI expects it"),
-        Some(w) => {
-            eprintln!("SKIPPED {test}: {w}; this test needs root and real DNS clients");
-            false
-        }
-    }
+    podswitch_tests::ready_with_tools(
+        test,
+        &[
+            "ip:iproute2",
+            "ethtool:ethtool",
+            "nginx:nginx-light",
+            "curl:curl",
+            "iperf3:iperf3",
+            "ping:iputils-ping",
+            "dig:bind9-dnsutils",
+            "kdig:knot-dnsutils",
+            "dnsmasq:dnsmasq-base",
+        ],
+        "root and real DNS clients",
+    )
 }
 
 impl Cluster {

@@ -16,7 +16,7 @@
 //! Needs root, iperf3 and hping3 (installed with apt when missing); without them it says so,
 //! and fails under CI=true.
 
-use podswitch_tests::{ip, podswitchd, root, Topology};
+use podswitch_tests::{ip, podswitchd, Topology};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -33,35 +33,13 @@ const WEB_VIP: &str = "10.96.0.10";
 /// One switch at a time: two cores do not run two well, and loss figures need it alone.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success())
-}
-
 /// Root and the tools (installed when missing), or a loud skip (a failure under CI=true).
 fn ready(test: &str) -> bool {
-    let why = if !podswitch_tests::is_root() {
-        Some("not root".to_string())
-    } else {
-        let st = Command::new("bash")
-            .args([
-                "-c",
-                ". netns-scripts/install-tools.sh && install_tools ip:iproute2 ethtool:ethtool iperf3:iperf3 hping3:hping3",
-            ])
-            .current_dir(root())
-            .status();
-        match st {
-            Ok(s) if s.success() && have("iperf3") && have("hping3") => None,
-            _ => Some("missing tools (iperf3, hping3) and apt could not install them".to_string()),
-        }
-    };
-    match why {
-        None => true,
-        Some(w) if std::env::var("CI").as_deref() == Ok("true") => panic!("{test}: cannot run: {w}; CI expects it"),
-        Some(w) => {
-            eprintln!("SKIPPED {test}: {w}; this test needs root, network namespaces and real traffic generators");
-            false
-        }
-    }
+    podswitch_tests::ready_with_tools(
+        test,
+        &["ip:iproute2", "ethtool:ethtool", "iperf3:iperf3", "hping3:hping3"],
+        "root, network namespaces and real traffic generators",
+    )
 }
 
 /// A process group started under `timeout`, killed by its group id when dropped.

@@ -217,20 +217,11 @@ impl Drop for Cluster {
 }
 
 fn ready() -> bool {
-    if !podswitch_tests::root_or_skip(module_path!()) {
-        return false;
-    }
-    let tools = ["ip", "ethtool", "nginx", "curl", "iperf3", "python3"].iter().all(|t| {
-        Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
-    });
-    if !tools {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("hitless_restart: missing tools (ethtool, nginx, curl, iperf3, python3); CI expects them");
-        }
-        eprintln!("SKIPPED hitless_restart: missing tools");
-        return false;
-    }
-    true
+    podswitch_tests::ready_with_tools(
+        module_path!(),
+        &["ip:iproute2", "ethtool:ethtool", "nginx:nginx-light", "curl:curl", "iperf3:iperf3", "python3:python3"],
+        "root, network namespaces, nginx, iperf3 and python3",
+    )
 }
 
 /// The flows a log line `restored N flow(s) ...` names, for every such line.

@@ -21,36 +21,13 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success())
-}
-
 /// Root and the tools (installed when missing), or a loud skip (a failure under CI=true).
 fn ready(test: &str) -> bool {
-    let why = if !podswitch_tests::is_root() {
-        Some("not root".to_string())
-    } else {
-        let st = Command::new("bash")
-            .args([
-                "-c",
-                ". netns-scripts/install-tools.sh && install_tools ip:iproute2 ethtool:ethtool nginx:nginx-light \
-                 curl:curl openssl:openssl",
-            ])
-            .current_dir(root())
-            .status();
-        match st {
-            Ok(s) if s.success() && have("nginx") && have("curl") && have("openssl") => None,
-            _ => Some("missing tools (nginx, curl, openssl) and apt could not install them".to_string()),
-        }
-    };
-    match why {
-        None => true,
-        Some(w) if std::env::var("CI").as_deref() == Ok("true") => panic!("{test}: cannot run: {w}; CI expects it"),
-        Some(w) => {
-            eprintln!("SKIPPED {test}: {w}; this test needs root, nginx and curl");
-            false
-        }
-    }
+    podswitch_tests::ready_with_tools(
+        test,
+        &["ip:iproute2", "ethtool:ethtool", "nginx:nginx-light", "curl:curl", "openssl:openssl"],
+        "root, nginx and curl",
+    )
 }
 
 struct Harness {

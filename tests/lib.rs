@@ -72,6 +72,40 @@ pub fn root_or_skip(test: &str) -> bool {
     false
 }
 
+/// Whether `cmd` is on the PATH.
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Whether a test that needs root and `tools` may run. `tools` are `command:package` pairs,
+/// installed with apt by `netns-scripts/install-tools.sh` when missing. When the test cannot
+/// run it is skipped with the reason printed, except under CI (`CI=true`), where it panics;
+/// `needs` says what it needs, for that message.
+pub fn ready_with_tools(test: &str, tools: &[&str], needs: &str) -> bool {
+    let why = if !is_root() {
+        Some("not root".to_string())
+    } else {
+        let st = Command::new("bash")
+            .arg("-c")
+            .arg(format!(". netns-scripts/install-tools.sh && install_tools {}", tools.join(" ")))
+            .current_dir(root())
+            .status();
+        let commands: Vec<&str> = tools.iter().map(|t| t.split(':').next().unwrap_or(t)).collect();
+        match st {
+            Ok(s) if s.success() && commands.iter().all(|c| have(c) || Path::new(c).exists()) => None,
+            _ => Some(format!("missing tools ({}) and apt could not install them", commands.join(", "))),
+        }
+    };
+    match why {
+        None => true,
+        Some(w) if std::env::var("CI").as_deref() == Ok("true") => panic!("{test}: cannot run: {w}; CI expects it"),
+        Some(w) => {
+            eprintln!("SKIPPED {test}: {w}; this test needs {needs}");
+            false
+        }
+    }
+}
+
 /// Runs `ip ARGS`; panics with the arguments if it fails.
 pub fn ip(args: &[&str]) {
     let st = Command::new("ip").args(args).status().expect("run ip");
