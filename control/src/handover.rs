@@ -484,21 +484,6 @@ pub fn plan(saved: &Saved, t: &Tables, count: u16) -> (Vec<WorkerPlan>, Restored
     (plans, r)
 }
 
-/// Puts saved flows and affinity entries into the tables of `workers` (worker `i` is
-/// `workers[i]`), each into the worker that owns it under `t`, at each worker's time `now`
-/// ([`plan`], then [`WorkerPlan::apply`]).
-pub fn restore(saved: &Saved, t: &Tables, workers: &mut [Worker], now: u64) -> Restored {
-    let (plans, mut r) = plan(saved, t, workers.len() as u16);
-    r.flows = 0;
-    for (p, w) in plans.iter().zip(workers.iter_mut()) {
-        let got = p.apply(w, now);
-        r.flows += got.flows;
-        r.expired += got.expired;
-        r.no_room += got.no_room;
-    }
-    r
-}
-
 /// One worker's side of the checkpoints: walks its tables [`SLICE`] slots at a time and
 /// offers each finished walk to the main thread. The channel is bounded: a walk the main
 /// thread has no room for (it is writing, or stalled) is dropped, and the next one offered.
@@ -717,7 +702,7 @@ mod tests {
         let t = t.with_services(services, t.generation);
         let cfg =
             |index| WorkerConfig { index, count: 2, conntrack_flows: 1024, hash_key: 9, ..WorkerConfig::default() };
-        let mut workers = vec![Worker::new(cfg(0)), Worker::new(cfg(1))];
+        let mut workers = [Worker::new(cfg(0)), Worker::new(cfg(1))];
         let mut gone = image(3);
         gone.key.proto = proto::UDP;
         let saved = Saved {
@@ -744,7 +729,13 @@ mod tests {
             affinity: worker_image(vec![], 0).affinity,
             age: Duration::ZERO,
         };
-        let r = restore(&saved, &t, &mut workers, 0);
+        let (plans, mut r) = plan(&saved, &t, 2);
+        r.flows = 0;
+        for (p, w) in plans.iter().zip(workers.iter_mut()) {
+            let got = p.apply(w, 0);
+            r.flows += got.flows;
+            r.expired += got.expired;
+        }
         assert_eq!((r.flows, r.expired, r.service_gone, r.affinity), (1, 1, 1, 1));
         let key = image(1).key;
         let owner = switch_core::pipeline::owner::owner_of(&t, key.t, key.proto, 2);

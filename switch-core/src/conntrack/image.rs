@@ -63,7 +63,7 @@ impl Conntrack {
                 xlate: e.xlate,
                 state: e.state,
                 replied: e.replied,
-                fins: e.fins(),
+                fins: e.fins,
                 service: e.service,
                 egress_rule: e.egress_rule,
                 ingress_rule: e.ingress_rule,

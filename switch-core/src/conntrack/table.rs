@@ -124,13 +124,6 @@ pub struct CtEntry {
     pub(super) peer_refreshed: u64,
 }
 
-impl CtEntry {
-    /// Which directions have sent FIN (bit 0 original, bit 1 reply).
-    pub fn fins(&self) -> u8 {
-        self.fins
-    }
-}
-
 /// Counters of one conntrack table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CtStats {
